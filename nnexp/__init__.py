@@ -1,0 +1,3 @@
+"""nnexp: compare design choices of feed-forward neural networks."""
+
+__version__ = "0.1.0"

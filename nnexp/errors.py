@@ -1,0 +1,30 @@
+"""Errors a user caused (bad spec, data or arguments).
+
+They are printed as one line per problem and exit with code 2; anything else
+is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class NnexpError(Exception):
+    """Base of the errors that are the user's input, not our code."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str] | str):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class SpecError(NnexpError):
+    """A spec file (or a --set override) does not validate."""
+
+
+class DataError(NnexpError):
+    """A data set cannot be loaded or prepared."""
+
+    @classmethod
+    def at(cls, source: str, field: str | None, problem: str) -> "DataError":
+        where = f"{source}: {field}: " if field else f"{source}: "
+        return cls(where + problem)

@@ -1,0 +1,219 @@
+"""Expand a search space into a fixed plan of trials before anything runs.
+
+A plan is a pure function of the search spec: configurations come in a
+deterministic order (keys sorted, as scikit-learn's ParameterGrid does), random
+samples come from a generator seeded by the search seed only, and every trial
+carries its own seed. So results never depend on the worker count or backend.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nnexp.errors import SpecError
+from nnexp.spec import (
+    ChoiceDist,
+    ExperimentSpec,
+    IntUniformDist,
+    LoadedSearch,
+    LogUniformDist,
+    UniformDist,
+    apply_override,
+    format_errors,
+)
+from pydantic import ValidationError
+
+MAX_GRID = 100_000
+
+
+@dataclass(frozen=True)
+class Config:
+    """One point of the space: its parameters (dotted paths) and the experiment they make."""
+
+    config_id: str
+    params: dict[str, Any]
+    spec: ExperimentSpec = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One training run: a configuration with one seed."""
+
+    config_id: str
+    params: dict[str, Any]
+    seed: int
+    repeat: int
+    spec: ExperimentSpec = field(compare=False, repr=False)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.config_id, self.seed)
+
+    @property
+    def trial_id(self) -> str:
+        return f"{self.config_id}-s{self.seed}"
+
+
+@dataclass
+class SearchPlan:
+    """Every configuration and trial of a search, fixed before the first trial starts."""
+
+    strategy: str
+    configs: list[Config]
+    trials: list[Trial]
+    grid_size: int | None  # size of the full grid when the space is finite
+
+    def __len__(self) -> int:
+        return len(self.trials)
+
+
+def config_id(params: dict[str, Any]) -> str:
+    """A stable short hash of a configuration's parameters."""
+    text = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def _plain(value):
+    """NumPy scalars to Python ones, so records serialise as JSON."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _scaled(value, scale: float):
+    if scale == 1.0 or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    return _plain(value * scale)
+
+
+def grid_values(key: str, dim, source: str) -> list:
+    """The finite list of values a dimension takes in a grid."""
+    if isinstance(dim, list):
+        return dim
+    if isinstance(dim, ChoiceDist):
+        values = dim.choice
+    elif isinstance(dim, IntUniformDist):
+        lo, hi = dim.int_uniform
+        values = list(range(lo, hi + 1)) if dim.points is None else sorted(
+            {int(round(v)) for v in np.linspace(lo, hi, dim.points)})
+    elif dim.points is None:
+        raise SpecError(f"{source}: space.{key}: a grid needs `points` to use a continuous distribution "
+                        f"(e.g. {{{_dist_name(dim)}: [...], points: 4}}), or use --random")
+    elif isinstance(dim, UniformDist):
+        values = [float(v) for v in np.linspace(*dim.uniform, dim.points)]
+    else:
+        values = [float(v) for v in np.geomspace(*dim.log_uniform, dim.points)]
+    return [_scaled(_plain(v), dim.scale) for v in values]
+
+
+def _dist_name(dim) -> str:
+    return next(name for name in ("uniform", "log_uniform", "int_uniform", "choice") if hasattr(dim, name))
+
+
+def is_finite_space(space: dict) -> bool:
+    """True when every dimension is a list or a choice (random search then samples grid points)."""
+    return all(isinstance(d, (list, ChoiceDist)) for d in space.values())
+
+
+def sample_value(dim, rng: np.random.Generator):
+    """One draw of a dimension; log-uniform is sampled in log space."""
+    if isinstance(dim, list):
+        return dim[int(rng.integers(len(dim)))]
+    if isinstance(dim, ChoiceDist):
+        value = dim.choice[int(rng.integers(len(dim.choice)))]
+    elif isinstance(dim, UniformDist):
+        value = float(rng.uniform(*dim.uniform))
+    elif isinstance(dim, LogUniformDist):
+        lo, hi = dim.log_uniform
+        value = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+    else:
+        lo, hi = dim.int_uniform
+        value = int(rng.integers(lo, hi + 1))
+    return _scaled(value, dim.scale)
+
+
+def _grid_point(keys: list[str], values: list[list], index: int) -> dict:
+    """The index-th point of the grid in row-major order (last key fastest)."""
+    point = {}
+    for key, options in zip(reversed(keys), reversed(values)):
+        index, digit = divmod(index, len(options))
+        point[key] = options[digit]
+    return {k: point[k] for k in keys}
+
+
+def expand_params(loaded: LoadedSearch, strategy: str | None = None, trials: int | None = None) -> tuple[list[dict], int | None]:
+    """The parameter dictionaries of the plan, in plan order, and the grid size if finite."""
+    spec = loaded.spec
+    strategy = strategy or spec.strategy
+    keys = sorted(spec.space)
+    finite = is_finite_space(spec.space)
+    if strategy == "grid" or finite:
+        values = [grid_values(k, spec.space[k], loaded.source) for k in keys]
+        size = math.prod(len(v) for v in values)
+    if strategy == "grid":
+        if size > MAX_GRID:
+            raise SpecError(f"{loaded.source}: space: the grid has {size} configurations (more than {MAX_GRID}); "
+                            "use --random with --trials")
+        return [_grid_point(keys, values, i) for i in range(size)], size
+
+    n = trials or spec.trials
+    rng = np.random.default_rng(spec.seed)
+    if finite:  # distinct grid points without replacement
+        picks = rng.choice(size, size=min(n, size), replace=False) if size <= 2**62 else None
+        return [_grid_point(keys, values, int(i)) for i in picks], size
+    seen: dict[str, dict] = {}
+    attempts = 0
+    while len(seen) < n and attempts < 100 * n:
+        attempts += 1
+        point = {k: sample_value(spec.space[k], rng) for k in keys}
+        seen.setdefault(config_id(point), point)
+    return list(seen.values()), None
+
+
+def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int | None = None) -> SearchPlan:
+    """Expand, validate every configuration against the experiment schema, and assign seeds."""
+    strategy = strategy or loaded.spec.strategy
+    points, grid_size = expand_params(loaded, strategy, trials)
+    configs, problems = [], []
+    for params in points:
+        experiment = copy.deepcopy(loaded.base)
+        for path, value in params.items():
+            apply_override(experiment, path, copy.deepcopy(value))
+        cid = config_id(params)
+        experiment["name"] = f"{loaded.spec.name}-{cid}"
+        try:
+            configs.append(Config(cid, params, ExperimentSpec.model_validate(experiment)))
+        except ValidationError as exc:
+            problems += _attribute(loaded.source, exc, params)
+    if problems:
+        raise SpecError(list(dict.fromkeys(problems)))
+    base_seed = loaded.base_spec.seed
+    trial_list = [
+        Trial(c.config_id, c.params, base_seed + r, r, c.spec.model_copy(update={"seed": base_seed + r}))
+        for c in configs
+        for r in range(loaded.spec.repeats)
+    ]
+    return SearchPlan(strategy, configs, trial_list, grid_size)
+
+
+def _attribute(source: str, exc: ValidationError, params: dict) -> list[str]:
+    """Name the space entry (and value) behind each validation problem of a configuration."""
+    lines = []
+    for line in format_errors(source, exc):
+        problem = line.split(": ", 1)[1]
+        path = problem.split(": ", 1)[0]
+        owner = max((k for k in params if path == k or path.startswith(k + ".") or path.startswith(k + "[")),
+                    key=len, default=None)
+        if owner is not None:
+            rest = problem.split(": ", 1)[1]
+            lines.append(f"{source}: space.{owner}: value {params[owner]!r}: {rest}")
+        else:
+            lines.append(f"{source}: space: configuration {params}: {problem}")
+    return lines

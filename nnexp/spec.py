@@ -1,0 +1,840 @@
+"""The experiment and search specs: pydantic models, YAML loading, friendly errors.
+
+Every field has a default, unknown keys are errors with a "did you mean", and
+every problem of a file is reported at once as `file: dotted.path: problem`.
+This module knows nothing about NumPy or training: the engine and the data
+layer read these models through small builder functions of their own.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
+
+from nnexp.errors import SpecError
+
+# --------------------------------------------------------------------------- names
+# Registries elsewhere (engine, data) are keyed by exactly these names; tests
+# assert that the two sets agree.
+BUILTIN_DATASETS = (
+    "iris", "wine", "breast_cancer", "digits", "diabetes", "friedman1",
+    "xor", "moons", "circles", "spirals", "blobs",
+)
+DATA_FILE_SUFFIXES = (".csv", ".parquet", ".npz")
+METRIC_NAMES = ("loss", "accuracy", "f1", "rmse", "mae", "r2")
+SPLITS = ("train", "val", "test")
+LOWER_IS_BETTER = ("loss", "rmse", "mae")
+MAX_SPEC_BYTES = 1_000_000
+
+ACTIVATION_ALIASES = {"sigmoid": "logistic"}
+
+
+def did_you_mean(word: str, choices) -> str:
+    """A ` did you mean 'x'?` suffix, or '' when nothing is close."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def metric_mode(metric: str) -> str:
+    """'min' for losses and errors, 'max' for scores."""
+    return "min" if metric.rsplit("_", 1)[-1] in LOWER_IS_BETTER else "max"
+
+
+def _check_metric(value: str) -> str:
+    known = [f"{s}_{m}" for s in SPLITS for m in METRIC_NAMES]
+    if value not in known:
+        raise ValueError(f"unknown metric '{value}'{did_you_mean(value, known)} (one of {', '.join(known)})")
+    return value
+
+
+Metric = Annotated[str, AfterValidator(_check_metric)]
+
+
+class Strict(BaseModel):
+    """Base of every spec model: unknown keys are errors, never ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+# --------------------------------------------------------------------------- kinds
+# A "kind" is a family of named choices, each with its own parameters
+# (activations, initialisers, optimizers, schedules). It is written either as a
+# bare name or as a mapping with `name` and that choice's parameters.
+
+
+class Kind(Strict):
+    """One named choice; serialises back to a bare name when it has no parameters."""
+
+    name: str
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler):
+        data = handler(self)
+        return data["name"] if len(data) == 1 else data
+
+    def params(self) -> dict[str, Any]:
+        """The choice's parameters, without its name."""
+        return {k: getattr(self, k) for k in type(self).model_fields if k != "name"}
+
+
+def _tag(value) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return value.get("name")
+    return getattr(value, "name", None)
+
+
+def kind_type(family: str, choices: list[type[Kind]], aliases: dict[str, str] | None = None):
+    """An annotated union of Kind classes selected by `name`, with friendly errors."""
+    by_name = {c.model_fields["name"].default: c for c in choices}
+    aliases = aliases or {}
+
+    def normalise(value):
+        if isinstance(value, Kind):
+            return value
+        if isinstance(value, str):
+            value = {"name": value}
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a {family} name or a mapping with 'name', got {_describe(value)}")
+        if "name" not in value:
+            raise ValueError(f"a {family} mapping needs a 'name' (one of {', '.join(by_name)})")
+        name = value["name"]
+        name = aliases.get(name, name)
+        if name not in by_name:
+            raise ValueError(
+                f"unknown {family} '{value['name']}'{did_you_mean(value['name'], [*by_name, *aliases])}"
+                f" (one of {', '.join(by_name)})"
+            )
+        cls = by_name[name]
+        extra = [k for k in value if k != "name" and k not in cls.model_fields]
+        if extra:
+            own = [k for k in cls.model_fields if k != "name"]
+            has = f"its parameters: {', '.join(own)}" if own else "it takes none"
+            raise ValueError(f"@{extra[0]}: not a parameter of {family} '{name}' ({has})")
+        return {**value, "name": name}
+
+    union = Union[tuple(Annotated[c, Tag(f"~{n}")] for n, c in by_name.items())]  # noqa: UP007
+    return Annotated[
+        union,
+        Discriminator(lambda v: f"~{_tag(v)}"),
+        BeforeValidator(normalise),
+    ]
+
+
+def _describe(value) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
+
+
+def _kind(name: str, family: str, **fields) -> type[Kind]:
+    """Declare one choice of a kind family: its literal name and its parameter fields."""
+    annotations = {"name": Literal[name]}
+    namespace: dict[str, Any] = {"name": name, "__doc__": f"The {family} '{name}'."}
+    for field, (annotation, default) in fields.items():
+        annotations[field] = annotation
+        namespace[field] = default
+    namespace["__annotations__"] = annotations
+    cls_name = "".join(p.capitalize() for p in f"{family}_{name}".split("_"))
+    return type(cls_name, (Kind,), namespace)
+
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+UnitFloat = Annotated[float, Field(ge=0, lt=1)]
+
+ACTIVATION_CHOICES = [
+    _kind("logistic", "activation"),
+    _kind("tanh", "activation"),
+    _kind("hard_logistic", "activation"),
+    _kind("hard_tanh", "activation"),
+    _kind("relu", "activation"),
+    _kind("leaky_relu", "activation", slope=(Annotated[float, Field(ge=0, lt=1)], 0.01)),
+    _kind("prelu", "activation", init=(Annotated[float, Field(ge=0, lt=1)], 0.25)),
+    _kind("softplus", "activation"),
+    _kind("maxout", "activation", pieces=(Annotated[int, Field(ge=2, le=16)], 2)),
+    _kind("elu", "activation", alpha=(PositiveFloat, 1.0)),
+    _kind("gelu", "activation"),
+    _kind("swish", "activation"),
+    _kind("identity", "activation"),
+]
+Activation = kind_type("activation", ACTIVATION_CHOICES, ACTIVATION_ALIASES)
+
+INIT_CHOICES = [
+    _kind("zeros", "initialiser"),
+    _kind("gaussian", "initialiser", std=(PositiveFloat, 0.01)),
+    _kind("uniform", "initialiser", limit=(PositiveFloat, 0.05)),
+    _kind("xavier", "initialiser", gain=(PositiveFloat | None, None)),
+    _kind("xavier_normal", "initialiser", gain=(PositiveFloat | None, None)),
+    _kind("he", "initialiser"),
+    _kind("he_uniform", "initialiser"),
+    _kind("lecun", "initialiser"),
+]
+Init = kind_type("initialiser", INIT_CHOICES)
+
+SCHEDULE_CHOICES = [
+    _kind("constant", "schedule"),
+    _kind("step", "schedule", every=(Annotated[int, Field(ge=1)], 10), factor=(Annotated[float, Field(gt=0, le=1)], 0.5)),
+    _kind("exponential", "schedule", gamma=(Annotated[float, Field(gt=0, le=1)], 0.95)),
+    _kind("cosine", "schedule", min_lr=(Annotated[float, Field(ge=0)], 0.0)),
+]
+Schedule = kind_type("schedule", SCHEDULE_CHOICES)
+
+_Momentum = Annotated[float, Field(ge=0, lt=1)]
+_Beta = Annotated[float, Field(ge=0, lt=1)]
+
+
+def _optimizer(name: str, lr: float, **fields) -> type[Kind]:
+    """Every optimizer takes a learning rate (with its own default) and a schedule."""
+    return _kind(name, "optimizer", lr=(PositiveFloat, lr), **fields, schedule=(Schedule, "constant"))
+
+
+OPTIMIZER_CHOICES = [
+    _optimizer("sgd", 0.1),
+    _optimizer("momentum", 0.01, momentum=(_Momentum, 0.9)),
+    _optimizer("nesterov", 0.01, momentum=(_Momentum, 0.9)),
+    _optimizer("adagrad", 0.01, eps=(PositiveFloat, 1e-8)),
+    _optimizer("rmsprop", 0.001, rho=(_Beta, 0.9), eps=(PositiveFloat, 1e-8)),
+    _optimizer("adadelta", 1.0, rho=(_Beta, 0.95), eps=(PositiveFloat, 1e-6)),
+    _optimizer("adam", 0.001, beta1=(_Beta, 0.9), beta2=(_Beta, 0.999), eps=(PositiveFloat, 1e-8)),
+]
+Optimizer = kind_type("optimizer", OPTIMIZER_CHOICES)
+
+ACTIVATION_NAMES = tuple(c.model_fields["name"].default for c in ACTIVATION_CHOICES)
+INIT_NAMES = tuple(c.model_fields["name"].default for c in INIT_CHOICES)
+OPTIMIZER_NAMES = tuple(c.model_fields["name"].default for c in OPTIMIZER_CHOICES)
+SCHEDULE_NAMES = tuple(c.model_fields["name"].default for c in SCHEDULE_CHOICES)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _check_pca_components(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("must be a whole number of components (>= 1) or a fraction of variance in (0, 1)")
+    if isinstance(value, float) and value.is_integer() and value >= 1:
+        value = int(value)
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError("a number of components must be >= 1")
+        return value
+    if not 0 < value < 1:
+        raise ValueError(f"a variance fraction must be in (0, 1), got {value}")
+    return value
+
+
+def _check_train_size(value):
+    if value is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("must be a number of rows (>= 1) or a fraction in (0, 1]")
+    if isinstance(value, int) and value < 1 or isinstance(value, float) and not 0 < value <= 1:
+        raise ValueError(f"must be a number of rows (>= 1) or a fraction in (0, 1], got {value}")
+    return value
+
+
+class DataSpec(Strict):
+    """Where the rows come from, how they are split and normalised."""
+
+    dataset: str = "iris"
+    target: str | None = None
+    task: Literal["auto", "classification", "regression"] = "auto"
+    val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    normalize: Literal["none", "zscore", "minmax", "pca"] = "zscore"
+    pca_components: Annotated[Any, AfterValidator(_check_pca_components)] = 0.95
+    pca_whiten: bool = False
+    cv_folds: Annotated[int, Field(ge=0, le=100)] = 0
+    impute: Literal["none", "mean", "median"] = "none"
+    train_size: Annotated[Any, AfterValidator(_check_train_size)] = None
+    max_categories: Annotated[int, Field(ge=2)] = 100
+    n_samples: Annotated[int, Field(ge=4, le=10_000_000)] = 1000
+    noise: Annotated[float, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _fractions(self):
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError(
+                f"@val_fraction: val_fraction + test_fraction must be < 1, got "
+                f"{self.val_fraction} + {self.test_fraction}"
+            )
+        if self.cv_folds == 1:
+            raise ValueError("@cv_folds: must be 0 (one validation split) or >= 2 folds")
+        if not self.is_builtin and Path(self.dataset).suffix.lower() not in DATA_FILE_SUFFIXES:
+            raise ValueError(
+                f"@dataset: unknown dataset '{self.dataset}'{did_you_mean(self.dataset, BUILTIN_DATASETS)}"
+                f" (built-in: {', '.join(BUILTIN_DATASETS)}; or a path to a {'/'.join(DATA_FILE_SUFFIXES)} file)"
+            )
+        return self
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.dataset in BUILTIN_DATASETS
+
+
+class DropoutSpec(Strict):
+    """Separate drop probabilities for the input layer and the hidden layers."""
+
+    input: UnitFloat = 0.0
+    hidden: UnitFloat = 0.0
+
+
+def _dropout_tag(value) -> str:
+    return "rates" if isinstance(value, (dict, DropoutSpec)) else "p"
+
+
+Dropout = Annotated[
+    Union[Annotated[UnitFloat, Tag("p")], Annotated[DropoutSpec, Tag("rates")]],  # noqa: UP007
+    Discriminator(_dropout_tag),
+]
+
+
+def _activation_list_tag(value) -> str:
+    return "per-layer" if isinstance(value, list) else "all-layers"
+
+
+ActivationSetting = Annotated[
+    Union[Annotated[Activation, Tag("all-layers")], Annotated[list[Activation], Tag("per-layer")]],  # noqa: UP007
+    Discriminator(_activation_list_tag),
+]
+
+
+class ModelSpec(Strict):
+    """The network: widths, activations, initialisation, dropout, batch norm."""
+
+    hidden: list[Annotated[int, Field(ge=1, le=100_000)]] = Field(default_factory=lambda: [64])
+    activation: ActivationSetting = "relu"
+    init: Init = "he"
+    dropout: Dropout = 0.0
+    batch_norm: bool = False
+
+    @model_validator(mode="after")
+    def _per_layer(self):
+        if isinstance(self.activation, list) and len(self.activation) != len(self.hidden):
+            raise ValueError(
+                f"@activation: a per-layer list needs one entry per hidden layer: "
+                f"got {len(self.activation)} for {len(self.hidden)} hidden layers"
+            )
+        return self
+
+    def layer_activations(self) -> list:
+        """One activation per hidden layer."""
+        if isinstance(self.activation, list):
+            return list(self.activation)
+        return [self.activation] * len(self.hidden)
+
+    def dropout_rates(self) -> tuple[float, float]:
+        """(input, hidden) drop probabilities; a bare number applies to hidden units."""
+        if isinstance(self.dropout, DropoutSpec):
+            return self.dropout.input, self.dropout.hidden
+        return 0.0, float(self.dropout)
+
+
+class EarlyStoppingSpec(Strict):
+    """Stop when the monitored metric has not improved for `patience` epochs."""
+
+    patience: Annotated[int, Field(ge=1)] = 10
+    monitor: Metric = "val_loss"
+    min_delta: Annotated[float, Field(ge=0)] = 0.0
+
+
+class TrainSpec(Strict):
+    """The fit loop: epochs, batch size, penalties, early stopping, precision."""
+
+    epochs: Annotated[int, Field(ge=1, le=1_000_000)] = 50
+    batch_size: Annotated[int, Field(ge=1)] = 64
+    l2: Annotated[float, Field(ge=0)] = 0.0
+    l1: Annotated[float, Field(ge=0)] = 0.0
+    early_stopping: EarlyStoppingSpec | None = None
+    dtype: Literal["float32", "float64"] = "float32"
+
+
+class ExperimentSpec(Strict):
+    """One network trained on one data set: the unit nnexp runs and compares."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[^/\\\x00]+$")] | None = None
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
+    data: DataSpec = Field(default_factory=DataSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    optimizer: Optimizer = "adam"
+    train: TrainSpec = Field(default_factory=TrainSpec)
+
+    @model_validator(mode="after")
+    def _needs_validation_rows(self):
+        stopping = self.train.early_stopping
+        if stopping and stopping.monitor.startswith("val_") and self.data.val_fraction == 0 and self.data.cv_folds == 0:
+            raise ValueError("@train.early_stopping: monitoring a val_ metric needs data.val_fraction > 0")
+        if stopping and stopping.monitor.startswith("test_"):
+            raise ValueError("@train.early_stopping.monitor: never select on test data; monitor a val_ or train_ metric")
+        return self
+
+
+# --------------------------------------------------------------------------- search
+
+
+class _Distribution(Strict):
+    """A sampled search dimension; `points` makes it usable in a grid."""
+
+    points: Annotated[int, Field(ge=2, le=1000)] | None = None
+    scale: float = 1.0
+
+
+class ChoiceDist(_Distribution):
+    choice: Annotated[list, Field(min_length=1)]
+
+
+class UniformDist(_Distribution):
+    uniform: tuple[float, float]
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        lo, hi = self.uniform
+        if not lo < hi or not all(map(math.isfinite, (lo, hi))):
+            raise ValueError(f"@uniform: needs finite [low, high] with low < high, got [{lo}, {hi}]")
+        return self
+
+
+class LogUniformDist(_Distribution):
+    log_uniform: tuple[float, float]
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        lo, hi = self.log_uniform
+        if not 0 < lo < hi or not math.isfinite(hi):
+            raise ValueError(f"@log_uniform: needs [low, high] with 0 < low < high, got [{lo}, {hi}]")
+        return self
+
+
+class IntUniformDist(_Distribution):
+    int_uniform: tuple[int, int]
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        lo, hi = self.int_uniform
+        if not lo <= hi:
+            raise ValueError(f"@int_uniform: needs [low, high] with low <= high, got [{lo}, {hi}]")
+        return self
+
+
+DISTRIBUTIONS = {"choice": ChoiceDist, "uniform": UniformDist, "log_uniform": LogUniformDist, "int_uniform": IntUniformDist}
+
+
+def _dimension_tag(value) -> str:
+    if isinstance(value, list):
+        return "values"
+    if isinstance(value, dict):
+        for key in DISTRIBUTIONS:
+            if key in value:
+                return key
+    if isinstance(value, _Distribution):
+        return next(k for k in DISTRIBUTIONS if hasattr(value, k))
+    return "unknown"
+
+
+def _check_dimension(value):
+    tag = _dimension_tag(value)
+    if tag == "unknown":
+        if isinstance(value, dict):
+            keys = list(value)
+            raise ValueError(
+                f"unknown distribution {keys}{did_you_mean(keys[0] if keys else '', DISTRIBUTIONS)}"
+                f" (a list of values, or one of {', '.join(DISTRIBUTIONS)})"
+            )
+        raise ValueError(f"expected a list of values or a distribution such as {{choice: [...]}}, got {_describe(value)}")
+    return value
+
+
+Dimension = Annotated[
+    Union[  # noqa: UP007
+        Annotated[Annotated[list, Field(min_length=1)], Tag("values")],
+        Annotated[ChoiceDist, Tag("choice")],
+        Annotated[UniformDist, Tag("uniform")],
+        Annotated[LogUniformDist, Tag("log_uniform")],
+        Annotated[IntUniformDist, Tag("int_uniform")],
+    ],
+    Discriminator(_dimension_tag),
+    BeforeValidator(_check_dimension),
+]
+
+
+class SearchSpec(Strict):
+    """A grid or random search: a base experiment and the space to explore around it."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[^/\\\x00]+$")] | None = None
+    base: str | None = None
+    experiment: dict | None = None
+    strategy: Literal["grid", "random"] = "grid"
+    trials: Annotated[int, Field(ge=1, le=1_000_000)] = 20
+    repeats: Annotated[int, Field(ge=1, le=1000)] = 3
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
+    metric: Metric = "val_loss"
+    mode: Literal["max", "min"] | None = None
+    n_jobs: int = -1
+    space: dict[str, Dimension] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _resolve(self):
+        if self.base is not None and self.experiment is not None:
+            raise ValueError("@base: give either `base` (a spec file) or an inline `experiment`, not both")
+        if self.metric.startswith("test_"):
+            raise ValueError("@metric: never select on test data; rank by a val_ or train_ metric")
+        if self.mode is None:
+            self.mode = metric_mode(self.metric)
+        if self.n_jobs == 0 or self.n_jobs < -64:
+            raise ValueError("@n_jobs: must be a positive number of workers, or -1 for all cores")
+        return self
+
+
+# --------------------------------------------------------------------------- dotted paths
+
+KIND_FAMILIES = {
+    "model.activation": ACTIVATION_CHOICES,
+    "model.init": INIT_CHOICES,
+    "optimizer": OPTIMIZER_CHOICES,
+    "optimizer.schedule": SCHEDULE_CHOICES,
+}
+
+
+def experiment_paths() -> list[str]:
+    """Every dotted path a search space or --set may name in an experiment spec."""
+    paths: list[str] = []
+
+    def walk(model: type[BaseModel], prefix: str):
+        for field, info in model.model_fields.items():
+            path = f"{prefix}{field}"
+            paths.append(path)
+            if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+                walk(info.annotation, f"{path}.")
+
+    walk(ExperimentSpec, "")
+    paths += ["model.dropout.input", "model.dropout.hidden", "train.early_stopping.patience",
+              "train.early_stopping.monitor", "train.early_stopping.min_delta"]
+    for prefix, choices in KIND_FAMILIES.items():
+        for cls in choices:
+            paths += [f"{prefix}.{f}" for f in cls.model_fields]
+    return sorted(set(paths) - {"optimizer.schedule.name"} | {"optimizer.schedule"})
+
+
+def set_path(tree: dict, path: str, value) -> None:
+    """Set `a.b.c` in a nested dict, turning a bare kind name into a mapping on the way."""
+    keys = path.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.get(key)
+        if isinstance(child, str):  # e.g. init: gaussian  ->  init: {name: gaussian}
+            child = {"name": child}
+        elif isinstance(child, (int, float)) and key == "dropout":
+            child = {"hidden": child}
+        elif not isinstance(child, dict):
+            child = {}
+        node[key] = child
+        node = child
+    node[keys[-1]] = value
+    if keys[-1] == "name" and len(keys) >= 2 and path.rsplit(".", 1)[0] in KIND_FAMILIES:
+        _drop_foreign_params(node, path.rsplit(".", 1)[0])
+
+
+def _drop_foreign_params(node: dict, family_path: str) -> None:
+    """Switching a kind's name drops parameters the new choice does not take."""
+    choices = {c.model_fields["name"].default: c for c in KIND_FAMILIES[family_path]}
+    name = ACTIVATION_ALIASES.get(node.get("name"), node.get("name"))
+    cls = choices.get(name)
+    if cls is not None:
+        for key in [k for k in node if k not in cls.model_fields]:
+            del node[key]
+
+
+def apply_override(tree: dict, path: str, value) -> None:
+    """Apply one search-space or --set value at a dotted path of an experiment dict."""
+    family = path if path in KIND_FAMILIES else None
+    if family and isinstance(value, str):
+        current = tree
+        for key in path.split("."):
+            current = current.get(key) if isinstance(current, dict) else None
+        if isinstance(current, dict):  # keep shared parameters (lr, schedule) when switching name
+            set_path(tree, f"{path}.name", value)
+            return
+    set_path(tree, path, value)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def read_yaml(path: Path) -> dict:
+    """Read a spec file as a mapping, with line and column on syntax errors."""
+    try:
+        if path.is_dir():
+            raise SpecError(f"{path}: is a directory, not a spec file")
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such file") from None
+    except PermissionError:
+        raise SpecError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(f"{path}: spec file is larger than {MAX_SPEC_BYTES // 1000} kB; is it really a spec?")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    return parse_yaml(text, str(path))
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """SafeLoader that refuses alias-heavy documents (billion laughs)."""
+
+    max_aliases = 100
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self._aliases = getattr(self, "_aliases", 0) + 1
+            if self._aliases > self.max_aliases:
+                mark = self.peek_event().start_mark
+                raise yaml.YAMLError(f"more than {self.max_aliases} YAML aliases at line {mark.line + 1}; refusing to expand")
+        return super().compose_node(parent, index)
+
+
+def parse_yaml(text: str, source: str) -> dict:
+    """Parse YAML text into a mapping (empty document = empty mapping)."""
+    try:
+        data = yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise SpecError(f"{source}: {where}YAML syntax error: {exc.problem or exc.context}") from None
+    except (yaml.YAMLError, RecursionError, ValueError) as exc:
+        raise SpecError(f"{source}: cannot parse YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: a spec must be a YAML mapping of fields, got {_describe(data)}")
+    return data
+
+
+def parse_overrides(pairs: list[str] | None, source: str = "--set") -> list[tuple[str, Any]]:
+    """Parse `--set PATH=VALUE` pairs; values are YAML."""
+    parsed = []
+    for pair in pairs or []:
+        path, sep, text = pair.partition("=")
+        path = path.strip()
+        if not sep or not path:
+            raise SpecError(f"{source}: '{pair}': expected PATH=VALUE, e.g. train.epochs=5")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            raise SpecError(f"{source}: {path}: value '{text}' is not valid YAML") from None
+        parsed.append((path, value))
+    return parsed
+
+
+def format_errors(source: str, error: ValidationError, prefix: str = "") -> list[str]:
+    """Turn pydantic errors into `file: dotted.path: problem` lines, with suggestions."""
+    lines = []
+    for err in error.errors(include_url=False):
+        loc = [part for part in err["loc"] if not (isinstance(part, str) and (part.startswith("~") or part in _UNION_TAGS))]
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if msg.startswith("@"):
+            sub, _, msg = msg[1:].partition(": ")
+            loc = [*loc, *sub.split(".")]
+        path = _dotted(loc)
+        if err["type"] == "extra_forbidden":
+            parent = ".".join(str(p) for p in loc[:-1] if not isinstance(p, int))
+            msg = f"unknown field{did_you_mean(loc[-1], _siblings(prefix + parent))}"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        elif err["type"] in _BOUND_WORDS:
+            bound = next(iter(err.get("ctx", {}).values()), "")
+            msg = f"must be {_BOUND_WORDS[err['type']]} {bound}, got {err.get('input')!r}"
+        elif err["type"] in ("literal_error", "enum"):
+            expected = err.get("ctx", {}).get("expected", "")
+            options = [o.strip(" '") for o in expected.replace(" or ", ",").split(",") if o.strip(" '")]
+            msg = f"'{err.get('input')}' is not allowed{did_you_mean(err.get('input'), options)} (one of {', '.join(options)})"
+        full = f"{prefix}{path}" if path else prefix.rstrip(".")
+        lines.append(f"{source}: {full}: {msg}" if full else f"{source}: {msg}")
+    return list(dict.fromkeys(lines))
+
+
+_BOUND_WORDS = {
+    "greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<=",
+    "too_short": "at least of length", "too_long": "at most of length",
+}
+_UNION_TAGS = {"all-layers", "per-layer", "p", "rates", "values", "choice", "uniform", "log_uniform", "int_uniform"}
+
+
+def _dotted(loc) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _siblings(parent: str) -> list[str]:
+    """Field names allowed under a dotted parent (for suggestions)."""
+    if parent.startswith("space."):
+        return []
+    depth = parent.count(".") + 1 if parent else 0
+    names = [p.split(".")[depth] for p in experiment_paths() if p.startswith(f"{parent}.") or not parent]
+    names += list(SearchSpec.model_fields) if not parent else []
+    return sorted({n for n in names if n})
+
+
+def validate_experiment(data: dict, source: str) -> ExperimentSpec:
+    """Validate an experiment mapping; all problems are reported at once."""
+    try:
+        return ExperimentSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(format_errors(source, exc)) from None
+    except RecursionError:
+        raise SpecError(f"{source}: spec is nested too deeply") from None
+
+
+def is_search_spec(data: dict) -> bool:
+    """Search specs are told apart by their `space`, `base` or `experiment` key."""
+    return any(key in data for key in ("space", "base", "experiment", "strategy"))
+
+
+def _resolve_dataset_path(data: dict, spec_dir: Path) -> None:
+    dataset = (data.get("data") or {}).get("dataset") if isinstance(data.get("data"), dict) else None
+    if isinstance(dataset, str) and dataset not in BUILTIN_DATASETS and Path(dataset).suffix.lower() in DATA_FILE_SUFFIXES:
+        path = Path(os.path.expanduser(dataset))
+        data["data"]["dataset"] = str(path if path.is_absolute() else (spec_dir / path).resolve())
+
+
+def _apply_all(data: dict, overrides: list[tuple[str, Any]], source: str) -> None:
+    known = experiment_paths()
+    for path, value in overrides:
+        if path not in known:
+            raise SpecError(f"{source}: {path}: unknown field{did_you_mean(path, known)}")
+        apply_override(data, path, value)
+
+
+def load_experiment(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None = None) -> ExperimentSpec:
+    """Load and validate an experiment spec file, applying `--set` overrides."""
+    path = Path(path)
+    data = read_yaml(path)
+    if is_search_spec(data):
+        raise SpecError(f"{path}: this is a search spec (it has space/base/experiment); use `nnexp search`")
+    return experiment_from_dict(data, path, overrides)
+
+
+def experiment_from_dict(data: dict, path: Path, overrides=None) -> ExperimentSpec:
+    """Validate an experiment mapping that came from `path` (names and paths resolved)."""
+    data = dict(data)
+    _apply_all(data, overrides or [], "--set")
+    if not isinstance(data.get("data", {}), dict):
+        raise SpecError(f"{path}: data: expected a mapping of data fields")
+    if "data" in data:
+        data["data"] = dict(data["data"])
+    _resolve_dataset_path(data, path.parent)
+    data.setdefault("name", path.stem)
+    return validate_experiment(data, str(path))
+
+
+class LoadedSearch(BaseModel):
+    """A validated search spec with its resolved base experiment (as a mapping)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    spec: SearchSpec
+    base: dict
+    base_spec: ExperimentSpec
+    source: str
+
+
+SEARCH_ONLY_KEYS = ("name", "base", "experiment", "strategy", "trials", "repeats", "seed", "metric", "mode", "n_jobs", "space")
+
+
+def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None = None) -> LoadedSearch:
+    """Load a search spec, its base experiment and the `--set` overrides, and check every space path."""
+    path = Path(path)
+    data = read_yaml(path)
+    search_overrides, experiment_overrides = [], []
+    for key, value in overrides or []:
+        head = key.split(".", 1)[0]
+        if key.startswith("experiment."):
+            experiment_overrides.append((key.split(".", 1)[1], value))
+        elif head in SEARCH_ONLY_KEYS:
+            search_overrides.append((key, value))
+        else:
+            experiment_overrides.append((key, value))
+    for key, value in search_overrides:
+        if key.startswith("space."):
+            data.setdefault("space", {})
+            if isinstance(data["space"], dict):
+                data["space"][key[len("space."):]] = value
+        else:
+            set_path(data, key, value)
+    try:
+        spec = SearchSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(format_errors(str(path), exc)) from None
+
+    if spec.base is not None:
+        base_path = Path(os.path.expanduser(spec.base))
+        base_path = base_path if base_path.is_absolute() else path.parent / base_path
+        base_data = read_yaml(base_path)
+        if is_search_spec(base_data):
+            raise SpecError(f"{path}: base: {spec.base} is itself a search spec; point at an experiment spec")
+        base_source = base_path
+    else:
+        base_data = dict(spec.experiment or {})
+        base_source = path
+    base_data = dict(base_data)
+    _apply_all(base_data, experiment_overrides, "--set")
+    if isinstance(base_data.get("data"), dict):
+        base_data["data"] = dict(base_data["data"])
+        _resolve_dataset_path(base_data, base_source.parent)
+    base_data.setdefault("name", spec.name or path.stem)
+
+    problems = []
+    known = experiment_paths()
+    for key in spec.space:
+        if key not in known:
+            problems.append(f"{path}: space.{key}: unknown field{did_you_mean(key, known)}")
+    if problems:
+        raise SpecError(problems)
+    base_spec = validate_experiment(base_data, str(base_source))
+    if spec.name is None:
+        spec.name = path.stem
+    return LoadedSearch(spec=spec, base=base_data, base_spec=base_spec, source=str(path))
+
+
+def load_any(path: str | os.PathLike, overrides=None) -> ExperimentSpec | LoadedSearch:
+    """Load an experiment or a search spec, whichever the file is."""
+    data = read_yaml(Path(path))
+    return load_search(path, overrides) if is_search_spec(data) else load_experiment(path, overrides)
+
+
+class _SpecDumper(yaml.SafeDumper):
+    """Block mappings, with lists of scalars on one line (`hidden: [128, 64]`)."""
+
+    def represent_list(self, data):
+        flow = all(not isinstance(item, (dict, list)) for item in data)
+        return self.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_SpecDumper.add_representer(list, _SpecDumper.represent_list)
+
+
+def dump_yaml(spec: BaseModel | dict) -> str:
+    """The resolved spec as YAML, every default filled in, in field order."""
+    data = spec.model_dump(mode="json") if isinstance(spec, BaseModel) else spec
+    return yaml.dump(data, Dumper=_SpecDumper, sort_keys=False, default_flow_style=False, width=100)
