@@ -1,0 +1,48 @@
+"""Gradient checking by central differences (eq. 5.59), for float64 networks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def gradient_check(net, X: np.ndarray, y: np.ndarray, l1: float = 0.0, l2: float = 0.0,
+                   eps: float = 1e-6) -> dict[str, float]:
+    """Relative error ||g - g_num|| / (||g|| + ||g_num||) per parameter array.
+
+    g_num[i] = (J(theta + eps e_i) - J(theta - eps e_i)) / (2 eps), with J the
+    training-mode objective of ``net.loss_and_grad``.  The dropout generator is
+    reset to the same state before every evaluation, so all evaluations use one
+    dropout mask; parameters, batch-norm running statistics and the dropout
+    generator are restored afterwards.  Float32 networks give errors ~1e-3 at
+    best: check float64 ones.
+    """
+    state = net.get_state()
+    rng_state = net.dropout_rng.bit_generator.state
+
+    def objective() -> float:
+        net.dropout_rng.bit_generator.state = rng_state
+        return net.objective(X, y, l1, l2)
+
+    try:
+        net.dropout_rng.bit_generator.state = rng_state
+        net.loss_and_grad(X, y, l1, l2)
+        analytic = [g.copy() for g in net.grads]
+        errors = {}
+        for name, p, g in zip(net.param_names, net.params, analytic):
+            flat = p.reshape(-1)  # a view: params are contiguous
+            numeric = np.empty(flat.size, dtype=np.float64)
+            for i in range(flat.size):
+                orig = flat[i]
+                flat[i] = orig + eps
+                j_plus = objective()
+                flat[i] = orig - eps
+                j_minus = objective()
+                flat[i] = orig
+                numeric[i] = (j_plus - j_minus) / (2.0 * eps)
+            g = g.reshape(-1).astype(np.float64)
+            denom = np.linalg.norm(g) + np.linalg.norm(numeric)
+            errors[name] = float(np.linalg.norm(g - numeric) / denom) if denom > 0 else 0.0
+        return errors
+    finally:
+        net.set_state(state)
+        net.dropout_rng.bit_generator.state = rng_state

@@ -1,0 +1,141 @@
+"""Output functions fused with their loss.
+
+For each (output, loss) pair below, the gradient of the mean loss with respect
+to the output layer's net input z is ``(y_hat - y) / n``:
+
+* softmax + categorical cross-entropy (y = class indices, shape (n,));
+* logistic + binary cross-entropy (y = 0/1, shape (n,) or (n, n_out));
+* identity + squared error, with loss = mean over rows of 0.5 * ||y_hat - y||^2
+  (the 1/2 factor makes the delta exactly y_hat - y; y shape (n,) or (n, n_out)).
+
+The losses are computed from z with log-sum-exp / logaddexp, so they stay
+finite even when a probability rounds to 0 or 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class OutputLoss:
+    """Output function + loss; works in place on the logits buffer."""
+
+    name = ""
+
+    def prepare_targets(self, y: np.ndarray, n_out: int, dtype) -> np.ndarray:
+        """y in the layout the loss uses (no copy when already right)."""
+        raise NotImplementedError
+
+    def forward_loss(self, z: np.ndarray, y: np.ndarray) -> float:
+        """Mean loss over rows; overwrites z with the output activations y_hat."""
+        raise NotImplementedError
+
+    def output(self, z: np.ndarray) -> np.ndarray:
+        """y_hat from z, in place (inference)."""
+        raise NotImplementedError
+
+    def delta(self, y_hat: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """dL/dz = (y_hat - y) / n, in place in y_hat."""
+        raise NotImplementedError
+
+    def to_user(self, y_hat: np.ndarray) -> np.ndarray:
+        """Shape returned by Network.forward: (n,) for single-output heads."""
+        return y_hat[:, 0] if y_hat.shape[1] == 1 else y_hat
+
+
+class SoftmaxCrossEntropy(OutputLoss):
+    name = "softmax"
+
+    def prepare_targets(self, y, n_out, dtype):
+        y = np.asarray(y)
+        if y.ndim != 1:
+            raise ValueError(f"softmax output needs y as class indices of shape (n,), got {y.shape}")
+        if not np.issubdtype(y.dtype, np.integer):
+            yi = y.astype(np.intp)
+            if not np.array_equal(yi, y):
+                raise ValueError("softmax output needs integer class indices in y")
+            return yi
+        return y
+
+    def to_user(self, y_hat):
+        return y_hat
+
+    def forward_loss(self, z, y):
+        n = z.shape[0]
+        z -= z.max(axis=1, keepdims=True)
+        picked = z[np.arange(n), y]
+        np.exp(z, out=z)
+        s = z.sum(axis=1, keepdims=True)
+        loss = float(np.log(s).sum() - picked.sum()) / n  # log-sum-exp - z_y
+        z /= s
+        return loss
+
+    def output(self, z):
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        return z
+
+    def delta(self, y_hat, y):
+        n = y_hat.shape[0]
+        y_hat[np.arange(n), y] -= 1.0
+        y_hat *= 1.0 / n
+        return y_hat
+
+
+class LogisticCrossEntropy(OutputLoss):
+    name = "logistic"
+
+    def prepare_targets(self, y, n_out, dtype):
+        return np.asarray(y, dtype=dtype).reshape(-1, n_out)
+
+    def forward_loss(self, z, y):
+        # -[y log s(z) + (1 - y) log(1 - s(z))] = log(1 + e^z) - y z
+        n = z.shape[0]
+        loss = float(np.logaddexp(0.0, z).sum() - np.vdot(y, z)) / n
+        self.output(z)
+        return loss
+
+    def output(self, z):
+        z *= 0.5  # logistic(z) = (1 + tanh(z / 2)) / 2, no overflow
+        np.tanh(z, out=z)
+        z += 1.0
+        z *= 0.5
+        return z
+
+    def delta(self, y_hat, y):
+        y_hat -= y
+        y_hat *= 1.0 / y_hat.shape[0]
+        return y_hat
+
+
+class LinearSquaredError(OutputLoss):
+    name = "linear"
+
+    def prepare_targets(self, y, n_out, dtype):
+        return np.asarray(y, dtype=dtype).reshape(-1, n_out)
+
+    def forward_loss(self, z, y):
+        d = z - y
+        return 0.5 * float(np.vdot(d, d)) / z.shape[0]
+
+    def output(self, z):
+        return z
+
+    def delta(self, y_hat, y):
+        y_hat -= y
+        y_hat *= 1.0 / y_hat.shape[0]
+        return y_hat
+
+
+OUTPUTS: dict[str, type[OutputLoss]] = {
+    "softmax": SoftmaxCrossEntropy,
+    "logistic": LogisticCrossEntropy,
+    "linear": LinearSquaredError,
+}
+
+
+def make_output(name: str) -> OutputLoss:
+    if name not in OUTPUTS:
+        raise ValueError(f"unknown output {name!r}; choose one of {sorted(OUTPUTS)}")
+    return OUTPUTS[name]()
