@@ -95,7 +95,7 @@ class Identity(Activation):
 
 
 class Logistic(Activation):
-    """f(z) = 1 / (1 + e^-z), computed as (1 + tanh(z/2)) / 2: no overflow."""
+    """f(z) = 1 / (1 + e^-z), computed as (1 + tanh(z/2)) / 2: no overflow, absolute error ~1e-16."""
 
     name = "logistic"
     saturates = True

@@ -1,0 +1,141 @@
+"""Backprop is proved by central differences (float64) for every layer, activation and loss."""
+
+import numpy as np
+import pytest
+
+from nnexp.engine.activations import ACTIVATIONS
+from nnexp.engine.gradcheck import gradient_check
+from nnexp.engine.network import Network
+
+TOL = 1e-6
+N, N_IN = 16, 5
+
+
+def _data(output: str, n_out: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(N, N_IN))
+    if output == "softmax":
+        y = rng.integers(0, n_out, N)
+    elif output == "logistic":
+        y = rng.integers(0, 2, N)
+    else:
+        y = rng.normal(size=N) if n_out == 1 else rng.normal(size=(N, n_out))
+    return X, y
+
+
+def _net(activations, output="softmax", n_out=3, hidden=None, std=0.5, **kw):
+    hidden = hidden or [4] * len(activations)
+    return Network(N_IN, hidden, n_out, activations, ("gaussian", {"std": std}), output,
+                   rng=np.random.default_rng(1), dtype=np.float64, **kw)
+
+
+def _assert_ok(errors):
+    assert errors, "no parameters checked"
+    worst = max(errors, key=errors.get)
+    assert errors[worst] < TOL, f"{worst}: relative error {errors[worst]:.2e} ({errors})"
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_every_activation(name):
+    net = _net([(name, {}), ("tanh", {})])
+    X, y = _data("softmax", 3)
+    _assert_ok(gradient_check(net, X, y))
+
+
+@pytest.mark.parametrize("output,n_out", [("softmax", 3), ("logistic", 1), ("linear", 1),
+                                          ("linear", 2)])
+def test_every_output_and_loss(output, n_out):
+    net = _net([("tanh", {}), ("relu", {})], output=output, n_out=n_out)
+    X, y = _data(output, n_out)
+    _assert_ok(gradient_check(net, X, y))
+
+
+@pytest.mark.parametrize("output,n_out", [("softmax", 3), ("logistic", 1), ("linear", 1)])
+def test_no_hidden_layer(output, n_out):
+    net = _net([], output=output, n_out=n_out, hidden=[])
+    X, y = _data(output, n_out)
+    _assert_ok(gradient_check(net, X, y))
+
+
+@pytest.mark.parametrize("name", ["relu", "logistic", "maxout", "prelu"])
+def test_batch_norm(name):
+    net = _net([(name, {}), ("tanh", {})], batch_norm=True)
+    X, y = _data("softmax", 3)
+    errors = gradient_check(net, X, y)
+    assert "layer1.gamma" in errors and "layer1.beta" in errors
+    _assert_ok(errors)
+
+
+@pytest.mark.parametrize("pieces", [2, 3])
+def test_maxout_pieces(pieces):
+    net = _net([("maxout", {"pieces": pieces}), ("maxout", {"pieces": pieces})])
+    assert net.params[0].shape == (N_IN, 4 * pieces)
+    X, y = _data("softmax", 3)
+    _assert_ok(gradient_check(net, X, y))
+
+
+def test_prelu_slope_is_learned_and_checked():
+    net = _net([("prelu", {"init": 0.1}), ("prelu", {})])
+    X, y = _data("softmax", 3)
+    errors = gradient_check(net, X, y)
+    assert "layer1.slope" in errors and "layer2.slope" in errors
+    _assert_ok(errors)
+    net.loss_and_grad(X, y)
+    assert np.abs(net.grads[net.param_names.index("layer1.slope")]).max() > 0
+
+
+@pytest.mark.parametrize("l1,l2", [(0.0, 0.3), (0.05, 0.0), (0.05, 0.3)])
+def test_penalties(l1, l2):
+    # weights with std 0.5 are far from the kink of |w| at 0
+    net = _net([("tanh", {}), ("softplus", {})])
+    X, y = _data("softmax", 3)
+    _assert_ok(gradient_check(net, X, y, l1=l1, l2=l2))
+
+
+def test_dropout_under_a_fixed_mask():
+    net = _net([("relu", {}), ("tanh", {})], hidden=[8, 6], dropout_input=0.2, dropout_hidden=0.5)
+    X, y = _data("softmax", 3)
+    _assert_ok(gradient_check(net, X, y, l2=0.1))
+
+
+def test_everything_together():
+    net = _net([("maxout", {"pieces": 2}), ("prelu", {}), ("gelu", {})], output="logistic",
+               n_out=1, batch_norm=True, dropout_hidden=0.25)
+    X, y = _data("logistic", 1)
+    _assert_ok(gradient_check(net, X, y, l1=0.01, l2=0.1))
+
+
+def test_per_layer_mixed_activations():
+    acts = [("logistic", {}), ("elu", {"alpha": 2.0}), ("leaky_relu", {"slope": 0.2}),
+            ("swish", {})]
+    net = _net(acts)
+    X, y = _data("softmax", 3)
+    _assert_ok(gradient_check(net, X, y))
+
+
+def test_a_wrong_gradient_is_detected():
+    net = _net([("tanh", {})])
+    X, y = _data("softmax", 3)
+    dense = net.layers[0]
+    original = type(dense).backward
+
+    def broken_backward(grad):
+        out = original(dense, grad)
+        dense.dW[0, 0] *= 1.1  # a 10% error in one entry
+        return out
+
+    dense.backward = broken_backward
+    errors = gradient_check(net, X, y)
+    assert errors["layer1.W"] > 1e-4
+    assert errors["output.W"] < TOL
+
+
+def test_gradient_check_restores_the_network():
+    net = _net([("relu", {})], batch_norm=True, dropout_hidden=0.5)
+    X, y = _data("softmax", 3)
+    before = net.get_state()
+    rng_state = net.dropout_rng.bit_generator.state
+    gradient_check(net, X, y)
+    after = net.get_state()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    assert net.dropout_rng.bit_generator.state == rng_state

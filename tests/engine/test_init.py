@@ -1,0 +1,76 @@
+"""Initialiser statistics: the sample variance of a large layer matches the formula."""
+
+import math
+
+import numpy as np
+import pytest
+
+from nnexp.engine.init import INITIALIZERS, init_weights
+from nnexp.engine.network import Network
+
+FAN_IN, FAN_OUT = 400, 600
+
+EXPECTED_VAR = {
+    "gaussian": 0.01**2,
+    "uniform": 0.05**2 / 3,
+    "xavier": (6 / (FAN_IN + FAN_OUT)) / 3,
+    "xavier_normal": 2 / (FAN_IN + FAN_OUT),
+    "he": 2 / FAN_IN,
+    "he_uniform": 2 / FAN_IN,
+    "lecun": 1 / FAN_IN,
+}
+
+
+@pytest.mark.parametrize("name", sorted(INITIALIZERS))
+def test_variance_matches_the_formula(name):
+    W = init_weights(name, {}, np.random.default_rng(0), FAN_IN, FAN_OUT)
+    assert W.shape == (FAN_IN, FAN_OUT)
+    if name == "zeros":
+        assert not W.any()
+        return
+    assert abs(W.mean()) < 3 * math.sqrt(EXPECTED_VAR[name] / W.size) + 1e-12
+    assert W.var() == pytest.approx(EXPECTED_VAR[name], rel=0.05)
+
+
+def test_registry_is_covered():
+    assert set(EXPECTED_VAR) | {"zeros"} == set(INITIALIZERS)
+
+
+@pytest.mark.parametrize("name", ["xavier", "xavier_normal"])
+def test_xavier_gain_is_4_for_logistic_layers(name):
+    rng = np.random.default_rng(0)
+    v_logistic = init_weights(name, {"gain": None}, rng, FAN_IN, FAN_OUT, activation="logistic").var()
+    v_tanh = init_weights(name, {}, rng, FAN_IN, FAN_OUT, activation="tanh").var()
+    v_explicit = init_weights(name, {"gain": 2.0}, rng, FAN_IN, FAN_OUT, activation="logistic").var()
+    assert v_logistic / v_tanh == pytest.approx(16.0, rel=0.05)
+    assert v_explicit / v_tanh == pytest.approx(4.0, rel=0.05)
+
+
+def test_xavier_uniform_bound():
+    W = init_weights("xavier", {}, np.random.default_rng(0), FAN_IN, FAN_OUT, activation="logistic")
+    r = 4 * math.sqrt(6 / (FAN_IN + FAN_OUT))
+    assert np.abs(W).max() <= r
+    assert np.abs(W).max() > 0.99 * r
+
+
+def test_parameters_are_used():
+    rng = np.random.default_rng(0)
+    assert init_weights("gaussian", {"std": 0.1}, rng, FAN_IN, FAN_OUT).std() == pytest.approx(0.1, rel=0.05)
+    assert np.abs(init_weights("uniform", {"limit": 0.3}, rng, 50, 50)).max() <= 0.3
+
+
+def test_network_layers_use_their_own_fans_and_zero_biases():
+    net = Network(300, [500], 2, [("logistic", {})], ("xavier", {"gain": None}), "softmax",
+                  rng=np.random.default_rng(0))
+    W1 = net.params[net.param_names.index("layer1.W")]
+    assert W1.var() == pytest.approx(16 * 2 / 800, rel=0.05)
+    for name, p in zip(net.param_names, net.params):
+        if name.endswith(".b"):
+            assert not p.any()
+
+
+def test_unknown_initializer():
+    with pytest.raises(ValueError, match="unknown initializer"):
+        init_weights("glorot", {}, np.random.default_rng(0), 2, 2)
+    with pytest.raises(ValueError, match="bad parameters"):
+        init_weights("he", {"gain": 2}, np.random.default_rng(0), 2, 2)
