@@ -117,6 +117,8 @@ def kind_type(family: str, choices: list[type[Kind]], aliases: dict[str, str] | 
         if "name" not in value:
             raise ValueError(f"a {family} mapping needs a 'name' (one of {', '.join(by_name)})")
         name = value["name"]
+        if not isinstance(name, str):
+            raise ValueError(f"@name: expected a {family} name, got {_describe(name)}")
         name = aliases.get(name, name)
         if name not in by_name:
             raise ValueError(

@@ -1,0 +1,5 @@
+"""`python -m nnexp` runs the command line."""
+
+from nnexp.cli import main
+
+main()

@@ -1,0 +1,74 @@
+"""The command line: exit codes, one-line errors, resolved output."""
+
+import subprocess
+import sys
+
+import yaml
+from typer.testing import CliRunner
+
+from nnexp.cli import app
+
+runner = CliRunner()
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.startswith("nnexp ")
+
+
+def test_validate_prints_resolved_spec(write_spec):
+    path = write_spec({"data": {"dataset": "iris"}, "model": {"hidden": [8]}})
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    resolved = yaml.safe_load(result.stdout)
+    assert resolved["model"]["hidden"] == [8]
+    assert resolved["optimizer"]["beta2"] == 0.999 and resolved["train"]["epochs"] == 50
+    assert resolved["name"] == "spec"
+
+
+def test_validate_with_set(write_spec):
+    path = write_spec({"data": {"dataset": "iris"}})
+    result = runner.invoke(app, ["validate", str(path), "--set", "train.epochs=3", "--set", "model.hidden=[5, 6]"])
+    resolved = yaml.safe_load(result.stdout)
+    assert resolved["train"]["epochs"] == 3 and resolved["model"]["hidden"] == [5, 6]
+
+
+def test_misspelt_field_exits_2_with_one_line(write_spec):
+    path = write_spec("model:\n  activaton: relu\n")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [f"error: {path}: model.activaton: unknown field; did you mean 'activation'?"]
+    assert "Traceback" not in result.output
+
+
+def test_unknown_activation_suggests(write_spec):
+    path = write_spec("model:\n  activation: rellu\n")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2 and "did you mean 'relu'?" in result.stderr
+
+
+def test_search_plan_size(write_spec):
+    write_spec({"data": {"dataset": "iris"}}, "base.yaml")
+    path = write_spec({"base": "base.yaml", "repeats": 2,
+                       "space": {"model.activation": ["tanh", "relu", "logistic"], "model.hidden": [[4], [8]]}}, "grid.yaml")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "# plan: grid: 3 x 2 = 6 configurations x 2 repeats = 12 trials" in result.stdout
+    result = runner.invoke(app, ["validate", str(path), "--set", "strategy=random", "--set", "trials=4"])
+    assert "random: 4 configurations (of a 6-point grid, without replacement) x 2 repeats = 8 trials" in result.stdout
+
+
+def test_bad_search_value_names_space_entry(write_spec):
+    write_spec({"data": {"dataset": "iris"}}, "base.yaml")
+    path = write_spec({"base": "base.yaml", "space": {"model.activation": ["relu", "rellu"]}}, "grid.yaml")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert f"error: {path}: space.model.activation: value 'rellu': unknown activation 'rellu'; did you mean 'relu'?" in result.stderr
+
+
+def test_installed_command_in_subprocess(write_spec):
+    path = write_spec("model:\n  activaton: relu\n")
+    proc = subprocess.run([sys.executable, "-m", "nnexp", "validate", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "model.activaton: unknown field; did you mean 'activation'?" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,253 @@
+"""The spec schema: defaults, bounds, per-kind parameters, aliases and error texts."""
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nnexp import spec as specs
+from nnexp.errors import SpecError
+
+
+def errors_of(data, source="s.yaml"):
+    with pytest.raises(SpecError) as info:
+        specs.validate_experiment(data, source)
+    return info.value.problems
+
+
+def test_every_default():
+    s = specs.ExperimentSpec()
+    assert s.seed == 0 and s.name is None
+    d = s.data
+    assert (d.dataset, d.target, d.task, d.val_fraction, d.test_fraction) == ("iris", None, "auto", 0.2, 0.2)
+    assert (d.normalize, d.pca_components, d.pca_whiten, d.cv_folds, d.impute) == ("zscore", 0.95, False, 0, "none")
+    m = s.model
+    assert m.hidden == [64] and m.activation.name == "relu" and m.init.name == "he"
+    assert m.dropout == 0.0 and m.batch_norm is False
+    assert s.optimizer.name == "adam" and s.optimizer.lr == 0.001
+    assert s.optimizer.beta1 == 0.9 and s.optimizer.beta2 == 0.999 and s.optimizer.schedule.name == "constant"
+    t = s.train
+    assert (t.epochs, t.batch_size, t.l2, t.l1, t.early_stopping, t.dtype) == (50, 64, 0.0, 0.0, None, "float32")
+
+
+def test_minimal_spec_from_contract_is_valid():
+    s = specs.validate_experiment({"data": {"dataset": "iris"}}, "s.yaml")
+    assert s.data.dataset == "iris"
+
+
+@pytest.mark.parametrize(
+    "name, params",
+    [("sgd", {"lr": 0.1}), ("momentum", {"lr": 0.01, "momentum": 0.9}), ("nesterov", {"momentum": 0.9}),
+     ("adagrad", {"eps": 1e-8}), ("rmsprop", {"rho": 0.9, "eps": 1e-8}), ("adadelta", {"lr": 1.0, "rho": 0.95}),
+     ("adam", {"lr": 0.001, "beta1": 0.9, "beta2": 0.999})],
+)
+def test_optimizer_defaults(name, params):
+    opt = specs.validate_experiment({"optimizer": name}, "s.yaml").optimizer
+    for key, value in params.items():
+        assert getattr(opt, key) == value
+
+
+def test_kind_parameter_defaults_and_given_values():
+    s = specs.validate_experiment(
+        {"model": {"hidden": [4, 4, 4, 4], "activation": ["leaky_relu", {"name": "prelu"}, {"name": "maxout", "pieces": 3}, "elu"],
+                   "init": {"name": "gaussian", "std": 0.5}}}, "s.yaml")
+    acts = s.model.layer_activations()
+    assert acts[0].slope == 0.01 and acts[1].init == 0.25 and acts[2].pieces == 3 and acts[3].alpha == 1.0
+    assert s.model.init.std == 0.5
+    assert specs.ExperimentSpec(model={"init": "xavier"}).model.init.gain is None
+    assert specs.ExperimentSpec(model={"init": "uniform"}).model.init.limit == 0.05
+    assert specs.ExperimentSpec(model={"init": "gaussian"}).model.init.std == 0.01
+
+
+def test_sigmoid_is_an_alias_of_logistic():
+    assert specs.ExperimentSpec(model={"activation": "sigmoid"}).model.activation.name == "logistic"
+
+
+def test_single_activation_is_broadcast_over_layers():
+    s = specs.ExperimentSpec(model={"hidden": [3, 5], "activation": "tanh"})
+    assert [a.name for a in s.model.layer_activations()] == ["tanh", "tanh"]
+
+
+def test_dropout_number_or_rates():
+    assert specs.ExperimentSpec(model={"dropout": 0.5}).model.dropout_rates() == (0.0, 0.5)
+    assert specs.ExperimentSpec(model={"dropout": {"input": 0.2, "hidden": 0.5}}).model.dropout_rates() == (0.2, 0.5)
+
+
+@pytest.mark.parametrize(
+    "data, path, words",
+    [
+        ({"model": {"dropout": 1.0}}, "model.dropout", "< 1"),
+        ({"model": {"dropout": -0.1}}, "model.dropout", ">= 0"),
+        ({"model": {"dropout": {"input": 1.5}}}, "model.dropout.input", "< 1"),
+        ({"optimizer": {"name": "sgd", "lr": 0}}, "optimizer.lr", "> 0"),
+        ({"optimizer": {"name": "sgd", "lr": -1}}, "optimizer.lr", "> 0"),
+        ({"data": {"val_fraction": 0.5, "test_fraction": 0.5}}, "data.val_fraction", "must be < 1"),
+        ({"model": {"hidden": [10, 0]}}, "model.hidden[1]", ">= 1"),
+        ({"train": {"epochs": 0}}, "train.epochs", ">= 1"),
+        ({"train": {"batch_size": 0}}, "train.batch_size", ">= 1"),
+        ({"train": {"l2": -1}}, "train.l2", ">= 0"),
+        ({"train": {"dtype": "float16"}}, "train.dtype", "not allowed"),
+        ({"data": {"cv_folds": 1}}, "data.cv_folds", ">= 2"),
+        ({"data": {"pca_components": 1.5}}, "data.pca_components", "(0, 1)"),
+        ({"data": {"pca_components": 0}}, "data.pca_components", ">= 1"),
+        ({"model": {"activation": {"name": "leaky_relu", "slope": 2}}}, "model.activation.slope", "< 1"),
+        ({"model": {"activation": {"name": "maxout", "pieces": 1}}}, "model.activation.pieces", ">= 2"),
+        ({"optimizer": {"name": "adam", "beta1": 1.0}}, "optimizer.beta1", "< 1"),
+        ({"optimizer": {"name": "sgd", "schedule": {"name": "step", "every": 0}}}, "optimizer.schedule.every", ">= 1"),
+        ({"seed": -1}, "seed", ">= 0"),
+    ],
+)
+def test_bounds_name_the_field(data, path, words):
+    problems = errors_of(data)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"s.yaml: {path}: "), problems
+    assert words in problems[0]
+
+
+def test_parameter_of_another_kind_is_an_error():
+    (line,) = errors_of({"model": {"activation": {"name": "tanh", "slope": 0.1}}})
+    assert line == "s.yaml: model.activation.slope: not a parameter of activation 'tanh' (it takes none)"
+    (line,) = errors_of({"optimizer": {"name": "sgd", "momentum": 0.9}})
+    assert line.startswith("s.yaml: optimizer.momentum: not a parameter of optimizer 'sgd'")
+
+
+def test_per_layer_list_length_must_match():
+    (line,) = errors_of({"model": {"hidden": [4, 4], "activation": ["relu"]}})
+    assert line.startswith("s.yaml: model.activation: ") and "1 for 2 hidden layers" in line
+
+
+def test_misspelt_key_suggests_field():
+    assert errors_of({"model": {"activaton": "relu"}}) == ["s.yaml: model.activaton: unknown field; did you mean 'activation'?"]
+    assert errors_of({"trian": {}}) == ["s.yaml: trian: unknown field; did you mean 'train'?"]
+    assert errors_of({"train": {"epoch": 3}}) == ["s.yaml: train.epoch: unknown field; did you mean 'epochs'?"]
+
+
+def test_misspelt_names_suggest():
+    (line,) = errors_of({"model": {"activation": "rellu"}})
+    assert line.startswith("s.yaml: model.activation: unknown activation 'rellu'; did you mean 'relu'?")
+    (line,) = errors_of({"model": {"init": "xavir"}})
+    assert "did you mean 'xavier'?" in line
+    (line,) = errors_of({"optimizer": "adamm"})
+    assert "did you mean 'adam'?" in line
+    (line,) = errors_of({"data": {"normalize": "zscor"}})
+    assert "did you mean 'zscore'?" in line
+    (line,) = errors_of({"data": {"dataset": "digts"}})
+    assert line.startswith("s.yaml: data.dataset: unknown dataset 'digts'; did you mean 'digits'?")
+
+
+def test_all_problems_reported_at_once():
+    problems = errors_of({"model": {"activaton": "relu", "hidden": [0]}, "train": {"epochs": 0}})
+    assert len(problems) == 3
+
+
+def test_early_stopping_needs_validation_rows():
+    (line,) = errors_of({"data": {"val_fraction": 0}, "train": {"early_stopping": {"patience": 3}}})
+    assert "train.early_stopping" in line
+
+
+def test_resolved_yaml_round_trips(write_spec):
+    s = specs.validate_experiment({"model": {"hidden": [3], "activation": [{"name": "leaky_relu", "slope": 0.2}],
+                                             "init": {"name": "xavier", "gain": 2.0}}, "optimizer": "momentum"}, "s.yaml")
+    text = specs.dump_yaml(s)
+    again = specs.validate_experiment(yaml.safe_load(text), "again.yaml")
+    assert again == s
+    assert "hidden: [3]" in text
+
+
+def test_relative_data_path_resolves_against_spec_file(tmp_path):
+    (tmp_path / "sub").mkdir()
+    spec_file = tmp_path / "sub" / "exp.yaml"
+    spec_file.write_text("data: {dataset: ../table.csv}\n")
+    s = specs.load_experiment(spec_file)
+    assert s.data.dataset == str((tmp_path / "table.csv").resolve())
+    assert s.name == "exp"
+
+
+def test_overrides_are_yaml_and_validated(write_spec):
+    path = write_spec({"data": {"dataset": "iris"}})
+    s = specs.load_experiment(path, specs.parse_overrides(["train.epochs=2", "model.hidden=[32, 16]", "model.init.std=0.5",
+                                                           "model.init.name=gaussian"]))
+    assert s.train.epochs == 2 and s.model.hidden == [32, 16] and s.model.init.std == 0.5
+    with pytest.raises(SpecError, match=r"--set: train.epoch: unknown field; did you mean 'train.epochs'\?"):
+        specs.load_experiment(path, specs.parse_overrides(["train.epoch=2"]))
+    with pytest.raises(SpecError, match="expected PATH=VALUE"):
+        specs.parse_overrides(["train.epochs"])
+
+
+def test_switching_kind_name_drops_foreign_parameters():
+    tree = {"optimizer": {"name": "adam", "lr": 0.01, "beta1": 0.8}}
+    specs.apply_override(tree, "optimizer", "sgd")
+    assert tree["optimizer"] == {"name": "sgd", "lr": 0.01}
+
+
+def test_yaml_syntax_error_has_line_and_column(write_spec):
+    path = write_spec("model:\n  hidden: [3\n")
+    with pytest.raises(SpecError, match=r"line \d+, column \d+: YAML syntax error"):
+        specs.load_experiment(path)
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"\xff\xfe\x00junk", "not UTF-8"),
+    (b"- 1\n- 2\n", "must be a YAML mapping"),
+    (b"a: &a [1]\n" + b"".join(b"k%d: &k%d [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n" % (i, i) for i in range(20)), "aliases"),
+])
+def test_hostile_files(tmp_path, content, words):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    with pytest.raises(SpecError, match=words):
+        specs.load_any(path)
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(SpecError, match="no such file"):
+        specs.load_any(tmp_path / "nope.yaml")
+    with pytest.raises(SpecError, match="is a directory"):
+        specs.load_any(tmp_path)
+
+
+def test_metric_mode_follows_metric():
+    assert specs.metric_mode("val_loss") == "min" and specs.metric_mode("val_rmse") == "min"
+    assert specs.metric_mode("val_accuracy") == "max" and specs.metric_mode("val_r2") == "max"
+    assert specs.SearchSpec(metric="val_accuracy").mode == "max"
+
+
+def test_search_spec_paths_and_values(write_spec):
+    write_spec({"data": {"dataset": "iris"}}, "base.yaml")
+    path = write_spec({"base": "base.yaml", "space": {"model.activaton": ["relu"], "optimizer.lr": {"log_uniform": [0, 1]}}}, "grid.yaml")
+    with pytest.raises(SpecError) as info:
+        specs.load_search(path)
+    text = "\n".join(info.value.problems)
+    assert "space.optimizer.lr.log_uniform" in text and "0 < low < high" in text
+    path = write_spec({"base": "base.yaml", "space": {"model.activaton": ["relu"]}}, "grid.yaml")
+    with pytest.raises(SpecError, match=r"grid.yaml: space.model.activaton: unknown field; did you mean 'model.activation'\?"):
+        specs.load_search(path)
+
+
+json_leaves = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),
+                        st.text(max_size=12), st.sampled_from(["relu", "adam", "iris", "he", "zscore", "sgd", "name"]))
+keys = st.sampled_from(["data", "model", "optimizer", "train", "name", "seed", "hidden", "activation", "init", "lr",
+                        "epochs", "dataset", "dropout", "space", "base", "name", "slope", "x", "input"])
+trees = st.recursive(json_leaves, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=5)),
+                     max_leaves=25)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tree=st.dictionaries(keys, trees, max_size=6))
+def test_random_mappings_validate_or_raise_spec_error(tree, tmp_path_factory):
+    path = tmp_path_factory.mktemp("fuzz") / "f.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    try:
+        result = specs.load_any(path)
+    except SpecError as exc:
+        assert all(line.startswith(str(path)) or line.startswith("--set") for line in exc.problems)
+    else:
+        assert isinstance(result, (specs.ExperimentSpec, specs.LoadedSearch))
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=200))
+def test_random_yaml_text_validates_or_raises_spec_error(text):
+    try:
+        specs.validate_experiment(specs.parse_yaml(text, "t.yaml"), "t.yaml")
+    except SpecError:
+        pass
