@@ -43,7 +43,7 @@ class Optimizer:
         flat = _flat_base(self.params)
         self._fused = flat is not None
         self._targets = [flat] if self._fused else self.params
-        self._grads_key: tuple | None = None
+        self._grads_src: list | None = None
         self._grads: list[np.ndarray] = []
         self.t = 0
 
@@ -52,8 +52,7 @@ class Optimizer:
 
     def _match(self, grads: list[np.ndarray]) -> list[np.ndarray]:
         """grads laid out like the update targets (one fused buffer when params are fused)."""
-        key = tuple(id(g) for g in grads)  # self._grads keeps them alive: ids stay unique
-        if key != self._grads_key:
+        if grads is not self._grads_src:  # Network.grads is one stable list: matched once
             if len(grads) != len(self.params):
                 raise ValueError(f"expected {len(self.params)} gradient arrays, got {len(grads)}")
             if self._fused:
@@ -63,8 +62,7 @@ class Optimizer:
             else:
                 self._fused_copy = False
                 self._grads = list(grads)
-            self._grads_key = key
-            self._held = list(grads)
+            self._grads_src = grads
         if self._fused_copy:  # rare: params fused but grads are separate arrays
             np.concatenate([g.ravel() for g in grads], out=self._grads[0])
         return self._grads
