@@ -1,0 +1,359 @@
+"""Built-in data sets and user files, read into one raw `Table`.
+
+Everything that can go wrong with a user's file becomes a `DataError` naming
+the file, the spec field and the problem; no pandas or NumPy exception escapes.
+pandas and scikit-learn are imported inside the functions that need them, so
+importing nnexp.data stays cheap for search workers and the CLI.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from nnexp.errors import DataError
+from nnexp.spec import DATA_FILE_SUFFIXES, did_you_mean
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from nnexp.spec import DataSpec
+
+# A numeric target is a class label when it is integer-valued and has few
+# distinct values: at most 20, and at most one per 5 rows (so an integer
+# regression target such as an age or a count over a small file stays regression).
+AUTO_MAX_CLASSES = 20
+AUTO_ROWS_PER_CLASS = 5
+
+
+@dataclass
+class Table:
+    """All rows of a data set before splitting: raw features and encoded target."""
+
+    features: pd.DataFrame          # original columns and dtypes, target removed
+    y: np.ndarray                   # int64 class indices 0..K-1, or float64 targets
+    task: str                       # "classification" | "regression"
+    class_names: list[str] | None   # index -> name; None for regression
+    target: str                     # name of the target column ("y" for npz files)
+    source: str                     # data set name or file path, for messages
+
+
+# --------------------------------------------------------------------------- built-ins
+
+
+@dataclass(frozen=True)
+class Builtin:
+    """One registry entry: how to make the set, and what `nnexp datasets` shows."""
+
+    kind: str                       # "real" | "synthetic"
+    task: str
+    rows: int                       # synthetic: the default n_samples
+    features: int
+    classes: int | None
+    make: Callable[[int, float | None, int], tuple[np.ndarray, np.ndarray, list[str], list[str] | None]]
+    about: str
+
+
+def _sklearn_bundled(loader: str, *, regression: bool = False, **kwargs):
+    """A maker for one of scikit-learn's bundled (offline) data sets."""
+
+    def make(n_samples: int, noise: float | None, seed: int):
+        import sklearn.datasets
+
+        bunch = getattr(sklearn.datasets, loader)(**kwargs)
+        names = [str(n) for n in bunch.feature_names]
+        classes = None if regression else [str(c) for c in bunch.target_names]
+        return bunch.data, bunch.target, names, classes
+
+    return make
+
+
+def _xy_names(n: int) -> list[str]:
+    return [f"x{i + 1}" for i in range(n)]
+
+
+def _make_xor(n_samples: int, noise: float | None, seed: int):
+    """Four Gaussian blobs at (+-1, +-1); the label is the xor of the centre's signs."""
+    rng = np.random.default_rng(seed)
+    blob = rng.permutation(np.arange(n_samples) % 4)
+    centres = np.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])
+    X = centres[blob] + rng.normal(0.0, 0.3 if noise is None else noise, size=(n_samples, 2))
+    y = blob % 2  # quadrants 1 and 3 have signs that differ
+    return X, y, _xy_names(2), ["same_sign", "opposite_sign"]
+
+
+def _make_moons(n_samples: int, noise: float | None, seed: int):
+    from sklearn.datasets import make_moons
+
+    X, y = make_moons(n_samples, noise=0.2 if noise is None else noise, random_state=seed)
+    return X, y, _xy_names(2), ["0", "1"]
+
+
+def _make_circles(n_samples: int, noise: float | None, seed: int):
+    from sklearn.datasets import make_circles
+
+    X, y = make_circles(n_samples, noise=0.1 if noise is None else noise, factor=0.5, random_state=seed)
+    return X, y, _xy_names(2), ["outer", "inner"]
+
+
+def _make_spirals(n_samples: int, noise: float | None, seed: int):
+    """Two interleaved arms of 1.5 turns each, radius growing with the angle to 1."""
+    rng = np.random.default_rng(seed)
+    arm = rng.permutation(np.arange(n_samples) % 2)
+    t = np.sqrt(rng.uniform(0.0, 1.0, n_samples))  # sqrt: even density along the arm
+    angle = 3 * np.pi * t + np.pi * arm
+    X = np.column_stack([t * np.cos(angle), t * np.sin(angle)])
+    X += rng.normal(0.0, 0.05 if noise is None else noise, size=X.shape)
+    return X, arm, _xy_names(2), ["0", "1"]
+
+
+def _make_blobs(n_samples: int, noise: float | None, seed: int):
+    from sklearn.datasets import make_blobs
+
+    X, y = make_blobs(n_samples, n_features=2, centers=3, cluster_std=1.0 if noise is None else noise, random_state=seed)
+    return X, y, _xy_names(2), ["0", "1", "2"]
+
+
+def _make_friedman1(n_samples: int, noise: float | None, seed: int):
+    from sklearn.datasets import make_friedman1
+
+    X, y = make_friedman1(n_samples, n_features=10, noise=1.0 if noise is None else noise, random_state=seed)
+    return X, y, _xy_names(10), None
+
+
+_SYNTHETIC_ROWS = 1000  # the DataSpec.n_samples default, shown by `nnexp datasets`
+
+DATASETS: dict[str, Builtin] = {
+    "iris": Builtin("real", "classification", 150, 4, 3, _sklearn_bundled("load_iris"), "Fisher's irises"),
+    "wine": Builtin("real", "classification", 178, 13, 3, _sklearn_bundled("load_wine"), "wine cultivars"),
+    "breast_cancer": Builtin(
+        "real", "classification", 569, 30, 2, _sklearn_bundled("load_breast_cancer"), "Wisconsin diagnostic"
+    ),
+    "digits": Builtin("real", "classification", 1797, 64, 10, _sklearn_bundled("load_digits"), "8x8 handwritten digits"),
+    "diabetes": Builtin(
+        "real", "regression", 442, 10, None, _sklearn_bundled("load_diabetes", regression=True, scaled=False),
+        "disease progression after one year",
+    ),
+    "friedman1": Builtin("synthetic", "regression", _SYNTHETIC_ROWS, 10, None, _make_friedman1, "Friedman #1, noise 1.0"),
+    "xor": Builtin("synthetic", "classification", _SYNTHETIC_ROWS, 2, 2, _make_xor, "4 quadrant blobs, noise 0.3"),
+    "moons": Builtin("synthetic", "classification", _SYNTHETIC_ROWS, 2, 2, _make_moons, "two half moons, noise 0.2"),
+    "circles": Builtin("synthetic", "classification", _SYNTHETIC_ROWS, 2, 2, _make_circles, "two rings, noise 0.1"),
+    "spirals": Builtin("synthetic", "classification", _SYNTHETIC_ROWS, 2, 2, _make_spirals, "two arms, noise 0.05"),
+    "blobs": Builtin("synthetic", "classification", _SYNTHETIC_ROWS, 2, 3, _make_blobs, "3 Gaussian blobs, noise 1.0"),
+}
+
+
+def list_datasets() -> list[dict]:
+    """One row per built-in for `nnexp datasets` (synthetic rows = the default n_samples)."""
+    return [
+        {"name": name, "kind": d.kind, "task": d.task, "rows": d.rows, "features": d.features,
+         "classes": d.classes, "about": d.about}
+        for name, d in DATASETS.items()
+    ]
+
+
+def load_builtin(name: str, *, n_samples: int = _SYNTHETIC_ROWS, noise: float | None = None,
+                 seed: int = 0, task: str = "auto") -> Table:
+    """A built-in data set; synthetic ones are drawn with `seed`."""
+    import pandas as pd
+
+    entry = DATASETS[name]
+    if task not in ("auto", entry.task):
+        raise DataError.at(name, "data.task", f"'{name}' is a {entry.task} data set, not {task}")
+    X, y, feature_names, class_names = entry.make(n_samples, noise, seed)
+    features = pd.DataFrame(np.ascontiguousarray(X, dtype=np.float64), columns=feature_names)
+    y = np.asarray(y, dtype=np.int64 if class_names is not None else np.float64)
+    return Table(features, y, entry.task, class_names, "target", name)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _check_path(path: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise DataError.at(path, "data.dataset", "file not found")
+    if p.is_dir():
+        raise DataError.at(path, "data.dataset", "is a directory, not a data file")
+    if not os.access(p, os.R_OK):
+        raise DataError.at(path, "data.dataset", "no permission to read this file")
+    if p.suffix.lower() not in DATA_FILE_SUFFIXES:
+        raise DataError.at(path, "data.dataset", f"unsupported file type '{p.suffix}' (use {', '.join(DATA_FILE_SUFFIXES)})")
+    if p.stat().st_size == 0:
+        raise DataError.at(path, "data.dataset", "the file is empty")
+    return p
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+def read_frame(path: str) -> pd.DataFrame:
+    """A CSV or Parquet file as a DataFrame with string column names and >= 1 row."""
+    import pandas as pd
+
+    p = _check_path(path)
+    kind = "CSV" if p.suffix.lower() == ".csv" else "Parquet"
+    try:
+        frame = pd.read_csv(p) if kind == "CSV" else pd.read_parquet(p)
+    except pd.errors.EmptyDataError:
+        raise DataError.at(path, "data.dataset", "the file is empty (no header, no rows)") from None
+    except PermissionError:
+        raise DataError.at(path, "data.dataset", "no permission to read this file") from None
+    except Exception as exc:  # noqa: BLE001 - parsers raise many types; all mean "bad file"
+        raise DataError.at(path, "data.dataset", f"cannot be read as {kind} ({_first_line(exc)})") from None
+    if frame.shape[1] == 0:
+        raise DataError.at(path, "data.dataset", "the file has no columns")
+    if len(frame) == 0:
+        raise DataError.at(path, "data.dataset", f"the file has a header ({', '.join(map(str, frame.columns[:8]))}) but no data rows")
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def read_npz(path: str, *, need_y: bool = True) -> dict[str, np.ndarray]:
+    """Arrays X (2-D) and, when needed, y (1-D) of an npz file; optional feature_names."""
+    import zipfile
+
+    p = _check_path(path)
+    try:
+        with np.load(p, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except PermissionError:
+        raise DataError.at(path, "data.dataset", "no permission to read this file") from None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+        raise DataError.at(path, "data.dataset", f"cannot be read as npz ({_first_line(exc)})") from None
+    needed = ["X", "y"] if need_y else ["X"]
+    missing = [k for k in needed if k not in arrays]
+    if missing:
+        found = ", ".join(arrays) or "none"
+        raise DataError.at(path, "data.dataset", f"an npz file needs arrays {' and '.join(needed)}; missing {', '.join(missing)} (found: {found})")
+    X = arrays["X"]
+    if X.ndim == 1:
+        X = X.reshape(-1, 1)
+    if X.ndim != 2:
+        raise DataError.at(path, "data.dataset", f"X must be 2-D (rows, features), got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise DataError.at(path, "data.dataset", "X has no rows")
+    if X.shape[1] == 0:
+        raise DataError.at(path, "data.dataset", "X has no feature columns")
+    out = {"X": X}
+    if need_y:
+        y = arrays["y"]
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise DataError.at(path, "data.dataset", f"y must be 1-D (one target per row), got shape {y.shape}")
+        if len(y) != len(X):
+            raise DataError.at(path, "data.dataset", f"X has {len(X)} rows but y has {len(y)}")
+        out["y"] = y
+    if "feature_names" in arrays:
+        names = [str(n) for n in np.asarray(arrays["feature_names"]).ravel()]
+        if len(names) != X.shape[1]:
+            raise DataError.at(path, "data.dataset", f"feature_names has {len(names)} entries for {X.shape[1]} columns of X")
+        out["feature_names"] = np.array(names)
+    return out
+
+
+def npz_frame(X: np.ndarray, names: list[str] | None = None) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(X, columns=names if names is not None else _xy_names(X.shape[1]))
+
+
+def load_file(path: str, *, target: str | None = None, task: str = "auto") -> Table:
+    """A user's .csv/.parquet/.npz file split into features and an encoded target."""
+    import pandas as pd
+
+    if Path(path).suffix.lower() == ".npz":
+        if target not in (None, "y"):
+            raise DataError.at(path, "data.target", f"npz files hold arrays X and y; a target column '{target}' does not apply")
+        arrays = read_npz(path)
+        names = list(arrays["feature_names"]) if "feature_names" in arrays else None
+        features, raw, target = npz_frame(arrays["X"], names), pd.Series(arrays["y"], name="y"), "y"
+    else:
+        frame = read_frame(path)
+        columns = list(frame.columns)
+        if target is None:
+            target = columns[-1]
+        elif target not in frame.columns:
+            shown = ", ".join(columns[:20]) + (", ..." if len(columns) > 20 else "")
+            raise DataError.at(path, "data.target", f"no column '{target}'{did_you_mean(target, columns)} (columns: {shown})")
+        if frame.shape[1] < 2:
+            raise DataError.at(path, "data.dataset", f"needs at least one feature column besides the target '{target}'")
+        raw, features = frame[target], frame.drop(columns=[target])
+    y, task, class_names = encode_target(raw, task, source=path, target=target)
+    return Table(features.reset_index(drop=True), y, task, class_names, target, path)
+
+
+# --------------------------------------------------------------------------- target
+
+
+def _is_missing(series: pd.Series) -> np.ndarray:
+    """NaN, None and empty or blank strings all count as missing."""
+    import pandas as pd
+
+    missing = series.isna().to_numpy()
+    if not pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        blank = series.map(lambda v: isinstance(v, str) and not v.strip(), na_action="ignore")
+        missing |= blank.fillna(False).to_numpy(dtype=bool)
+    return missing
+
+
+def _label(value) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def encode_target(raw: pd.Series, task: str, *, source: str, target: str) -> tuple[np.ndarray, str, list[str] | None]:
+    """(y, task, class_names): resolves task 'auto' and maps labels to indices 0..K-1."""
+    import pandas as pd
+
+    missing = _is_missing(raw)
+    if missing.any():
+        raise DataError.at(source, "data.target", f"column '{target}' has {int(missing.sum())} missing values; fill or drop those rows")
+    numeric = pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw)
+    values = raw.to_numpy()
+    if numeric:
+        values = values.astype(np.float64)
+        if not np.isfinite(values).all():
+            raise DataError.at(source, "data.target", f"column '{target}' has {int((~np.isfinite(values)).sum())} infinite values")
+    if task == "auto":
+        task = "regression" if numeric and not _looks_like_labels(values) else "classification"
+    if task == "regression":
+        if not numeric:
+            example = raw.iloc[0]
+            raise DataError.at(source, "data.task", f"regression needs a numeric target, but column '{target}' holds labels (e.g. {example!r}); use task: classification")
+        return values, task, None
+    if numeric:
+        levels, y = np.unique(values, return_inverse=True)
+        class_names = [_label(v) for v in levels]
+    else:
+        labels = np.array([str(v) for v in values])
+        levels, y = np.unique(labels, return_inverse=True)
+        class_names = [str(v) for v in levels]
+    if len(class_names) < 2:
+        raise DataError.at(source, "data.target", f"column '{target}' has a single class ({class_names[0]!r}); classification needs at least 2")
+    return y.astype(np.int64), task, class_names
+
+
+def _looks_like_labels(values: np.ndarray) -> bool:
+    """The auto rule for numeric targets (see AUTO_MAX_CLASSES)."""
+    if not np.all(np.equal(np.mod(values, 1), 0)):
+        return False
+    distinct = len(np.unique(values))
+    return distinct == 2 or distinct <= min(AUTO_MAX_CLASSES, math.floor(len(values) / AUTO_ROWS_PER_CLASS))
+
+
+def load_table(spec: DataSpec, seed: int) -> Table:
+    """The rows a DataSpec names: a built-in (drawn with `seed`) or a user file."""
+    if spec.dataset in DATASETS:
+        return load_builtin(spec.dataset, n_samples=spec.n_samples, noise=spec.noise, seed=seed, task=spec.task)
+    return load_file(spec.dataset, target=spec.target, task=spec.task)

@@ -1,0 +1,128 @@
+"""From a DataSpec to ready arrays: load, split, fit the preprocessing on train, transform."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from nnexp.data.datasets import Table, load_table, npz_frame, read_frame, read_npz
+from nnexp.data.preprocess import Preprocessor, check_features
+from nnexp.data.split import fold_indices, split_indices, subsample
+from nnexp.errors import DataError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nnexp.spec import DataSpec
+
+
+@dataclass
+class PreparedData:
+    """One train/val/test split as network-ready arrays, plus the preprocessing that made them.
+
+    X_* are (n_samples, n_features) C-contiguous arrays of the requested dtype;
+    y_* are int64 class indices 0..K-1, or standardised float targets of shape
+    (n_samples,) for regression (preprocessor.inverse_target undoes the scaling).
+    """
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray | None
+    y_val: np.ndarray | None
+    X_test: np.ndarray | None
+    y_test: np.ndarray | None
+    task: str
+    n_outputs: int
+    class_names: list[str] | None
+    feature_names: list[str]
+    preprocessor: Preprocessor
+    source: str
+    fold: int | None = None
+
+    @property
+    def n_features(self) -> int:
+        return self.X_train.shape[1]
+
+    def splits(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The non-empty splits by name: {'train': (X, y), 'val': ..., 'test': ...}."""
+        parts = {"train": (self.X_train, self.y_train), "val": (self.X_val, self.y_val), "test": (self.X_test, self.y_test)}
+        return {name: xy for name, xy in parts.items() if xy[0] is not None}
+
+
+def prepare(spec: DataSpec, seed: int, dtype: str = "float32") -> PreparedData:
+    """One train/val/test split of the spec's data (cv_folds is ignored: see prepare_folds)."""
+    table = _load(spec, seed)
+    train, val, test = split_indices(table.y, task=table.task, class_names=table.class_names,
+                                     val_fraction=spec.val_fraction, test_fraction=spec.test_fraction,
+                                     seed=seed, source=table.source)
+    return _build(table, spec, train, val, test, seed=seed, dtype=dtype)
+
+
+def prepare_folds(spec: DataSpec, seed: int, dtype: str = "float32") -> list[PreparedData]:
+    """One PreparedData per cross-validation fold, sharing the test rows of `prepare`.
+
+    The folds partition the non-test rows; each is validated on its own fold
+    and the preprocessing is refitted on each fold's training rows. With
+    cv_folds < 2 this is [prepare(spec, seed, dtype)].
+    """
+    if spec.cv_folds < 2:
+        return [prepare(spec, seed, dtype)]
+    table = _load(spec, seed)
+    rest, _, test = split_indices(table.y, task=table.task, class_names=table.class_names, val_fraction=0.0,
+                                  test_fraction=spec.test_fraction, seed=seed, source=table.source)
+    folds = fold_indices(table.y, rest, task=table.task, class_names=table.class_names, k=spec.cv_folds,
+                         seed=seed, source=table.source)
+    return [_build(table, spec, train, val, test, seed=seed, dtype=dtype, fold=i) for i, (train, val) in enumerate(folds)]
+
+
+def load_features(path: str, preprocessor: Preprocessor, dtype: str | None = None) -> np.ndarray:
+    """Network input for the rows of a .csv/.parquet/.npz file (`nnexp predict`).
+
+    The target column, if present, is dropped; the feature columns the model was
+    trained on must all be there (named in the DataError otherwise).
+    """
+    path = str(path)
+    if Path(path).suffix.lower() == ".npz":
+        arrays = read_npz(path, need_y=False)
+        X = arrays["X"]
+        if "feature_names" in arrays:
+            frame = npz_frame(X, list(arrays["feature_names"]))
+        elif X.shape[1] == len(preprocessor.columns):
+            frame = npz_frame(X, preprocessor.columns)
+        else:
+            raise DataError.at(path, None, f"X has {X.shape[1]} columns but the model needs {len(preprocessor.columns)}")
+    else:
+        frame = read_frame(path)
+        frame = frame.drop(columns=[preprocessor.target], errors="ignore")
+    check_features(frame, [c for c in preprocessor.columns if c in frame.columns], preprocessor.fill, path)
+    return preprocessor.transform_features(frame, dtype, source=path)
+
+
+def _load(spec: DataSpec, seed: int) -> Table:
+    table = load_table(spec, seed)
+    check_features(table.features, list(table.features.columns), {} if spec.impute == "none" else None, table.source)
+    return table
+
+
+def _build(table: Table, spec: DataSpec, train: np.ndarray, val: np.ndarray | None, test: np.ndarray | None,
+           *, seed: int, dtype: str, fold: int | None = None) -> PreparedData:
+    train = subsample(train, table.y, task=table.task, class_names=table.class_names,
+                      train_size=spec.train_size, seed=seed, source=table.source)
+    features = table.features
+    prep = Preprocessor.fit(features.iloc[train], table.y[train], task=table.task, class_names=table.class_names,
+                            target=table.target, normalize=spec.normalize, impute=spec.impute,
+                            max_categories=spec.max_categories, pca_components=spec.pca_components,
+                            pca_whiten=spec.pca_whiten, dtype=dtype, source=table.source)
+
+    def arrays(rows):
+        if rows is None:
+            return None, None
+        X = prep.transform_features(features.iloc[rows], dtype, source=table.source)
+        return X, prep.transform_target(table.y[rows], dtype)
+
+    (X_train, y_train), (X_val, y_val), (X_test, y_test) = arrays(train), arrays(val), arrays(test)
+    n_outputs = len(table.class_names) if table.task == "classification" else 1
+    return PreparedData(X_train, y_train, X_val, y_val, X_test, y_test, task=table.task, n_outputs=n_outputs,
+                        class_names=table.class_names, feature_names=list(prep.feature_names), preprocessor=prep,
+                        source=table.source, fold=fold)

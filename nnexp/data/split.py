@@ -1,0 +1,122 @@
+"""Row splits: train/val/test, cross-validation folds, training subsamples.
+
+All of them work on row indices (sorted, int64) so the data are never copied
+until the final arrays are built. Classification splits are stratified. Each
+stage draws from its own stream derived from the spec seed, so e.g. changing
+val_fraction leaves the test rows alone.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nnexp.errors import DataError
+
+_STAGES = {"test": 1, "val": 2, "cv": 3, "train_size": 4}
+
+
+def stage_seed(seed: int, stage: str) -> int:
+    """A random_state for one splitting stage, derived from the spec seed."""
+    return int(np.random.SeedSequence([seed, _STAGES[stage]]).generate_state(1)[0])
+
+
+def _class_counts(y: np.ndarray, class_names: list[str]) -> np.ndarray:
+    return np.bincount(y, minlength=len(class_names))
+
+
+def _split(idx: np.ndarray, y: np.ndarray | None, n_out: int, random_state: int, source: str):
+    """(kept, taken): `n_out` rows taken from idx, stratified by y when given."""
+    from sklearn.model_selection import train_test_split
+
+    try:
+        kept, taken = train_test_split(idx, test_size=n_out, random_state=random_state,
+                                       stratify=None if y is None else y[idx])
+    except ValueError as exc:  # sklearn's own checks on tiny or lopsided classes
+        raise DataError.at(source, "data.val_fraction", f"cannot split the rows ({exc})") from None
+    return np.sort(kept), np.sort(taken)
+
+
+def split_indices(y: np.ndarray, *, task: str, class_names: list[str] | None, val_fraction: float,
+                  test_fraction: float, seed: int, source: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(train, val, test) row indices; val/test are None when their fraction is 0."""
+    n = len(y)
+    n_test = math.ceil(test_fraction * n) if test_fraction > 0 else 0
+    n_val = math.ceil(val_fraction * n) if val_fraction > 0 else 0
+    n_train = n - n_test - n_val
+    strat = task == "classification"
+    if strat:
+        parts = 1 + (n_val > 0) + (n_test > 0)
+        counts = _class_counts(y, class_names)
+        small = int(counts.argmin())
+        if counts[small] < parts:
+            raise DataError.at(source, "data.target", f"class '{class_names[small]}' has only {counts[small]} row(s); stratified train/val/test splits need at least {parts} per class")
+    need = len(class_names) if strat else 1
+    sizes = [s for s in (n_train, n_val, n_test) if s]
+    if n_train < max(need, 2) or min(sizes) < need:
+        per_class = f" (each split needs at least {need} rows, one per class)" if strat else ""
+        raise DataError.at(source, "data.val_fraction", f"{n} rows are too few for val_fraction {val_fraction} and test_fraction {test_fraction}: the splits would get {n_train}/{n_val}/{n_test} rows{per_class}")
+    labels = y if strat else None
+    rest, test = np.arange(n), None
+    if n_test:
+        rest, test = _split(rest, labels, n_test, stage_seed(seed, "test"), source)
+    train, val = rest, None
+    if n_val:
+        train, val = _split(rest, labels, n_val, stage_seed(seed, "val"), source)
+    return train, val, test
+
+
+def fold_indices(y: np.ndarray, rest: np.ndarray, *, task: str, class_names: list[str] | None, k: int,
+                 seed: int, source: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """k (train, val) index pairs partitioning `rest`; StratifiedKFold for classification."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if len(rest) < k:
+        raise DataError.at(source, "data.cv_folds", f"{len(rest)} rows outside the test split are too few for {k} folds")
+    random_state = stage_seed(seed, "cv")
+    if task == "classification":
+        counts = _class_counts(y[rest], class_names)
+        small = int(counts.argmin())
+        if counts[small] < k:
+            raise DataError.at(source, "data.cv_folds", f"class '{class_names[small]}' has only {counts[small]} row(s) outside the test split; {k} stratified folds need at least {k} per class")
+        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=random_state)
+    else:
+        splitter = KFold(n_splits=k, shuffle=True, random_state=random_state)
+    return [(np.sort(rest[tr]), np.sort(rest[va])) for tr, va in splitter.split(np.zeros(len(rest)), y[rest])]
+
+
+def subsample(train: np.ndarray, y: np.ndarray, *, task: str, class_names: list[str] | None,
+              train_size: int | float | None, seed: int, source: str) -> np.ndarray:
+    """The first `train_size` rows (int) or fraction of the training split, stratified by class."""
+    if train_size is None:
+        return train
+    n = len(train)
+    k = train_size if isinstance(train_size, int) else max(1, round(train_size * n))
+    if k > n:
+        raise DataError.at(source, "data.train_size", f"asks for {k} rows but the training split has only {n}")
+    if k == n:
+        return train
+    rng = np.random.default_rng(stage_seed(seed, "train_size"))
+    if task != "classification":
+        return np.sort(rng.choice(train, size=k, replace=False))
+    counts = _class_counts(y[train], class_names)
+    present = np.flatnonzero(counts)
+    if k < len(present):
+        raise DataError.at(source, "data.train_size", f"{k} rows cannot hold one of each of the {len(present)} classes")
+    quota = _proportional(counts, k)
+    picked = [rng.choice(train[y[train] == c], size=quota[c], replace=False) for c in present]
+    return np.sort(np.concatenate(picked))
+
+
+def _proportional(counts: np.ndarray, k: int) -> np.ndarray:
+    """Largest-remainder allocation of k rows over classes, at least one per present class."""
+    exact = counts * k / counts.sum()
+    quota = np.floor(exact).astype(np.int64)
+    present = counts > 0
+    quota[present] = np.maximum(quota[present], 1)
+    while quota.sum() > k:  # the minimum of one per class overshot: take from the largest
+        quota[np.argmax(np.where(quota > 1, quota, -1))] -= 1
+    while quota.sum() < k:  # hand the rest to the classes furthest below their share
+        quota[np.argmax(np.where(quota < counts, exact - quota, -np.inf))] += 1
+    return quota
