@@ -82,6 +82,96 @@ def validate(spec: SpecArg, set_: SetOpt = None):
         typer.echo(f"# plan: {describe_plan(plan, loaded.spec)}")
 
 
+@app.command()
+def run(spec: SpecArg, set_: SetOpt = None, results_dir: ResultsOpt = Path("results"), quiet: QuietOpt = False):
+    """Train one network from an experiment spec and write its result files."""
+    from nnexp import spec as specs
+
+    with user_errors(), _warnings_as_lines():
+        experiment = specs.load_experiment(spec, specs.parse_overrides(set_))
+        from nnexp.api import run_experiment
+        from nnexp.console import EpochProgress, print_run_summary
+
+        with EpochProgress(experiment, enabled=not quiet) as bar:
+            result = run_experiment(experiment, results_dir=results_dir, progress=bar.update)
+        if not quiet:
+            print_run_summary(result)
+        if result.status != "ok":
+            sys.stderr.write(f"error: {spec}: training diverged (non-finite loss) at epoch "
+                             f"{result.metrics.get('diverged_epoch')}; try a smaller optimizer.lr\n")
+            raise typer.Exit(1)
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="A model.npz written by `nnexp run` (or its folder).", show_default=False)],
+    data: Annotated[Path, typer.Argument(help="A .csv, .parquet or .npz file with the training columns.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write predictions to this CSV (default: stdout).")] = None,
+    proba: Annotated[bool, typer.Option("--proba", help="Add one probability column per class.")] = False,
+):
+    """Predict with a saved model, applying its saved preprocessing."""
+    with user_errors(), _warnings_as_lines():
+        from nnexp.api import predict as predict_table
+
+        frame = predict_table(model, data, proba=proba)
+        if output is None:
+            typer.echo(frame.to_csv(index=False), nl=False)
+        else:
+            from nnexp.results import atomic_write
+
+            atomic_write(output, frame.to_csv(index=False))
+
+
+@app.command()
+def datasets():
+    """List the built-in data sets with rows, features and classes."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from nnexp.data import list_datasets
+
+    table = Table("name", "kind", "task", "rows", "features", "classes", title="built-in data sets")
+    for row in list_datasets():
+        table.add_row(row["name"], row["kind"], row["task"], str(row["rows"]), str(row["features"]),
+                      "-" if row["classes"] is None else str(row["classes"]))
+    Console().print(table)
+
+
+@app.command()
+def gradcheck(
+    spec: SpecArg,
+    set_: SetOpt = None,
+    rows: Annotated[int, typer.Option("--rows", min=2, help="Training rows in the checked batch.")] = 8,
+    tolerance: Annotated[float, typer.Option("--tolerance", help="Largest accepted relative error.")] = 1e-5,
+):
+    """Compare backprop with central differences (eq. 5.59) for the spec's network, in float64."""
+    from nnexp import spec as specs
+
+    with user_errors(), _warnings_as_lines():
+        experiment = specs.load_experiment(spec, specs.parse_overrides(set_))
+        from nnexp.api import gradcheck as check_gradients
+        from nnexp.console import print_gradcheck
+
+        report = check_gradients(experiment, rows=rows)
+        print_gradcheck(report, tolerance)
+        if max(report.errors.values()) > tolerance:
+            raise typer.Exit(1)
+
+
+@contextmanager
+def _warnings_as_lines():
+    """Show warnings (dropped constant features, unseen categories) as one `warning:` line each."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        sys.stderr.write(f"warning: {message}\n")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = show
+        yield
+
+
 def describe_plan(plan, search) -> str:
     """`grid: 3 x 2 = 6 configurations x 3 repeats = 18 trials`, or the random equivalent."""
     n_configs = len(plan.configs)

@@ -1,0 +1,80 @@
+"""Terminal output of the CLI (rich): progress bars and result tables. Library code never prints."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+console = Console()
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+class EpochProgress:
+    """A progress bar over epochs with the latest losses; silent when disabled or not a terminal."""
+
+    def __init__(self, spec, enabled: bool = True):
+        self.enabled = enabled and sys.stdout.isatty()
+        self.total = spec.train.epochs * max(spec.data.cv_folds, 1)
+        self.done = 0
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True, disable=not self.enabled,
+        )
+        self.task = self.progress.add_task(spec.name or "training", total=self.total, info="")
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def update(self, row: dict) -> None:
+        info = "  ".join(f"{k} {_fmt(row[k])}" for k in ("train_loss", "val_loss", "val_accuracy", "val_rmse") if k in row)
+        fold = f"fold {row['fold']}  " if "fold" in row else ""
+        self.progress.update(self.task, advance=1, info=fold + info)
+
+
+def print_run_summary(result) -> None:
+    """Train / validation / test metrics and where the files went."""
+    metrics = result.metrics
+    names = [m for m in ("loss", "accuracy", "f1", "rmse", "mae", "r2") if any(f"{s}_{m}" in metrics for s in ("train", "val", "test"))]
+    table = Table("split", *names, title=f"{result.spec.name}: {result.status}")
+    for split in ("train", "val", "test"):
+        if any(f"{split}_{m}" in metrics for m in names):
+            cells = []
+            for m in names:
+                value = _fmt(metrics.get(f"{split}_{m}"))
+                if f"{split}_{m}_std" in metrics:
+                    value += f" ± {_fmt(metrics[f'{split}_{m}_std'])}"
+                cells.append(value)
+            table.add_row(split, *cells)
+    console.print(table)
+    epochs = f"{metrics['epochs_run']} epochs"
+    if metrics.get("best_epoch") and metrics["best_epoch"] != metrics["epochs_run"]:
+        epochs += f" (best weights from epoch {metrics['best_epoch']})"
+    console.print(f"{epochs} in {metrics['seconds']:.2f} s ({1000 * metrics['seconds_per_epoch']:.1f} ms/epoch)")
+    for name, path in getattr(result, "files", {}).items():
+        console.print(f"  {name:<20} {path}")
+
+
+def print_gradcheck(report, tolerance: float) -> None:
+    """One row per parameter array: shape, relative error, verdict."""
+    table = Table("parameter", "shape", "relative error", "ok", title=f"gradient check on {report.rows} rows (float64)")
+    for name, error in report.errors.items():
+        ok = error <= tolerance
+        table.add_row(name, "x".join(map(str, report.shapes[name])), f"{error:.2e}", "[green]yes[/]" if ok else "[red]NO[/]")
+    console.print(table)
+    worst = max(report.errors.values())
+    verdict = "passed" if worst <= tolerance else "FAILED"
+    console.print(f"max relative error {worst:.2e} (tolerance {tolerance:.0e}): {verdict}")

@@ -1,0 +1,170 @@
+"""Result files of one run (spec-format.md section 4), written atomically, and model loading.
+
+Every file is written to a temporary name in the same folder and renamed into
+place, so a crash never leaves a half-written file that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnexp import __version__
+from nnexp.errors import DataError
+from nnexp.spec import ExperimentSpec, dump_yaml
+
+MODEL_FORMAT = 1
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write a whole file or nothing: temp file in the same folder, fsync, rename."""
+    path = Path(path)
+    raw = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(raw)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def json_safe(value):
+    """NaN/inf become null and NumPy scalars plain numbers, so the JSON is valid."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_run(result, folder: Path, plots: bool = True) -> dict[str, Path]:
+    """Write spec.yaml, metrics.json, history.csv, model.npz (and learning_curves.png)."""
+    import pandas as pd
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {name: folder / name for name in ("spec.yaml", "metrics.json", "history.csv", "model.npz")}
+    atomic_write(files["spec.yaml"], dump_yaml(result.spec))
+    metrics = dict(result.metrics)
+    if result.folds:
+        metrics["folds"] = result.folds
+    atomic_write(files["metrics.json"], json.dumps(json_safe(metrics), indent=2) + "\n")
+    atomic_write(files["history.csv"], pd.DataFrame(result.history).to_csv(index=False))
+    if result.network is not None and result.status == "ok":
+        atomic_write(files["model.npz"], model_bytes(result))
+    else:
+        files.pop("model.npz")
+    if plots and result.history:
+        files["learning_curves.png"] = folder / "learning_curves.png"
+        plot_learning_curves(result.history, result.prepared.task, files["learning_curves.png"])
+    return files
+
+
+def model_bytes(result) -> bytes:
+    """The network's weights, the fitted preprocessing and the spec, as one .npz."""
+    import io
+
+    meta = {
+        "format": MODEL_FORMAT,
+        "nnexp": __version__,
+        "spec": result.spec.model_dump(mode="json"),
+        "task": result.prepared.task,
+        "n_in": int(result.prepared.X_train.shape[1]),
+        "n_outputs": int(result.prepared.n_outputs),
+        "class_names": result.prepared.class_names,
+        "feature_names": list(result.prepared.feature_names),
+    }
+    arrays: dict[str, np.ndarray] = {"meta": np.array(json.dumps(json_safe(meta)))}
+    arrays.update({f"net.{k}": v for k, v in result.network.get_state().items()})
+    arrays.update(result.prepared.preprocessor.to_arrays())
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+@dataclass
+class SavedModel:
+    """A trained network with the preprocessing it was trained behind."""
+
+    spec: ExperimentSpec
+    task: str
+    class_names: list[str] | None
+    network: Any
+    preprocessor: Any
+
+    def predict_output(self, X: np.ndarray) -> np.ndarray:
+        return self.network.predict(X)
+
+
+def load_model(path: str | os.PathLike) -> SavedModel:
+    """Rebuild a network and its preprocessing from model.npz."""
+    from nnexp.build import build_network
+    from nnexp.data import Preprocessor
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.npz"
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not an nnexp model file ({exc})") from None
+    if "meta" not in arrays:
+        raise DataError(f"{path}: not an nnexp model file (no 'meta' entry)")
+    meta = json.loads(str(arrays["meta"]))
+    spec = ExperimentSpec.model_validate(meta["spec"])
+    network = build_network(spec.model, meta["n_in"], meta["task"], meta["n_outputs"],
+                            np.random.default_rng(0), spec.train.dtype)
+    network.set_state({k[len("net."):]: v for k, v in arrays.items() if k.startswith("net.")})
+    preprocessor = Preprocessor.from_arrays({k: v for k, v in arrays.items() if k.startswith("prep.")})
+    return SavedModel(spec, meta["task"], meta["class_names"], network, preprocessor)
+
+
+def plot_learning_curves(history: list[dict], task: str, path: Path) -> None:
+    """Loss and the main metric per epoch, train vs validation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    frame = pd.DataFrame(history)
+    if "fold" in frame:
+        frame = frame[frame["fold"] == frame["fold"].iloc[0]]
+    metric = "val_accuracy" if task == "classification" else "val_rmse"
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    axes[0].plot(frame["epoch"], frame["train_loss"], label="train (running, training mode)")
+    if "val_loss" in frame:
+        axes[0].plot(frame["epoch"], frame["val_loss"], label="validation")
+    axes[0].set(xlabel="epoch", ylabel="loss", title="Loss")
+    axes[0].legend()
+    if metric in frame:
+        axes[1].plot(frame["epoch"], frame[metric], color="C1")
+        axes[1].set(xlabel="epoch", ylabel=metric, title=metric.replace("_", " "))
+    else:
+        grads = [c for c in frame if c.startswith("grad_norm_")]
+        for c in grads:
+            axes[1].plot(frame["epoch"], frame[c], label=c)
+        axes[1].set(xlabel="epoch", ylabel="||dJ/dW||", yscale="log", title="gradient norm per layer")
+        axes[1].legend()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,188 @@
+"""The fit loop: epochs, schedule, early stopping, divergence, history and final metrics.
+
+One seed drives everything: the data split (in nnexp.data), the initial weights,
+the dropout masks and the shuffling order (here, from SeedSequence children),
+so the same spec and seed give bit-identical numbers wherever they run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from nnexp.build import build_network, build_optimizer
+from nnexp.engine import Network
+from nnexp.metrics import classification_metrics, metric_names, regression_metrics
+from nnexp.spec import ExperimentSpec, metric_mode
+
+PROBE_ROWS = 256  # training rows used each epoch to measure saturation and dead units
+
+
+@dataclass
+class RunResult:
+    """What one experiment produced; nnexp.results writes it to files."""
+
+    spec: ExperimentSpec
+    status: str  # "ok" | "diverged"
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    network: Network | None = field(repr=False, default=None)
+    prepared: Any = field(repr=False, default=None)  # PreparedData of the saved model (fold 1 under CV)
+    folds: list[dict[str, Any]] | None = None  # per-fold metrics under cross-validation
+
+    @property
+    def task(self) -> str:
+        return self.prepared.task
+
+
+def load_data(spec: ExperimentSpec):
+    """The prepared data of a spec: one split, or a list of folds when cv_folds >= 2."""
+    from nnexp.data import prepare, prepare_folds
+
+    if spec.data.cv_folds >= 2:
+        return prepare_folds(spec.data, spec.seed, dtype=spec.train.dtype)
+    return prepare(spec.data, spec.seed, dtype=spec.train.dtype)
+
+
+def train_experiment(spec: ExperimentSpec, prepared=None, progress: Callable[[dict], None] | None = None) -> RunResult:
+    """Train the network a spec describes; exceptions propagate (bad data, bugs)."""
+    if prepared is None:
+        prepared = load_data(spec)
+    if isinstance(prepared, list):
+        return _cross_validate(spec, prepared, progress)
+    with np.errstate(all="ignore"):  # divergence is detected and reported, not warned about
+        status, metrics, history, net = fit(spec, prepared, np.random.SeedSequence(spec.seed), progress)
+    return RunResult(spec, status, metrics, history, net, prepared)
+
+
+def _cross_validate(spec, folds, progress) -> RunResult:
+    """k folds, each its own network; metrics are fold means with `_std` columns."""
+    runs, history = [], []
+    for data in folds:
+        fold = data.fold if data.fold is not None else len(runs)
+        reporter = (lambda row, f=fold: progress({**row, "fold": f})) if progress else None
+        with np.errstate(all="ignore"):
+            status, metrics, rows, net = fit(spec, data, np.random.SeedSequence([spec.seed, fold]), reporter)
+        runs.append((status, metrics, net))
+        history += [{"fold": fold, **row} for row in rows]
+    fold_metrics = [m for _, m, _ in runs]
+    status = "diverged" if any(s == "diverged" for s, _, _ in runs) else "ok"
+    merged: dict[str, Any] = {}
+    for key in fold_metrics[0]:
+        values = [m.get(key) for m in fold_metrics]
+        numbers = [v for v in values if isinstance(v, (int, float)) and v is not None and math.isfinite(v)]
+        if key in ("diverged_epoch",):
+            merged[key] = next((v for v in values if v is not None), None)
+        elif len(numbers) == len(values) and numbers:
+            merged[key] = float(np.mean(numbers))
+            if key.split("_", 1)[0] in ("train", "val", "test") and key != "seconds_per_epoch":
+                merged[f"{key}_std"] = float(np.std(numbers, ddof=1)) if len(numbers) > 1 else 0.0
+        else:
+            merged[key] = None
+    merged["seconds"] = float(sum(m["seconds"] for m in fold_metrics))
+    merged["cv_folds"] = len(folds)
+    merged["status"] = status
+    return RunResult(spec, status, merged, history, runs[0][2], folds[0], folds=fold_metrics)
+
+
+def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None):
+    """Train one network on one split; returns (status, metrics, history, network)."""
+    started = time.perf_counter()
+    init_seed, shuffle_seed = seeds.spawn(2)
+    net = build_network(spec.model, data.X_train.shape[1], data.task, data.n_outputs,
+                        np.random.default_rng(init_seed), spec.train.dtype)
+    optimizer, schedule = build_optimizer(spec.optimizer, net, spec.train)
+    shuffle = np.random.default_rng(shuffle_seed)
+    train = spec.train
+    probe = data.X_train[:PROBE_ROWS]
+    stopper = EarlyStopping(train.early_stopping) if train.early_stopping else None
+    history: list[dict[str, Any]] = []
+    status, diverged_epoch = "ok", None
+
+    loop_started = time.perf_counter()
+    for epoch in range(1, train.epochs + 1):
+        lr = schedule(epoch - 1)
+        stats = net.train_epoch(data.X_train, data.y_train, batch_size=train.batch_size, optimizer=optimizer,
+                                lr=lr, rng=shuffle, l1=train.l1, l2=train.l2)
+        row: dict[str, Any] = {"epoch": epoch, "train_loss": stats.loss}
+        if stats.finite and data.X_val is not None:
+            row.update({f"val_{k}": v for k, v in evaluate(net, data, data.X_val, data.y_val).items()})
+        if not stats.finite or not math.isfinite(row.get("val_loss", 0.0)):
+            status, diverged_epoch = "diverged", epoch
+            history.append({**row, "lr": lr})
+            break
+        row["lr"] = lr
+        row.update({f"grad_norm_{i}": g for i, g in enumerate(stats.grad_norms, start=1)})
+        for i, unit in enumerate(net.unit_stats(probe), start=1):
+            row.update({f"{kind}_{i}": v for kind, v in unit.items() if v is not None})
+        history.append(row)
+        if progress:
+            progress(row)
+        if stopper and stopper.update(row, net):
+            break
+    loop_seconds = time.perf_counter() - loop_started
+
+    epochs_run = len(history)
+    best_epoch = epochs_run
+    if stopper and stopper.best_state is not None:
+        net.set_state(stopper.best_state)
+        best_epoch = stopper.best_epoch
+    metrics: dict[str, Any] = {}
+    for split in ("train", "val", "test"):
+        X, y = getattr(data, f"X_{split}"), getattr(data, f"y_{split}")
+        if X is None:
+            continue
+        values = evaluate(net, data, X, y, final=True) if status == "ok" else dict.fromkeys(metric_names(data.task))
+        metrics.update({f"{split}_{k}": v for k, v in values.items()})
+    metrics.update({
+        "epochs_run": epochs_run,
+        "best_epoch": best_epoch if status == "ok" else None,
+        "diverged_epoch": diverged_epoch,
+        "seconds": time.perf_counter() - started,
+        "seconds_per_epoch": loop_seconds / max(epochs_run, 1),
+        "status": status,
+    })
+    return status, metrics, history, net
+
+
+def evaluate(net: Network, data, X: np.ndarray, y: np.ndarray, final: bool = False) -> dict[str, float]:
+    """Loss and task metrics of one split in inference mode (one forward pass)."""
+    output = net.predict(X)
+    if data.task == "classification":
+        values = classification_metrics(output, y, data.n_outputs)
+        if final:  # the reported numbers come from scikit-learn itself
+            from sklearn.metrics import accuracy_score, f1_score
+
+            pred = (output > 0.5).astype(int) if output.ndim == 1 else output.argmax(axis=1)
+            values["accuracy"] = float(accuracy_score(y, pred))
+            values["f1"] = float(f1_score(y, pred, average="macro", zero_division=0))
+        return values
+    return regression_metrics(output, y, data.preprocessor.inverse_target)
+
+
+class EarlyStopping:
+    """Stop after `patience` epochs without improvement; remember the best weights."""
+
+    def __init__(self, config):
+        self.monitor, self.patience, self.min_delta = config.monitor, config.patience, config.min_delta
+        self.sign = 1.0 if metric_mode(config.monitor) == "min" else -1.0
+        self.best = math.inf
+        self.best_epoch = 0
+        self.best_state = None
+        self.wait = 0
+
+    def update(self, row: dict, net: Network) -> bool:
+        """Record an epoch; True when training should stop."""
+        value = row.get(self.monitor)
+        if value is None:
+            raise KeyError(f"early stopping monitors '{self.monitor}', which this run does not compute")
+        score = self.sign * value
+        if score < self.best - self.min_delta:
+            self.best, self.best_epoch, self.best_state, self.wait = score, row["epoch"], net.get_state(), 0
+            return False
+        self.wait += 1
+        return self.wait >= self.patience
