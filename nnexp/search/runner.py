@@ -1,0 +1,347 @@
+"""Run a search plan over worker processes with joblib, streaming records into the trials log.
+
+The plan is fixed before the first trial; trials already in the log are skipped
+(resume). Records stream back as they finish (`generator_unordered`) and are
+appended at once. A worker killed by the OS costs only the trial(s) it held:
+the batch is restarted without them. Ctrl-C stops scheduling and keeps what
+finished. The joblib backend is a registry entry, so adding one (dask) is one
+function.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import warnings
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ContextManager
+
+from nnexp.errors import NnexpError
+from nnexp.search.store import (
+    SearchLock,
+    TrialStore,
+    check_same_search,
+    key_of,
+    save_spec,
+    search_identity,
+)
+from nnexp.search.trial import TrialTask, run_trial
+
+RETRYABLE = ("failed", "diverged")
+
+
+# --------------------------------------------------------------------------- backends
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How to fan trials out: a joblib configuration context, and the errors meaning 'a worker died'."""
+
+    name: str
+    context: Callable[[int, int, str | None], ContextManager]  # (n_workers, threads, scheduler)
+    lost_worker_errors: Callable[[], tuple[type[BaseException], ...]]
+
+
+@contextmanager
+def _loky_context(n_workers: int, threads: int, scheduler: str | None):
+    from joblib import parallel_config
+
+    if scheduler:
+        raise NnexpError("--scheduler: only used with --backend dask")
+    # inner_max_num_threads sets the BLAS/OpenMP thread variables of fresh workers
+    with parallel_config(backend="loky", inner_max_num_threads=threads):
+        yield
+
+
+def _loky_lost():
+    from joblib.externals.loky.process_executor import BrokenProcessPool
+
+    return (BrokenProcessPool,)
+
+
+@contextmanager
+def _dask_context(n_workers: int, threads: int, scheduler: str | None):
+    try:
+        from distributed import Client
+    except ImportError:
+        raise NnexpError("--backend dask: dask.distributed is not installed (pip install 'nnexp[dask]')") from None
+    from joblib import parallel_config
+
+    client = Client(scheduler) if scheduler else Client(n_workers=n_workers, threads_per_worker=1, processes=True)
+    with client, parallel_config(backend="dask"):
+        yield
+
+
+def _dask_lost():
+    try:
+        from distributed.scheduler import KilledWorker
+    except ImportError:
+        return ()
+    return (KilledWorker,)
+
+
+BACKENDS: dict[str, Backend] = {
+    "loky": Backend("loky", _loky_context, _loky_lost),
+    "dask": Backend("dask", _dask_context, _dask_lost),
+}
+
+
+# --------------------------------------------------------------------------- progress and outcome
+
+
+@dataclass
+class Progress:
+    """Counts a progress bar needs; `best` is the best single trial so far by the search metric."""
+
+    total: int
+    skipped: int = 0
+    done: int = 0
+    ok: int = 0
+    failed: int = 0
+    diverged: int = 0
+    running: int = 0
+    best: float | None = None
+    best_trial: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def to_run(self) -> int:
+        return self.total - self.skipped
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left, from the mean pace so far."""
+        if self.done == 0:
+            return None
+        return self.elapsed / self.done * max(0, self.to_run - self.done)
+
+
+@dataclass
+class SearchOutcome:
+    """What a search run did; the records are the latest of each planned trial."""
+
+    folder: Path
+    records: list[dict]
+    ran: int
+    skipped: int
+    interrupted: bool
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(r["status"] == status for r in self.records)
+
+    @property
+    def all_failed(self) -> bool:
+        """No planned trial finished ok (the search produced nothing to compare)."""
+        return bool(self.records) and self.count("ok") == 0
+
+
+ProgressHook = Callable[[dict | None, Progress], None]
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def cores() -> int:
+    from joblib import cpu_count
+
+    return max(1, cpu_count())
+
+
+def worker_plan(n_jobs: int, n_tasks: int) -> tuple[int, int]:
+    """(workers, BLAS threads per worker) with workers x threads <= cores."""
+    from joblib import effective_n_jobs
+
+    workers = max(1, min(effective_n_jobs(n_jobs), max(1, n_tasks)))
+    return workers, max(1, cores() // workers)
+
+
+def run_search(
+    loaded,
+    plan,
+    folder: str | Path,
+    *,
+    n_jobs: int | None = None,
+    backend: str = "loky",
+    scheduler: str | None = None,
+    fresh: bool = False,
+    retry_failed: bool = False,
+    progress: ProgressHook | None = None,
+    train_fn: Callable | None = None,
+    data_fn: Callable | None = None,
+) -> SearchOutcome:
+    """Run the plan's missing trials into `folder`/trials.jsonl and return the outcome (never prints).
+
+    `fresh` moves the old log aside (trials-<time>.jsonl.old) instead of resuming;
+    `retry_failed` re-runs failed and diverged trials; `train_fn(spec, prepared)`
+    and `data_fn(spec)` replace the real training and data loading (tests).
+    """
+    if backend not in BACKENDS:
+        raise NnexpError(f"--backend: unknown backend '{backend}' (one of {', '.join(BACKENDS)})")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    search = loaded.spec
+    n_jobs = search.n_jobs if n_jobs is None else n_jobs
+    if n_jobs == 0:
+        raise NnexpError("--n-jobs: must be a positive number of workers, or -1 for all cores")
+    identity = search_identity(loaded, plan.strategy, len(plan.configs) if plan.strategy == "random" else None)
+    start = time.perf_counter()
+    notes: list[str] = []
+    store = TrialStore(folder)
+
+    with SearchLock(folder):
+        if fresh:
+            moved = store.move_aside()
+            if moved:
+                notes.append(f"--fresh: earlier trials moved to {moved.name}")
+        elif store.path.exists() and store.path.stat().st_size:
+            check_same_search(folder, identity)
+        save_spec(folder, identity)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            done = store.latest()
+        notes += [str(w.message) for w in caught]
+        if store.repair():
+            notes.append(f"{store.path}: cut off an incomplete last line before appending")
+
+        todo, kept = [], []
+        for trial in plan.trials:
+            previous = done.get(trial.key)
+            if previous is None or (retry_failed and previous["status"] in RETRYABLE):
+                todo.append(trial)
+            else:
+                kept.append(previous)
+
+        counts = Progress(total=len(plan.trials), skipped=len(kept))
+        better = (lambda a, b: a > b) if search.mode == "max" else (lambda a, b: a < b)
+
+        def record_done(record: dict | None, count: bool = True) -> None:
+            if record is not None and count:
+                store.append(record)
+                counts.done += 1
+                setattr(counts, record["status"], getattr(counts, record["status"]) + 1)
+            if record is not None:
+                value = record.get(search.metric)
+                if record["status"] == "ok" and isinstance(value, (int, float)) and math.isfinite(value):
+                    if counts.best is None or better(value, counts.best):
+                        counts.best, counts.best_trial = value, record["trial_id"]
+            if progress is not None:
+                progress(record if count else None, counts)
+
+        for record in kept:
+            record_done(record, count=False)
+        if progress is not None:
+            progress(None, counts)
+
+        tasks = [TrialTask.from_trial(t) for t in todo]
+        interrupted = False
+        try:
+            if tasks:
+                workers, threads = worker_plan(n_jobs, len(tasks))
+                options = dict(train_fn=train_fn, data_fn=data_fn, threads=threads, metric=search.metric)
+                if workers == 1 and (n_jobs == 1 or cores() == 1):
+                    _run_in_process(tasks, options, counts, record_done)
+                else:
+                    _run_parallel(tasks, options, workers, threads, BACKENDS[backend], scheduler, counts, record_done)
+        except KeyboardInterrupt:
+            interrupted = True
+
+        latest = store.latest()
+        records = [latest[t.key] for t in plan.trials if t.key in latest]
+    return SearchOutcome(folder, records, counts.done, counts.skipped, interrupted, time.perf_counter() - start, notes)
+
+
+def _run_in_process(tasks, options, counts: Progress, record_done) -> None:
+    """n_jobs 1: no pool, no pickling; a trial that kills its process kills the search."""
+    for task in tasks:
+        counts.running = 1
+        record = run_trial(task, **options)
+        counts.running = 0
+        record_done(record)
+
+
+def _run_parallel(tasks, options, workers, threads, backend: Backend, scheduler, counts: Progress, record_done) -> None:
+    """Stream records back as they finish; after a worker death, start a fresh batch without its trial(s)."""
+    from joblib import Parallel, delayed
+
+    lost_errors = backend.lost_worker_errors()
+    pending: OrderedDict[tuple, TrialTask] = OrderedDict((t.key, t) for t in tasks)
+    with backend.context(workers, threads, scheduler):
+        while pending:
+            in_flight: dict[tuple, TrialTask] = {}
+
+            def feed(batch=list(pending.values()), in_flight=in_flight):
+                for task in batch:
+                    in_flight[task.key] = task  # dispatched: joblib pulls one more as each one finishes
+                    counts.running = min(workers, len(in_flight))
+                    yield delayed(run_trial)(task, **options)
+
+            # pre_dispatch n_jobs: nothing waits in a queue, so "dispatched, not returned" = running
+            parallel = Parallel(n_jobs=min(workers, len(pending)), return_as="generator_unordered",
+                                pre_dispatch="n_jobs", batch_size=1)
+            results = parallel(feed())
+            try:
+                for record in results:
+                    key = key_of(record)
+                    in_flight.pop(key, None)
+                    pending.pop(key, None)
+                    counts.running = min(workers, len(in_flight))
+                    record_done(record)
+            except lost_errors as exc:
+                suspects = list(in_flight.values())
+                for task in suspects:
+                    pending.pop(task.key, None)
+                counts.running = 0
+                if len(suspects) == 1:
+                    record_done(killed_record(suspects[0], exc))
+                else:  # cannot tell which one died: run each alone, so only the culprit is lost
+                    for task in suspects:
+                        record_done(_run_alone(task, options, lost_errors))
+            finally:
+                close = getattr(results, "close", None)
+                if close is not None:
+                    close()  # Ctrl-C: joblib aborts the running trials, nothing new is scheduled
+                counts.running = 0
+
+
+def _run_alone(task: TrialTask, options: dict, lost_errors) -> dict:
+    """Re-run one suspect of a worker death in a pool of its own."""
+    from joblib import Parallel, delayed
+
+    try:
+        (record,) = Parallel(n_jobs=2, batch_size=1)([delayed(run_trial)(task, **options)])
+        return record
+    except lost_errors as exc:
+        return killed_record(task, exc)
+
+
+def killed_record(task: TrialTask, exc: BaseException) -> dict:
+    """The record of a trial whose worker process died (killed by the OS, out of memory, crashed)."""
+    codes = re.search(r"exit codes of the workers are (\{.*?\})", str(exc))
+    detail = f" (exit codes {codes.group(1)})" if codes else ""
+    return {
+        "trial_id": task.trial_id,
+        "config_id": task.config_id,
+        "params": task.params,
+        "seed": task.seed,
+        "repeat": task.repeat,
+        "status": "failed",
+        "error": f"{type(exc).__name__}: the worker process died while running this trial "
+                 f"(killed by the OS, out of memory, or a crash){detail}",
+        "seconds": None,
+        "history": {},
+    }
+
+
+def describe_outcome(outcome: SearchOutcome) -> dict[str, Any]:
+    """Counts for a closing line."""
+    return {s: outcome.count(s) for s in ("ok", "failed", "diverged")} | {"ran": outcome.ran, "skipped": outcome.skipped}

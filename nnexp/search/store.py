@@ -1,0 +1,279 @@
+"""The trials log of a search folder: append-only JSON lines, a lock, the saved search spec.
+
+`trials.jsonl` is the single source of truth: every finished trial is one line,
+written with one `write` + flush + fsync, so a crash loses at most the trials
+still running and at worst leaves one torn last line, which readers skip.
+A retried trial appends a new line for the same key; readers keep the last.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from nnexp.errors import NnexpError
+
+TRIALS_FILE = "trials.jsonl"
+SPEC_FILE = "search.yaml"
+LOCK_FILE = ".lock"
+# Fields that may change between runs of the same search: they add or drop
+# trials, or only change how they are run, never what one trial computes.
+RESUMABLE_FIELDS = ("n_jobs", "trials", "repeats")
+
+
+class LockError(NnexpError):
+    """Another search is running in the same folder."""
+
+
+class SearchChangedError(NnexpError):
+    """The folder holds trials of a different search; resuming would mix them."""
+
+
+class TornLineWarning(UserWarning):
+    """The last line of trials.jsonl was cut off by a crash and is ignored."""
+
+
+def key_of(record: dict) -> tuple[str, int]:
+    return (record["config_id"], int(record["seed"]))
+
+
+def clean_json(value: Any) -> Any:
+    """NaN/inf to None and NumPy scalars/arrays to Python, so every line is valid JSON."""
+    if isinstance(value, dict):
+        return {str(k): clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean_json(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy scalar or array
+        return clean_json(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def dumps(record: dict) -> str:
+    return json.dumps(clean_json(record), allow_nan=False, separators=(",", ":"))
+
+
+class TrialStore:
+    """Reads and appends the trials of one search folder."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.path = self.folder / TRIALS_FILE
+
+    def read(self) -> list[dict]:
+        """Every record in file order; a torn last line (cut off by a crash) is skipped with a warning."""
+        if not self.path.exists():
+            return []
+        lines = self.path.read_bytes().split(b"\n")
+        records = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                if number == len(lines):  # unterminated: the write was cut off
+                    warnings.warn(f"{self.path}: ignoring a torn last line (a crash cut it off)", TornLineWarning, stacklevel=2)
+                    continue
+                raise NnexpError(f"{self.path}: line {number} is not valid JSON; the trials log is damaged") from None
+        return records
+
+    def latest(self) -> dict[tuple[str, int], dict]:
+        """The last record of each (config_id, seed), in first-seen order."""
+        latest: dict[tuple[str, int], dict] = {}
+        for record in self.read():
+            latest[key_of(record)] = record
+        return latest
+
+    def repair(self) -> bool:
+        """Before appending: end the file with a newline, dropping a torn last line. True if it changed."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return False
+        data = self.path.read_bytes()
+        if data.endswith(b"\n"):
+            return False
+        head, _, tail = data.rpartition(b"\n")
+        try:
+            json.loads(tail)
+            fixed = data + b"\n"  # complete record, only its newline is missing
+        except json.JSONDecodeError:
+            fixed = head + b"\n" if head else b""
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(fixed)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        return True
+
+    def append(self, record: dict) -> None:
+        """One record as one line: a single write, then flush and fsync."""
+        line = (dumps(record) + "\n").encode()
+        with open(self.path, "ab") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def move_aside(self) -> Path | None:
+        """`--fresh`: rename the old log to trials-<UTC time>.jsonl.old, so nothing is destroyed."""
+        if not self.path.exists():
+            return None
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        target = self.folder / f"trials-{stamp}.jsonl.old"
+        n = 1
+        while target.exists():
+            target = self.folder / f"trials-{stamp}-{n}.jsonl.old"
+            n += 1
+        os.replace(self.path, target)
+        return target
+
+
+# --------------------------------------------------------------------------- lock
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SearchLock:
+    """`.lock` created with O_EXCL: one search per folder; a dead owner's lock is taken over."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.path = Path(folder) / LOCK_FILE
+        self.owned = False
+
+    def acquire(self) -> "SearchLock":
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is not None and not self._stale(holder):
+                    raise LockError(
+                        f"{self.path.parent}: another search is running in this folder (pid {holder.get('pid')} on "
+                        f"{holder.get('host')}, since {holder.get('started')}); wait for it, or delete "
+                        f"{self.path} if that process is gone"
+                    ) from None
+                self.path.unlink(missing_ok=True)  # stale: its owner is dead
+                continue
+            with os.fdopen(fd, "w") as fh:
+                json.dump(info, fh)
+            self.owned = True
+            return self
+        raise LockError(f"{self.path}: cannot take the search lock (another process keeps taking it)")
+
+    def _holder(self) -> dict | None:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            # written but not yet filled by its owner, or garbage: trust it only while fresh
+            try:
+                age = time.time() - self.path.stat().st_mtime
+            except FileNotFoundError:
+                return None
+            return {"pid": "?", "host": "?", "started": "?"} if age < 10 else None
+
+    @staticmethod
+    def _stale(holder: dict) -> bool:
+        pid = holder.get("pid")
+        if holder.get("host") != socket.gethostname() or not isinstance(pid, int):
+            return False  # cannot check another machine's processes
+        return pid != os.getpid() and not _pid_alive(pid)
+
+    def release(self) -> None:
+        if self.owned:
+            self.path.unlink(missing_ok=True)
+            self.owned = False
+
+    def __enter__(self) -> "SearchLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+# --------------------------------------------------------------------------- saved spec
+
+
+def search_identity(loaded, strategy: str, trials: int | None) -> dict:
+    """What defines a search: the resolved search fields and the resolved base experiment."""
+    search = loaded.spec.model_dump(mode="json", exclude={"experiment", "base"})
+    search["strategy"] = strategy
+    if trials is not None:
+        search["trials"] = trials
+    return {"search": search, "experiment": loaded.base_spec.model_dump(mode="json"), "source": loaded.source}
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict) and tree:
+        out = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): tree}
+
+
+def spec_differences(old: dict, new: dict) -> list[str]:
+    """`path: old -> new` for every field that differs, ignoring the resumable ones."""
+    ignore = {f"search.{f}" for f in RESUMABLE_FIELDS} | {"source"}
+    a, b = _flatten(old), _flatten(new)
+    diffs = []
+    for path in sorted(set(a) | set(b)):
+        if path in ignore or any(path.startswith(i + ".") for i in ignore):
+            continue
+        if a.get(path, "<absent>") != b.get(path, "<absent>"):
+            diffs.append(f"{path}: {a.get(path, '<absent>')!r} -> {b.get(path, '<absent>')!r}")
+    return diffs
+
+
+def read_saved_spec(folder: str | os.PathLike) -> dict | None:
+    import yaml
+
+    path = Path(folder) / SPEC_FILE
+    if not path.exists():
+        return None
+    return yaml.safe_load(path.read_text()) or None
+
+
+def save_spec(folder: str | os.PathLike, identity: dict) -> None:
+    from nnexp.spec import dump_yaml
+
+    path = Path(folder) / SPEC_FILE
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text("# The resolved search this folder holds; `nnexp search` checks it before resuming.\n" + dump_yaml(identity))
+    os.replace(tmp, path)
+
+
+def check_same_search(folder: str | os.PathLike, identity: dict) -> None:
+    """Refuse to resume a folder whose trials came from different settings."""
+    saved = read_saved_spec(folder)
+    if saved is None:
+        return
+    diffs = spec_differences(saved, identity)
+    if diffs:
+        shown = "; ".join(diffs[:5]) + (f"; and {len(diffs) - 5} more" if len(diffs) > 5 else "")
+        raise SearchChangedError(
+            f"{Path(folder) / SPEC_FILE}: the search changed since its trials were run ({shown}); "
+            "use --fresh to start over (old trials are kept aside), or another name / --results-dir"
+        )
+
+
+def iter_keys(records: Iterable[dict]) -> list[tuple[str, int]]:
+    return [key_of(r) for r in records]

@@ -1,0 +1,157 @@
+"""One trial as a pure function (spec, seed) -> JSON-ready record, run inside a worker.
+
+Workers receive a small `TrialTask` (the spec as JSON, never arrays); each
+worker prepares a data set once and keeps it in a per-process cache keyed by
+(data spec, seed, dtype), so repeated configurations never re-read the data.
+Whatever happens inside training, the trial returns a record: a raised
+exception becomes `status: failed` with a one-line `error`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable
+
+CACHE_SIZE = 8
+MAIN_METRICS = ("val_accuracy", "val_rmse")
+
+_data_cache: OrderedDict[tuple, Any] = OrderedDict()
+_controller = None
+
+
+@dataclass(frozen=True)
+class TrialTask:
+    """What a worker needs to run one trial: picklable, small, and free of arrays."""
+
+    trial_id: str
+    config_id: str
+    params: dict
+    seed: int
+    repeat: int
+    spec_json: str
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.config_id, self.seed)
+
+    @classmethod
+    def from_trial(cls, trial) -> "TrialTask":
+        return cls(trial.trial_id, trial.config_id, trial.params, trial.seed, trial.repeat, trial.spec.model_dump_json())
+
+
+def prepared_data(spec) -> Any:
+    """The spec's prepared data (or folds), from this process's cache when it was seen before."""
+    key = (spec.data.model_dump_json(), spec.seed, spec.train.dtype)
+    if key in _data_cache:
+        _data_cache.move_to_end(key)
+        return _data_cache[key]
+    from nnexp import data
+
+    if spec.data.cv_folds >= 2:
+        prepared = data.prepare_folds(spec.data, spec.seed, dtype=spec.train.dtype)
+    else:
+        prepared = data.prepare(spec.data, spec.seed, dtype=spec.train.dtype)
+    _data_cache[key] = prepared
+    while len(_data_cache) > CACHE_SIZE:
+        _data_cache.popitem(last=False)
+    return prepared
+
+
+def _default_train(spec, prepared):
+    from nnexp.train import train_experiment
+
+    return train_experiment(spec, prepared=prepared)
+
+
+def blas_limit(threads: int | None):
+    """A context capping this process's BLAS threads (the controller is built once per process)."""
+    global _controller
+    import contextlib
+
+    if threads is None:
+        return contextlib.nullcontext()
+    if _controller is None:
+        import numpy  # noqa: F401 - BLAS must be loaded before threadpoolctl looks for it
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=threads, user_api="blas")
+
+
+def blas_threads() -> int | None:
+    """BLAS threads in use now (None when no BLAS library is loaded)."""
+    if _controller is None:
+        return None
+    counts = [lib.num_threads for lib in _controller.select(user_api="blas").lib_controllers]
+    return max(counts) if counts else None
+
+
+def one_line(exc: BaseException) -> str:
+    """`Type: message (at file.py:line)`: enough to find the problem, short enough for a table."""
+    text = str(exc).strip().splitlines()
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ") + where
+
+
+def compact_history(history: list[dict], metric: str | None = None) -> dict[str, list]:
+    """The learning curves a report plots: train_loss, val_loss and the main validation metric."""
+    if not history:
+        return {}
+    keys = ["train_loss", "val_loss", *[m for m in MAIN_METRICS if m in history[0]][:1]]
+    if metric and metric not in keys and metric in history[0]:
+        keys.append(metric)
+    return {k: [_round(row.get(k)) for row in history] for k in keys if k in history[0]}
+
+
+def _round(value):
+    """Six significant digits are plenty for a curve and keep the log small."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = float(value)
+        return float(f"{value:.6g}") if value == value and abs(value) != float("inf") else None
+    return value
+
+
+def run_trial(
+    task: TrialTask,
+    train_fn: Callable | None = None,
+    data_fn: Callable | None = None,
+    threads: int | None = None,
+    metric: str | None = None,
+) -> dict:
+    """Train one configuration with one seed and return its record (never raises for a training error)."""
+    start = time.perf_counter()
+    record: dict[str, Any] = {
+        "trial_id": task.trial_id,
+        "config_id": task.config_id,
+        "params": task.params,
+        "seed": task.seed,
+        "repeat": task.repeat,
+        "status": "failed",
+        "error": None,
+    }
+    history: dict = {}
+    with blas_limit(threads):
+        try:
+            from nnexp.spec import ExperimentSpec
+
+            spec = ExperimentSpec.model_validate_json(task.spec_json)
+            prepared = (data_fn or prepared_data)(spec)
+            result = (train_fn or _default_train)(spec, prepared)
+            record["status"] = result.status
+            metrics = dict(result.metrics)
+            if "seconds" in metrics:
+                metrics["train_seconds"] = metrics.pop("seconds")
+            record.update(metrics)
+            history = compact_history(result.history, metric)
+        except Exception as exc:  # a failed trial must not end the search
+            record["error"] = one_line(exc)
+        record["threads"] = blas_threads()
+    record["pid"] = os.getpid()
+    record["seconds"] = time.perf_counter() - start
+    record["history"] = history
+    return record
