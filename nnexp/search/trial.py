@@ -143,7 +143,7 @@ def run_trial(
             prepared = (data_fn or prepared_data)(spec)
             result = (train_fn or _default_train)(spec, prepared)
             record["status"] = result.status
-            metrics = dict(result.metrics)
+            metrics = {k: v for k, v in result.metrics.items() if k != "status"}
             if "seconds" in metrics:
                 metrics["train_seconds"] = metrics.pop("seconds")
             record.update(metrics)

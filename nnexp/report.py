@@ -1,0 +1,368 @@
+"""Comparative tables and plots of a search, rebuilt from its trials.jsonl alone.
+
+Every number is re-derivable from the log: one row per trial, grouped by
+configuration (summary) or by the value of one searched parameter (effects).
+Statistics use the ok trials only; failures and divergences are counted
+beside them. std is the sample standard deviation (ddof=1); ci95 is the
+half-width of the t-distribution 95% interval of the mean, so the interval
+is mean ± ci95. A configuration is marked `tied_best` when Welch's t-test
+cannot tell it from the best one (p > 0.05).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nnexp.errors import NnexpError
+from nnexp.search.store import TrialStore, read_saved_spec
+
+ALPHA = 0.05
+STATUSES = ("ok", "failed", "diverged")
+METRIC_PREFIXES = ("val_", "test_")
+CURVES = 3  # configurations whose learning curves are plotted
+
+
+@dataclass
+class ReportResult:
+    """The tables of a search, and the files they were written to."""
+
+    folder: Path
+    metric: str
+    mode: str
+    params: list[str]
+    trials: Any  # pandas DataFrame, one row per trial (latest record of each key)
+    summary: Any  # one row per configuration, ranked
+    effects: dict[str, Any]  # parameter -> DataFrame, one row per value
+    files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- frames
+
+
+def param_column(path: str) -> str:
+    return f"param_{path}"
+
+
+def display_value(value) -> Any:
+    """Lists and mappings as compact JSON text, so they can be grouped and shown; scalars as they are."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return value
+
+
+def trials_frame(records: list[dict], params: list[str] | None = None):
+    """One row per trial: params as `param_<path>` columns, then the record's flat fields."""
+    import pandas as pd
+
+    params = params or sorted({p for r in records for p in r.get("params", {})})
+    rows = []
+    for record in records:
+        row = {"trial_id": record["trial_id"], "config_id": record["config_id"], "seed": record["seed"],
+               "repeat": record.get("repeat"), "status": record["status"], "error": record.get("error")}
+        row.update({param_column(p): display_value(record.get("params", {}).get(p)) for p in params})
+        row.update({k: v for k, v in record.items() if k not in row and k not in ("params", "history")})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    for column in frame.columns:  # None -> NaN in numeric columns
+        if column.startswith(METRIC_PREFIXES + ("train_",)) or column in ("epochs_run", "seconds", "best_epoch"):
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
+
+
+def metric_columns(frame) -> list[str]:
+    """The val_ and test_ metrics present in the trials (without cross-validation `_std` columns)."""
+    return [c for c in frame.columns if c.startswith(METRIC_PREFIXES) and not c.endswith("_std")
+            and frame[c].dtype.kind in "fi"]
+
+
+def t_halfwidth(std: float, n: int) -> float:
+    """Half-width of the 95% confidence interval of a mean of n values (t-distribution)."""
+    from scipy import stats
+
+    if n < 2 or not math.isfinite(std):
+        return math.nan
+    return float(stats.t.ppf(1 - ALPHA / 2, n - 1) * std / math.sqrt(n))
+
+
+def summarize(frame, metric: str, mode: str, params: list[str]):
+    """One row per configuration: params, counts, mean/std/ci95 of each metric over ok trials, rank, tied_best."""
+    import pandas as pd
+
+    pcols = [param_column(p) for p in params]
+    metrics = metric_columns(frame)
+    rows = []
+    for cid, group in frame.groupby("config_id", sort=False):
+        ok = group[group["status"] == "ok"]
+        row: dict[str, Any] = {"config_id": cid}
+        row.update({c: group[c].iloc[0] for c in pcols})
+        row.update({"n_trials": len(group), **{f"n_{s}": int((group["status"] == s).sum()) for s in STATUSES}})
+        for m in metrics:
+            values = ok[m].dropna()
+            std = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+            row[f"mean_{m}"] = float(values.mean()) if len(values) else math.nan
+            row[f"std_{m}"] = std
+            row[f"ci95_{m}"] = t_halfwidth(std, len(values))
+        row["epochs"] = float(ok["epochs_run"].mean()) if "epochs_run" in ok and len(ok) else math.nan
+        row["seconds"] = float(group["seconds"].mean()) if "seconds" in group else math.nan
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    key = f"mean_{metric}"
+    if key not in summary:
+        summary[key] = math.nan
+    summary["rank"] = summary[key].rank(method="min", ascending=(mode == "min"), na_option="keep")
+    summary = summary.sort_values(["rank", "config_id"], na_position="last", kind="stable").reset_index(drop=True)
+    summary["rank"] = summary["rank"].astype("Int64")
+    summary["tied_best"], summary["p_vs_best"] = _tied_best(frame, summary, metric)
+    return summary
+
+
+def _tied_best(frame, summary, metric: str) -> tuple[list[str], list[float]]:
+    """`yes` for the best and every configuration Welch's t-test cannot separate from it (p > 0.05)."""
+    from scipy import stats
+
+    if summary.empty or metric not in frame or summary["rank"].isna().all():
+        return ["n/a"] * len(summary), [math.nan] * len(summary)
+    scores = {cid: g.loc[g["status"] == "ok", metric].dropna().to_numpy()
+              for cid, g in frame.groupby("config_id", sort=False)}
+    best = scores[summary["config_id"].iloc[0]]
+    marks, pvalues = [], []
+    for i, cid in enumerate(summary["config_id"]):
+        values = scores[cid]
+        if i == 0:
+            marks.append("yes" if len(best) >= 2 else "n/a (<2 repeats)")
+            pvalues.append(math.nan)
+        elif len(values) == 0:
+            marks.append("no")
+            pvalues.append(math.nan)
+        elif len(values) < 2 or len(best) < 2:
+            marks.append("n/a (<2 repeats)")
+            pvalues.append(math.nan)
+        else:
+            p = _welch_p(best, values, stats)
+            pvalues.append(p)
+            marks.append("yes" if p > ALPHA else "no")
+    return marks, pvalues
+
+
+def _welch_p(a, b, stats) -> float:
+    """Welch's t-test p-value; with no spread at all, equal means are tied (p=1) and different ones not (p=0)."""
+    if a.std() == 0 and b.std() == 0:
+        return 1.0 if a.mean() == b.mean() else 0.0
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def effects(frame, metric: str, params: list[str]) -> dict[str, Any]:
+    """Per searched parameter: the metric's mean and std over all ok trials with each value, and failure rates."""
+    import pandas as pd
+
+    out = {}
+    for p in params:
+        column = param_column(p)
+        rows = []
+        for value, group in frame.groupby(column, sort=True, dropna=False):
+            ok = group.loc[group["status"] == "ok", metric].dropna() if metric in group else pd.Series(dtype=float)
+            rows.append({
+                p: value,
+                "n_trials": len(group),
+                "n_ok": int((group["status"] == "ok").sum()),
+                f"mean_{metric}": float(ok.mean()) if len(ok) else math.nan,
+                f"std_{metric}": float(ok.std(ddof=1)) if len(ok) > 1 else math.nan,
+                "failure_rate": float((group["status"] == "failed").mean()),
+                "divergence_rate": float((group["status"] == "diverged").mean()),
+            })
+        out[p] = pd.DataFrame(rows)
+    return out
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1e-3 or abs(value) >= 1e4 else f"{value:.{digits}f}"
+    return str(value)
+
+
+def pm(mean, std, digits: int = 4) -> str:
+    """`0.9512 ± 0.0031`, or the mean alone when there is no spread to show."""
+    if isinstance(std, float) and math.isnan(std):
+        return _fmt(mean, digits)
+    return f"{_fmt(mean, digits)} ± {_fmt(std, digits)}"
+
+
+def summary_markdown(result: ReportResult) -> str:
+    """The summary as a readable markdown table (the CSV keeps every column)."""
+    s, m = result.summary, result.metric
+    table = []
+    for _, row in s.iterrows():
+        line = {"rank": _fmt(row["rank"]) if not _isna(row["rank"]) else "–"}
+        line.update({p: _fmt(row[param_column(p)]) for p in result.params})
+        line[m] = pm(row.get(f"mean_{m}", math.nan), row.get(f"std_{m}", math.nan))
+        line["ci95"] = "–" if _isna(row.get(f"ci95_{m}")) else f"± {_fmt(row[f'ci95_{m}'])}"
+        for other in metric_columns(result.trials):
+            if other != m and other.endswith(("_accuracy", "_rmse", "_loss")):
+                line[other] = pm(row[f"mean_{other}"], row[f"std_{other}"])
+        line.update({"ok": int(row["n_ok"]), "failed": int(row["n_failed"]), "diverged": int(row["n_diverged"]),
+                     "epochs": _fmt(row["epochs"], 3), "seconds": _fmt(row["seconds"], 3),
+                     "tied_best": row["tied_best"]})
+        table.append(line)
+    import pandas as pd
+
+    body = pd.DataFrame(table).to_markdown(index=False) if table else "(no trials yet)"
+    n = len(result.trials)
+    head = (f"# {result.folder.name}: summary\n\n"
+            f"{len(s)} configurations, {n} trials ({_counts(result.trials)}); ranked by {m} ({result.mode}).\n"
+            f"Mean ± std over ok repeats; ci95 is the half-width of the 95% t-interval of the mean; "
+            f"tied_best = Welch's t-test cannot separate it from the best (p > {ALPHA}).\n\n")
+    return head + body + "\n"
+
+
+def effects_markdown(result: ReportResult) -> str:
+    m = result.metric
+    parts = [f"# {result.folder.name}: effects of each searched parameter on {m}\n",
+             "Marginal effect: mean ± std of the metric over all ok trials having that value "
+             "(averaged over the other parameters), with failure and divergence rates over all its trials.\n"]
+    for p, frame in result.effects.items():
+        rows = [{p: _fmt(r[p]), m: pm(r[f"mean_{m}"], r[f"std_{m}"]), "ok": f"{int(r['n_ok'])}/{int(r['n_trials'])}",
+                 "failure rate": f"{r['failure_rate']:.0%}", "divergence rate": f"{r['divergence_rate']:.0%}"}
+                for _, r in frame.iterrows()]
+        import pandas as pd
+
+        parts.append(f"## {p}\n\n{pd.DataFrame(rows).to_markdown(index=False)}\n")
+    if not result.effects:
+        parts.append("(the space has no parameters)\n")
+    return "\n".join(parts)
+
+
+def _counts(frame) -> str:
+    return ", ".join(f"{int((frame['status'] == s).sum())} {s}" for s in STATUSES) if len(frame) else "none"
+
+
+def _isna(value) -> bool:
+    try:
+        import pandas as pd
+
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _safe_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
+    """Per parameter a box + strip plot of the metric by value; learning curves of the best configurations."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    files = []
+    m, trials = result.metric, result.trials
+    ok = trials[trials["status"] == "ok"] if m in trials else trials.iloc[0:0]
+    rng = np.random.default_rng(0)
+    for p, frame in result.effects.items():
+        values = list(frame[p])
+        data = [ok.loc[ok[param_column(p)] == v, m].dropna().to_numpy() for v in values]
+        if not any(len(d) for d in data):
+            continue
+        fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(values) + 2), 3.6))
+        ax.boxplot([d if len(d) else [np.nan] for d in data], widths=0.5, showfliers=False)
+        for i, d in enumerate(data, start=1):
+            ax.scatter(i + rng.uniform(-0.12, 0.12, len(d)), d, s=14, alpha=0.7, color="tab:blue", zorder=3)
+        ax.set_xticks(range(1, len(values) + 1), [_fmt(v) for v in values], rotation=20 if len(values) > 4 else 0)
+        ax.set_xlabel(p)
+        ax.set_ylabel(m)
+        ax.set_title(f"{m} by {p} (ok trials)")
+        fig.tight_layout()
+        path = result.folder / f"effect_{_safe_name(p)}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        files.append(path)
+
+    best = [c for c in result.summary["config_id"][: CURVES] if not _isna(c)]
+    curves = [r for r in records if r["config_id"] in best and r["status"] == "ok" and r.get("history")]
+    if curves:
+        keys = [k for k in ("val_loss", m if m != "val_loss" else None) if k and any(k in r["history"] for r in curves)]
+        if keys:
+            fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 3.6), squeeze=False)
+            colors = {cid: f"C{i}" for i, cid in enumerate(best)}
+            for ax, k in zip(axes[0], keys):
+                for cid in best:
+                    runs = [r["history"][k] for r in curves if r["config_id"] == cid and k in r["history"]]
+                    for j, run in enumerate(runs):
+                        y = np.array([np.nan if v is None else v for v in run], dtype=float)
+                        label = _config_label(result, cid) if j == 0 else None
+                        ax.plot(np.arange(1, len(y) + 1), y, color=colors[cid], alpha=0.8, lw=1.2, label=label)
+                ax.set_xlabel("epoch")
+                ax.set_ylabel(k)
+            axes[0][0].legend(fontsize=7)
+            fig.suptitle(f"learning curves of the best {len(best)} configurations (one line per seed)")
+            fig.tight_layout()
+            path = result.folder / "learning_curves.png"
+            fig.savefig(path, dpi=100)
+            plt.close(fig)
+            files.append(path)
+    return files
+
+
+def _config_label(result: ReportResult, cid: str) -> str:
+    row = result.summary.loc[result.summary["config_id"] == cid].iloc[0]
+    return ", ".join(f"{p.split('.')[-1]}={_fmt(row[param_column(p)])}" for p in result.params) or cid
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def search_settings(folder: Path, records: list[dict]) -> tuple[str, str, list[str]]:
+    """(metric, mode, params) from the saved search.yaml; sensible guesses when it is missing."""
+    from nnexp.spec import metric_mode
+
+    saved = read_saved_spec(folder) or {}
+    search = saved.get("search") or {}
+    params = sorted(search.get("space") or {}) or sorted({p for r in records for p in r.get("params", {})})
+    metric = search.get("metric")
+    if metric is None:
+        present = {k for r in records for k in r}
+        metric = next((m for m in ("val_accuracy", "val_rmse", "val_loss") if m in present), "val_loss")
+    return metric, search.get("mode") or metric_mode(metric), params
+
+
+def report(folder: str | os.PathLike, plots: bool = True) -> ReportResult:
+    """Rebuild summary.csv, summary.md, effects.md and the plots of a search folder from trials.jsonl."""
+    import warnings
+
+    folder = Path(folder)
+    store = TrialStore(folder)
+    if not store.path.exists():
+        raise NnexpError(f"{folder}: no {store.path.name} here; is it a search results folder?")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        records = list(store.latest().values())
+    metric, mode, params = search_settings(folder, records)
+    frame = trials_frame(records, params)
+    if frame.empty:
+        import pandas as pd
+
+        frame = pd.DataFrame(columns=["trial_id", "config_id", "seed", "repeat", "status", "error",
+                                      *[param_column(p) for p in params]])
+    summary = summarize(frame, metric, mode, params)
+    result = ReportResult(folder, metric, mode, params, frame, summary, effects(frame, metric, params),
+                          notes=[str(w.message) for w in caught])
+    summary.to_csv(folder / "summary.csv", index=False)
+    (folder / "summary.md").write_text(summary_markdown(result))
+    (folder / "effects.md").write_text(effects_markdown(result))
+    result.files = [folder / "summary.csv", folder / "summary.md", folder / "effects.md"]
+    if plots and len(frame):
+        result.files += write_plots(result, records)
+    return result
