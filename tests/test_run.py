@@ -1,0 +1,218 @@
+"""`nnexp run` end to end: learning figures, result files, determinism, predict, bad data."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from nnexp.api import run_experiment
+from nnexp.cli import app
+
+runner = CliRunner()
+
+
+def run_cli(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def test_digits_reaches_96_percent(tmp_path):
+    result = run_experiment({"data": {"dataset": "digits", "normalize": "zscore"},
+                             "model": {"hidden": [100], "activation": "relu", "init": "he"},
+                             "optimizer": {"name": "adam", "lr": 0.001}, "train": {"epochs": 30, "batch_size": 32}},
+                            results_dir=None)
+    assert result.status == "ok"
+    assert result.metrics["test_accuracy"] >= 0.96
+
+
+def test_iris_reaches_93_percent():
+    """Iris's test split has 30 rows, so one split is noisy: average over five seeds (splits)."""
+    accuracies = [
+        run_experiment({"seed": seed, "data": {"dataset": "iris"}, "model": {"hidden": [16], "activation": "tanh", "init": "xavier"},
+                        "optimizer": {"name": "adam", "lr": 0.01}, "train": {"epochs": 50, "batch_size": 16}},
+                       results_dir=None).metrics["test_accuracy"]
+        for seed in range(5)
+    ]
+    assert np.mean(accuracies) >= 0.93
+
+
+def test_diabetes_beats_the_mean_predictor():
+    result = run_experiment({"data": {"dataset": "diabetes"}, "model": {"hidden": [32], "activation": "relu"},
+                             "optimizer": {"name": "adam", "lr": 0.003}, "train": {"epochs": 60, "batch_size": 32, "l2": 0.001,
+                                                                                   "early_stopping": {"patience": 10}}},
+                            results_dir=None)
+    assert result.prepared.task == "regression"
+    assert result.metrics["test_r2"] > 0.3  # a mean predictor has r2 <= 0 on held-out rows
+    y_test = result.prepared.preprocessor.inverse_target(result.prepared.y_test)
+    assert result.metrics["test_rmse"] < np.std(y_test)
+
+
+@pytest.mark.parametrize("dataset, hidden", [("xor", [8]), ("spirals", [64, 64])])
+def test_small_nets_learn_xor_and_spirals(dataset, hidden):
+    result = run_experiment({"data": {"dataset": dataset, "n_samples": 600}, "model": {"hidden": hidden, "activation": "tanh", "init": "xavier"},
+                             "optimizer": {"name": "adam", "lr": 0.01}, "train": {"epochs": 150, "batch_size": 32}},
+                            results_dir=None)
+    assert result.metrics["test_accuracy"] >= 0.95
+
+
+def test_result_files_and_determinism(tmp_path):
+    spec = {"name": "det", "data": {"dataset": "wine"}, "model": {"hidden": [8], "dropout": 0.1}, "train": {"epochs": 5}}
+    first = run_experiment(spec, results_dir=tmp_path / "a")
+    second = run_experiment(spec, results_dir=tmp_path / "b")
+    folder = tmp_path / "a" / "det"
+    assert sorted(p.name for p in folder.iterdir()) == ["history.csv", "learning_curves.png", "metrics.json", "model.npz", "spec.yaml"]
+    timing = {"seconds", "seconds_per_epoch"}
+    a, b = (json.loads((tmp_path / d / "det" / "metrics.json").read_text()) for d in "ab")
+    assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
+    assert first.metrics["val_loss"] == second.metrics["val_loss"]
+    history = pd.read_csv(folder / "history.csv")
+    assert list(history["epoch"]) == [1, 2, 3, 4, 5]
+    assert {"train_loss", "val_loss", "val_accuracy", "val_f1", "lr", "grad_norm_1", "grad_norm_2", "dead_1"} <= set(history)
+    resolved = yaml.safe_load((folder / "spec.yaml").read_text())
+    assert resolved["optimizer"]["beta1"] == 0.9 and resolved["model"]["dropout"] == 0.1
+
+
+def test_saturation_is_recorded_for_logistic_layers():
+    result = run_experiment({"data": {"dataset": "iris"}, "model": {"hidden": [8, 8], "activation": "logistic"},
+                             "train": {"epochs": 2}}, results_dir=None)
+    row = result.history[-1]
+    assert 0.0 <= row["saturated_1"] <= 1.0 and 0.0 <= row["saturated_2"] <= 1.0 and "dead_1" not in row
+
+
+def test_different_seed_different_numbers():
+    spec = {"data": {"dataset": "iris"}, "train": {"epochs": 3}}
+    assert run_experiment(spec, results_dir=None).metrics["val_loss"] != run_experiment({**spec, "seed": 1}, results_dir=None).metrics["val_loss"]
+
+
+def test_early_stopping_restores_best_weights():
+    result = run_experiment({"data": {"dataset": "digits"}, "model": {"hidden": [64]}, "optimizer": {"name": "sgd", "lr": 0.5},
+                             "train": {"epochs": 200, "early_stopping": {"patience": 3, "monitor": "val_loss"}}}, results_dir=None)
+    history = pd.DataFrame(result.history)
+    best = int(history["val_loss"].idxmin())
+    assert result.metrics["best_epoch"] == history["epoch"][best]
+    assert result.metrics["epochs_run"] == result.metrics["best_epoch"] + 3
+    assert result.metrics["val_loss"] == pytest.approx(history["val_loss"][best], rel=1e-6)
+
+
+def test_cross_validation_gives_k_folds():
+    result = run_experiment({"data": {"dataset": "iris", "cv_folds": 3}, "train": {"epochs": 3}}, results_dir=None)
+    assert len(result.folds) == 3
+    fold_acc = [f["val_accuracy"] for f in result.folds]
+    assert result.metrics["val_accuracy"] == pytest.approx(np.mean(fold_acc))
+    assert result.metrics["val_accuracy_std"] == pytest.approx(np.std(fold_acc, ddof=1))
+    assert sorted({row["fold"] for row in result.history}) == [0, 1, 2]
+
+
+def test_diverging_run_exits_1_and_still_writes_files(tmp_path, write_spec):
+    path = write_spec({"name": "boom", "data": {"dataset": "iris"}, "optimizer": {"name": "sgd", "lr": 1e6},
+                       "model": {"activation": "identity"}, "train": {"epochs": 20}})
+    result = run_cli("run", path, "--results-dir", tmp_path / "out", "--quiet")
+    assert result.exit_code == 1 and "diverged" in result.stderr
+    metrics = json.loads((tmp_path / "out" / "boom" / "metrics.json").read_text())
+    assert metrics["status"] == "diverged" and metrics["diverged_epoch"] >= 1
+
+
+def string_label_table(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 240
+    colour = rng.choice(["red", "green", "blue"], size=n)
+    x1 = rng.normal(size=n)
+    label = np.where((colour == "red") ^ (x1 > 0), "yes", "no")
+    frame = pd.DataFrame({"x1": x1, "colour": colour, "noise": rng.normal(size=n), "answer": label})
+    frame.to_csv(tmp_path / "table.csv", index=False)
+    return frame
+
+
+def test_csv_with_string_labels_trains_and_predicts_by_name(tmp_path, write_spec):
+    frame = string_label_table(tmp_path)
+    path = write_spec({"name": "tab", "data": {"dataset": "table.csv", "target": "answer"},
+                       "model": {"hidden": [16], "activation": "tanh"}, "optimizer": {"name": "adam", "lr": 0.02},
+                       "train": {"epochs": 80, "batch_size": 16}})
+    assert run_cli("run", path, "--results-dir", tmp_path / "out", "--quiet").exit_code == 0
+    model = tmp_path / "out" / "tab" / "model.npz"
+    result = run_cli("predict", model, tmp_path / "table.csv", "--output", tmp_path / "pred.csv", "--proba")
+    assert result.exit_code == 0, result.output
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert set(pred["prediction"]) <= {"yes", "no"} and len(pred) == len(frame)
+    assert {"proba_no", "proba_yes"} <= set(pred)
+    assert np.allclose(pred["proba_no"] + pred["proba_yes"], 1.0, atol=1e-5)
+    assert (pred["prediction"] == frame["answer"]).mean() > 0.9
+    frame.drop(columns="answer").head(5).to_csv(tmp_path / "new.csv", index=False)
+    result = run_cli("predict", model, tmp_path / "new.csv")
+    assert result.exit_code == 0 and result.stdout.splitlines()[0] == "prediction"
+
+
+def test_changing_test_rows_does_not_change_the_scaler(tmp_path, write_spec):
+    frame = string_label_table(tmp_path)
+    spec = {"name": "leak", "data": {"dataset": "table.csv", "target": "answer"}, "train": {"epochs": 1}}
+    a = run_experiment({**spec, "data": {**spec["data"], "dataset": str(tmp_path / "table.csv")}}, results_dir=tmp_path / "a")
+    test_rows = a.prepared.X_test.shape[0]
+    assert test_rows > 0
+    # change only the rows that went to the test split: the fitted preprocessing must not move
+    from nnexp.data.split import split_indices
+
+    _, _, test_idx = split_indices(a.prepared.preprocessor.encode_labels(frame["answer"]), task="classification",
+                                   class_names=["no", "yes"], val_fraction=0.2, test_fraction=0.2, seed=0, source="t")
+    changed = frame.copy()
+    changed.loc[test_idx, "x1"] = changed.loc[test_idx, "x1"] * 100 + 50
+    changed.to_csv(tmp_path / "table.csv", index=False)
+    b = run_experiment({**spec, "data": {**spec["data"], "dataset": str(tmp_path / "table.csv")}}, results_dir=tmp_path / "b")
+    pa, pb = a.prepared.preprocessor.to_arrays(), b.prepared.preprocessor.to_arrays()
+    assert pa.keys() == pb.keys()
+    for key in pa:
+        assert np.array_equal(pa[key], pb[key], equal_nan=pa[key].dtype.kind == "f"), key
+
+
+def test_missing_values_exit_2_naming_the_column(tmp_path, write_spec):
+    frame = string_label_table(tmp_path)
+    frame.loc[[3, 7, 9], "noise"] = np.nan
+    frame.to_csv(tmp_path / "table.csv", index=False)
+    path = write_spec({"data": {"dataset": "table.csv", "target": "answer"}, "train": {"epochs": 1}})
+    result = run_cli("run", path, "--results-dir", tmp_path / "out", "--quiet")
+    assert result.exit_code == 2
+    assert "noise" in result.stderr and "3" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    imputed = run_cli("run", path, "--results-dir", tmp_path / "out", "--quiet", "--set", "data.impute=median")
+    assert imputed.exit_code == 0, imputed.output
+
+
+def test_gradcheck_command_passes_and_detects_a_wrong_gradient(write_spec, monkeypatch):
+    path = write_spec({"data": {"dataset": "iris"}, "model": {"hidden": [5, 4], "activation": "tanh", "batch_norm": True},
+                       "train": {"l2": 0.01}})
+    result = run_cli("gradcheck", path)
+    assert result.exit_code == 0, result.output
+    assert "layer1.W" in result.stdout and "passed" in result.stdout
+    from nnexp.engine import layers
+
+    original = layers.Dense.backward
+
+    def wrong(self, grad):
+        out = original(self, grad)
+        self.dW *= 1.01  # a 1% error in every weight gradient
+        return out
+
+    monkeypatch.setattr(layers.Dense, "backward", wrong)
+    result = run_cli("gradcheck", path)
+    assert result.exit_code == 1 and "FAILED" in result.stdout
+
+
+def test_datasets_command_lists_builtins():
+    result = run_cli("datasets")
+    assert result.exit_code == 0
+    for name in ("iris", "digits", "diabetes", "spirals"):
+        assert name in result.stdout
+
+
+def test_installed_command_runs_quietly(tmp_path, write_spec):
+    exe = shutil.which("nnexp")
+    assert exe, "the nnexp console script is installed"
+    path = write_spec({"name": "sub", "data": {"dataset": "iris"}, "train": {"epochs": 2}})
+    proc = subprocess.run([exe, "run", str(path), "--results-dir", str(tmp_path), "--quiet"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    assert json.loads((tmp_path / "sub" / "metrics.json").read_text())["status"] == "ok"
