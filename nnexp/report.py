@@ -152,9 +152,13 @@ def _tied_best(frame, summary, metric: str) -> tuple[list[str], list[float]]:
 
 def _welch_p(a, b, stats) -> float:
     """Welch's t-test p-value; with no spread at all, equal means are tied (p=1) and different ones not (p=0)."""
+    import warnings
+
     if a.std() == 0 and b.std() == 0:
         return 1.0 if a.mean() == b.mean() else 0.0
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # near-identical scores: the p-value is still usable
+        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def effects(frame, metric: str, params: list[str]) -> dict[str, Any]:
@@ -191,6 +195,19 @@ def _fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
+def fmt_param(value) -> str:
+    """Searched values as written: 0.01, 1e+06, relu, [64]."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return _fmt(value)
+
+
+def short_names(params: list[str]) -> dict[str, str]:
+    """Column headers: the last part of each dotted path when that is unambiguous."""
+    tails = [p.rsplit(".", 1)[-1] for p in params]
+    return {p: (t if tails.count(t) == 1 else p) for p, t in zip(params, tails)}
+
+
 def pm(mean, std, digits: int = 4) -> str:
     """`0.9512 ± 0.0031`, or the mean alone when there is no spread to show."""
     if isinstance(std, float) and math.isnan(std):
@@ -204,7 +221,7 @@ def summary_markdown(result: ReportResult) -> str:
     table = []
     for _, row in s.iterrows():
         line = {"rank": _fmt(row["rank"]) if not _isna(row["rank"]) else "–"}
-        line.update({p: _fmt(row[param_column(p)]) for p in result.params})
+        line.update({p: fmt_param(row[param_column(p)]) for p in result.params})
         line[m] = pm(row.get(f"mean_{m}", math.nan), row.get(f"std_{m}", math.nan))
         line["ci95"] = "–" if _isna(row.get(f"ci95_{m}")) else f"± {_fmt(row[f'ci95_{m}'])}"
         for other in metric_columns(result.trials):
@@ -231,7 +248,7 @@ def effects_markdown(result: ReportResult) -> str:
              "Marginal effect: mean ± std of the metric over all ok trials having that value "
              "(averaged over the other parameters), with failure and divergence rates over all its trials.\n"]
     for p, frame in result.effects.items():
-        rows = [{p: _fmt(r[p]), m: pm(r[f"mean_{m}"], r[f"std_{m}"]), "ok": f"{int(r['n_ok'])}/{int(r['n_trials'])}",
+        rows = [{p: fmt_param(r[p]), m: pm(r[f"mean_{m}"], r[f"std_{m}"]), "ok": f"{int(r['n_ok'])}/{int(r['n_trials'])}",
                  "failure rate": f"{r['failure_rate']:.0%}", "divergence rate": f"{r['divergence_rate']:.0%}"}
                 for _, r in frame.iterrows()]
         import pandas as pd
@@ -280,7 +297,7 @@ def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
         ax.boxplot([d if len(d) else [np.nan] for d in data], widths=0.5, showfliers=False)
         for i, d in enumerate(data, start=1):
             ax.scatter(i + rng.uniform(-0.12, 0.12, len(d)), d, s=14, alpha=0.7, color="tab:blue", zorder=3)
-        ax.set_xticks(range(1, len(values) + 1), [_fmt(v) for v in values], rotation=20 if len(values) > 4 else 0)
+        ax.set_xticks(range(1, len(values) + 1), [fmt_param(v) for v in values], rotation=20 if len(values) > 4 else 0)
         ax.set_xlabel(p)
         ax.set_ylabel(m)
         ax.set_title(f"{m} by {p} (ok trials)")
@@ -318,7 +335,7 @@ def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
 
 def _config_label(result: ReportResult, cid: str) -> str:
     row = result.summary.loc[result.summary["config_id"] == cid].iloc[0]
-    return ", ".join(f"{p.split('.')[-1]}={_fmt(row[param_column(p)])}" for p in result.params) or cid
+    return ", ".join(f"{p.split('.')[-1]}={fmt_param(row[param_column(p)])}" for p in result.params) or cid
 
 
 # --------------------------------------------------------------------------- entry point

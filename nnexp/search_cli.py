@@ -1,0 +1,210 @@
+"""The `nnexp search` and `nnexp report` commands: parse options, run, draw progress, print a leaderboard.
+
+Thin on purpose: planning is nnexp.search.space, running nnexp.search.runner,
+tables nnexp.report. Exit codes: 0 done, 1 no trial finished ok, 2 bad input,
+130 interrupted (Ctrl-C; finished trials and the tables are kept).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+SpecArg = Annotated[Path, typer.Argument(help="A search spec file (YAML).", show_default=False)]
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", metavar="PATH=VALUE",
+                 help="Override a field, e.g. --set train.epochs=5 or --set repeats=2 (repeatable; YAML value)."),
+]
+ResultsOpt = Annotated[Path, typer.Option("--results-dir", help="Results go to <results-dir>/<search name>/.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or tables; errors still go to stderr.")]
+LEADERBOARD_ROWS = 10
+
+
+def register(app: typer.Typer) -> None:
+    """Add `search` and `report` to the nnexp app."""
+    app.command(name="search")(search)
+    app.command(name="report")(report)
+
+
+def search(
+    spec: SpecArg,
+    random_: Annotated[bool, typer.Option("--random", help="Random search (sample --trials configurations).")] = False,
+    trials: Annotated[Optional[int], typer.Option("--trials", min=1, help="Random search: configurations to sample.")] = None,
+    n_jobs: Annotated[Optional[int], typer.Option("--n-jobs", help="Worker processes (-1 = all cores, 1 = in this process). Default: the spec's n_jobs.")] = None,
+    resume: Annotated[bool, typer.Option("--resume/--fresh", help="Resume from trials.jsonl, or start over (the old log is moved aside to trials-<time>.jsonl.old).")] = True,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Re-run failed and diverged trials.")] = False,
+    backend: Annotated[str, typer.Option("--backend", metavar="loky|dask", help="joblib backend that runs the trials.")] = "loky",
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler (with --backend dask).")] = None,
+    results_dir: ResultsOpt = Path("results"),
+    quiet: QuietOpt = False,
+    set_: SetOpt = None,
+):
+    """Run a grid or random search over all cores, then print a leaderboard and write the tables."""
+    from nnexp.cli import user_errors
+    from nnexp.errors import NnexpError
+
+    with user_errors(), _warnings_as_lines():
+        from nnexp.search.runner import BACKENDS, run_search
+        from nnexp.search.space import plan_search
+        from nnexp.spec import load_search, parse_overrides
+
+        if backend not in BACKENDS:
+            raise NnexpError(f"--backend: unknown backend '{backend}' (one of {', '.join(BACKENDS)})")
+        if backend == "dask":
+            _require_dask()
+        if scheduler and backend != "dask":
+            raise NnexpError("--scheduler: only used with --backend dask")
+        if n_jobs == 0 or (n_jobs is not None and n_jobs < -64):
+            raise NnexpError("--n-jobs: must be a positive number of workers, or -1 for all cores")
+        loaded = load_search(spec, parse_overrides(set_))
+        strategy = "random" if random_ else loaded.spec.strategy
+        if trials is not None and strategy != "random":
+            raise NnexpError("--trials: only for random search; add --random (or strategy: random in the spec)")
+        plan = plan_search(loaded, strategy, trials)
+        folder = Path(results_dir) / loaded.spec.name
+
+        from nnexp.cli import describe_plan
+
+        console = _console()
+        show = not quiet and console.is_terminal
+        if not quiet:
+            console.print(f"[bold]{loaded.spec.name}[/]: {describe_plan(plan, loaded.spec)} -> {folder}")
+        with SearchProgress(console, loaded.spec.metric, enabled=show) as bar:
+            outcome = run_search(loaded, plan, folder, n_jobs=n_jobs, backend=backend, scheduler=scheduler,
+                                 fresh=not resume, retry_failed=retry_failed, progress=bar.update)
+        for note in outcome.notes:
+            sys.stderr.write(f"warning: {note}\n")
+
+        from nnexp.report import report as build_report
+
+        result = build_report(folder)
+        if not quiet:
+            print_leaderboard(console, result, outcome)
+        if outcome.interrupted:
+            sys.stderr.write(f"interrupted: {outcome.ran} trials finished this run are kept in {folder}; "
+                             "run the same command again to resume\n")
+            raise typer.Exit(130)
+        if outcome.all_failed:
+            first = next((r.get("error") for r in outcome.records if r.get("error")), None)
+            sys.stderr.write(f"error: no trial finished ok ({outcome.count('failed')} failed, "
+                             f"{outcome.count('diverged')} diverged)" + (f"; first error: {first}" if first else "") + "\n")
+            raise typer.Exit(1)
+
+
+def report(
+    folder: Annotated[Path, typer.Argument(help="A search results folder (with trials.jsonl).", show_default=False)],
+    quiet: QuietOpt = False,
+):
+    """Rebuild the tables and plots of a finished or interrupted search from its trials.jsonl."""
+    from nnexp.cli import user_errors
+
+    with user_errors(), _warnings_as_lines():
+        from nnexp.report import report as build_report
+
+        result = build_report(folder)
+        for note in result.notes:
+            sys.stderr.write(f"warning: {note}\n")
+        if not quiet:
+            print_leaderboard(_console(), result, None)
+
+
+def _require_dask() -> None:
+    from nnexp.errors import NnexpError
+
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise NnexpError("--backend dask: not available: dask.distributed is not installed "
+                         "(pip install 'nnexp[dask]'), use --backend loky") from None
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+class _warnings_as_lines:
+    """Warnings during a search (torn log line, data notes) as one `warning:` line each."""
+
+    def __enter__(self):
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda message, *a, **k: sys.stderr.write(f"warning: {message}\n")
+        return self
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
+
+
+class SearchProgress:
+    """A rich progress bar fed by the runner's progress hook: done, failed, running, best so far, ETA."""
+
+    def __init__(self, console, metric: str, enabled: bool = True):
+        self.console, self.metric, self.enabled = console, metric, enabled
+        self.bar = None
+
+    def __enter__(self) -> "SearchProgress":
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.bar = Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[status]}"), console=self.console, transient=False)
+            self.bar.__enter__()
+            self.task = self.bar.add_task("search", total=None, status="")
+        return self
+
+    def update(self, record, counts) -> None:
+        if self.bar is None:
+            return
+        best = "–" if counts.best is None else f"{counts.best:.4g}"
+        eta = counts.eta
+        eta_text = "–" if eta is None else (f"{eta:.0f}s" if eta < 120 else f"{eta / 60:.1f}min")
+        status = (f"failed {counts.failed}  diverged {counts.diverged}  running {counts.running}  "
+                  f"best {self.metric} {best}  ETA {eta_text}")
+        self.bar.update(self.task, total=counts.total, completed=counts.skipped + counts.done, status=status)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+def print_leaderboard(console, result, outcome) -> None:
+    """The top configurations with mean ± std of the metric and tied-best marks, then where the files are."""
+    from rich.table import Table
+
+    from nnexp.report import _fmt, fmt_param, param_column, pm, short_names
+
+    s, m = result.summary, result.metric
+    table = Table(title=f"{result.folder.name}: top configurations by {m} ({result.mode})", title_justify="left")
+    names = short_names(result.params)
+    for column in ["rank", *names.values(), m, "ci95", "ok/n", "tied best"]:
+        table.add_column(column, justify="right" if column in ("rank", m, "ci95", "ok/n") else "left",
+                         no_wrap=column == m)
+    for _, row in s.head(LEADERBOARD_ROWS).iterrows():
+        ci = row.get(f"ci95_{m}", math.nan)
+        table.add_row(
+            "–" if row["rank"] is None or str(row["rank"]) == "<NA>" else str(row["rank"]),
+            *[fmt_param(row[param_column(p)]) for p in result.params],
+            pm(row.get(f"mean_{m}", math.nan), row.get(f"std_{m}", math.nan)),
+            "–" if isinstance(ci, float) and math.isnan(ci) else f"± {_fmt(ci)}",
+            f"{int(row['n_ok'])}/{int(row['n_trials'])}",
+            "[green]yes[/]" if row["tied_best"] == "yes" else str(row["tied_best"]),
+        )
+    console.print(table)
+    if len(s) > LEADERBOARD_ROWS:
+        console.print(f"... and {len(s) - LEADERBOARD_ROWS} more configurations in summary.md")
+    if outcome is not None:
+        console.print(f"ran {outcome.ran} trials, resumed {outcome.skipped} from an earlier run "
+                      f"({outcome.count('ok')} ok, {outcome.count('failed')} failed, {outcome.count('diverged')} diverged) "
+                      f"in {outcome.seconds:.1f} s")
+    names = ", ".join(p.name for p in result.files)
+    console.print(f"results: {result.folder}/  ({names}, trials.jsonl)")
