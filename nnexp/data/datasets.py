@@ -223,7 +223,7 @@ def read_npz(path: str, *, need_y: bool = True) -> dict[str, np.ndarray]:
 
     p = _check_path(path)
     try:
-        with np.load(p, allow_pickle=False) as npz:
+        with open(p, "rb") as fh, np.load(fh, allow_pickle=False) as npz:  # our `with` closes a bad file too
             arrays = {k: npz[k] for k in npz.files}
     except PermissionError:
         raise DataError.at(path, "data.dataset", "no permission to read this file") from None
@@ -299,10 +299,9 @@ def _is_missing(series: pd.Series) -> np.ndarray:
     """NaN, None and empty or blank strings all count as missing."""
     import pandas as pd
 
-    missing = series.isna().to_numpy()
+    missing = np.array(series.isna(), dtype=bool)  # a copy: pandas may hand out read-only views
     if not pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-        blank = series.map(lambda v: isinstance(v, str) and not v.strip(), na_action="ignore")
-        missing |= blank.fillna(False).to_numpy(dtype=bool)
+        missing |= np.array([isinstance(v, str) and not v.strip() for v in series.to_numpy()], dtype=bool)
     return missing
 
 

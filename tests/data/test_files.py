@@ -1,0 +1,301 @@
+"""User files: CSV / Parquet / npz, categorical columns, missing values, every bad-file case."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nnexp.data import DataWarning, load_features, load_table, prepare, prepare_folds
+from nnexp.data.split import split_indices
+from nnexp.errors import DataError
+from nnexp.spec import DataSpec
+
+
+def _fruit(n=60, seed=0):
+    """Two numeric columns, a categorical 'colour', string labels in 'kind'."""
+    rng = np.random.default_rng(seed)
+    colour = np.array(["red", "green", "yellow"])[np.arange(n) % 3]
+    kind = np.where(colour == "yellow", "banana", np.where(np.arange(n) % 2, "apple", "cherry"))
+    return pd.DataFrame({"weight": rng.normal(100, 20, n), "colour": colour,
+                         "size": rng.normal(5, 1, n), "kind": kind})
+
+
+def _csv(tmp_path, frame, name="data.csv"):
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def _prepare(path, **kw):
+    return prepare(DataSpec(dataset=str(path), **kw), seed=0, dtype="float64")
+
+
+def test_string_labels_and_categorical_column_encode_and_decode_by_name(tmp_path):
+    frame = _fruit()
+    p = _prepare(_csv(tmp_path, frame), normalize="none")
+    assert p.task == "classification" and p.class_names == ["apple", "banana", "cherry"]
+    assert p.feature_names == ["weight", "colour=green", "colour=red", "colour=yellow", "size"]
+    assert p.n_outputs == 3 and p.source.endswith("data.csv")
+    X = p.preprocessor.transform_features(frame)
+    np.testing.assert_array_equal(X[:, 1:4].sum(1), 1.0)
+    np.testing.assert_array_equal(X[:, 3], (frame["colour"] == "yellow").astype(float))
+    names = p.preprocessor.decode_labels(np.concatenate([p.y_train, p.y_val, p.y_test]))
+    assert set(names) == {"apple", "banana", "cherry"}
+    np.testing.assert_array_equal(p.preprocessor.encode_labels(names), np.concatenate([p.y_train, p.y_val, p.y_test]))
+
+
+def test_unseen_category_maps_to_zeros_with_a_warning(tmp_path):
+    p = _prepare(_csv(tmp_path, _fruit()), normalize="none")
+    new = _fruit(4).assign(colour=["purple", "red", "purple", "green"])
+    with pytest.warns(DataWarning, match=r"column 'colour': 2 row\(s\) have categories not seen in training"):
+        X = p.preprocessor.transform_features(new)
+    np.testing.assert_array_equal(X[:, 1:4], [[0, 0, 0], [0, 1, 0], [0, 0, 0], [1, 0, 0]])
+
+
+def test_categories_are_learnt_from_training_rows_only(tmp_path):
+    frame = _fruit()
+    frame.loc[5, "colour"] = "blue"  # a single row: it lands in one split only
+    p = _prepare(_csv(tmp_path, frame), normalize="none", val_fraction=0.3, test_fraction=0.3)
+    in_train = "colour=blue" in p.feature_names
+    assert in_train == (p.preprocessor.levels["colour"].count("blue") == 1)
+    assert p.preprocessor.levels["colour"][:1] == (["blue"] if in_train else ["green"])
+
+
+def test_too_many_levels_is_an_error_naming_the_cap(tmp_path):
+    frame = _fruit(200)
+    frame.insert(0, "code", [f"c{i}" for i in range(200)])
+    with pytest.raises(DataError, match=r"data.max_categories: column 'code' has \d+ distinct levels, more than the cap of 100"):
+        _prepare(_csv(tmp_path, frame))
+    with pytest.warns(DataWarning, match="column 'code': 40 row"):  # val/test codes are all new
+        assert _prepare(_csv(tmp_path, frame), max_categories=200).X_train.shape[1] > 100
+
+
+def test_missing_values_name_the_columns_and_row_count(tmp_path):
+    frame = _fruit()
+    frame.loc[[3, 7], "weight"] = np.nan
+    frame.loc[[7, 9, 11], "colour"] = None
+    path = _csv(tmp_path, frame)
+    with pytest.raises(DataError, match=r"data.impute: 4 row\(s\) have missing values in column\(s\) 'weight' \(2\), 'colour' \(3\)"):
+        _prepare(path)
+
+
+@pytest.mark.parametrize("how", ["mean", "median"])
+def test_missing_values_are_imputed_from_training_rows(tmp_path, how):
+    frame = _fruit()
+    frame["weight"] = np.arange(60.0) ** 2  # mean and median differ
+    frame.loc[[3, 7, 40], "weight"] = np.nan
+    frame.loc[[9], "colour"] = ""
+    frame.loc[[11, 12], "colour"] = None
+    path = _csv(tmp_path, frame)
+    p = _prepare(path, impute=how, normalize="none")
+    table = load_table(DataSpec(dataset=path), 0)
+    train, _, _ = split_indices(table.y, task="classification", class_names=table.class_names,
+                                val_fraction=0.2, test_fraction=0.2, seed=0, source=path)
+    weights = frame["weight"].to_numpy()[train]
+    weights = weights[~np.isnan(weights)]
+    fill = p.preprocessor.fill["weight"]
+    assert fill == pytest.approx(weights.mean() if how == "mean" else np.median(weights), rel=1e-12)
+    if how == "mean":  # (the median of these squares happens to agree with the full table's)
+        assert fill != pytest.approx(np.nanmean(frame["weight"]))
+    levels, counts = np.unique(frame["colour"].iloc[train].dropna().replace("", np.nan).dropna(), return_counts=True)
+    assert p.preprocessor.fill["colour"] == levels[counts.argmax()]
+    X = p.preprocessor.transform_features(table.features)
+    assert np.isfinite(X).all()
+    np.testing.assert_array_equal(X[[3, 7, 40], 0], fill)
+    fill_column = p.feature_names.index(f"colour={p.preprocessor.fill['colour']}")
+    np.testing.assert_array_equal(X[[9, 11, 12], fill_column], 1.0)
+    with pytest.raises(DataError, match=r"data.impute: 6 row\(s\) have missing values in column\(s\) 'weight' \(3\), 'colour' \(3\)"):
+        load_features(path, _prepare(_csv(tmp_path, frame.drop(index=[3, 7, 40, 9, 11, 12]), "clean.csv")).preprocessor)
+
+
+def test_missing_target_and_infinite_values_are_errors(tmp_path):
+    frame = _fruit()
+    frame.loc[[1, 2], "kind"] = None
+    with pytest.raises(DataError, match=r"data.target: column 'kind' has 2 missing values"):
+        _prepare(_csv(tmp_path, frame))
+    frame = _fruit()
+    frame.loc[4, "size"] = np.inf
+    with pytest.raises(DataError, match=r"column 'size' has 1 infinite value"):
+        _prepare(_csv(tmp_path, frame))
+    frame = _fruit().assign(kind=np.r_[np.inf, np.arange(59.0)])
+    with pytest.raises(DataError, match=r"data.target: column 'kind' has 1 infinite values"):
+        _prepare(_csv(tmp_path, frame))
+
+
+def test_target_column_by_name_and_did_you_mean(tmp_path):
+    frame = _fruit()[["kind", "weight", "size"]]
+    path = _csv(tmp_path, frame)
+    p = _prepare(path, target="kind")
+    assert p.class_names == ["apple", "banana", "cherry"] and p.feature_names == ["weight", "size"]
+    with pytest.raises(DataError, match=r"data.csv: data.target: no column 'knd'; did you mean 'kind'\? \(columns: kind, weight, size\)"):
+        _prepare(path, target="knd")
+
+
+@pytest.mark.parametrize("values, task", [
+    (np.arange(100) % 3, "classification"),                 # few integer labels
+    (np.arange(100) % 2 * 1.0, "classification"),            # 0.0/1.0 floats
+    (np.arange(100) % 2 == 0, "classification"),             # bools
+    (np.linspace(0, 1, 100), "regression"),                  # continuous
+    (np.arange(100) % 30, "regression"),                     # > 20 distinct integers
+    (np.arange(100) % 10 * 0.5, "regression"),               # not integer-valued
+])
+def test_task_auto_rule(tmp_path, values, task):
+    frame = pd.DataFrame({"a": np.random.default_rng(0).normal(size=100), "y": values})
+    assert _prepare(_csv(tmp_path, frame), cv_folds=0).task == task
+
+
+def test_integer_target_with_many_levels_for_its_size_is_regression(tmp_path):
+    frame = pd.DataFrame({"a": np.arange(30.0), "y": np.arange(30) % 8})  # 8 levels > 30 / 5 rows
+    assert load_table(DataSpec(dataset=_csv(tmp_path, frame)), 0).task == "regression"
+
+
+def test_explicit_task_overrides_auto(tmp_path):
+    frame = pd.DataFrame({"a": np.arange(100.0), "y": np.arange(100) % 3})
+    assert _prepare(_csv(tmp_path, frame), task="regression").task == "regression"
+
+
+def test_parquet_file_loads_like_csv(tmp_path):
+    frame = _fruit()
+    frame.to_parquet(tmp_path / "fruit.parquet")
+    a = _prepare(tmp_path / "fruit.parquet")
+    b = _prepare(_csv(tmp_path, frame))
+    assert a.class_names == b.class_names and a.feature_names == b.feature_names
+    np.testing.assert_allclose(a.X_train, b.X_train)
+
+
+def test_npz_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(80, 3)), np.arange(80) % 2
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    p = _prepare(tmp_path / "d.npz", val_fraction=0, test_fraction=0, normalize="none")
+    assert p.feature_names == ["x1", "x2", "x3"] and p.class_names == ["0", "1"]
+    np.testing.assert_array_equal(p.X_train, X)
+    np.testing.assert_array_equal(p.y_train, y)
+    np.savez(tmp_path / "named.npz", X=X, y=y * 2.5, feature_names=np.array(["a", "b", "c"]))
+    q = _prepare(tmp_path / "named.npz", task="regression")
+    assert q.feature_names == ["a", "b", "c"] and q.task == "regression"
+
+
+def test_load_features_for_prediction(tmp_path):
+    frame = _fruit()
+    p = _prepare(_csv(tmp_path, frame))
+    X = load_features(_csv(tmp_path, frame, "new.csv"), p.preprocessor, "float64")
+    np.testing.assert_array_equal(X, p.preprocessor.transform_features(frame.drop(columns="kind")))
+    no_target = _csv(tmp_path, frame.drop(columns="kind"), "nolabel.csv")
+    np.testing.assert_array_equal(load_features(no_target, p.preprocessor, "float64"), X)
+    assert load_features(no_target, p.preprocessor).dtype == np.float64  # the dtype it was prepared with
+    with pytest.raises(DataError, match=r"short.csv: missing feature column\(s\) 'colour', 'size'"):
+        load_features(_csv(tmp_path, frame[["weight"]], "short.csv"), p.preprocessor)
+    bad = frame.astype({"size": object})
+    bad.loc[0, "size"] = "big"
+    with pytest.raises(DataError, match=r"column 'size' should be numeric, found 'big'"):
+        load_features(_csv(tmp_path, bad, "bad.csv"), p.preprocessor)
+
+
+def test_load_features_from_npz(tmp_path):
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    np.savez(tmp_path / "train.npz", X=X, y=np.arange(40) % 2)
+    p = _prepare(tmp_path / "train.npz")
+    np.savez(tmp_path / "new.npz", X=X[:5])
+    np.testing.assert_array_equal(load_features(str(tmp_path / "new.npz"), p.preprocessor, "float64"),
+                                  p.preprocessor.transform_features(X[:5]))
+    np.savez(tmp_path / "wide.npz", X=np.ones((3, 4)))
+    with pytest.raises(DataError, match="X has 4 columns but the model needs 2"):
+        load_features(str(tmp_path / "wide.npz"), p.preprocessor)
+
+
+# --------------------------------------------------------------------------- bad files
+
+
+def _write(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    return path
+
+
+BAD_FILES = [
+    ("empty.csv", "", r"empty.csv: data.dataset: the file is empty"),
+    ("blank.csv", "\n\n", r"blank.csv: data.dataset: the file is empty"),
+    ("header.csv", "a,b,label\n", r"header.csv: data.dataset: the file has a header \(a, b, label\) but no data rows"),
+    ("garbled.csv", "a,b\n1,2\n3,4,5,6\n", r"garbled.csv: data.dataset: cannot be read as CSV"),
+    ("binary.csv", b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe\x00\x81", r"binary.csv: data.dataset: cannot be read as CSV"),
+    ("garbled.parquet", b"PAR1 this is not parquet", r"garbled.parquet: data.dataset: cannot be read as Parquet"),
+    ("garbled.npz", b"PK\x03\x04 broken zip", r"garbled.npz: data.dataset: cannot be read as npz"),
+    ("one.csv", "label\n1\n2\n", r"one.csv: data.dataset: needs at least one feature column besides the target 'label'"),
+    ("single.csv", "a,label\n1,x\n2,x\n3,x\n", r"single.csv: data.target: column 'label' has a single class \('x'\)"),
+    ("text.csv", "a,label\n" + "".join(f"{i},c{i % 2}\n" for i in range(20)), None),
+]
+
+
+@pytest.mark.parametrize("name, content, message", [b for b in BAD_FILES if b[2]])
+def test_bad_files_are_data_errors(tmp_path, name, content, message):
+    path = _write(tmp_path, name, content)
+    with pytest.raises(DataError, match=message) as info:
+        _prepare(path)
+    assert "\n" not in str(info.value)
+
+
+def test_non_numeric_target_with_regression_is_an_error(tmp_path):
+    path = _write(tmp_path, "text.csv", "a,label\n" + "".join(f"{i},c{i % 2}\n" for i in range(20)))
+    with pytest.raises(DataError, match=r"text.csv: data.task: regression needs a numeric target, but column 'label' holds labels \(e.g. 'c0'\)"):
+        _prepare(path, task="regression")
+
+
+def test_class_too_small_to_stratify(tmp_path):
+    frame = _fruit()
+    frame.loc[0, "kind"] = "durian"
+    with pytest.raises(DataError, match=r"data.target: class 'durian' has only 1 row\(s\); stratified train/val/test splits need at least 3 per class"):
+        _prepare(_csv(tmp_path, frame))
+    with pytest.raises(DataError, match=r"data.cv_folds: class 'durian' has only 1 row\(s\) outside the test split; 5 stratified folds"):
+        prepare_folds(DataSpec(dataset=_csv(tmp_path, frame), cv_folds=5, test_fraction=0), seed=0)
+    frame.loc[1:2, "kind"] = "durian"
+    assert "durian" in _prepare(_csv(tmp_path, frame)).class_names
+
+
+def test_too_few_rows_for_the_splits(tmp_path):
+    frame = pd.DataFrame({"a": np.arange(9.0), "y": ["p", "q", "r"] * 3})
+    with pytest.raises(DataError, match=r"data.val_fraction: 9 rows are too few for val_fraction 0.2 and test_fraction 0.2: the splits would get 5/2/2 rows \(each split needs at least 3 rows, one per class\)"):
+        _prepare(_csv(tmp_path, frame), task="classification")
+    regression = pd.DataFrame({"a": np.arange(4.0), "y": [0.5, 1.5, 2.5, 3.7]})
+    with pytest.raises(DataError, match=r"4 rows are too few for val_fraction 0.4 and test_fraction 0.5"):
+        _prepare(_csv(tmp_path, regression), val_fraction=0.4, test_fraction=0.5)
+
+
+def test_wrong_npz_keys_list_the_keys_found(tmp_path):
+    np.savez(tmp_path / "d.npz", features=np.ones((4, 2)), labels=np.ones(4))
+    with pytest.raises(DataError, match=r"d.npz: data.dataset: an npz file needs arrays X and y; missing X, y \(found: features, labels\)"):
+        _prepare(tmp_path / "d.npz")
+    np.savez(tmp_path / "e.npz", X=np.ones((4, 2)), y=np.ones(5))
+    with pytest.raises(DataError, match="X has 4 rows but y has 5"):
+        _prepare(tmp_path / "e.npz")
+    np.savez(tmp_path / "f.npz", X=np.ones((4, 2)), y=np.ones(4))
+    with pytest.raises(DataError, match=r"data.target: npz files hold arrays X and y"):
+        _prepare(tmp_path / "f.npz", target="label")
+
+
+def test_pickled_npz_is_refused(tmp_path):
+    np.savez(tmp_path / "p.npz", X=np.array([[1, {"a": 1}]], dtype=object), y=np.ones(1))
+    with pytest.raises(DataError, match="cannot be read as npz"):
+        _prepare(tmp_path / "p.npz")
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(DataError, match=r"nope.csv: data.dataset: file not found"):
+        _prepare(tmp_path / "nope.csv")
+    (tmp_path / "dir.csv").mkdir()
+    with pytest.raises(DataError, match=r"dir.csv: data.dataset: is a directory, not a data file"):
+        _prepare(tmp_path / "dir.csv")
+
+
+def test_unreadable_file(tmp_path, monkeypatch):
+    path = _csv(tmp_path, _fruit())
+    os.chmod(path, 0)
+    if os.access(path, os.R_OK):  # root reads anything: simulate the missing permission
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p) == path else real(p, mode, **kw))
+    try:
+        with pytest.raises(DataError, match=r"data.csv: data.dataset: no permission to read this file"):
+            _prepare(path)
+    finally:
+        os.chmod(path, 0o644)
