@@ -1,0 +1,119 @@
+"""Report numbers equal an independent pandas computation on the raw trial records."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from nnexp.report import report
+from nnexp.search.runner import run_search
+from nnexp.search.store import TrialStore, save_spec
+
+from .fakes import fake_train, no_data
+
+SPACE = {"model.activation": ["relu", "tanh", "softplus"], "optimizer.lr": [0.01, 0.1, 1e6]}
+
+
+@pytest.fixture
+def searched(planned, tmp_path):
+    """A 3x3 grid x 3 repeats with ok, failed and diverged trials (fake training)."""
+    loaded, plan = planned(SPACE, repeats=3)
+    folder = tmp_path / "out"
+    run_search(loaded, plan, folder, n_jobs=1, train_fn=fake_train, data_fn=no_data)
+    return folder
+
+
+def raw(folder):
+    records = [json.loads(line) for line in (folder / "trials.jsonl").read_text().splitlines()]
+    frame = pd.json_normalize(records, sep="|")
+    frame.columns = [c.replace("params|", "") for c in frame.columns]
+    return frame
+
+
+def test_summary_matches_an_independent_groupby(searched):
+    result = report(searched, plots=False)
+    frame = raw(searched)
+    ok = frame[frame["status"] == "ok"]
+    expected = ok.groupby("config_id")["val_accuracy"].agg(["mean", "std", "count"])
+    summary = pd.read_csv(searched / "summary.csv").set_index("config_id")
+    assert len(summary) == 9 and set(summary.index) == set(frame["config_id"])
+    for cid, row in expected.iterrows():
+        assert summary.loc[cid, "mean_val_accuracy"] == pytest.approx(row["mean"], rel=1e-12)
+        assert summary.loc[cid, "std_val_accuracy"] == pytest.approx(row["std"], rel=1e-9)
+        half = stats.t.ppf(0.975, row["count"] - 1) * row["std"] / np.sqrt(row["count"])
+        assert summary.loc[cid, "ci95_val_accuracy"] == pytest.approx(half, rel=1e-9)
+        assert summary.loc[cid, "mean_test_loss"] == pytest.approx(ok[ok.config_id == cid]["test_loss"].mean())
+    counts = frame.groupby(["config_id", "status"]).size().unstack(fill_value=0)
+    for status in ("ok", "failed", "diverged"):
+        got = summary[f"n_{status}"].reindex(counts.index)
+        want = counts[status] if status in counts else 0
+        assert (got == want).all(), status
+    epochs = ok.groupby("config_id")["epochs_run"].mean()
+    assert (summary.loc[epochs.index, "epochs"] == epochs).all()
+    # rank follows the mean (max mode); configurations without an ok trial are unranked and last
+    ranked = summary.dropna(subset=["rank"]).sort_values("rank")
+    assert list(ranked.index) == list(expected["mean"].sort_values(ascending=False).index)
+    assert summary["rank"].isna().sum() == 9 - len(expected)
+    assert list(result.summary["config_id"][: len(ranked)]) == list(ranked.index)
+    assert {"param_model.activation", "param_optimizer.lr"} <= set(summary.columns)
+
+
+def test_effects_match_an_independent_groupby(searched):
+    result = report(searched, plots=False)
+    frame = raw(searched)
+    for param in SPACE:
+        table = result.effects[param].set_index(param)
+        ok = frame[frame["status"] == "ok"]
+        means = ok.groupby(param)["val_accuracy"].mean()
+        stds = ok.groupby(param)["val_accuracy"].std()
+        for value in means.index:
+            assert table.loc[value, "mean_val_accuracy"] == pytest.approx(means[value], rel=1e-12)
+            assert table.loc[value, "std_val_accuracy"] == pytest.approx(stds[value], rel=1e-9)
+        rates = frame.groupby(param)["status"].value_counts(normalize=True).unstack(fill_value=0)
+        for value in rates.index:
+            assert table.loc[value, "failure_rate"] == pytest.approx(rates.loc[value].get("failed", 0))
+            assert table.loc[value, "divergence_rate"] == pytest.approx(rates.loc[value].get("diverged", 0))
+    text = (searched / "effects.md").read_text()
+    assert "## model.activation" in text and "## optimizer.lr" in text and "softplus" in text
+
+
+def write_scores(folder, scores: dict[str, list[float]]):
+    folder.mkdir(parents=True, exist_ok=True)
+    save_spec(folder, {"search": {"metric": "val_accuracy", "mode": "max", "space": {"x": list(scores)}},
+                       "experiment": {}})
+    store = TrialStore(folder)
+    for name, values in scores.items():
+        for seed, value in enumerate(values):
+            store.append({"trial_id": f"{name}-s{seed}", "config_id": name, "params": {"x": name}, "seed": seed,
+                          "repeat": seed, "status": "ok", "error": None, "val_accuracy": value, "epochs_run": 5,
+                          "seconds": 1.0, "history": {"val_loss": [1.0, 0.5], "val_accuracy": [0.5, value]}})
+
+
+def test_tied_best_marks_overlapping_configurations_only(tmp_path):
+    scores = {"best": [0.90, 0.93, 0.87, 0.92], "close": [0.89, 0.86, 0.92, 0.88], "worse": [0.70, 0.71, 0.69, 0.70]}
+    write_scores(tmp_path, scores)
+    summary = report(tmp_path).summary.set_index("config_id")
+    assert summary.loc["best", "rank"] == 1 and summary.loc["close", "rank"] == 2
+    assert summary.loc["best", "tied_best"] == "yes" and summary.loc["close", "tied_best"] == "yes"
+    assert summary.loc["worse", "tied_best"] == "no"
+    p = stats.ttest_ind(scores["best"], scores["close"], equal_var=False).pvalue
+    assert summary.loc["close", "p_vs_best"] == pytest.approx(p) and p > 0.05
+    assert summary.loc["worse", "p_vs_best"] < 0.05
+    assert (tmp_path / "learning_curves.png").exists() and (tmp_path / "effect_x.png").exists()
+    assert "yes" in (tmp_path / "summary.md").read_text()
+
+
+def test_single_repeat_says_so_instead_of_marking(tmp_path):
+    write_scores(tmp_path, {"a": [0.9], "b": [0.8]})
+    summary = report(tmp_path, plots=False).summary
+    assert list(summary["tied_best"]) == ["n/a (<2 repeats)"] * 2
+    assert summary["std_val_accuracy"].isna().all() and summary["ci95_val_accuracy"].isna().all()
+
+
+def test_report_of_a_folder_without_trials_is_a_user_error(tmp_path):
+    from nnexp.errors import NnexpError
+
+    with pytest.raises(NnexpError, match="no trials.jsonl"):
+        report(tmp_path)

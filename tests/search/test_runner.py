@@ -1,0 +1,120 @@
+"""The runner: streaming into the log, resume, retries, failures, worker deaths, Ctrl-C, determinism."""
+
+import json
+
+import pytest
+
+from nnexp.search.runner import run_search, worker_plan
+from nnexp.search.store import TrialStore
+
+from .fakes import fake_train, no_data
+
+SPACE = {"model.activation": ["relu", "tanh", "logistic"], "optimizer.lr": [0.01, 0.1]}
+FAKE = dict(train_fn=fake_train, data_fn=no_data)
+
+
+def lines(folder):
+    return [json.loads(line) for line in (folder / "trials.jsonl").read_text().splitlines()]
+
+
+def test_grid_writes_one_line_per_trial(planned, tmp_path):
+    loaded, plan = planned(SPACE)
+    seen = []
+    outcome = run_search(loaded, plan, tmp_path / "out", n_jobs=1, progress=lambda r, c: seen.append((r, c.done)), **FAKE)
+    records = lines(tmp_path / "out")
+    assert len(records) == 12 and {(r["config_id"], r["seed"]) for r in records} == {t.key for t in plan.trials}
+    assert outcome.ran == 12 and outcome.skipped == 0 and not outcome.interrupted and outcome.count("ok") == 12
+    assert [d for r, d in seen if r is not None] == list(range(1, 13))
+    first = records[0]
+    for field in ("trial_id", "config_id", "params", "seed", "repeat", "status", "error", "val_accuracy",
+                  "epochs_run", "best_epoch", "diverged_epoch", "seconds", "threads", "pid", "history"):
+        assert field in first, field
+    assert first["params"] == plan.trials[0].params and first["error"] is None
+    assert set(first["history"]) == {"train_loss", "val_loss", "val_accuracy"} and len(first["history"]["val_loss"]) == 3
+    assert (tmp_path / "out" / "search.yaml").exists() and not (tmp_path / "out" / ".lock").exists()
+
+
+def test_resume_runs_only_missing_trials(planned, tmp_path):
+    loaded, plan = planned(SPACE)
+    folder = tmp_path / "out"
+    store = TrialStore(folder.mkdir() or folder)
+    first = run_search(loaded, plan, folder, n_jobs=1, **FAKE)
+    kept = lines(folder)[:5]
+    store.path.write_text("".join(json.dumps(r) + "\n" for r in kept) + '{"trial_id": "torn')
+    again = run_search(loaded, plan, folder, n_jobs=1, **FAKE)  # the torn line is reported in notes
+    assert again.ran == 7 and again.skipped == 5 and any("torn" in n for n in again.notes)
+    records = lines(folder)
+    assert records[:5] == kept and len(records) == 12
+    assert sorted((r["config_id"], r["seed"]) for r in records) == sorted(t.key for t in plan.trials)
+    assert [r["val_accuracy"] for r in first.records] == [r["val_accuracy"] for r in again.records]
+    assert run_search(loaded, plan, folder, n_jobs=1, **FAKE).ran == 0
+
+
+def test_failed_and_diverged_trials_are_recorded_and_retried_on_request(planned, tmp_path):
+    loaded, plan = planned({"model.activation": ["relu", "softplus"], "optimizer.lr": [0.1, 1e6]})
+    folder = tmp_path / "out"
+    outcome = run_search(loaded, plan, folder, n_jobs=1, **FAKE)
+    by_status = {(r["params"]["model.activation"], r["params"]["optimizer.lr"]): r["status"] for r in outcome.records}
+    assert by_status == {("relu", 0.1): "ok", ("relu", 1e6): "diverged", ("softplus", 0.1): "failed",
+                         ("softplus", 1e6): "failed"}
+    failed = next(r for r in outcome.records if r["status"] == "failed")
+    assert failed["error"].startswith("ValueError: fake failure (at fakes.py:") and "\n" not in failed["error"]
+    diverged = next(r for r in outcome.records if r["status"] == "diverged")
+    assert diverged["val_accuracy"] is None and diverged["diverged_epoch"] == 2
+    assert run_search(loaded, plan, folder, n_jobs=1, **FAKE).ran == 0
+    retried = run_search(loaded, plan, folder, n_jobs=1, retry_failed=True, **FAKE)
+    assert retried.ran == 6 and len(lines(folder)) == 8 + 6 and len(retried.records) == 8
+
+
+def test_fresh_moves_the_old_log_aside(planned, tmp_path):
+    loaded, plan = planned(SPACE)
+    folder = tmp_path / "out"
+    run_search(loaded, plan, folder, n_jobs=1, **FAKE)
+    outcome = run_search(loaded, plan, folder, n_jobs=1, fresh=True, **FAKE)
+    assert outcome.ran == 12 and len(lines(folder)) == 12 and len(list(folder.glob("trials-*.jsonl.old"))) == 1
+
+
+def test_ctrl_c_keeps_finished_trials(planned, tmp_path):
+    loaded, plan = planned(SPACE)
+    folder = tmp_path / "out"
+
+    def interrupt_after_three(record, counts):
+        if counts.done == 3:
+            raise KeyboardInterrupt
+
+    outcome = run_search(loaded, plan, folder, n_jobs=1, progress=interrupt_after_three, **FAKE)
+    assert outcome.interrupted and outcome.ran == 3 and len(lines(folder)) == 3
+    assert not (folder / ".lock").exists()
+    assert run_search(loaded, plan, folder, n_jobs=1, **FAKE).ran == 9
+
+
+def test_killed_worker_costs_only_its_trials(planned, tmp_path):
+    """`identity` makes the fake kill its own process, as the OS's OOM killer would."""
+    loaded, plan = planned({"model.activation": ["relu", "identity", "tanh"], "optimizer.lr": [0.1]})
+    outcome = run_search(loaded, plan, tmp_path / "out", n_jobs=2, **FAKE)
+    status = {(r["params"]["model.activation"], r["seed"]): r["status"] for r in outcome.records}
+    assert len(outcome.records) == 6 and len(lines(tmp_path / "out")) == 6
+    assert status == {("relu", 0): "ok", ("relu", 1): "ok", ("identity", 0): "failed", ("identity", 1): "failed",
+                      ("tanh", 0): "ok", ("tanh", 1): "ok"}
+    killed = [r for r in outcome.records if r["status"] == "failed"]
+    assert all("worker process died" in r["error"] for r in killed)
+
+
+def test_parallel_streams_with_capped_blas_threads(planned, tmp_path):
+    loaded, plan = planned({"model.activation": ["relu", "swish", "tanh"], "optimizer.lr": [0.1]})
+    serial = run_search(loaded, plan, tmp_path / "a", n_jobs=1, **FAKE)
+    parallel = run_search(loaded, plan, tmp_path / "b", n_jobs=2, **FAKE)
+    key = lambda r: (r["config_id"], r["seed"])  # noqa: E731
+    strip = lambda r: {k: v for k, v in r.items() if k not in ("pid", "seconds", "threads")}  # noqa: E731
+    assert sorted(map(strip, serial.records), key=key) == sorted(map(strip, parallel.records), key=key)
+    assert len({r["pid"] for r in parallel.records}) == 2
+    workers, threads = worker_plan(2, 6)
+    assert {r["threads"] for r in parallel.records} <= {threads, None} and workers * threads <= max(2, workers)
+
+
+def test_unknown_backend_is_a_user_error(planned, tmp_path):
+    from nnexp.errors import NnexpError
+
+    loaded, plan = planned(SPACE)
+    with pytest.raises(NnexpError, match="unknown backend"):
+        run_search(loaded, plan, tmp_path, backend="spark", **FAKE)

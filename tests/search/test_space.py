@@ -1,0 +1,58 @@
+"""Plan expansion: grid order and counts, random sampling reproducible, within bounds, distinct."""
+
+import math
+
+import numpy as np
+
+from nnexp.search.space import plan_search
+from nnexp.spec import load_search
+
+SPACE = {"optimizer.lr": [0.01, 0.1], "model.activation": ["relu", "tanh", "logistic"]}
+
+
+def test_grid_3x2_keys_sorted_last_key_fastest(planned):
+    _, plan = planned(SPACE, repeats=2)
+    assert len(plan.configs) == 6 and len(plan) == 12 and plan.grid_size == 6
+    assert [c.params for c in plan.configs] == [
+        {"model.activation": a, "optimizer.lr": lr} for a in ["relu", "tanh", "logistic"] for lr in [0.01, 0.1]]
+    assert [t.seed for t in plan.trials[:2]] == [0, 1] and [t.repeat for t in plan.trials[:2]] == [0, 1]
+    assert len({t.key for t in plan.trials}) == 12 and len({t.trial_id for t in plan.trials}) == 12
+    assert plan.trials[0].spec.optimizer.name == "sgd" and plan.trials[0].spec.optimizer.lr == 0.01
+
+
+def test_space_on_a_default_optimizer_keeps_its_name(planned):
+    _, plan = planned({"optimizer.lr": [0.5]}, experiment={"data": {"dataset": "iris"}})
+    assert plan.trials[0].spec.optimizer.name == "adam" and plan.trials[0].spec.optimizer.lr == 0.5
+
+
+def test_random_is_reproducible_by_seed_and_within_bounds(search_file):
+    space = {"optimizer.lr": {"log_uniform": [1e-4, 1.0]}, "train.l2": {"uniform": [0.0, 0.01]},
+             "train.batch_size": {"int_uniform": [8, 64]}}
+    path = search_file(space, strategy="random", trials=200, repeats=1)
+    first = [c.params for c in plan_search(load_search(path)).configs]
+    again = [c.params for c in plan_search(load_search(path)).configs]
+    other = [c.params for c in plan_search(load_search(path, [("seed", 1)])).configs]
+    assert first == again and first != other and len(first) == 200
+    lr = np.array([p["optimizer.lr"] for p in first])
+    assert lr.min() >= 1e-4 and lr.max() <= 1.0
+    assert all(0 <= p["train.l2"] <= 0.01 and 8 <= p["train.batch_size"] <= 64 for p in first)
+    assert all(isinstance(p["train.batch_size"], int) for p in first)
+    # log-uniform: about a quarter of the draws in each decade, not 90% in the top one
+    decades = np.histogram(np.log10(lr), bins=[-4, -3, -2, -1, 0])[0]
+    assert decades.min() > 25, decades
+
+
+def test_random_over_lists_samples_distinct_grid_points(search_file):
+    path = search_file(SPACE, strategy="random", trials=4, repeats=1)
+    plan = plan_search(load_search(path))
+    params = [tuple(sorted(c.params.items())) for c in plan.configs]
+    assert len(params) == 4 == len(set(params)) and plan.grid_size == 6
+    everything = plan_search(load_search(path), trials=50)
+    assert len(everything.configs) == 6  # capped at the grid size, no repeats
+
+
+def test_random_trials_option_overrides_spec(search_file):
+    path = search_file({"optimizer.lr": {"log_uniform": [1e-3, 1.0]}}, strategy="random", trials=5, repeats=3)
+    plan = plan_search(load_search(path), trials=7)
+    assert len(plan.configs) == 7 and len(plan) == 21
+    assert all(math.isfinite(c.params["optimizer.lr"]) for c in plan.configs)

@@ -1,0 +1,105 @@
+"""The trials log: one line per record, torn last lines, the lock, the saved spec."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from nnexp.search.store import (
+    LockError,
+    SearchChangedError,
+    SearchLock,
+    TornLineWarning,
+    TrialStore,
+    check_same_search,
+    save_spec,
+)
+
+
+def rec(cid, seed, status="ok", **extra):
+    return {"trial_id": f"{cid}-s{seed}", "config_id": cid, "seed": seed, "status": status, **extra}
+
+
+def test_append_writes_valid_json_lines_with_nan_as_null(tmp_path):
+    store = TrialStore(tmp_path)
+    store.append(rec("a", 0, val_loss=float("nan"), test_loss=float("inf"), history={"val_loss": [1.0, float("nan")]}))
+    store.append(rec("a", 1, val_loss=0.5))
+    lines = store.path.read_text().splitlines()
+    assert len(lines) == 2
+    first = json.loads(lines[0])
+    assert first["val_loss"] is None and first["test_loss"] is None and first["history"]["val_loss"] == [1.0, None]
+    assert "NaN" not in store.path.read_text() and "Infinity" not in store.path.read_text()
+
+
+def test_torn_last_line_is_ignored_with_a_warning_and_repaired(tmp_path):
+    store = TrialStore(tmp_path)
+    store.append(rec("a", 0))
+    store.append(rec("a", 1))
+    with open(store.path, "ab") as fh:
+        fh.write(b'{"trial_id": "b-s0", "config_id": "b", "se')
+    with pytest.warns(TornLineWarning):
+        records = store.read()
+    assert [r["trial_id"] for r in records] == ["a-s0", "a-s1"]
+    assert store.repair() is True
+    store.append(rec("b", 0))
+    assert [r["trial_id"] for r in store.read()] == ["a-s0", "a-s1", "b-s0"]
+
+
+def test_damaged_middle_line_is_an_error(tmp_path):
+    store = TrialStore(tmp_path)
+    store.path.write_text('{"a": 1}\nnot json\n{"b": 2}\n')
+    with pytest.raises(Exception, match="line 2"):
+        store.read()
+
+
+def test_latest_record_of_a_key_wins(tmp_path):
+    store = TrialStore(tmp_path)
+    store.append(rec("a", 0, "failed"))
+    store.append(rec("b", 0))
+    store.append(rec("a", 0, "ok"))
+    latest = store.latest()
+    assert list(latest) == [("a", 0), ("b", 0)] and latest[("a", 0)]["status"] == "ok"
+
+
+def test_move_aside_keeps_the_old_log(tmp_path):
+    store = TrialStore(tmp_path)
+    store.append(rec("a", 0))
+    moved = store.move_aside()
+    assert not store.path.exists() and moved.exists() and moved.name.endswith(".jsonl.old")
+    assert json.loads(moved.read_text())["trial_id"] == "a-s0"
+
+
+def test_lock_refuses_a_second_search(tmp_path):
+    with SearchLock(tmp_path):
+        with pytest.raises(LockError, match="another search is running"):
+            SearchLock(tmp_path).acquire()
+    SearchLock(tmp_path).acquire().release()  # released on exit
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_lock_of_a_live_process_elsewhere_is_respected(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / ".lock").write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "started": "x"}))
+        with pytest.raises(LockError, match=f"pid {holder.pid}"):
+            SearchLock(tmp_path).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    # now its owner is dead: the stale lock is taken over
+    lock = SearchLock(tmp_path).acquire()
+    assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+    lock.release()
+
+
+def test_changed_search_is_refused_but_resumable_fields_may_change(tmp_path):
+    saved = {"search": {"metric": "val_loss", "n_jobs": -1, "trials": 20, "repeats": 3, "space": {"a": [1, 2]}},
+             "experiment": {"train": {"epochs": 5}}}
+    save_spec(tmp_path, saved)
+    check_same_search(tmp_path, {**saved, "search": {**saved["search"], "n_jobs": 2, "repeats": 5}})
+    changed = {**saved, "experiment": {"train": {"epochs": 10}}}
+    with pytest.raises(SearchChangedError, match=r"experiment.train.epochs: 5 -> 10.*--fresh"):
+        check_same_search(tmp_path, changed)
