@@ -286,7 +286,8 @@ def load_file(path: str, *, target: str | None = None, task: str = "auto") -> Ta
             shown = ", ".join(columns[:20]) + (", ..." if len(columns) > 20 else "")
             raise DataError.at(path, "data.target", f"no column '{target}'{did_you_mean(target, columns)} (columns: {shown})")
         if frame.shape[1] < 2:
-            raise DataError.at(path, "data.dataset", f"needs at least one feature column besides the target '{target}'")
+            hint = "; is it separated by something other than commas?" if any(c in target for c in ";\t|") else ""
+            raise DataError.at(path, "data.dataset", f"needs at least one feature column besides the target '{target}'{hint}")
         raw, features = frame[target], frame.drop(columns=[target])
     y, task, class_names = encode_target(raw, task, source=path, target=target)
     return Table(features.reset_index(drop=True), y, task, class_names, target, path)

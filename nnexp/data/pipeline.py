@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nnexp.data.datasets import Table, load_table, npz_frame, read_frame, read_npz
-from nnexp.data.preprocess import Preprocessor, check_features
+from nnexp.data.preprocess import Preprocessor, check_features, check_levels
 from nnexp.data.split import fold_indices, split_indices, subsample
 from nnexp.errors import DataError
 
@@ -52,6 +52,7 @@ class PreparedData:
 
 def prepare(spec: DataSpec, seed: int, dtype: str = "float32") -> PreparedData:
     """One train/val/test split of the spec's data (cv_folds is ignored: see prepare_folds)."""
+    _check_dtype(dtype)
     table = _load(spec, seed)
     train, val, test = split_indices(table.y, task=table.task, class_names=table.class_names,
                                      val_fraction=spec.val_fraction, test_fraction=spec.test_fraction,
@@ -68,6 +69,7 @@ def prepare_folds(spec: DataSpec, seed: int, dtype: str = "float32") -> list[Pre
     """
     if spec.cv_folds < 2:
         return [prepare(spec, seed, dtype)]
+    _check_dtype(dtype)
     table = _load(spec, seed)
     rest, _, test = split_indices(table.y, task=table.task, class_names=table.class_names, val_fraction=0.0,
                                   test_fraction=spec.test_fraction, seed=seed, source=table.source)
@@ -99,9 +101,15 @@ def load_features(path: str, preprocessor: Preprocessor, dtype: str | None = Non
     return preprocessor.transform_features(frame, dtype, source=path)
 
 
+def _check_dtype(dtype: str) -> None:
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+
+
 def _load(spec: DataSpec, seed: int) -> Table:
     table = load_table(spec, seed)
     check_features(table.features, list(table.features.columns), {} if spec.impute == "none" else None, table.source)
+    check_levels(table.features, spec.max_categories, table.source)
     return table
 
 

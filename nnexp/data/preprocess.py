@@ -98,8 +98,7 @@ class Preprocessor:
             if cat:
                 values = _as_text(frame[col], fill.get(col))
                 found = np.unique(values[values != ""]) if len(values) else np.array([], dtype=str)
-                if len(found) > max_categories:
-                    raise DataError.at(source, "data.max_categories", f"column '{col}' has {len(found)} distinct levels, more than the cap of {max_categories}; raise data.max_categories or drop the column")
+                _check_level_count(col, len(found), max_categories, source)
                 levels[col] = [str(v) for v in found]
         encoded_names = [n for col, cat in zip(columns, categorical) for n in ([f"{col}={v}" for v in levels[col]] if cat else [col])]
         pre = cls(columns=columns, categorical=categorical, levels=levels, impute=impute, fill=fill,
@@ -400,3 +399,19 @@ def check_features(frame: pd.DataFrame, columns: list[str], fill: dict | None, s
             infinite = int(np.isinf(series.to_numpy(dtype=np.float64, na_value=np.nan)).sum())
             if infinite:
                 raise DataError.at(source, "data.dataset", f"column '{col}' has {infinite} infinite value(s); replace them or drop those rows")
+
+
+def _check_level_count(col: str, count: int, max_categories: int, source: str) -> None:
+    if count > max_categories:
+        raise DataError.at(source, "data.max_categories", f"column '{col}' has {count} distinct levels, more than the cap of {max_categories}; raise data.max_categories or drop the column")
+
+
+def check_levels(frame: pd.DataFrame, max_categories: int, source: str) -> None:
+    """The level cap over all rows of a file, so the message does not depend on the split."""
+    from nnexp.data.datasets import _is_missing
+
+    for col, cat in zip(frame.columns, column_kinds(frame)):
+        if cat:
+            series = frame[col]
+            count = len({str(v) for v in series[~_is_missing(series)]})
+            _check_level_count(str(col), count, max_categories, source)
