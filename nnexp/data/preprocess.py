@@ -88,7 +88,8 @@ class Preprocessor:
         """Learn every statistic from these (training) rows; y: class indices or raw targets."""
         if normalize not in NORMALIZATIONS or impute not in IMPUTATIONS:
             raise ValueError(f"normalize={normalize!r}, impute={impute!r}")
-        columns = [str(c) for c in frame.columns]
+        frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
+        columns = list(frame.columns)
         categorical = column_kinds(frame)
         fill: dict[str, float | str] = {}
         if impute != "none":
