@@ -363,6 +363,13 @@ class EarlyStoppingSpec(Strict):
     min_delta: Annotated[float, Field(ge=0)] = 0.0
 
 
+class TargetSpec(Strict):
+    """A level of a metric whose first epoch is reported as `epochs_to_target` (speed of learning)."""
+
+    monitor: Annotated[str, AfterValidator(_check_monitor)] = "val_loss"
+    value: float
+
+
 class TrainSpec(Strict):
     """The fit loop: epochs, batch size, penalties, early stopping, precision."""
 
@@ -371,6 +378,8 @@ class TrainSpec(Strict):
     l2: Annotated[float, Field(ge=0)] = 0.0
     l1: Annotated[float, Field(ge=0)] = 0.0
     early_stopping: EarlyStoppingSpec | None = None
+    target: TargetSpec | None = None
+    time_limit: Annotated[float, Field(gt=0)] | None = None  # seconds of training; stops after the epoch that passes it
     dtype: Literal["float32", "float64"] = "float32"
 
 
@@ -531,7 +540,8 @@ def experiment_paths() -> list[str]:
 
     walk(ExperimentSpec, "")
     paths += ["model.dropout.input", "model.dropout.hidden", "train.early_stopping.patience",
-              "train.early_stopping.monitor", "train.early_stopping.min_delta"]
+              "train.early_stopping.monitor", "train.early_stopping.min_delta", "train.target.monitor",
+              "train.target.value"]
     for prefix, choices in KIND_FAMILIES.items():
         for cls in choices:
             paths += [f"{prefix}.{f}" for f in cls.model_fields]
@@ -567,8 +577,20 @@ def _drop_foreign_params(node: dict, family_path: str) -> None:
             del node[key]
 
 
+SECTIONS = ("data", "model", "train")
+
+
 def apply_override(tree: dict, path: str, value) -> None:
-    """Apply one search-space or --set value at a dotted path of an experiment dict."""
+    """Apply one search-space or --set value at a dotted path of an experiment dict.
+
+    A mapping given for a whole section (`data`, `model`, `train`) is merged
+    into it field by field, so one search dimension can vary several fields
+    together, e.g. `data: [{normalize: zscore}, {normalize: pca, pca_whiten: true}]`.
+    """
+    if path in SECTIONS and isinstance(value, dict):
+        for key, item in value.items():
+            apply_override(tree, f"{path}.{key}", item)
+        return
     family = path if path in KIND_FAMILIES else None
     if family and isinstance(value, str):
         current = tree

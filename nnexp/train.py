@@ -120,6 +120,7 @@ def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None
     train = spec.train
     probe = data.X_train[:PROBE_ROWS]
     stopper = EarlyStopping(train.early_stopping) if train.early_stopping else None
+    target = TargetWatch(train.target) if train.target else None
     history: list[dict[str, Any]] = []
     status, diverged_epoch = "ok", None
 
@@ -142,7 +143,11 @@ def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None
         history.append(row)
         if progress:
             progress(row)
+        if target:
+            target.update(row)
         if stopper and stopper.update(row, net):
+            break
+        if train.time_limit is not None and time.perf_counter() - loop_started >= train.time_limit:
             break
     loop_seconds = time.perf_counter() - loop_started
 
@@ -158,6 +163,9 @@ def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None
             continue
         values = evaluate(net, data, X, y, final=True) if status == "ok" else dict.fromkeys(metric_names(data.task))
         metrics.update({f"{split}_{k}": v for k, v in values.items()})
+    metrics.update(layer_summary(history) if status == "ok" else {})
+    if target:
+        metrics["epochs_to_target"] = target.epoch
     metrics.update({
         "epochs_run": epochs_run,
         "best_epoch": best_epoch if status == "ok" else None,
@@ -182,6 +190,41 @@ def evaluate(net: Network, data, X: np.ndarray, y: np.ndarray, final: bool = Fal
             values["f1"] = float(f1_score(y, pred, average="macro", zero_division=0))
         return values
     return regression_metrics(output, y, data.preprocessor.inverse_target)
+
+
+def layer_summary(history: list[dict]) -> dict[str, float | None]:
+    """Vanishing gradients and unit health in a few numbers for comparison tables.
+
+    grad_norm_first / grad_norm_last: mean over epochs of the first hidden layer's
+    and the output layer's weight-gradient norm; grad_ratio is their quotient.
+    saturated / dead: mean over the layers where they apply, at the last epoch.
+    """
+    grads = sorted((k for k in history[0] if k.startswith("grad_norm_")), key=lambda k: int(k.rsplit("_", 1)[1]))
+    summary: dict[str, float | None] = {}
+    if len(grads) >= 2:
+        first = float(np.mean([row[grads[0]] for row in history]))
+        last = float(np.mean([row[grads[-1]] for row in history]))
+        summary.update(grad_norm_first=first, grad_norm_last=last, grad_ratio=first / last if last > 0 else None)
+    final = history[-1]
+    for kind in ("saturated", "dead"):
+        values = [v for k, v in final.items() if k.startswith(f"{kind}_")]
+        summary[kind] = float(np.mean(values)) if values else None
+    return summary
+
+
+class TargetWatch:
+    """Remembers the first epoch at which a metric reached a target level."""
+
+    def __init__(self, config):
+        self.monitor, self.value = config.monitor, config.value
+        self.lower = metric_mode(config.monitor) == "min"
+        self.epoch: int | None = None
+
+    def update(self, row: dict) -> None:
+        value = row.get(self.monitor)
+        if self.epoch is None and value is not None:
+            if (value <= self.value) if self.lower else (value >= self.value):
+                self.epoch = row["epoch"]
 
 
 class EarlyStopping:

@@ -216,3 +216,27 @@ def test_installed_command_runs_quietly(tmp_path, write_spec):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""
     assert json.loads((tmp_path / "sub" / "metrics.json").read_text())["status"] == "ok"
+
+
+def test_epochs_to_target_is_the_first_epoch_reaching_it():
+    result = run_experiment({"data": {"dataset": "iris"}, "optimizer": {"name": "adam", "lr": 0.01},
+                             "train": {"epochs": 40, "target": {"monitor": "val_accuracy", "value": 0.9}}}, results_dir=None)
+    reached = [row["epoch"] for row in result.history if row["val_accuracy"] >= 0.9]
+    assert result.metrics["epochs_to_target"] == (reached[0] if reached else None)
+    assert reached, "iris reaches 90% validation accuracy within 40 epochs"
+
+
+def test_time_limit_stops_training():
+    result = run_experiment({"data": {"dataset": "digits"}, "train": {"epochs": 100000, "time_limit": 0.2}}, results_dir=None)
+    assert 1 <= result.metrics["epochs_run"] < 100000
+
+
+def test_layer_summary_matches_history():
+    result = run_experiment({"data": {"dataset": "digits"}, "model": {"hidden": [16, 16], "activation": "relu"},
+                             "train": {"epochs": 4}}, results_dir=None)
+    history = pd.DataFrame(result.history)
+    assert result.metrics["grad_norm_first"] == pytest.approx(history["grad_norm_1"].mean())
+    assert result.metrics["grad_norm_last"] == pytest.approx(history["grad_norm_3"].mean())
+    assert result.metrics["grad_ratio"] == pytest.approx(history["grad_norm_1"].mean() / history["grad_norm_3"].mean())
+    assert result.metrics["dead"] == pytest.approx((history["dead_1"].iloc[-1] + history["dead_2"].iloc[-1]) / 2)
+    assert result.metrics["saturated"] is None

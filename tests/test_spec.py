@@ -251,3 +251,9 @@ def test_random_yaml_text_validates_or_raises_spec_error(text):
         specs.validate_experiment(specs.parse_yaml(text, "t.yaml"), "t.yaml")
     except SpecError:
         pass
+
+
+def test_section_mapping_override_merges_fields():
+    tree = {"data": {"dataset": "wine", "normalize": "zscore"}}
+    specs.apply_override(tree, "data", {"normalize": "pca", "pca_whiten": True})
+    assert tree == {"data": {"dataset": "wine", "normalize": "pca", "pca_whiten": True}}
