@@ -239,7 +239,11 @@ def summary_markdown(result: ReportResult) -> str:
             f"{len(s)} configurations, {n} trials ({_counts(result.trials)}); ranked by {m} ({result.mode}).\n"
             f"Mean ± std over ok repeats; ci95 is the half-width of the 95% t-interval of the mean; "
             f"tied_best = Welch's t-test cannot separate it from the best (p > {ALPHA}).\n\n")
-    return head + body + "\n"
+    errors = result.trials["error"].dropna().value_counts() if "error" in result.trials else []
+    tail = ""
+    if len(errors):
+        tail = "\n## Errors of failed trials\n\n" + "".join(f"- {n} x `{text}`\n" for text, n in errors.items())
+    return head + body + "\n" + tail
 
 
 def effects_markdown(result: ReportResult) -> str:
@@ -288,7 +292,7 @@ def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
     m, trials = result.metric, result.trials
     ok = trials[trials["status"] == "ok"] if m in trials else trials.iloc[0:0]
     rng = np.random.default_rng(0)
-    for p, frame in result.effects.items():
+    for p, frame in result.effects.items() if m in trials else ():
         values = list(frame[p])
         data = [ok.loc[ok[param_column(p)] == v, m].dropna().to_numpy() for v in values]
         if not any(len(d) for d in data):

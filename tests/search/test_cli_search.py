@@ -1,0 +1,168 @@
+"""`nnexp search` and `nnexp report` end to end with real training on iris (tiny budgets)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from nnexp.search.runner import run_search
+from nnexp.search.space import plan_search
+from nnexp.spec import load_search
+
+from .app import app
+
+runner = CliRunner()
+APP = str(Path(__file__).with_name("app.py"))
+SPACE = {"model.activation": ["relu", "tanh", "logistic"], "optimizer.lr": [0.01, 0.1]}
+
+
+def trials(folder):
+    return [json.loads(line) for line in (folder / "trials.jsonl").read_text().splitlines()]
+
+
+def search(*args):
+    return runner.invoke(app, ["search", *map(str, args)])
+
+
+def test_grid_on_iris_with_two_jobs_matches_one_job(search_file, tmp_path):
+    path = search_file(SPACE)
+    result = search(path, "--results-dir", tmp_path / "res", "--n-jobs", 2)
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "res" / "grid"
+    records = trials(folder)
+    assert len(records) == 12 and all(r["status"] == "ok" for r in records)
+    assert len({(r["config_id"], r["seed"]) for r in records}) == 12
+    summary = pd.read_csv(folder / "summary.csv")
+    assert len(summary) == 6 and summary["n_ok"].eq(2).all() and sorted(summary["rank"]) == sorted(summary["rank"])
+    for name in ("summary.md", "effects.md", "search.yaml", "learning_curves.png", "effect_model.activation.png"):
+        assert (folder / name).exists(), name
+    assert "top configurations by val_accuracy" in result.stdout and str(folder) in result.stdout
+    assert {r["threads"] for r in records} == {1} or os.cpu_count() > 2
+
+    # the same plan in this process (n_jobs 1) gives bit-identical metrics
+    loaded = load_search(path)
+    serial = run_search(loaded, plan_search(loaded), tmp_path / "serial", n_jobs=1)
+    metric_keys = [k for k in records[0] if k.startswith(("train_", "val_", "test_")) and k != "train_seconds"]
+    by_key = {(r["config_id"], r["seed"]): r for r in records}
+    for r in serial.records:
+        other = by_key[(r["config_id"], r["seed"])]
+        assert {k: r[k] for k in metric_keys} == {k: other[k] for k in metric_keys}
+        assert r["history"] == other["history"]
+
+
+def test_diverging_configuration_is_recorded_while_others_complete(search_file, tmp_path):
+    path = search_file({"optimizer.lr": [0.1, 1e6]}, repeats=1)
+    result = search(path, "--results-dir", tmp_path, "--n-jobs", 1, "--quiet")
+    assert result.exit_code == 0, result.output
+    status = {r["params"]["optimizer.lr"]: r for r in trials(tmp_path / "grid")}
+    assert status[0.1]["status"] == "ok" and status[0.1]["val_accuracy"] > 0
+    assert status[1e6]["status"] == "diverged" and status[1e6]["diverged_epoch"] >= 1
+    assert status[1e6]["val_loss"] is None
+
+
+def test_every_trial_failing_exits_1(search_file, tmp_path):
+    path = search_file({"optimizer.lr": [1e6, 1e7]}, repeats=1)
+    result = search(path, "--results-dir", tmp_path, "--n-jobs", 1, "--quiet")
+    assert result.exit_code == 1 and "no trial finished ok" in result.stderr
+    assert (tmp_path / "grid" / "summary.md").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--trials", "3"], "--trials: only for random search"),
+    (["--set", "space.model.activaton=[relu]"], "space.model.activaton: unknown field"),
+    (["--backend", "spark"], "unknown backend 'spark'"),
+    (["--scheduler", "tcp://x:8786"], "--scheduler: only used with --backend dask"),
+    (["--n-jobs", "0"], "--n-jobs"),
+])
+def test_bad_input_exits_2_with_one_line(search_file, tmp_path, args, message):
+    result = search(search_file(SPACE), "--results-dir", tmp_path, *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_dask_exits_2(search_file, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import fails as when not installed
+    result = search(search_file(SPACE), "--results-dir", tmp_path, "--backend", "dask")
+    assert result.exit_code == 2 and "--backend dask: not available" in result.stderr
+
+
+def test_second_search_on_the_same_folder_is_refused(search_file, tmp_path):
+    folder = tmp_path / "grid"
+    folder.mkdir()
+    (folder / ".lock").write_text(json.dumps({"pid": os.getppid(), "host": os.uname().nodename, "started": "now"}))
+    result = search(search_file(SPACE), "--results-dir", tmp_path)
+    assert result.exit_code == 2 and "another search is running" in result.stderr
+
+
+def test_changed_search_is_refused_until_fresh(search_file, tmp_path):
+    path = search_file({"optimizer.lr": [0.1]}, repeats=1)
+    assert search(path, "--results-dir", tmp_path, "-q", "--n-jobs", 1).exit_code == 0
+    changed = search(path, "--results-dir", tmp_path, "-q", "--n-jobs", 1, "--set", "train.epochs=4")
+    assert changed.exit_code == 2 and "train.epochs: 3 -> 4" in changed.stderr
+    fresh = search(path, "--results-dir", tmp_path, "-q", "--n-jobs", 1, "--set", "train.epochs=4", "--fresh")
+    assert fresh.exit_code == 0 and trials(tmp_path / "grid")[0]["epochs_run"] == 4
+
+
+def test_report_command(search_file, tmp_path):
+    path = search_file({"optimizer.lr": [0.1, 0.01]}, repeats=2)
+    assert search(path, "--results-dir", tmp_path, "-q", "--n-jobs", 1).exit_code == 0
+    (tmp_path / "grid" / "summary.md").unlink()
+    result = runner.invoke(app, ["report", str(tmp_path / "grid")])
+    assert result.exit_code == 0 and (tmp_path / "grid" / "summary.md").exists() and "lr" in result.stdout
+    assert runner.invoke(app, ["report", str(tmp_path / "nothing")]).exit_code == 2
+
+
+def start(path, results):
+    return subprocess.Popen([sys.executable, APP, "search", str(path), "--results-dir", str(results), "--n-jobs", "1",
+                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def wait_for_lines(log: Path, n: int, proc, timeout=60.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and log.read_text().count("\n") >= n:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{log}: fewer than {n} lines (exit {proc.poll()})")
+
+
+def test_interrupt_then_kill_then_resume(search_file, tmp_path):
+    """Ctrl-C keeps finished trials (exit 130); kill -9 loses only the running one; a re-run finishes the rest."""
+    experiment = {"data": {"dataset": "iris"}, "model": {"hidden": [32]}, "optimizer": {"name": "sgd", "lr": 0.1},
+                  "train": {"epochs": 150, "batch_size": 8}}
+    path = search_file(SPACE, experiment=experiment)
+    log = tmp_path / "grid" / "trials.jsonl"
+
+    proc = start(path, tmp_path)
+    wait_for_lines(log, 2, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    after_interrupt = trials(tmp_path / "grid")
+    assert 2 <= len(after_interrupt) < 12 and (tmp_path / "grid" / "summary.md").exists()
+
+    proc = start(path, tmp_path)
+    wait_for_lines(log, len(after_interrupt) + 2, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    after_kill = trials(tmp_path / "grid")
+    assert after_kill[: len(after_interrupt)] == after_interrupt and len(after_kill) < 12
+    assert (tmp_path / "grid" / ".lock").exists()  # left behind by the killed run: stale, taken over below
+
+    proc = start(path, tmp_path)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    final = trials(tmp_path / "grid")
+    assert final[: len(after_kill)] == after_kill and len(final) == 12
+    keys = [(r["config_id"], r["seed"]) for r in final]
+    assert len(set(keys)) == 12  # every key exactly once: nothing finished was trained again
+    assert yaml.safe_load((tmp_path / "grid" / "search.yaml").read_text())["search"]["name"] == "grid"
