@@ -155,9 +155,7 @@ class Network:
         return total
 
     def _loss_and_grad(self, x: np.ndarray, y: np.ndarray, l1: float, l2: float) -> float:
-        y_hat = self._forward(x, True)
-        loss = self.head.forward_loss(y_hat, y)
-        g = self.head.delta(y_hat, y)
+        loss, g = self.head.loss_and_delta(self._forward(x, True), y)
         for layer in reversed(self.layers):
             g = layer.backward(g)
             if g is None:

@@ -139,3 +139,20 @@ def test_gradient_check_restores_the_network():
     after = net.get_state()
     assert all(np.array_equal(before[k], after[k]) for k in before)
     assert net.dropout_rng.bit_generator.state == rng_state
+
+
+def test_softmax_fast_path_matches_the_per_row_path():
+    from nnexp.engine.losses import SoftmaxCrossEntropy
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 6)
+    for shift in (0.0, 50.0, 500.0):  # 500: rows underflow against the batch max -> fallback
+        z = rng.normal(size=(6, 4)) * 3
+        z[0] += shift
+        head = SoftmaxCrossEntropy()
+        fast_loss, fast_delta = head.loss_and_delta(z.copy(), y)
+        ref = z.copy()
+        ref_loss = head.forward_loss(ref, y)
+        ref_delta = head.delta(ref, y)
+        assert fast_loss == pytest.approx(ref_loss, rel=1e-12)
+        np.testing.assert_allclose(fast_delta, ref_delta, rtol=1e-10, atol=1e-15)

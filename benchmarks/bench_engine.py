@@ -1,0 +1,227 @@
+"""Seconds per training epoch: nnexp vs PyTorch (CPU) vs scikit-learn's MLPClassifier.
+
+Run by hand, not a test.  On machines that set OPENBLAS_CORETYPE /
+OPENBLAS_L2_SIZE, unset them for this command only:
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_engine.py
+
+All three train on identical synthetic float32 data, with the same network,
+batch size and optimizer (SGD with momentum 0.9); each figure is the median
+seconds per epoch over several epochs after a warm-up epoch.  The "GEMM bound"
+is the time of just the matrix products of one large-case epoch, at the same
+shapes, in NumPy.  Use ``--quick`` for fewer epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import tracemalloc
+import warnings
+
+import numpy as np
+from threadpoolctl import threadpool_info
+
+from nnexp.engine.network import Network
+from nnexp.engine.optimizers import make_optimizer
+
+try:
+    import torch
+except ImportError:  # torch is optional: pip install torch==2.13.0
+    torch = None
+
+try:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+except ImportError:
+    MLPClassifier = None
+
+THREADS = 2
+CASES = {
+    # name: (rows, layer sizes, activation, batch size, timed epochs)
+    "large": (60_000, [784, 256, 128, 10], "relu", 128, 5),
+    "small": (1_797, [64, 100, 10], "tanh", 32, 30),
+}
+LR = 0.01
+
+
+def make_data(rows: int, n_in: int, n_classes: int, seed: int = 0):
+    """Float32 blobs: learnable, so all three libraries see a realistic loss."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, n_classes, rows)
+    centers = rng.normal(size=(n_classes, n_in)).astype(np.float32)
+    X = centers[y] + rng.normal(size=(rows, n_in)).astype(np.float32)
+    return X.astype(np.float32), y.astype(np.int64)
+
+
+def median_epoch(run_epoch, epochs: int) -> float:
+    run_epoch()  # warm-up: allocations, BLAS thread start-up
+    times = []
+    for _ in range(epochs):
+        t = time.perf_counter()
+        run_epoch()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def bench_nnexp(X, y, dims, act, batch, epochs):
+    init = ("he", {}) if act == "relu" else ("xavier", {})
+    net = Network(dims[0], dims[1:-1], dims[-1], [(act, {})] * (len(dims) - 2), init, "softmax",
+                  rng=np.random.default_rng(1), dtype=np.float32)
+    opt = make_optimizer("momentum", net.params, momentum=0.9)
+    rng = np.random.default_rng(2)
+    return median_epoch(
+        lambda: net.train_epoch(X, y, batch_size=batch, optimizer=opt, lr=LR, rng=rng), epochs)
+
+
+def bench_torch(X, y, dims, act, batch, epochs):
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(0)
+    layers = []
+    for i in range(len(dims) - 1):
+        layers.append(torch.nn.Linear(dims[i], dims[i + 1]))
+        if i < len(dims) - 2:
+            layers.append(torch.nn.ReLU() if act == "relu" else torch.nn.Tanh())
+    model = torch.nn.Sequential(*layers)
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    gen = torch.Generator().manual_seed(0)
+
+    def epoch():
+        order = torch.randperm(len(Xt), generator=gen)
+        for s in range(0, len(Xt), batch):
+            rows = order[s:s + batch]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(Xt[rows]), yt[rows])
+            loss.backward()
+            opt.step()
+
+    return median_epoch(epoch, epochs)
+
+
+def bench_sklearn(X, y, dims, act, batch, epochs):
+    clf = MLPClassifier(hidden_layer_sizes=tuple(dims[1:-1]), activation=act, solver="sgd",
+                        alpha=0.0, batch_size=batch, learning_rate_init=LR, momentum=0.9,
+                        nesterovs_momentum=False, shuffle=True, random_state=0)
+    classes = np.unique(y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.partial_fit(X, y, classes=classes)  # first call builds the layers
+        return median_epoch(lambda: clf.partial_fit(X, y), epochs)
+
+
+def gemm_bound(rows, dims, batch, repeats=3, input_grad=True):
+    """Seconds for exactly the matmuls of one epoch: x W, x^T d, d W^T per layer."""
+    rng = np.random.default_rng(0)
+    f = np.float32
+    acts = [rng.normal(size=(batch, d)).astype(f) for d in dims]
+    deltas = [np.empty((batch, d), dtype=f) for d in dims]
+    Ws = [rng.normal(size=(dims[i], dims[i + 1])).astype(f) for i in range(len(dims) - 1)]
+    gWs = [np.empty_like(W) for W in Ws]
+    n_batches = -(-rows // batch)
+
+    def epoch():
+        for _ in range(n_batches):
+            for i, W in enumerate(Ws):
+                np.matmul(acts[i], W, out=acts[i + 1])
+            for i in reversed(range(len(Ws))):
+                np.matmul(acts[i].T, acts[i + 1], out=gWs[i])
+                if i > 0 or input_grad:
+                    np.matmul(acts[i + 1], Ws[i].T, out=deltas[i])
+
+    return median_epoch(epoch, repeats)
+
+
+def memory_check(X, y, dims, act, batch):
+    """tracemalloc peak during epochs 2..N, for N = 3 and 8: it must not grow."""
+    net = Network(dims[0], dims[1:-1], dims[-1], [(act, {})] * (len(dims) - 2), ("he", {}),
+                  "softmax", rng=np.random.default_rng(1))
+    opt = make_optimizer("momentum", net.params, momentum=0.9)
+    rng = np.random.default_rng(2)
+    net.train_epoch(X, y, batch_size=batch, optimizer=opt, lr=LR, rng=rng)
+    peaks = []
+    tracemalloc.start()
+    for n_epochs in (2, 7):
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        for _ in range(n_epochs):
+            net.train_epoch(X, y, batch_size=batch, optimizer=opt, lr=LR, rng=rng)
+        peaks.append(tracemalloc.get_traced_memory()[1] - base)
+    tracemalloc.stop()
+    return peaks
+
+
+def fmt(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1e3:8.2f} ms" if seconds < 0.1 else f"{seconds:8.3f} s "
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer epochs")
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    args = parser.parse_args()
+
+    blas = [f"{i['internal_api']} {i.get('version')} kernel={i.get('architecture')} "
+            f"threads={i['num_threads']}" for i in threadpool_info() if i["user_api"] == "blas"]
+    print(f"numpy {np.__version__}; BLAS: {'; '.join(blas)}")
+    print("OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s" % (os.environ.get("OPENBLAS_CORETYPE"),
+                                                       os.environ.get("OPENBLAS_L2_SIZE")))
+    if torch is None:
+        print("torch not installed: skipping its column (pip install torch==2.13.0)")
+    else:
+        print(f"torch {torch.__version__}, {THREADS} threads")
+    if MLPClassifier is None:
+        print("scikit-learn not installed: skipping its column")
+
+    rows_out = []
+    for case in args.cases:
+        rows, dims, act, batch, epochs = CASES[case]
+        if args.quick:
+            epochs = 3 if case == "large" else 10
+        X, y = make_data(rows, dims[0], dims[-1])
+        shape = " -> ".join(map(str, dims))
+        print(f"\n[{case}] {rows} x {shape} {act}, batch {batch}, median of {epochs} epochs",
+              flush=True)
+        t_np = bench_nnexp(X, y, dims, act, batch, epochs)
+        print(f"  nnexp    {fmt(t_np)}", flush=True)
+        t_torch = bench_torch(X, y, dims, act, batch, epochs) if torch is not None else None
+        print(f"  pytorch  {fmt(t_torch)}", flush=True)
+        t_sk = bench_sklearn(X, y, dims, act, batch, epochs) if MLPClassifier is not None else None
+        print(f"  sklearn  {fmt(t_sk)}", flush=True)
+        gemm = gemm_need = None
+        if case == "large":
+            gemm = gemm_bound(rows, dims, batch)
+            gemm_need = gemm_bound(rows, dims, batch, input_grad=False)
+            print(f"  GEMM bound {fmt(gemm)} (3 GEMMs per layer); {fmt(gemm_need)} without the "
+                  f"unneeded input-layer d/dX GEMM", flush=True)
+        rows_out.append((case, t_np, t_torch, t_sk, gemm, gemm_need))
+
+    print("\n| case | nnexp | PyTorch | MLPClassifier | nnexp / PyTorch | MLPClassifier / nnexp "
+          "| nnexp / GEMM bound |")
+    print("|---|---|---|---|---|---|---|")
+    for case, t_np, t_torch, t_sk, gemm, gemm_need in rows_out:
+        r_torch = f"{t_np / t_torch:.2f}x" if t_torch else "-"
+        r_sk = f"{t_sk / t_np:.2f}x faster" if t_sk else "-"
+        r_gemm = (f"{t_np / gemm:.2f}x ({t_np / gemm_need:.2f}x of needed GEMMs)" if gemm else "-")
+        print(f"| {case} | {fmt(t_np).strip()} | {fmt(t_torch).strip()} | {fmt(t_sk).strip()} | "
+              f"{r_torch} | {r_sk} | {r_gemm} |")
+
+    if "large" in args.cases:
+        rows, dims, act, batch, _ = CASES["large"]
+        X, y = make_data(rows, dims[0], dims[-1])
+        p2, p7 = memory_check(X, y, dims, act, batch)
+        ok = p7 <= 1.2 * p2 + 65_536
+        print(f"\ntracemalloc peak above start, large case: epochs 2-3 {p2 / 1e6:.2f} MB, "
+              f"epochs 2-8 {p7 / 1e6:.2f} MB (data set {X.nbytes / 1e6:.0f} MB) -> "
+              f"{'constant working set' if ok else 'GROWS'}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
