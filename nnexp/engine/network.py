@@ -49,10 +49,17 @@ class Network:
                  activations: list[tuple[str, dict]], init: tuple[str, dict], output: str, *,
                  dropout_input: float = 0.0, dropout_hidden: float = 0.0,
                  batch_norm: bool = False, rng: np.random.Generator, dtype=np.float32) -> None:
-        hidden = list(hidden)
+        hidden = [int(h) for h in hidden]
         if len(activations) != len(hidden):
             raise ValueError(f"need one activation per hidden layer: {len(hidden)} layers, "
                              f"{len(activations)} activations")
+        if min(hidden + [n_in, n_out]) < 1:
+            raise ValueError(f"layer sizes must be >= 1: n_in={n_in}, hidden={hidden}, n_out={n_out}")
+        for name, p in (("dropout_input", dropout_input), ("dropout_hidden", dropout_hidden)):
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {p}")
+        if np.dtype(dtype) not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
         self.n_in, self.hidden, self.n_out = n_in, hidden, n_out
         self.dtype = dtype = np.dtype(dtype)
         self.head = make_output(output)
@@ -61,8 +68,8 @@ class Network:
         init_name, init_params = init
         init_params = dict(init_params or {})
 
-        def init_for(activation: str):
-            return partial(_init, init_name, init_params, activation, dtype)
+        def init_for(activation: str, pieces: int = 1):
+            return partial(_init, init_name, init_params, activation, dtype, pieces)
 
         layers: list[Layer] = []
         if dropout_input > 0:
@@ -75,7 +82,7 @@ class Network:
             act = make_activation(act_name, act_params)
             name = f"layer{i}"
             layers.append(Dense(name, fan_in, units * act.pieces, bias=not batch_norm,
-                                need_input_grad=i > 1, init=init_for(act_name), dtype=dtype))
+                                need_input_grad=i > 1, init=init_for(act_name, act.pieces), dtype=dtype))
             if batch_norm:
                 bn = BatchNorm(name, units * act.pieces, dtype=dtype)
                 layers.append(bn)
@@ -294,5 +301,12 @@ class Network:
             np.copyto(target, value, casting="same_kind")
 
 
-def _init(name, params, activation, dtype, rng, fan_in, fan_out):
-    return init_weights(name, params, rng, fan_in, fan_out, activation=activation, dtype=dtype)
+def _init(name, params, activation, dtype, pieces, rng, fan_in, fan_out):
+    """Weights of a dense layer; a maxout layer gets ``pieces`` independent (fan_in, units)
+    matrices, interleaved unit-major, each scaled for its own fan-out."""
+    if pieces == 1:
+        return init_weights(name, params, rng, fan_in, fan_out, activation=activation, dtype=dtype)
+    units = fan_out // pieces
+    mats = [init_weights(name, params, rng, fan_in, units, activation=activation, dtype=dtype)
+            for _ in range(pieces)]
+    return np.stack(mats, axis=2).reshape(fan_in, fan_out)

@@ -74,3 +74,12 @@ def test_unknown_initializer():
         init_weights("glorot", {}, np.random.default_rng(0), 2, 2)
     with pytest.raises(ValueError, match="bad parameters"):
         init_weights("he", {"gain": 2}, np.random.default_rng(0), 2, 2)
+
+
+def test_maxout_pieces_are_scaled_for_their_own_fan_out():
+    net = Network(300, [200], 2, [("maxout", {"pieces": 3})], ("xavier", {}), "softmax",
+                  rng=np.random.default_rng(0))
+    W1 = net.params[0]
+    assert W1.shape == (300, 600)
+    for piece in range(3):  # columns j*3 + piece
+        assert W1[:, piece::3].var() == pytest.approx(2 / 500, rel=0.05)

@@ -277,3 +277,25 @@ def test_bad_arguments():
 def test_activation_registry_objects_are_fresh_per_layer():
     a, b = make_activation("prelu"), make_activation("prelu")
     assert a is not b
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 10_000])
+def test_any_batch_size_including_single_rows_and_full_batch(batch_size):
+    X, y = blobs(n=60, dtype=np.float64)
+    net = make(hidden=[5], act="relu", batch_norm=True, dtype=np.float64)
+    stats = fit(net, X, y, 2, name="sgd", lr=0.05, batch_size=batch_size)
+    assert all(s.finite for s in stats)
+    assert stats[-1].loss < stats[0].loss or batch_size == 1
+
+
+def test_logistic_and_linear_outputs_learn():
+    X, y = blobs(n=300, dtype=np.float64)
+    yb = (y == 1).astype(np.int64)
+    clf = make(output="logistic", n_out=1, dtype=np.float64)
+    fit(clf, X, yb, 30)
+    assert ((clf.predict(X) > 0.5) == yb).mean() > 0.95
+    target = X @ np.array([1.0, -2.0, 0.5, 0.0])
+    reg = make(output="linear", n_out=1, act="tanh", dtype=np.float64)
+    first = reg.evaluate(X, target)
+    fit(reg, X, target, 30)
+    assert reg.evaluate(X, target) < 0.05 * first
