@@ -42,7 +42,7 @@ except ImportError:
 THREADS = 2
 CASES = {
     # name: (rows, layer sizes, activation, batch size, timed epochs)
-    "large": (60_000, [784, 256, 128, 10], "relu", 128, 5),
+    "large": (60_000, [784, 256, 128, 10], "relu", 128, 6),
     "small": (1_797, [64, 100, 10], "tanh", 32, 30),
 }
 LR = 0.01
@@ -57,27 +57,36 @@ def make_data(rows: int, n_in: int, n_classes: int, seed: int = 0):
     return X.astype(np.float32), y.astype(np.int64)
 
 
-def median_epoch(run_epoch, epochs: int) -> float:
-    run_epoch()  # warm-up: allocations, BLAS thread start-up
-    times = []
-    for _ in range(epochs):
-        t = time.perf_counter()
-        run_epoch()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+def median_epochs(runners: dict, epochs: int, rounds: int = 3) -> dict[str, float]:
+    """Median seconds per epoch of each runner, over ``rounds`` blocks of its epochs.
+
+    Blocks alternate between the runners (nnexp, torch, sklearn, nnexp, ...) so
+    that load drifting during the run (a shared machine) hits all of them; each
+    block starts with an untimed warm-up epoch, which also absorbs the previous
+    library's BLAS/OpenMP threads still spinning.
+    """
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    per_block = max(1, -(-epochs // rounds))
+    for _ in range(rounds):
+        for name, run_epoch in runners.items():
+            run_epoch()  # warm-up
+            for _ in range(per_block):
+                t = time.perf_counter()
+                run_epoch()
+                times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def bench_nnexp(X, y, dims, act, batch, epochs):
+def nnexp_epoch(X, y, dims, act, batch):
     init = ("he", {}) if act == "relu" else ("xavier", {})
     net = Network(dims[0], dims[1:-1], dims[-1], [(act, {})] * (len(dims) - 2), init, "softmax",
                   rng=np.random.default_rng(1), dtype=np.float32)
     opt = make_optimizer("momentum", net.params, momentum=0.9)
     rng = np.random.default_rng(2)
-    return median_epoch(
-        lambda: net.train_epoch(X, y, batch_size=batch, optimizer=opt, lr=LR, rng=rng), epochs)
+    return lambda: net.train_epoch(X, y, batch_size=batch, optimizer=opt, lr=LR, rng=rng)
 
 
-def bench_torch(X, y, dims, act, batch, epochs):
+def torch_epoch(X, y, dims, act, batch):
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
     layers = []
@@ -100,18 +109,21 @@ def bench_torch(X, y, dims, act, batch, epochs):
             loss.backward()
             opt.step()
 
-    return median_epoch(epoch, epochs)
+    return epoch
 
 
-def bench_sklearn(X, y, dims, act, batch, epochs):
+def sklearn_epoch(X, y, dims, act, batch):
     clf = MLPClassifier(hidden_layer_sizes=tuple(dims[1:-1]), activation=act, solver="sgd",
                         alpha=0.0, batch_size=batch, learning_rate_init=LR, momentum=0.9,
                         nesterovs_momentum=False, shuffle=True, random_state=0)
-    classes = np.unique(y)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.partial_fit(X, y, classes=classes)  # first call builds the layers
-        return median_epoch(lambda: clf.partial_fit(X, y), epochs)
+    clf.partial_fit(X, y, classes=np.unique(y))  # first call builds the layers
+
+    def epoch():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.partial_fit(X, y)  # one pass over the data
+
+    return epoch
 
 
 def gemm_bound(rows, dims, batch, repeats=3, input_grad=True):
@@ -133,7 +145,7 @@ def gemm_bound(rows, dims, batch, repeats=3, input_grad=True):
                 if i > 0 or input_grad:
                     np.matmul(acts[i + 1], Ws[i].T, out=deltas[i])
 
-    return median_epoch(epoch, repeats)
+    return median_epochs({"gemm": epoch}, repeats, rounds=1)["gemm"]
 
 
 def memory_check(X, y, dims, act, batch):
@@ -186,14 +198,17 @@ def main() -> None:
             epochs = 3 if case == "large" else 10
         X, y = make_data(rows, dims[0], dims[-1])
         shape = " -> ".join(map(str, dims))
-        print(f"\n[{case}] {rows} x {shape} {act}, batch {batch}, median of {epochs} epochs",
+        print(f"\n[{case}] {rows} x {shape} {act}, batch {batch}, median of {epochs} epochs "
+              f"(3 blocks per library, each after a warm-up epoch)",
               flush=True)
-        t_np = bench_nnexp(X, y, dims, act, batch, epochs)
-        print(f"  nnexp    {fmt(t_np)}", flush=True)
-        t_torch = bench_torch(X, y, dims, act, batch, epochs) if torch is not None else None
-        print(f"  pytorch  {fmt(t_torch)}", flush=True)
-        t_sk = bench_sklearn(X, y, dims, act, batch, epochs) if MLPClassifier is not None else None
-        print(f"  sklearn  {fmt(t_sk)}", flush=True)
+        runners = {"nnexp": nnexp_epoch(X, y, dims, act, batch)}
+        if torch is not None:
+            runners["torch"] = torch_epoch(X, y, dims, act, batch)
+        if MLPClassifier is not None:
+            runners["sklearn"] = sklearn_epoch(X, y, dims, act, batch)
+        medians = median_epochs(runners, epochs)
+        t_np, t_torch, t_sk = medians["nnexp"], medians.get("torch"), medians.get("sklearn")
+        print(f"  nnexp    {fmt(t_np)}\n  pytorch  {fmt(t_torch)}\n  sklearn  {fmt(t_sk)}", flush=True)
         gemm = gemm_need = None
         if case == "large":
             gemm = gemm_bound(rows, dims, batch)
