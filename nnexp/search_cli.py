@@ -77,7 +77,8 @@ def search(
         with SearchProgress(console, loaded.spec.metric, enabled=show) as bar:
             outcome = run_search(loaded, plan, folder, n_jobs=n_jobs, backend=backend, scheduler=scheduler,
                                  fresh=not resume, retry_failed=retry_failed, progress=bar.update)
-        for note in outcome.notes:
+        trial_warnings = [w for r in outcome.records for w in r.get("warnings") or []]
+        for note in dict.fromkeys(outcome.notes + trial_warnings):
             sys.stderr.write(f"warning: {note}\n")
 
         from nnexp.report import report as build_report

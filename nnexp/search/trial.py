@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -135,7 +136,8 @@ def run_trial(
         "error": None,
     }
     history: dict = {}
-    with blas_limit(threads):
+    with blas_limit(threads), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # kept in the record, not printed by a worker
         try:
             from nnexp.spec import ExperimentSpec
 
@@ -151,6 +153,8 @@ def run_trial(
         except Exception as exc:  # a failed trial must not end the search
             record["error"] = one_line(exc)
         record["threads"] = blas_threads()
+    if caught:
+        record["warnings"] = list(dict.fromkeys(str(w.message) for w in caught))
     record["pid"] = os.getpid()
     record["seconds"] = time.perf_counter() - start
     record["history"] = history

@@ -1,0 +1,160 @@
+"""Search throughput: nnexp search with 1 and 2 jobs against scikit-learn's GridSearchCV, plus per-trial overhead.
+
+Run by hand (not a test):  python benchmarks/bench_search.py [--epochs 100] [--skip-sklearn]
+
+Workload: 12 configurations (hidden [64] or [128] x lr 0.01 or 0.1 x relu/tanh/logistic)
+x 3 seeds x 100 epochs on digits (zscore, 25% validation, no test split, batch 32,
+SGD with momentum 0.9). Each contender runs as a whole command (subprocess) and is
+timed by wall clock, start-up included. GridSearchCV trains MLPClassifier with the
+same grid, one fixed validation split (PredefinedSplit), the same epochs and no
+early stopping, with n_jobs=2.
+
+The machine's OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE variables slow current NumPy;
+they are removed from the environment of every command here (never in tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+# `nnexp search` through nnexp.cli, registering the search commands if cli.py does not yet
+NNEXP = [sys.executable, "-c", textwrap.dedent("""
+    from nnexp.cli import app
+    if not any(c.name == "search" for c in app.registered_commands):
+        from nnexp.search_cli import register
+        register(app)
+    app()
+""")]
+
+
+def search_spec(folder: Path, epochs: int) -> Path:
+    spec = {
+        "name": "bench-digits",
+        "experiment": {
+            "seed": 0,
+            "data": {"dataset": "digits", "normalize": "zscore", "val_fraction": 0.25, "test_fraction": 0.0},
+            "optimizer": {"name": "momentum", "momentum": 0.9, "lr": 0.01},
+            "train": {"epochs": epochs, "batch_size": 32},
+        },
+        "metric": "val_accuracy",
+        "repeats": 3,
+        "space": {"model.hidden": [[64], [128]], "optimizer.lr": [0.01, 0.1],
+                  "model.activation": ["relu", "tanh", "logistic"]},
+    }
+    path = folder / "bench.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+SKLEARN = textwrap.dedent("""
+    import sys, numpy as np
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import GridSearchCV, PredefinedSplit, train_test_split
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    import warnings
+    warnings.filterwarnings("ignore")
+    epochs = int(sys.argv[1])
+    X, y = load_digits(return_X_y=True)
+    rows = np.arange(len(y))
+    _, val = train_test_split(rows, test_size=0.25, stratify=y, random_state=0)
+    fold = np.full(len(y), -1)
+    fold[val] = 0
+    model = make_pipeline(StandardScaler(), MLPClassifier(
+        solver="sgd", momentum=0.9, nesterovs_momentum=False, batch_size=32, max_iter=epochs,
+        early_stopping=False, tol=0.0, n_iter_no_change=epochs + 1, alpha=0.0))
+    grid = {"mlpclassifier__hidden_layer_sizes": [(64,), (128,)], "mlpclassifier__learning_rate_init": [0.01, 0.1],
+            "mlpclassifier__activation": ["relu", "tanh", "logistic"], "mlpclassifier__random_state": [0, 1, 2]}
+    search = GridSearchCV(model, grid, cv=PredefinedSplit(fold), n_jobs=2, refit=False, scoring="accuracy")
+    search.fit(X, y)
+    print(len(search.cv_results_["params"]), float(np.max(search.cv_results_["mean_test_score"])))
+""")
+
+
+def timed(cmd: list[str], cwd: Path) -> tuple[float, str]:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:3])}... failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return seconds, done.stdout
+
+
+def overhead(folder: Path, n_trials: int) -> dict[int, float]:
+    """Per-trial scheduling overhead: wall time per trial per worker minus the time spent inside the trial."""
+    script = textwrap.dedent(f"""
+        import json, time
+        from nnexp.spec import load_search
+        from nnexp.search.space import plan_search
+        from nnexp.search.runner import run_search
+        out = {{}}
+        for n_jobs in (1, 2):
+            loaded = load_search({str(folder / 'tiny.yaml')!r})
+            plan = plan_search(loaded)
+            run_search(loaded, plan_search(load_search({str(folder / 'tiny.yaml')!r}, [("repeats", 4)])),
+                       {str(folder)!r} + f"/warm{{n_jobs}}", n_jobs=n_jobs)  # start the pool, import everything
+            start = time.perf_counter()
+            outcome = run_search(loaded, plan, {str(folder)!r} + f"/tiny{{n_jobs}}", n_jobs=n_jobs)
+            wall = time.perf_counter() - start
+            inside = sum(r["seconds"] for r in outcome.records) / len(outcome.records)
+            out[n_jobs] = wall * n_jobs / len(outcome.records) - inside
+        print(json.dumps(out))
+    """)
+    tiny = {"name": "tiny", "experiment": {"data": {"dataset": "iris"}, "model": {"hidden": [4]},
+                                           "train": {"epochs": 1}},
+            "repeats": n_trials, "space": {"optimizer.lr": [0.01]}}
+    (folder / "tiny.yaml").write_text(yaml.safe_dump(tiny))
+    _, out = timed([sys.executable, "-c", script], ROOT)
+    return {int(k): v for k, v in json.loads(out.strip().splitlines()[-1]).items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--skip-sklearn", action="store_true")
+    parser.add_argument("--overhead-trials", type=int, default=200)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        spec = search_spec(folder, args.epochs)
+        times = {}
+        for n_jobs in (1, 2):
+            times[f"nnexp --n-jobs {n_jobs}"], _ = timed(
+                [*NNEXP, "search", str(spec), "--n-jobs", str(n_jobs), "--fresh", "--quiet",
+                 "--results-dir", str(folder / f"jobs{n_jobs}")], ROOT)
+            best = (folder / f"jobs{n_jobs}" / "bench-digits" / "summary.csv").read_text().splitlines()[1]
+            print(f"{f'nnexp search --n-jobs {n_jobs}':34s} {times[f'nnexp --n-jobs {n_jobs}']:7.1f} s   "
+                  f"(36 trials; best config: {best[:60]}...)", flush=True)
+        if not args.skip_sklearn:
+            times["GridSearchCV n_jobs=2"], out = timed([sys.executable, "-c", SKLEARN, str(args.epochs)], ROOT)
+            fits, score = out.split()
+            print(f"{'sklearn GridSearchCV n_jobs=2':34s} {times['GridSearchCV n_jobs=2']:7.1f} s   "
+                  f"({fits} fits; best val accuracy {float(score):.4f})", flush=True)
+        per_trial = overhead(folder, args.overhead_trials)
+
+    one, two = times["nnexp --n-jobs 1"], times["nnexp --n-jobs 2"]
+    print()
+    print(f"speed-up 1 -> 2 jobs:              {one / two:5.2f}x   (target >= 1.7x)")
+    if "GridSearchCV n_jobs=2" in times:
+        print(f"nnexp 2 jobs vs GridSearchCV:      {times['GridSearchCV n_jobs=2'] / two:5.2f}x faster   (target >= 2.5x)")
+    for n_jobs, seconds in per_trial.items():
+        print(f"scheduling overhead per trial, {n_jobs} job(s): {1000 * seconds:6.1f} ms   (target < 50 ms; "
+              f"{args.overhead_trials} one-epoch trials)")
+
+
+if __name__ == "__main__":
+    main()
