@@ -33,13 +33,22 @@ def register(app: typer.Typer) -> None:
 
 def search(
     spec: SpecArg,
-    random_: Annotated[bool, typer.Option("--random", help="Random search (sample --trials configurations).")] = False,
-    trials: Annotated[Optional[int], typer.Option("--trials", min=1, help="Random search: configurations to sample.")] = None,
-    n_jobs: Annotated[Optional[int], typer.Option("--n-jobs", help="Worker processes (-1 = all cores, 1 = in this process). Default: the spec's n_jobs.")] = None,
-    resume: Annotated[bool, typer.Option("--resume/--fresh", help="Resume from trials.jsonl, or start over (the old log is moved aside to trials-<time>.jsonl.old).")] = True,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Re-run failed and diverged trials.")] = False,
-    backend: Annotated[str, typer.Option("--backend", metavar="loky|dask", help="joblib backend that runs the trials.")] = "loky",
-    scheduler: Annotated[Optional[str], typer.Option("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler (with --backend dask).")] = None,
+    random_: Annotated[bool, typer.Option(
+        "--random", help="Random search (sample --trials configurations).")] = False,
+    trials: Annotated[Optional[int], typer.Option(
+        "--trials", min=1, help="Random search: configurations to sample.")] = None,
+    n_jobs: Annotated[Optional[int], typer.Option(
+        "--n-jobs", help="Worker processes (-1 = all cores, 1 = in this process). Default: the spec's n_jobs.")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume/--fresh",
+        help="Resume from trials.jsonl, or start over (the old log is moved aside to trials-<time>.jsonl.old).")] = True,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="Re-run failed and diverged trials.")] = False,
+    backend: Annotated[str, typer.Option(
+        "--backend", metavar="loky|dask", help="joblib backend that runs the trials.")] = "loky",
+    scheduler: Annotated[Optional[str], typer.Option(
+        "--scheduler", metavar="ADDRESS",
+        help="dask.distributed scheduler address (with --backend dask; without it a local cluster).")] = None,
     results_dir: ResultsOpt = Path("results"),
     quiet: QuietOpt = False,
     set_: SetOpt = None,

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager
+from typing import Callable, ContextManager
 
 from nnexp.errors import NnexpError
 from nnexp.search.store import (
@@ -271,24 +271,17 @@ def _run_in_process(tasks, options, counts: Progress, record_done) -> None:
 
 def _run_parallel(tasks, options, workers, threads, backend: Backend, scheduler, counts: Progress, record_done) -> None:
     """Stream records back as they finish; after a worker death, start a fresh batch without its trial(s)."""
-    from joblib import Parallel, delayed
+    from joblib import Parallel
 
     lost_errors = backend.lost_worker_errors()
     pending: OrderedDict[tuple, TrialTask] = OrderedDict((t.key, t) for t in tasks)
     with backend.context(workers, threads, scheduler):
         while pending:
             in_flight: dict[tuple, TrialTask] = {}
-
-            def feed(batch=list(pending.values()), in_flight=in_flight):
-                for task in batch:
-                    in_flight[task.key] = task  # dispatched: joblib pulls one more as each one finishes
-                    counts.running = min(workers, len(in_flight))
-                    yield delayed(run_trial)(task, **options)
-
             # pre_dispatch n_jobs: nothing waits in a queue, so "dispatched, not returned" = running
             parallel = Parallel(n_jobs=min(workers, len(pending)), return_as="generator_unordered",
                                 pre_dispatch="n_jobs", batch_size=1)
-            results = parallel(feed())
+            results = parallel(_dispatch(list(pending.values()), in_flight, counts, workers, options))
             try:
                 for record in results:
                     key = key_of(record)
@@ -311,6 +304,16 @@ def _run_parallel(tasks, options, workers, threads, backend: Backend, scheduler,
                 if close is not None:
                     close()  # Ctrl-C: joblib aborts the running trials, nothing new is scheduled
                 counts.running = 0
+
+
+def _dispatch(batch, in_flight: dict, counts: Progress, workers: int, options: dict):
+    """The tasks for joblib, noting each one as it is dispatched (joblib pulls one more as each finishes)."""
+    from joblib import delayed
+
+    for task in batch:
+        in_flight[task.key] = task
+        counts.running = min(workers, len(in_flight))
+        yield delayed(run_trial)(task, **options)
 
 
 def _run_alone(task: TrialTask, options: dict, lost_errors) -> dict:
@@ -340,8 +343,3 @@ def killed_record(task: TrialTask, exc: BaseException) -> dict:
         "seconds": None,
         "history": {},
     }
-
-
-def describe_outcome(outcome: SearchOutcome) -> dict[str, Any]:
-    """Counts for a closing line."""
-    return {s: outcome.count(s) for s in ("ok", "failed", "diverged")} | {"ran": outcome.ran, "skipped": outcome.skipped}

@@ -16,7 +16,7 @@ import time
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from nnexp.errors import NnexpError
 
@@ -273,7 +273,3 @@ def check_same_search(folder: str | os.PathLike, identity: dict) -> None:
             f"{Path(folder) / SPEC_FILE}: the search changed since its trials were run ({shown}); "
             "use --fresh to start over (old trials are kept aside), or another name / --results-dir"
         )
-
-
-def iter_keys(records: Iterable[dict]) -> list[tuple[str, int]]:
-    return [key_of(r) for r in records]
