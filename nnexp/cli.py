@@ -187,6 +187,15 @@ def describe_plan(plan, search) -> str:
     return f"{head} x {search.repeats} repeats = {len(plan.trials)} trials"
 
 
+def _register_search_commands():
+    from nnexp.search_cli import register
+
+    register(app)
+
+
+_register_search_commands()
+
+
 def main():
     """Console entry point."""
     app()
