@@ -1,0 +1,56 @@
+"""One trial: the record it returns, the per-process data cache, failures as records."""
+
+import json
+
+import nnexp.data
+from nnexp.search import trial as trial_module
+from nnexp.search.store import dumps
+from nnexp.search.trial import TrialTask, compact_history, one_line, run_trial
+
+
+def task_of(planned, space=None, **fields):
+    _, plan = planned(space or {"optimizer.lr": [0.1]}, repeats=1, **fields)
+    return TrialTask.from_trial(plan.trials[0])
+
+
+def test_data_is_prepared_once_per_process(planned, monkeypatch):
+    calls = []
+    real = nnexp.data.prepare
+    monkeypatch.setattr(nnexp.data, "prepare", lambda *a, **k: calls.append(a) or real(*a, **k))
+    monkeypatch.setattr(trial_module, "_data_cache", type(trial_module._data_cache)())
+    _, plan = planned({"optimizer.lr": [0.1, 0.05]}, repeats=2)
+    records = [run_trial(TrialTask.from_trial(t)) for t in plan.trials]
+    assert [r["status"] for r in records] == ["ok"] * 4
+    assert len(calls) == 2  # one per seed, shared by both configurations
+
+
+def test_cross_validation_trial(planned):
+    task = task_of(planned, experiment={"data": {"dataset": "iris", "cv_folds": 3}, "train": {"epochs": 2}})
+    record = run_trial(task, threads=1)
+    assert record["status"] == "ok" and record["cv_folds"] == 3 and 0 <= record["val_accuracy"] <= 1
+    assert record["threads"] == 1
+    json.loads(dumps(record))
+
+
+def test_record_of_a_real_trial(planned):
+    record = run_trial(task_of(planned), metric="val_accuracy")
+    assert record["status"] == "ok" and record["error"] is None and record["epochs_run"] == 3
+    assert record["seconds"] >= record["train_seconds"] > 0 and isinstance(record["pid"], int)
+    assert set(record["history"]) == {"train_loss", "val_loss", "val_accuracy"}
+
+
+def test_an_exception_becomes_a_failed_record():
+    def broken(spec, prepared):
+        raise RuntimeError("boom\nmore detail")
+
+    task = TrialTask("c-s0", "c", {"x": 1}, 0, 0, '{"data": {"dataset": "iris"}}')
+    record = run_trial(task, train_fn=broken, data_fn=lambda spec: None)
+    assert record["status"] == "failed" and record["error"].startswith("RuntimeError: boom (at test_trial.py:")
+    assert record["history"] == {} and record["params"] == {"x": 1}
+
+
+def test_compact_history_and_one_line():
+    history = [{"epoch": 1, "train_loss": 1.0, "val_loss": float("nan"), "val_accuracy": 0.123456789, "lr": 0.1}]
+    assert compact_history(history) == {"train_loss": [1.0], "val_loss": [None], "val_accuracy": [0.123457]}
+    assert compact_history([]) == {}
+    assert one_line(ValueError()) == "ValueError"
