@@ -57,8 +57,8 @@ def make_data(rows: int, n_in: int, n_classes: int, seed: int = 0):
     return X.astype(np.float32), y.astype(np.int64)
 
 
-def median_epochs(runners: dict, epochs: int, rounds: int = 3) -> dict[str, float]:
-    """Median seconds per epoch of each runner, over ``rounds`` blocks of its epochs.
+def median_epochs(runners: dict, epochs: int, rounds: int = 3) -> dict[str, tuple[float, float]]:
+    """(median, min) seconds per epoch of each runner, over ``rounds`` blocks of its epochs.
 
     Blocks alternate between the runners (nnexp, torch, sklearn, nnexp, ...) so
     that load drifting during the run (a shared machine) hits all of them; each
@@ -74,7 +74,7 @@ def median_epochs(runners: dict, epochs: int, rounds: int = 3) -> dict[str, floa
                 t = time.perf_counter()
                 run_epoch()
                 times[name].append(time.perf_counter() - t)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return {name: (statistics.median(ts), min(ts)) for name, ts in times.items()}
 
 
 def nnexp_epoch(X, y, dims, act, batch):
@@ -145,7 +145,7 @@ def gemm_bound(rows, dims, batch, repeats=3, input_grad=True):
                 if i > 0 or input_grad:
                     np.matmul(acts[i + 1], Ws[i].T, out=deltas[i])
 
-    return median_epochs({"gemm": epoch}, repeats, rounds=1)["gemm"]
+    return median_epochs({"gemm": epoch}, repeats, rounds=1)["gemm"][0]
 
 
 def memory_check(X, y, dims, act, batch):
@@ -177,6 +177,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs")
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--rounds", type=int, default=3, help="blocks of epochs per library")
     args = parser.parse_args()
 
     blas = [f"{i['internal_api']} {i.get('version')} kernel={i.get('architecture')} "
@@ -184,6 +185,7 @@ def main() -> None:
     print(f"numpy {np.__version__}; BLAS: {'; '.join(blas)}")
     print("OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s" % (os.environ.get("OPENBLAS_CORETYPE"),
                                                        os.environ.get("OPENBLAS_L2_SIZE")))
+    print(f"load average at start: {_loadavg()}")
     if torch is None:
         print("torch not installed: skipping its column (pip install torch==2.13.0)")
     else:
@@ -199,16 +201,18 @@ def main() -> None:
         X, y = make_data(rows, dims[0], dims[-1])
         shape = " -> ".join(map(str, dims))
         print(f"\n[{case}] {rows} x {shape} {act}, batch {batch}, median of {epochs} epochs "
-              f"(3 blocks per library, each after a warm-up epoch)",
+              f"({args.rounds} blocks per library, each after a warm-up epoch)",
               flush=True)
         runners = {"nnexp": nnexp_epoch(X, y, dims, act, batch)}
         if torch is not None:
             runners["torch"] = torch_epoch(X, y, dims, act, batch)
         if MLPClassifier is not None:
             runners["sklearn"] = sklearn_epoch(X, y, dims, act, batch)
-        medians = median_epochs(runners, epochs)
-        t_np, t_torch, t_sk = medians["nnexp"], medians.get("torch"), medians.get("sklearn")
-        print(f"  nnexp    {fmt(t_np)}\n  pytorch  {fmt(t_torch)}\n  sklearn  {fmt(t_sk)}", flush=True)
+        stats = median_epochs(runners, epochs, rounds=args.rounds)
+        t_np, t_torch, t_sk = (stats.get(k, (None, None))[0] for k in ("nnexp", "torch", "sklearn"))
+        for label, key in (("nnexp", "nnexp"), ("pytorch", "torch"), ("sklearn", "sklearn")):
+            med, best = stats.get(key, (None, None))
+            print(f"  {label:8s} {fmt(med)}  (min {fmt(best).strip()})", flush=True)
         gemm = gemm_need = None
         if case == "large":
             gemm = gemm_bound(rows, dims, batch)
@@ -235,7 +239,16 @@ def main() -> None:
         print(f"\ntracemalloc peak above start, large case: epochs 2-3 {p2 / 1e6:.2f} MB, "
               f"epochs 2-8 {p7 / 1e6:.2f} MB (data set {X.nbytes / 1e6:.0f} MB) -> "
               f"{'constant working set' if ok else 'GROWS'}")
+    print(f"load average at end: {_loadavg()}")
     sys.stdout.flush()
+
+
+def _loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as fh:
+            return " ".join(fh.read().split()[:3])
+    except OSError:
+        return "n/a"
 
 
 if __name__ == "__main__":
