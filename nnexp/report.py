@@ -24,6 +24,9 @@ from nnexp.search.store import TrialStore, read_saved_spec
 ALPHA = 0.05
 STATUSES = ("ok", "failed", "diverged")
 METRIC_PREFIXES = ("val_", "test_")
+# per-run diagnostics that the chapter's questions compare (vanishing gradients, saturation, speed)
+DIAGNOSTICS = ("train_loss", "grad_ratio", "grad_norm_first", "grad_norm_last", "saturated", "dead", "epochs_to_target")
+MARKDOWN_DIAGNOSTICS = ("grad_ratio", "saturated", "dead", "epochs_to_target")  # the CSV has all of them
 CURVES = 3  # configurations whose learning curves are plotted
 
 
@@ -70,15 +73,17 @@ def trials_frame(records: list[dict], params: list[str] | None = None):
         rows.append(row)
     frame = pd.DataFrame(rows)
     for column in frame.columns:  # None -> NaN in numeric columns
-        if column.startswith(METRIC_PREFIXES + ("train_",)) or column in ("epochs_run", "seconds", "best_epoch"):
+        if column.startswith(METRIC_PREFIXES + ("train_",)) or column in ("epochs_run", "seconds", "best_epoch", *DIAGNOSTICS):
             frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame
 
 
 def metric_columns(frame) -> list[str]:
-    """The val_ and test_ metrics present in the trials (without cross-validation `_std` columns)."""
-    return [c for c in frame.columns if c.startswith(METRIC_PREFIXES) and not c.endswith("_std")
-            and frame[c].dtype.kind in "fi"]
+    """The val_ and test_ metrics present in the trials (without cross-validation `_std` columns),
+    then the diagnostics that some trial reported."""
+    metrics = [c for c in frame.columns if c.startswith(METRIC_PREFIXES) and not c.endswith("_std")
+               and frame[c].dtype.kind in "fi"]
+    return metrics + [c for c in DIAGNOSTICS if c in frame.columns and frame[c].notna().any()]
 
 
 def t_halfwidth(std: float, n: int) -> float:
@@ -225,7 +230,7 @@ def summary_markdown(result: ReportResult) -> str:
         line[m] = pm(row.get(f"mean_{m}", math.nan), row.get(f"std_{m}", math.nan))
         line["ci95"] = "–" if _isna(row.get(f"ci95_{m}")) else f"± {_fmt(row[f'ci95_{m}'])}"
         for other in metric_columns(result.trials):
-            if other != m and other.endswith(("_accuracy", "_rmse", "_loss")):
+            if other != m and (other.endswith(("_accuracy", "_rmse", "_loss")) or other in MARKDOWN_DIAGNOSTICS):
                 line[other] = pm(row[f"mean_{other}"], row[f"std_{other}"])
         line.update({"ok": int(row["n_ok"]), "failed": int(row["n_failed"]), "diverged": int(row["n_diverged"]),
                      "epochs": _fmt(row["epochs"], 3), "seconds": _fmt(row["seconds"], 3),
