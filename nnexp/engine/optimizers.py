@@ -43,6 +43,7 @@ class Optimizer:
         flat = _flat_base(self.params)
         self._fused = flat is not None
         self._targets = [flat] if self._fused else self.params
+        self._grads_key: tuple | None = None
         self._grads_src: list | None = None
         self._grads: list[np.ndarray] = []
         self.t = 0
@@ -52,17 +53,16 @@ class Optimizer:
 
     def _match(self, grads: list[np.ndarray]) -> list[np.ndarray]:
         """grads laid out like the update targets (one fused buffer when params are fused)."""
-        if grads is not self._grads_src:  # Network.grads is one stable list: matched once
-            if len(grads) != len(self.params):
-                raise ValueError(f"expected {len(self.params)} gradient arrays, got {len(grads)}")
-            if self._fused:
-                flat = _flat_base(list(grads))
-                self._fused_copy = flat is None
-                self._grads = [flat if flat is not None else np.empty_like(self._targets[0])]
-            else:
-                self._fused_copy = False
-                self._grads = list(grads)
-            self._grads_src = grads
+        if len(grads) != len(self.params):
+            raise ValueError(f"expected {len(self.params)} gradient arrays, got {len(grads)}")
+        if not self._fused:
+            return grads
+        key = (id(grads), id(grads[0]), id(grads[-1]))  # Network.grads: one stable list
+        if key != self._grads_key:
+            flat = _flat_base(list(grads))
+            self._fused_copy = flat is None
+            self._grads = [flat if flat is not None else np.empty_like(self._targets[0])]
+            self._grads_key, self._grads_src = key, grads  # keep them alive: ids stay unique
         if self._fused_copy:  # rare: params fused but grads are separate arrays
             np.concatenate([g.ravel() for g in grads], out=self._grads[0])
         return self._grads
