@@ -42,6 +42,7 @@ METRIC_NAMES = ("loss", "accuracy", "f1", "rmse", "mae", "r2")
 SPLITS = ("train", "val", "test")
 LOWER_IS_BETTER = ("loss", "rmse", "mae")
 MAX_SPEC_BYTES = 1_000_000
+MAX_HIDDEN_WEIGHTS = 100_000_000  # 400 MB of float32 weights, before optimizer state
 
 ACTIVATION_ALIASES = {"sigmoid": "logistic"}
 
@@ -70,7 +71,7 @@ Metric = Annotated[str, AfterValidator(_check_metric)]
 class Strict(BaseModel):
     """Base of every spec model: unknown keys are errors, never ignored."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- kinds
@@ -325,6 +326,14 @@ class ModelSpec(Strict):
     init: Init = "he"
     dropout: Dropout = 0.0
     batch_norm: bool = False
+
+    @model_validator(mode="after")
+    def _size(self):
+        between = sum(a * b for a, b in zip(self.hidden, self.hidden[1:]))
+        if between > MAX_HIDDEN_WEIGHTS:
+            raise ValueError(f"@hidden: {between:,} weights between hidden layers; more than the "
+                             f"{MAX_HIDDEN_WEIGHTS:,} a CPU engine can train sensibly")
+        return self
 
     @model_validator(mode="after")
     def _per_layer(self):
