@@ -251,14 +251,14 @@ class PReLU(Activation):
 
     def forward(self, z, out):
         slope = self.params[0]
-        np.minimum(z, 0.0, out=out)
+        np.minimum(z, self._zeros_like(z), out=out)
         out *= slope - 1.0  # z + (slope - 1) * min(z, 0)
         out += z
         return out
 
     def backward(self, z, a, grad, work):
         slope, dslope = self.params[0], self.grads[0]
-        np.minimum(z, 0.0, out=work)  # d a / d slope = min(z, 0)
+        np.minimum(z, self._zeros_like(z), out=work)  # d a / d slope = min(z, 0)
         work *= grad
         np.sum(work, axis=0, out=dslope)
         np.less_equal(z, 0.0, out=work)  # f' = 1 + (slope - 1) [z <= 0]
@@ -297,10 +297,11 @@ class ELU(Activation):
         self.alpha = float(alpha)
 
     def forward(self, z, out):
-        neg = np.minimum(z, 0.0)  # safe when out is z
+        zeros = self._zeros_like(z)
+        neg = np.minimum(z, zeros)  # safe when out is z
         np.expm1(neg, out=neg)
         neg *= self.alpha
-        np.maximum(z, 0.0, out=out)
+        np.maximum(z, zeros, out=out)
         out += neg
         return out
 
