@@ -1,0 +1,56 @@
+"""Output functions and losses: stable forms, fused deltas, target layouts."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numpy.testing import assert_allclose
+
+from nnexp.engine.losses import OUTPUTS, make_output
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 9), k=st.integers(2, 6), scale=st.floats(0.01, 300.0), seed=st.integers(0, 10**6))
+def test_softmax_fast_path_equals_the_reference(n, k, scale, seed):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, k)) * scale
+    y = rng.integers(0, k, n)
+    head = make_output("softmax")
+    loss, delta = head.loss_and_delta(z.copy(), y)
+    ref_z = z - z.max(axis=1, keepdims=True)
+    lse = np.log(np.exp(ref_z).sum(axis=1))
+    ref_loss = float(np.mean(lse - ref_z[np.arange(n), y]))
+    p = np.exp(ref_z - lse[:, None])
+    onehot = np.eye(k)[y]
+    assert loss == pytest.approx(ref_loss, rel=1e-9, abs=1e-12)
+    assert_allclose(delta, (p - onehot) / n, rtol=1e-9, atol=1e-15)
+
+
+def test_logistic_loss_is_stable_for_large_logits():
+    head = make_output("logistic")
+    z = np.array([[800.0], [-800.0], [0.0]])
+    y = np.array([[0.0], [1.0], [1.0]])
+    loss = head.forward_loss(z.copy(), y)
+    assert loss == pytest.approx((800.0 + 800.0 + np.log(2.0)) / 3)
+    _, delta = head.loss_and_delta(z.copy(), y)
+    assert_allclose(delta.ravel(), [1 / 3, -1 / 3, -0.5 / 3])
+
+
+def test_mse_has_the_half_factor():
+    head = make_output("linear")
+    z = np.array([[1.0, 2.0], [3.0, 5.0]])
+    y = np.array([[0.0, 0.0], [3.0, 3.0]])
+    assert head.forward_loss(z.copy(), y) == pytest.approx(0.5 * (1 + 4 + 0 + 4) / 2)
+    _, delta = head.loss_and_delta(z.copy(), y)
+    assert_allclose(delta, (z - y) / 2)
+
+
+def test_target_layouts():
+    assert make_output("softmax").prepare_targets(np.array([0.0, 2.0]), 3, np.float32).dtype.kind == "i"
+    with pytest.raises(ValueError):
+        make_output("softmax").prepare_targets(np.array([0.5, 1.0]), 3, np.float32)
+    assert make_output("logistic").prepare_targets([0, 1, 1], 1, np.float32).shape == (3, 1)
+    assert make_output("linear").prepare_targets(np.zeros((4, 2)), 2, np.float64).shape == (4, 2)
+    assert set(OUTPUTS) == {"softmax", "logistic", "linear"}
+    with pytest.raises(ValueError, match="unknown output"):
+        make_output("tanh")
