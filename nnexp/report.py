@@ -114,7 +114,9 @@ def summarize(frame, metric: str, mode: str, params: list[str]):
             row[f"std_{m}"] = std
             row[f"ci95_{m}"] = t_halfwidth(std, len(values))
         row["epochs"] = float(ok["epochs_run"].mean()) if "epochs_run" in ok and len(ok) else math.nan
-        row["seconds"] = float(group["seconds"].mean()) if "seconds" in group else math.nan
+        # training time, not the trial's wall time (which includes a fresh worker's imports and data load)
+        timing = "train_seconds" if "train_seconds" in ok else "seconds"
+        row["seconds"] = float(ok[timing].mean()) if timing in ok and len(ok) else math.nan
         rows.append(row)
     summary = pd.DataFrame(rows)
     key = f"mean_{metric}"
@@ -243,7 +245,8 @@ def summary_markdown(result: ReportResult) -> str:
     head = (f"# {result.folder.name}: summary\n\n"
             f"{len(s)} configurations, {n} trials ({_counts(result.trials)}); ranked by {m} ({result.mode}).\n"
             f"Mean ± std over ok repeats; ci95 is the half-width of the 95% t-interval of the mean; "
-            f"tied_best = Welch's t-test cannot separate it from the best (p > {ALPHA}).\n\n")
+            f"tied_best = Welch's t-test cannot separate it from the best (p > {ALPHA}); "
+            f"seconds = mean training time of the ok trials.\n\n")
     errors = result.trials["error"].dropna().value_counts() if "error" in result.trials else []
     tail = ""
     if len(errors):
