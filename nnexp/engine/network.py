@@ -97,6 +97,7 @@ class Network:
         layers.append(Dense("output", fan_in, n_out, bias=True, need_input_grad=bool(hidden),
                             init=init_for(output), dtype=dtype))
         self.layers = layers
+        self._reversed_layers = layers[::-1]
         self._allocate()
         for layer in layers:
             layer.reset(rng)
@@ -163,7 +164,7 @@ class Network:
 
     def _loss_and_grad(self, x: np.ndarray, y: np.ndarray, l1: float, l2: float) -> float:
         loss, g = self.head.loss_and_delta(self._forward(x, True), y)
-        for layer in reversed(self.layers):
+        for layer in self._reversed_layers:
             g = layer.backward(g)
             if g is None:
                 break
@@ -224,24 +225,26 @@ class Network:
         bs = max(1, min(int(batch_size), n))
         xb, yb = self._batch_buffers(bs, X, y)
         order = rng.permutation(n)
-        norms = [0.0] * len(self._weights)
+        grad_flats = [dW.reshape(-1) for _, dW in self._weights]  # views, for the norms
+        norms = [0.0] * len(grad_flats)
+        take, dot, sqrt, isfinite = np.take, np.dot, math.sqrt, math.isfinite
+        step, loss_and_grad, grads = optimizer.step, self._loss_and_grad, self.grads
         total, batches, finite, loss = 0.0, 0, True, 0.0
         for start in range(0, n, bs):
             rows = order[start:start + bs]
             m = rows.shape[0]
-            xv, yv = xb[:m], yb[:m]
-            np.take(X, rows, axis=0, out=xv, mode="clip")
-            np.take(y, rows, axis=0, out=yv, mode="clip")
-            loss = self._loss_and_grad(xv, yv, l1, l2)
-            if not math.isfinite(loss):
+            xv, yv = (xb, yb) if m == bs else (xb[:m], yb[:m])
+            take(X, rows, axis=0, out=xv, mode="clip")
+            take(y, rows, axis=0, out=yv, mode="clip")
+            loss = loss_and_grad(xv, yv, l1, l2)
+            if not isfinite(loss):
                 finite = False
                 break
             total += loss * m
             batches += 1
-            for j, (_, dW) in enumerate(self._weights):
-                d = dW.ravel()
-                norms[j] += math.sqrt(float(np.dot(d, d)))
-            optimizer.step(self.grads, lr)
+            for j, d in enumerate(grad_flats):
+                norms[j] += sqrt(float(dot(d, d)))
+            step(grads, lr)
         mean_loss = loss if not finite else total / n  # the non-finite loss when stopped
         if finite and not np.isfinite(self._flat_params).all():
             finite, mean_loss = False, float("nan")
