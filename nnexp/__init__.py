@@ -2,12 +2,12 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_spec", "predict", "run_experiment"]
+__all__ = ["__version__", "gradcheck", "load_spec", "predict", "rebuild_report", "run_experiment", "run_search"]
 
 
 def __getattr__(name):
     """The public API, imported on first use so `import nnexp` stays fast."""
-    if name in ("load_spec", "run_experiment", "predict"):
+    if name in __all__[1:]:
         from nnexp import api
 
         return getattr(api, name)

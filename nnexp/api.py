@@ -89,3 +89,43 @@ def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8) ->
                         np.random.default_rng(resolved.seed), "float64")
     errors = gradient_check(net, X, y, l1=resolved.train.l1, l2=resolved.train.l2)
     return GradcheckReport(errors, {n: p.shape for n, p in zip(net.param_names, net.params)}, len(X))
+
+
+class SearchResult:
+    """A finished (or interrupted) search: what ran (`outcome`) and its tables (`report`)."""
+
+    def __init__(self, outcome, report):
+        self.outcome, self.report = outcome, report
+
+    @property
+    def summary(self):
+        """One row per configuration, ranked (a pandas DataFrame)."""
+        return self.report.summary
+
+    @property
+    def folder(self) -> Path:
+        return self.report.folder
+
+
+def run_search(spec: str | os.PathLike, *, results_dir: str | os.PathLike = "results", strategy: str | None = None,
+               trials: int | None = None, n_jobs: int | None = None, fresh: bool = False, retry_failed: bool = False,
+               backend: str = "loky", scheduler: str | None = None, progress=None, **overrides) -> SearchResult:
+    """Run (or resume) a search spec and build its tables; overrides use `__` for dots, as in run_experiment."""
+    from nnexp.report import report as build_report
+    from nnexp.search.runner import run_search as run_plan
+    from nnexp.search.space import plan_search
+    from nnexp.spec import load_search
+
+    loaded = load_search(spec, [(k.replace("__", "."), v) for k, v in overrides.items()])
+    plan = plan_search(loaded, strategy, trials)
+    folder = Path(results_dir) / loaded.spec.name
+    outcome = run_plan(loaded, plan, folder, n_jobs=n_jobs, backend=backend, scheduler=scheduler, fresh=fresh,
+                       retry_failed=retry_failed, progress=progress)
+    return SearchResult(outcome, build_report(folder))
+
+
+def rebuild_report(folder: str | os.PathLike):
+    """Rebuild a search folder's tables and plots from its trials.jsonl."""
+    from nnexp.report import report as build_report
+
+    return build_report(folder)
