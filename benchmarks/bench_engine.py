@@ -186,8 +186,8 @@ def main() -> None:
     blas = [f"{i['internal_api']} {i.get('version')} kernel={i.get('architecture')} "
             f"threads={i['num_threads']}" for i in threadpool_info() if i["user_api"] == "blas"]
     print(f"numpy {np.__version__}; BLAS: {'; '.join(blas)}")
-    print("OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s" % (os.environ.get("OPENBLAS_CORETYPE"),
-                                                       os.environ.get("OPENBLAS_L2_SIZE")))
+    print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')} "
+          f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE')}")
     print(f"load average at start: {_loadavg()}")
     if torch is None:
         print("torch not installed: skipping its column (pip install torch==2.13.0)")

@@ -89,8 +89,8 @@ class Dense(Layer):
 
     def forward(self, x, training):
         n = x.shape[0]
-        out, dx, ones = self.ws.get(n, [(self.fan_out,), (self.fan_in if self.need_input_grad else 0,),
-                                        ()], self.dtype)
+        out = self.ws.get(n, [(self.fan_out,), (self.fan_in if self.need_input_grad else 0,), ()],
+                          self.dtype)[0]
         np.matmul(x, self.W, out=out)
         if self.bias:
             out += self.b

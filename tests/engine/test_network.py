@@ -91,7 +91,7 @@ def test_batch_norm_running_average_update():
 
 
 def test_dropout_is_off_at_inference_and_scales_kept_units():
-    X, y = blobs()
+    X, _ = blobs()
     net = make(hidden=[50], act="relu", dropout_input=0.2, dropout_hidden=0.5, dtype=np.float64)
     plain = make(hidden=[50], act="relu", dtype=np.float64)
     plain.set_state(net.get_state())
@@ -152,7 +152,7 @@ def test_float64_end_to_end():
 
 
 def test_output_shapes_and_conventions():
-    X, y = blobs(n=30)
+    X, _ = blobs(n=30)
     soft = make()
     p = soft.predict(X)
     assert p.shape == (30, 3)
@@ -218,7 +218,7 @@ def test_get_state_set_state_round_trip():
 
 
 def test_unit_stats():
-    X, y = blobs(n=100)
+    X, _ = blobs(n=100)
     net = Network(4, [6, 5, 3], 3, [("relu", {}), ("logistic", {}), ("gelu", {})],
                   ("gaussian", {"std": 0.01}), "softmax", rng=np.random.default_rng(0))
     net.params[net.param_names.index("layer1.b")][:3] = -1e3  # three units can never fire
@@ -254,7 +254,7 @@ def test_train_epoch_does_not_grow_memory_with_epochs():
     net.train_epoch(X, y, batch_size=64, optimizer=opt, lr=0.01, rng=rng)  # epoch 1 allocates buffers
     tracemalloc.start()
     try:
-        grow2, peak2 = epochs(2)
+        _, peak2 = epochs(2)
         grow8, peak8 = epochs(8)
     finally:
         tracemalloc.stop()
