@@ -28,3 +28,18 @@ class DataError(NnexpError):
     def at(cls, source: str, field: str | None, problem: str) -> "DataError":
         where = f"{source}: {field}: " if field else f"{source}: "
         return cls(where + problem)
+
+
+class StorageError(NnexpError):
+    """Results cannot be written (disk full, read-only folder, no permission).
+
+    Not the user's input and not a bug: one `error:` line naming the file and
+    the OS's reason, exit code 1 (the work ran but could not be saved).
+    """
+
+    exit_code = 1
+
+    @classmethod
+    def writing(cls, path, exc: OSError, what: str = "cannot write") -> "StorageError":
+        reason = exc.strerror or type(exc).__name__
+        return cls(f"{path}: {what} ({reason})")

@@ -296,6 +296,8 @@ def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from nnexp.results import save_figure
+
     files = []
     m, trials = result.metric, result.trials
     ok = trials[trials["status"] == "ok"] if m in trials else trials.iloc[0:0]
@@ -315,8 +317,7 @@ def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
         ax.set_title(f"{m} by {p} (ok trials)")
         fig.tight_layout()
         path = result.folder / f"effect_{_safe_name(p)}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        save_figure(fig, path)
         files.append(path)
 
     best = [c for c in result.summary["config_id"][: CURVES] if not _isna(c)]
@@ -339,8 +340,7 @@ def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
             fig.suptitle(f"learning curves of the best {len(best)} configurations (one line per seed)")
             fig.tight_layout()
             path = result.folder / "learning_curves.png"
-            fig.savefig(path, dpi=100)
-            plt.close(fig)
+            save_figure(fig, path)
             files.append(path)
     return files
 
@@ -388,9 +388,12 @@ def report(folder: str | os.PathLike, plots: bool = True) -> ReportResult:
     summary = summarize(frame, metric, mode, params)
     result = ReportResult(folder, metric, mode, params, frame, summary, effects(frame, metric, params),
                           notes=[str(w.message) for w in caught])
-    summary.to_csv(folder / "summary.csv", index=False)
-    (folder / "summary.md").write_text(summary_markdown(result))
-    (folder / "effects.md").write_text(effects_markdown(result))
+    from nnexp.results import atomic_write
+
+    # whole files or the previous ones: a full disk never leaves a cut-off table
+    atomic_write(folder / "summary.csv", summary.to_csv(index=False))
+    atomic_write(folder / "summary.md", summary_markdown(result))
+    atomic_write(folder / "effects.md", effects_markdown(result))
     result.files = [folder / "summary.csv", folder / "summary.md", folder / "effects.md"]
     if plots and len(frame):
         result.files += write_plots(result, records)

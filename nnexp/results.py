@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from nnexp import __version__
-from nnexp.errors import DataError
+from nnexp.errors import DataError, StorageError
 from nnexp.spec import ExperimentSpec, dump_yaml
 
 MODEL_FORMAT = 1
@@ -27,16 +27,33 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     """Write a whole file or nothing: temp file in the same folder, fsync, rename."""
     path = Path(path)
     raw = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise StorageError.writing(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(raw)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        try:
+            Path(tmp).unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise StorageError.writing(path, exc) from None
         raise
+
+
+def ensure_folder(folder: Path) -> Path:
+    """mkdir -p, with a failure (read-only, no permission, disk full) as a StorageError."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError.writing(folder, exc, "cannot create the results folder") from None
+    return folder
 
 
 def json_safe(value):
@@ -56,8 +73,7 @@ def write_run(result, folder: Path, plots: bool = True) -> dict[str, Path]:
     """Write spec.yaml, metrics.json, history.csv, model.npz (and learning_curves.png)."""
     import pandas as pd
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = ensure_folder(Path(folder))
     files = {name: folder / name for name in ("spec.yaml", "metrics.json", "history.csv", "model.npz")}
     atomic_write(files["spec.yaml"], dump_yaml(result.spec))
     metrics = dict(result.metrics)
@@ -164,7 +180,23 @@ def plot_learning_curves(history: list[dict], task: str, path: Path) -> None:
             axes[1].plot(frame["epoch"], frame[c], label=c)
         axes[1].set(xlabel="epoch", ylabel="||dJ/dW||", yscale="log", title="gradient norm per layer")
         axes[1].legend()
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> None:
+    """Save a matplotlib figure atomically (temp name, rename) and close it; OS failures are StorageErrors."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise StorageError.writing(path, exc) from None
+    finally:
+        plt.close(fig)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ContextManager
 
-from nnexp.errors import NnexpError
+from nnexp.errors import NnexpError, StorageError
 from nnexp.search.store import (
     SearchLock,
     TrialStore,
@@ -187,8 +187,9 @@ def run_search(
     """
     if backend not in BACKENDS:
         raise NnexpError(f"--backend: unknown backend '{backend}' (one of {', '.join(BACKENDS)})")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    from nnexp.results import ensure_folder
+
+    folder = ensure_folder(Path(folder))
     search = loaded.spec
     n_jobs = search.n_jobs if n_jobs is None else n_jobs
     if n_jobs == 0:
@@ -254,6 +255,9 @@ def run_search(
                     _run_parallel(tasks, options, workers, threads, BACKENDS[backend], scheduler, counts, record_done)
         except KeyboardInterrupt:
             interrupted = True
+        except StorageError as exc:  # disk full, folder made read-only: stop, say what is kept
+            raise StorageError(f"{exc.problems[0]}; the {counts.done} trial(s) finished before it this run are "
+                               f"kept in {store.path}; fix that and run the same command again to resume") from None
 
         latest = store.latest()
         records = [latest[t.key] for t in plan.trials if t.key in latest]

@@ -3,6 +3,9 @@
 `trials.jsonl` is the single source of truth: every finished trial is one line,
 written with one `write` + flush + fsync, so a crash loses at most the trials
 still running and at worst leaves one torn last line, which readers skip.
+A write that fails (disk full, read-only folder) is cut back off the file and
+raised as a StorageError, so the log never holds a partial line that a later
+append would bury in the middle.
 A retried trial appends a new line for the same key; readers keep the last.
 """
 
@@ -18,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from nnexp.errors import NnexpError
+from nnexp.errors import NnexpError, StorageError
 
 TRIALS_FILE = "trials.jsonl"
 SPEC_FILE = "search.yaml"
@@ -107,20 +110,40 @@ class TrialStore:
         except json.JSONDecodeError:
             fixed = head + b"\n" if head else b""
         tmp = self.path.with_suffix(".jsonl.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(fixed)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(fixed)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            _unlink_quietly(tmp)
+            raise StorageError.writing(self.path, exc, "cannot repair the torn last line") from None
         return True
 
     def append(self, record: dict) -> None:
-        """One record as one line: a single write, then flush and fsync."""
+        """One record as one line: a single write, then fsync; on failure the file is cut back to its old end."""
         line = (dumps(record) + "\n").encode()
-        with open(self.path, "ab") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StorageError.writing(self.path, exc) from None
+        try:
+            end = os.fstat(fd).st_size
+            try:
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError as exc:
+                try:  # a partial line must not stay: the next append would bury it in the middle
+                    os.ftruncate(fd, end)
+                    os.fsync(fd)
+                except OSError:
+                    pass  # still torn at the end: read() skips it and repair() cuts it before appending
+                raise StorageError.writing(self.path, exc) from None
+        finally:
+            os.close(fd)
 
     def move_aside(self) -> Path | None:
         """`--fresh`: rename the old log to trials-<UTC time>.jsonl.old, so nothing is destroyed."""
@@ -132,8 +155,18 @@ class TrialStore:
         while target.exists():
             target = self.folder / f"trials-{stamp}-{n}.jsonl.old"
             n += 1
-        os.replace(self.path, target)
+        try:
+            os.replace(self.path, target)
+        except OSError as exc:
+            raise StorageError.writing(self.path, exc, "cannot move the old log aside") from None
         return target
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 # --------------------------------------------------------------------------- lock
@@ -161,7 +194,9 @@ class SearchLock:
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
+            except OSError as exc:
+                if not isinstance(exc, FileExistsError):
+                    raise StorageError.writing(self.path, exc, "cannot take the search lock") from None
                 holder = self._holder()
                 if holder is not None and not self._stale(holder):
                     raise LockError(
@@ -169,11 +204,18 @@ class SearchLock:
                         f"{holder.get('host')}, since {holder.get('started')}); wait for it, or delete "
                         f"{self.path} if that process is gone"
                     ) from None
-                self.path.unlink(missing_ok=True)  # stale: its owner is dead
+                try:
+                    self.path.unlink(missing_ok=True)  # stale: its owner is dead
+                except OSError as exc:
+                    raise StorageError.writing(self.path, exc, "cannot remove the stale search lock") from None
                 continue
-            with os.fdopen(fd, "w") as fh:
-                json.dump(info, fh)
             self.owned = True
+            try:
+                with os.fdopen(fd, "w") as fh:
+                    json.dump(info, fh)
+            except OSError as exc:
+                self.release()
+                raise StorageError.writing(self.path, exc, "cannot take the search lock") from None
             return self
         raise LockError(f"{self.path}: cannot take the search lock (another process keeps taking it)")
 
@@ -198,8 +240,9 @@ class SearchLock:
         return pid != os.getpid() and not _pid_alive(pid)
 
     def release(self) -> None:
+        """Remove the lock; if the folder no longer allows it, leave it: a later search sees its owner is gone."""
         if self.owned:
-            self.path.unlink(missing_ok=True)
+            _unlink_quietly(self.path)
             self.owned = False
 
     def __enter__(self) -> "SearchLock":
@@ -255,10 +298,10 @@ def read_saved_spec(folder: str | os.PathLike) -> dict | None:
 def save_spec(folder: str | os.PathLike, identity: dict) -> None:
     from nnexp.spec import dump_yaml
 
-    path = Path(folder) / SPEC_FILE
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text("# The resolved search this folder holds; `nnexp search` checks it before resuming.\n" + dump_yaml(identity))
-    os.replace(tmp, path)
+    from nnexp.results import atomic_write
+
+    atomic_write(Path(folder) / SPEC_FILE,
+                 "# The resolved search this folder holds; `nnexp search` checks it before resuming.\n" + dump_yaml(identity))
 
 
 def check_same_search(folder: str | os.PathLike, identity: dict) -> None:

@@ -1,0 +1,345 @@
+"""Faults during `nnexp search` and `nnexp run`: a full disk, a folder that turns read-only,
+a failing rename, kill -9 and Ctrl-C of a parallel search.
+
+The promise under test: every trial that finished before the fault is in
+trials.jsonl exactly once, no cut-off line is left that could pass for a
+record, the command ends with one `error:` line (exit 1 for a storage fault,
+130 for Ctrl-C) and running the same command again completes the search.
+tests/search already covers Ctrl-C and kill -9 of a serial search
+(subprocess) and a killed worker; here the parallel search and storage faults.
+"""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from nnexp.cli import app
+from nnexp.search import store as store_module
+
+runner = CliRunner()
+SPACE = {"model.activation": ["relu", "tanh", "logistic"], "optimizer.lr": [0.01, 0.1]}  # x 2 repeats = 12 trials
+FAST = {"data": {"dataset": "iris"}, "model": {"hidden": [8]}, "optimizer": {"name": "sgd", "lr": 0.1},
+        "train": {"epochs": 2, "batch_size": 32}}
+SLOW = {"data": {"dataset": "iris"}, "model": {"hidden": [32]}, "optimizer": {"name": "sgd", "lr": 0.1},
+        "train": {"epochs": 150, "batch_size": 8}}
+
+
+def write_search(tmp_path, name="grid", experiment=FAST):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "experiment": experiment, "metric": "val_accuracy",
+                                    "repeats": 2, "space": SPACE}))
+    return path
+
+
+def lines(folder):
+    return (folder / "trials.jsonl").read_bytes().decode().splitlines()
+
+
+def records(folder):
+    return [json.loads(line) for line in lines(folder)]
+
+
+def keys(folder):
+    return [(r["config_id"], r["seed"]) for r in records(folder)]
+
+
+def search(path, results, *args):
+    return runner.invoke(app, ["search", str(path), "--results-dir", str(results), "--quiet", *map(str, args)])
+
+
+def one_error_line(result, *needles):
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+def assert_complete_log(folder, n=12):
+    raw = (folder / "trials.jsonl").read_bytes()
+    assert raw.endswith(b"\n")
+    got = keys(folder)
+    assert len(got) == n and len(set(got)) == n, got  # every key exactly once
+
+
+# --------------------------------------------------------------------------- storage faults in-process
+
+
+def _trials_fd(fd):
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}").endswith("trials.jsonl")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs /proc to tell which file a write goes to")
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_disk_full_mid_line_keeps_finished_trials_and_resumes(tmp_path, monkeypatch, n_jobs):
+    """After 3 records the disk fills in the middle of the 4th line: the half line is cut back off."""
+    path = write_search(tmp_path)
+    folder = tmp_path / "res" / "grid"
+    real_write = os.write
+    state = {"records": 0, "torn": False}
+
+    def filling_write(fd, data):
+        if not _trials_fd(fd):
+            return real_write(fd, data)
+        if state["records"] >= 3:
+            if not state["torn"]:
+                state["torn"] = True
+                return real_write(fd, bytes(data[: len(data) // 2]))  # the disk takes half the line ...
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # ... then is full
+        state["records"] += 1
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", filling_write)
+    result = search(path, tmp_path / "res", "--n-jobs", n_jobs)
+    assert result.exit_code == 1, result.output
+    one_error_line(result, "trials.jsonl", "No space left on device", "3 trial(s) finished", "run the same command again")
+    assert state["torn"]
+    assert (folder / "trials.jsonl").read_bytes().endswith(b"\n")  # the torn half line is gone
+    first = records(folder)
+    assert len(first) == 3 and len(set(keys(folder))) == 3
+    assert not (folder / ".lock").exists()
+
+    monkeypatch.setattr(os, "write", real_write)  # space freed
+    again = search(path, tmp_path / "res", "--n-jobs", n_jobs)
+    assert again.exit_code == 0, again.output
+    assert_complete_log(folder)
+    assert records(folder)[:3] == first  # the finished ones were not trained again
+
+
+def _make_read_only(folder, monkeypatch):
+    """chmod the folder and its files read-only; as root (permission bits ignored) fail writes like EROFS."""
+    for p in [folder, *folder.iterdir()]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    probe = folder / "trials.jsonl"
+    if not os.access(probe, os.W_OK):
+        return
+    real_open, real_unlink, real_replace = os.open, os.unlink, os.replace
+    inside = lambda p: Path(os.fsdecode(p)).resolve().parent == folder.resolve()  # noqa: E731
+    writes = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+    def ro_open(p, flags, *a, **kw):
+        if flags & writes and inside(p):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(p))
+        return real_open(p, flags, *a, **kw)
+
+    def ro_unlink(p, *a, **kw):
+        if inside(p):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(p))
+        return real_unlink(p, *a, **kw)
+
+    def ro_replace(src, dst, *a, **kw):
+        if inside(dst):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(dst))
+        return real_replace(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "open", ro_open)
+    monkeypatch.setattr(os, "unlink", ro_unlink)
+    monkeypatch.setattr(os, "replace", ro_replace)
+
+
+def test_folder_turning_read_only_mid_search(tmp_path, monkeypatch):
+    path = write_search(tmp_path)
+    folder = tmp_path / "res" / "grid"
+    real_append = store_module.TrialStore.append
+    calls = {"n": 0}
+
+    def append(self, record):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            _make_read_only(folder, monkeypatch)
+        return real_append(self, record)
+
+    monkeypatch.setattr(store_module.TrialStore, "append", append)
+    try:
+        result = search(path, tmp_path / "res", "--n-jobs", 1)
+        assert result.exit_code == 1, result.output
+        line = one_error_line(result, "trials.jsonl", "4 trial(s) finished", "run the same command again")
+        assert "Read-only file system" in line or "Permission denied" in line, line
+        first = records(folder)
+        assert len(first) == 4 and len(set(keys(folder))) == 4
+    finally:
+        monkeypatch.undo()
+        for p in [folder, *folder.iterdir()]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+
+    # A truly read-only folder also keeps the .lock (it cannot be deleted). Its owner is this test process,
+    # still alive; a real `nnexp search` has exited by now, and the next one takes a dead owner's lock over
+    # (tested below with kill -9), so stand in for that exit here.
+    lock = folder / ".lock"
+    if lock.exists():
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+        lock.unlink()
+    # writable again: the same command, in a new process as a user would run it, completes the search
+    done = subprocess.run([sys.executable, "-m", "nnexp", "search", str(path), "--results-dir", str(tmp_path / "res"),
+                           "--n-jobs", "1", "--quiet"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert_complete_log(folder)
+    assert records(folder)[:4] == first
+
+
+def test_unwritable_results_dir_from_the_start_is_one_line(tmp_path, monkeypatch):
+    path = write_search(tmp_path)
+    blocker = tmp_path / "res"
+    blocker.write_text("a file where the results folder should be")
+    result = search(path, blocker)
+    assert result.exit_code == 1, result.output
+    one_error_line(result, "res/grid", "cannot create the results folder")
+
+
+def test_report_tables_fail_whole_and_keep_the_trials(tmp_path, monkeypatch):
+    """The search finished but its tables cannot be written: the trials stay, the old table stays whole."""
+    path = write_search(tmp_path)
+    folder = tmp_path / "res" / "grid"
+    assert search(path, tmp_path / "res", "--n-jobs", 1).exit_code == 0
+    old_summary = (folder / "summary.md").read_bytes()
+    real_replace = os.replace
+
+    def full(src, dst, *a, **kw):
+        if os.fsdecode(dst).endswith("summary.md"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_replace(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", full)
+    result = runner.invoke(app, ["report", str(folder), "--quiet"])
+    assert result.exit_code == 1, result.output
+    one_error_line(result, "summary.md", "No space left on device")
+    assert (folder / "summary.md").read_bytes() == old_summary
+    assert not list(folder.glob(".*.tmp*"))
+    assert_complete_log(folder)
+
+
+# --------------------------------------------------------------------------- nnexp run: atomic files
+
+
+def _experiment(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump({"name": "exp", **FAST}))
+    return path
+
+
+@pytest.mark.parametrize("fault", ["replace", "fsync"])
+def test_run_files_are_whole_or_the_old_ones(tmp_path, monkeypatch, fault):
+    spec = _experiment(tmp_path)
+    folder = tmp_path / "res" / "exp"
+    first = runner.invoke(app, ["run", str(spec), "--results-dir", str(tmp_path / "res"), "--quiet"])
+    assert first.exit_code == 0, first.output
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    target = "metrics.json"
+    real = getattr(os, fault)
+    if fault == "replace":
+        def failing(src, dst, *a, **kw):
+            if os.fsdecode(dst).endswith(target):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real(src, dst, *a, **kw)
+    else:
+        def failing(fd, *a, **kw):
+            if os.readlink(f"/proc/self/fd/{fd}").split("/")[-1].startswith(f".{target}."):
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+            return real(fd, *a, **kw)
+    monkeypatch.setattr(os, fault, failing)
+    second = runner.invoke(app, ["run", str(spec), "--results-dir", str(tmp_path / "res"), "--quiet",
+                                 "--set", "train.epochs=3"])
+    assert second.exit_code == 1, second.output
+    one_error_line(second, f"{folder / target}: cannot write")
+    assert (folder / target).read_bytes() == before[target]  # the old file, whole
+    assert json.loads((folder / target).read_text())["epochs_run"] == 2
+    assert sorted(p.name for p in folder.iterdir()) == sorted(before)  # no temp file left behind
+
+
+def test_run_into_a_fresh_folder_leaves_no_partial_file(tmp_path, monkeypatch):
+    spec = _experiment(tmp_path)
+    real_replace = os.replace
+
+    def full(src, dst, *a, **kw):
+        if os.fsdecode(dst).endswith("history.csv"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_replace(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", full)
+    result = runner.invoke(app, ["run", str(spec), "--results-dir", str(tmp_path / "res"), "--quiet"])
+    assert result.exit_code == 1, result.output
+    one_error_line(result, "history.csv: cannot write (No space left on device)")
+    folder = tmp_path / "res" / "exp"
+    assert not (folder / "history.csv").exists() and not list(folder.glob(".*"))
+
+
+# --------------------------------------------------------------------------- signals to a parallel search
+
+
+def start(path, results, n_jobs=2):
+    return subprocess.Popen([sys.executable, "-m", "nnexp", "search", str(path), "--results-dir", str(results),
+                             "--n-jobs", str(n_jobs), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+@pytest.fixture
+def procs():
+    """Started subprocesses; whatever is left (and its workers) is killed at the end."""
+    started = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=30)
+
+
+def wait_for_lines(log: Path, n: int, proc, timeout=60.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and log.read_bytes().count(b"\n") >= n:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{log}: fewer than {n} lines (exit {proc.poll()})")
+
+
+@pytest.mark.slow
+def test_parallel_search_ctrl_c_then_kill_9_then_resume(tmp_path, procs):
+    """Two workers: SIGINT keeps finished trials and writes the tables (130); kill -9 of the main
+    process alone (workers orphaned) loses only running trials; a re-run trains only the missing ones."""
+    path = write_search(tmp_path, experiment=SLOW)
+    folder = tmp_path / "grid"
+    log = folder / "trials.jsonl"
+
+    procs.append(proc := start(path, tmp_path))
+    wait_for_lines(log, 2, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert "Traceback" not in err.decode() and "interrupted:" in err.decode()
+    after_int = lines(folder)
+    assert 2 <= len(after_int) < 12 and len(set(keys(folder))) == len(after_int)
+    assert (folder / "summary.md").exists() and not (folder / ".lock").exists()
+
+    procs.append(proc := start(path, tmp_path))
+    wait_for_lines(log, len(after_int) + 2, proc)
+    os.kill(proc.pid, signal.SIGKILL)  # the main process only; its loky workers notice and exit
+    proc.wait(timeout=30)
+    time.sleep(0.5)  # an orphaned worker must not add anything
+    after_kill = lines(folder)
+    assert after_kill[: len(after_int)] == after_int and len(after_kill) < 12
+    assert len(set(keys(folder))) == len(after_kill)
+
+    procs.append(proc := start(path, tmp_path))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert lines(folder)[: len(after_kill)] == after_kill
+    assert_complete_log(folder)
+    assert not (folder / ".lock").exists()
