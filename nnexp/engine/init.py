@@ -19,10 +19,13 @@ def _check_positive(name: str, **values: float) -> None:
 
 
 def xavier_gain(activation: str, gain: float | None) -> float:
-    """Glorot & Bengio (2010): gain 4 for logistic layers, 1 otherwise, unless given."""
+    """Glorot & Bengio (2010): gain 4 for logistic layers, 1 otherwise, unless given.
+
+    hard_logistic counts as logistic: its slope at 0 is also 1/4, which the gain offsets.
+    """
     if gain is not None:
         return float(gain)
-    return 4.0 if activation in ("logistic", "sigmoid") else 1.0
+    return 4.0 if activation in ("logistic", "sigmoid", "hard_logistic") else 1.0
 
 
 def zeros(rng, fan_in, fan_out, *, activation="", dtype=np.float64):

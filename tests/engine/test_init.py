@@ -42,7 +42,9 @@ def test_xavier_gain_is_4_for_logistic_layers(name):
     v_logistic = init_weights(name, {"gain": None}, rng, FAN_IN, FAN_OUT, activation="logistic").var()
     v_tanh = init_weights(name, {}, rng, FAN_IN, FAN_OUT, activation="tanh").var()
     v_explicit = init_weights(name, {"gain": 2.0}, rng, FAN_IN, FAN_OUT, activation="logistic").var()
+    v_hard = init_weights(name, {}, rng, FAN_IN, FAN_OUT, activation="hard_logistic").var()
     assert v_logistic / v_tanh == pytest.approx(16.0, rel=0.05)
+    assert v_hard / v_tanh == pytest.approx(16.0, rel=0.05)  # slope 1/4 at 0, like logistic
     assert v_explicit / v_tanh == pytest.approx(4.0, rel=0.05)
 
 
