@@ -1,8 +1,9 @@
 """The `nnexp search` and `nnexp report` commands: parse options, run, draw progress, print a leaderboard.
 
 Thin on purpose: planning is nnexp.search.space, running nnexp.search.runner,
-tables nnexp.report. Exit codes: 0 done, 1 no trial finished ok, 2 bad input,
-130 interrupted (Ctrl-C; finished trials and the tables are kept).
+tables nnexp.report. Exit codes: 0 done, 1 no trial finished ok or results cannot be
+written (disk full, read-only folder), 2 bad input (including a data file that cannot
+be prepared), 130 interrupted (Ctrl-C; finished trials and the tables are kept).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def search(
         if trials is not None and strategy != "random":
             raise NnexpError("--trials: only for random search; add --random (or strategy: random in the spec)")
         plan = plan_search(loaded, strategy, trials)
+        check_data(plan)
         folder = Path(results_dir) / loaded.spec.name
 
         from nnexp.cli import describe_plan
@@ -104,6 +106,25 @@ def search(
             sys.stderr.write(f"error: no trial finished ok ({outcome.count('failed')} failed, "
                              f"{outcome.count('diverged')} diverged)" + (f"; first error: {first}" if first else "") + "\n")
             raise typer.Exit(1)
+
+
+def check_data(plan) -> None:
+    """Bad data is bad input (exit 2, nothing written), not a search whose every trial fails:
+    prepare the first trial's data here before any worker starts. Configurations whose data
+    differs (a searched `data.*` field) can still fail one by one, recorded as failed trials."""
+    import warnings
+
+    from nnexp import data
+
+    if not plan.trials:
+        return
+    spec = plan.trials[0].spec
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the trials report their data warnings themselves
+        if spec.data.cv_folds:
+            data.prepare_folds(spec.data, spec.seed, dtype=spec.train.dtype)
+        else:
+            data.prepare(spec.data, spec.seed, dtype=spec.train.dtype)
 
 
 def report(

@@ -190,3 +190,18 @@ def test_more_pca_components_than_rows_is_one_line(tmp_path):
     (tmp_path / "wide.csv").write_text(_csv(frame))
     result = _run(_spec(tmp_path, "wide.csv", normalize="pca", pca_components=50), tmp_path)
     _assert_one_error_line(result, "wide.csv", ["data.pca_components", "50 components"])
+
+
+@pytest.mark.parametrize("case", ["header-only", "class-too-small", "too-many-levels", "garbled-parquet"])
+def test_bad_data_file_in_a_search_exits_2_before_any_trial(tmp_path, case):
+    """Not a search whose every trial fails (exit 1, and failed trials to --retry-failed once the file is fixed)."""
+    name, content, data, needles = CASES[case]
+    path = tmp_path / name
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    spec = tmp_path / "grid.yaml"
+    spec.write_text(yaml.safe_dump({"name": "grid", "experiment": {"data": {"dataset": name, **data},
+                                                                   "train": {"epochs": 1}},
+                                    "repeats": 1, "space": {"optimizer.lr": [0.1, 0.01]}}))
+    result = runner.invoke(app, ["search", str(spec), "--results-dir", str(tmp_path / "results"), "--quiet"])
+    _assert_one_error_line(result, name, needles)
+    assert not (tmp_path / "results" / "grid").exists()
