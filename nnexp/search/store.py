@@ -60,6 +60,12 @@ def clean_json(value: Any) -> Any:
     return value
 
 
+def is_record(value: Any) -> bool:
+    """A trials.jsonl line as the runner writes it: at least a config id, an integer seed and a status."""
+    return (isinstance(value, dict) and isinstance(value.get("config_id"), str) and isinstance(value.get("status"), str)
+            and isinstance(value.get("seed"), int) and not isinstance(value.get("seed"), bool))
+
+
 def dumps(record: dict) -> str:
     return json.dumps(clean_json(record), allow_nan=False, separators=(",", ":"))
 
@@ -75,18 +81,25 @@ class TrialStore:
         """Every record in file order; a torn last line (cut off by a crash) is skipped with a warning."""
         if not self.path.exists():
             return []
-        lines = self.path.read_bytes().split(b"\n")
+        try:
+            lines = self.path.read_bytes().split(b"\n")
+        except OSError as exc:
+            raise StorageError.writing(self.path, exc, "cannot read the trials log") from None
         records = []
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
+                record = json.loads(line)
+            except ValueError:  # not JSON, or not even text (garbage left by a crash)
                 if number == len(lines):  # unterminated: the write was cut off
                     warnings.warn(f"{self.path}: ignoring a torn last line (a crash cut it off)", TornLineWarning, stacklevel=2)
                     continue
                 raise NnexpError(f"{self.path}: line {number} is not valid JSON; the trials log is damaged") from None
+            if not is_record(record):
+                raise NnexpError(f"{self.path}: line {number} is not a trial record (needs config_id, seed and "
+                                 "status); the trials log is damaged")
+            records.append(record)
         return records
 
     def latest(self) -> dict[tuple[str, int], dict]:
@@ -105,10 +118,11 @@ class TrialStore:
             return False
         head, _, tail = data.rpartition(b"\n")
         try:
-            json.loads(tail)
-            fixed = data + b"\n"  # complete record, only its newline is missing
-        except json.JSONDecodeError:
-            fixed = head + b"\n" if head else b""
+            complete = is_record(json.loads(tail))
+        except ValueError:
+            complete = False
+        # a complete record only lacks its newline; anything else is the torn end of a write
+        fixed = data + b"\n" if complete else (head + b"\n" if head else b"")
         tmp = self.path.with_suffix(".jsonl.tmp")
         try:
             with open(tmp, "wb") as fh:
@@ -292,7 +306,19 @@ def read_saved_spec(folder: str | os.PathLike) -> dict | None:
     path = Path(folder) / SPEC_FILE
     if not path.exists():
         return None
-    return yaml.safe_load(path.read_text()) or None
+    problem = None
+    try:
+        saved = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise StorageError.writing(path, exc, "cannot read") from None
+    except (yaml.YAMLError, ValueError) as exc:
+        saved, problem = None, f"not valid YAML ({str(exc).splitlines()[0]})"
+    if saved is not None and not (isinstance(saved, dict) and isinstance(saved.get("search"), dict)):
+        problem = "not a saved search (no 'search' mapping)"
+    if problem:
+        raise NnexpError(f"{path}: {problem}; it records which search this folder holds: restore it, "
+                         "or delete it to let the next run write it again")
+    return saved or None
 
 
 def save_spec(folder: str | os.PathLike, identity: dict) -> None:

@@ -50,7 +50,7 @@ def test_torn_last_line_is_ignored_with_a_warning_and_repaired(tmp_path):
 
 def test_damaged_middle_line_is_an_error(tmp_path):
     store = TrialStore(tmp_path)
-    store.path.write_text('{"a": 1}\nnot json\n{"b": 2}\n')
+    store.path.write_text(json.dumps(rec("a", 0)) + '\nnot json\n' + json.dumps(rec("b", 0)) + '\n')
     with pytest.raises(Exception, match="line 2"):
         store.read()
 
