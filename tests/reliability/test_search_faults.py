@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -118,6 +119,44 @@ def test_disk_full_mid_line_keeps_finished_trials_and_resumes(tmp_path, monkeypa
     assert again.exit_code == 0, again.output
     assert_complete_log(folder)
     assert records(folder)[:3] == first  # the finished ones were not trained again
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs /proc to tell which file a write goes to")
+def test_torn_line_that_cannot_be_cut_back_is_never_read_as_a_trial(tmp_path, monkeypatch):
+    """Disk full mid-line and the truncation fails too: the half line stays at the end, readers skip it,
+    and the next run cuts it off before appending."""
+    path = write_search(tmp_path)
+    folder = tmp_path / "res" / "grid"
+    real_write, real_truncate = os.write, os.ftruncate
+    state = {"records": 0}
+
+    def filling_write(fd, data):
+        if _trials_fd(fd):
+            state["records"] += 1
+            if state["records"] == 3:
+                real_write(fd, bytes(data[: len(data) // 2]))
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    def no_truncate(fd, length):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "write", filling_write)
+    monkeypatch.setattr(os, "ftruncate", no_truncate)
+    result = search(path, tmp_path / "res", "--n-jobs", 1)
+    assert result.exit_code == 1, result.output
+    one_error_line(result, "No space left on device", "2 trial(s) finished")
+    raw = (folder / "trials.jsonl").read_bytes()
+    assert not raw.endswith(b"\n") and raw.count(b"\n") == 2  # the torn half line is there ...
+    report = runner.invoke(app, ["report", str(folder), "--quiet"])
+    assert report.exit_code == 0 and "torn last line" in report.stderr  # ... and is not read as a trial
+    assert pd.read_csv(folder / "summary.csv")["n_trials"].sum() == 2
+
+    monkeypatch.setattr(os, "write", real_write)
+    monkeypatch.setattr(os, "ftruncate", real_truncate)
+    again = search(path, tmp_path / "res", "--n-jobs", 1)
+    assert again.exit_code == 0, again.output
+    assert_complete_log(folder)
 
 
 def _make_read_only(folder, monkeypatch):
