@@ -47,12 +47,11 @@ def procs():
     started = []
     yield started
     for proc in started:
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=30)
+        try:  # the whole session: also workers orphaned by a kill -9 of their main process
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
 
 
 def wait_for_lines(log: Path, n: int, proc, timeout=60.0):

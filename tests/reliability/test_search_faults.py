@@ -328,16 +328,15 @@ def start(path, results, n_jobs=2):
 
 @pytest.fixture
 def procs():
-    """Started subprocesses; whatever is left (and its workers) is killed at the end."""
+    """Started subprocesses (each in its own session); whatever is left of them is killed at the end."""
     started = []
     yield started
     for proc in started:
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=30)
+        try:  # the whole session: also workers orphaned by a kill -9 of their main process
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
 
 
 def wait_for_lines(log: Path, n: int, proc, timeout=60.0):
