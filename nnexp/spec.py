@@ -536,6 +536,14 @@ KIND_FAMILIES = {
 }
 
 
+KIND_DEFAULTS = {
+    "model.activation": "relu",
+    "model.init": "he",
+    "optimizer": "adam",
+    "optimizer.schedule": "constant",
+}
+
+
 def experiment_paths() -> list[str]:
     """Every dotted path a search space or --set may name in an experiment spec."""
     paths: list[str] = []
@@ -608,7 +616,35 @@ def apply_override(tree: dict, path: str, value) -> None:
         if isinstance(current, dict):  # keep shared parameters (lr, schedule) when switching name
             set_path(tree, f"{path}.name", value)
             return
+    owner = max((f for f in KIND_FAMILIES if path.startswith(f + ".") and path != f + ".name"), key=len, default=None)
+    if owner is not None:
+        _name_kind(tree, owner)
     set_path(tree, path, value)
+
+
+def _name_kind(tree: dict, family: str) -> None:
+    """Before a kind's parameter is set, give the kind its current (or default) name.
+
+    Without this, `optimizer.lr: 0.5` on a spec with no `optimizer` section would
+    make a nameless `{lr: 0.5}` instead of the default optimizer with that rate.
+    """
+    *parents, last = family.split(".")
+    node = tree
+    for key in parents:
+        child = node.get(key)
+        if isinstance(child, str):
+            child = {"name": child}
+        elif not isinstance(child, dict):
+            child = {}
+        node[key] = child
+        node = child
+    current = node.get(last)
+    if isinstance(current, str):
+        node[last] = {"name": current}
+    elif current is None:
+        node[last] = {"name": KIND_DEFAULTS[family]}
+    elif isinstance(current, dict) and "name" not in current:
+        current["name"] = KIND_DEFAULTS[family]
 
 
 # --------------------------------------------------------------------------- loading

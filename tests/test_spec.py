@@ -257,3 +257,22 @@ def test_section_mapping_override_merges_fields():
     tree = {"data": {"dataset": "wine", "normalize": "zscore"}}
     specs.apply_override(tree, "data", {"normalize": "pca", "pca_whiten": True})
     assert tree == {"data": {"dataset": "wine", "normalize": "pca", "pca_whiten": True}}
+
+
+def test_kind_defaults_match_the_schema():
+    resolved = specs.ExperimentSpec()
+    assert specs.KIND_DEFAULTS == {
+        "model.activation": resolved.model.activation.name, "model.init": resolved.model.init.name,
+        "optimizer": resolved.optimizer.name, "optimizer.schedule": resolved.optimizer.schedule.name,
+    }
+
+
+def test_setting_a_kind_parameter_keeps_or_supplies_its_name(write_spec):
+    path = write_spec({"data": {"dataset": "iris"}})
+    s = specs.load_experiment(path, specs.parse_overrides(["optimizer.lr=0.5"]))
+    assert s.optimizer.name == "adam" and s.optimizer.lr == 0.5
+    with pytest.raises(SpecError, match="model.init.std: not a parameter of initialiser 'he'"):
+        specs.load_experiment(path, specs.parse_overrides(["model.init.std=0.3"]))
+    path = write_spec({"data": {"dataset": "iris"}, "optimizer": "sgd", "model": {"init": "gaussian"}})
+    s = specs.load_experiment(path, specs.parse_overrides(["optimizer.lr=0.5", "model.init.std=0.3"]))
+    assert (s.optimizer.name, s.optimizer.lr, s.model.init.name, s.model.init.std) == ("sgd", 0.5, "gaussian", 0.3)

@@ -21,7 +21,6 @@ from nnexp.errors import SpecError
 from nnexp.spec import (
     ChoiceDist,
     ExperimentSpec,
-    KIND_FAMILIES,
     IntUniformDist,
     LoadedSearch,
     LogUniformDist,
@@ -185,7 +184,6 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
     configs, problems = [], []
     for params in points:
         experiment = copy.deepcopy(loaded.base)
-        _name_missing_kinds(experiment, loaded.base_spec, params)
         for path, value in params.items():
             apply_override(experiment, path, copy.deepcopy(value))
         cid = config_id(params)
@@ -203,29 +201,6 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
         for r in range(loaded.spec.repeats)
     ]
     return SearchPlan(strategy, configs, trial_list, grid_size)
-
-
-def _name_missing_kinds(experiment: dict, base_spec: ExperimentSpec, params: dict) -> None:
-    """Give a kind the base's (default) name before a space sets one of its fields.
-
-    Without this, `optimizer.lr: [...]` on a base with no `optimizer` section
-    would build `{lr: ...}` without a name instead of the default optimizer.
-    """
-    for family in KIND_FAMILIES:
-        if not any(path.startswith(family + ".") and path != f"{family}.name" for path in params):
-            continue
-        *parents, last = family.split(".")
-        node, resolved = experiment, base_spec
-        for key in parents:
-            child = node.get(key, {})
-            child = {"name": child} if isinstance(child, str) else child  # `optimizer: sgd`
-            node[key] = child
-            node = child if isinstance(child, dict) else None
-            resolved = getattr(resolved, key)
-            if node is None:
-                break
-        if node is not None and node.get(last) is None:
-            node[last] = getattr(resolved, last).name
 
 
 def _attribute(source: str, exc: ValidationError, params: dict) -> list[str]:
