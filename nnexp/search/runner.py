@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 import time
+import uuid
 import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -29,7 +30,7 @@ from nnexp.search.store import (
     save_spec,
     search_identity,
 )
-from nnexp.search.trial import TrialTask, run_trial
+from nnexp.search.trial import TrialTask, data_key, run_trial
 
 RETRYABLE = ("failed", "diverged")
 
@@ -63,17 +64,35 @@ def _loky_lost():
     return (BrokenProcessPool,)
 
 
+DASK_MISSING = "--backend dask: dask.distributed is not installed (pip install 'nnexp[dask]')"
+
+
 @contextmanager
 def _dask_context(n_workers: int, threads: int, scheduler: str | None):
-    try:
-        from distributed import Client
-    except ImportError:
-        raise NnexpError("--backend dask: dask.distributed is not installed (pip install 'nnexp[dask]')") from None
-    from joblib import parallel_config
+    """A distributed.Client: to `scheduler` (an address or a scheduler file), else to a LocalCluster here.
 
-    client = Client(scheduler) if scheduler else Client(n_workers=n_workers, threads_per_worker=1, processes=True)
-    with client, parallel_config(backend="dask"):
-        yield
+    The local cluster has `n_workers` processes of one thread each, on the loopback interface.
+    """
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise NnexpError(DASK_MISSING) from None
+
+    if scheduler:
+        try:
+            if Path(scheduler).is_file():
+                client = Client(scheduler_file=scheduler, set_as_default=False)
+            else:
+                client = Client(scheduler, set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise NnexpError(f"--scheduler: cannot connect to the dask scheduler at {scheduler} "
+                             f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
+        with client:
+            yield client
+        return
+    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=":0") as cluster, Client(cluster, set_as_default=False) as client:
+        yield client
 
 
 def _dask_lost():
@@ -249,7 +268,9 @@ def run_search(
             if tasks:
                 workers, threads = worker_plan(n_jobs, len(tasks))
                 options = dict(train_fn=train_fn, data_fn=data_fn, threads=threads, metric=search.metric)
-                if workers == 1 and (n_jobs == 1 or cores() == 1):
+                if backend == "dask":  # always through the cluster, even for one worker
+                    _run_dask(tasks, options, workers, scheduler, counts, record_done)
+                elif workers == 1 and (n_jobs == 1 or cores() == 1):
                     _run_in_process(tasks, options, counts, record_done)
                 else:
                     _run_parallel(tasks, options, workers, threads, BACKENDS[backend], scheduler, counts, record_done)
@@ -347,3 +368,176 @@ def killed_record(task: TrialTask, exc: BaseException) -> dict:
         "seconds": None,
         "history": {},
     }
+
+
+# --------------------------------------------------------------------------- dask
+
+
+def dask_blas_threads() -> int:
+    """BLAS threads per trial on a dask worker thread: 1, unless the dask config `nnexp.blas-threads`
+    (or the environment variable DASK_NNEXP__BLAS_THREADS on the client) says otherwise."""
+    try:
+        import dask
+    except ImportError:
+        raise NnexpError(DASK_MISSING) from None
+
+    value = dask.config.get("nnexp.blas-threads", default=1)
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
+        value = 0
+    if value < 1:
+        raise NnexpError(f"dask config nnexp.blas-threads: must be a positive integer, got {value!r}")
+    return value
+
+
+class DaskTrial:
+    """`run_trial` on a dask worker, with the data set the client shipped under `data_ref`.
+
+    It has a name of its own: dask shows it (dashboard, task keys, logs), and a KilledWorker
+    error carries it back, so the client knows which trial kept killing workers.
+    """
+
+    def __init__(self, trial_id: str):
+        self.__name__ = f"trial-{trial_id}"
+
+    def __call__(self, task: TrialTask, data_ref: str, **options) -> dict:
+        from nnexp.search.dask_data import shipped
+
+        return run_trial(task, data_fn=lambda spec: shipped(data_ref), **options)
+
+
+def _prepare_in_client(tasks, data_fn) -> tuple[dict, dict, list]:
+    """For each distinct (data spec, seed, dtype) of the tasks, its data prepared here: ({ref: data},
+    {trial key: ref}, and the tasks whose data cannot be prepared: they run here and fail as locally)."""
+    from nnexp.search.dask_data import ship_key
+    from nnexp.search.trial import prepare_data
+    from nnexp.spec import ExperimentSpec
+
+    data: dict[str, object] = {}
+    refs: dict[tuple, str] = {}
+    broken: set[str] = set()
+    unprepared = []
+    for task in tasks:
+        spec = ExperimentSpec.model_validate_json(task.spec_json)
+        ref = ship_key(data_key(spec))
+        if ref not in data and ref not in broken:
+            try:
+                data[ref] = (data_fn or prepare_data)(spec)
+            except Exception:
+                broken.add(ref)
+        if ref in broken:
+            unprepared.append(task)
+        else:
+            refs[task.key] = ref
+    return data, refs, unprepared
+
+
+def _run_dask(tasks, options, n_workers: int, scheduler, counts: Progress, record_done) -> None:
+    """Run the trials on a dask.distributed cluster through joblib's Dask backend.
+
+    The client prepares each distinct data set once and ships them to every worker as a worker
+    plugin (once per worker, also to workers that replace a dead one); a trial looks its data up
+    by key, so workers need no data files. Records stream back unordered and are written here, by
+    the client. A worker that dies is replaced and its trial re-run elsewhere by dask; a trial that
+    kills `allowed-failures + 1` workers comes back as KilledWorker and is recorded failed, naming
+    the last worker; the other trials go on.
+    """
+    backend = BACKENDS["dask"]
+    threads = dask_blas_threads()
+    options = {**options, "threads": threads}
+    data_fn = options.pop("data_fn", None)
+    with backend.context(n_workers, threads, scheduler) as client:
+        from nnexp.search.dask_data import ShippedData
+
+        pending: OrderedDict[tuple, TrialTask] = OrderedDict((t.key, t) for t in tasks)
+        data, refs, unprepared = _prepare_in_client(tasks, data_fn)
+        for task in unprepared:
+            pending.pop(task.key, None)
+            record_done(run_trial(task, data_fn=data_fn, **options))
+        if not pending:
+            return
+        lost_errors = backend.lost_worker_errors()
+        plugin = f"nnexp-data-{uuid.uuid4().hex[:12]}"
+        client.register_plugin(ShippedData(data), name=plugin)
+        try:
+            workers = max(1, sum(client.ncores().values()))
+            _dask_rounds(client, pending, refs, options, workers, lost_errors, counts, record_done)
+        finally:
+            try:
+                client.unregister_worker_plugin(plugin)
+            except Exception:  # the cluster is gone: nothing left to clean up
+                pass
+
+
+def _dask_rounds(client, pending, refs, options, workers, lost_errors, counts: Progress, record_done) -> None:
+    """Stream records as they finish; after a KilledWorker, record its trial failed and go on with the rest."""
+    from joblib import Parallel, delayed, parallel_config
+
+    from nnexp.search.dask_data import DaskBackend
+
+    def stream(batch: list[TrialTask], in_flight: dict):
+        def calls():
+            for task in batch:
+                in_flight[task.key] = task
+                counts.running = min(workers, len(in_flight))
+                yield delayed(DaskTrial(task.trial_id))(task, refs[task.key], **options)
+
+        # a fresh joblib Dask backend each round: an aborted round may leave its result collector waiting
+        with parallel_config(backend=DaskBackend(client=client)):
+            parallel = Parallel(return_as="generator_unordered", pre_dispatch="n_jobs", batch_size=1)
+        return parallel(calls())
+
+    def run_alone(task: TrialTask) -> dict:
+        try:
+            (record,) = list(stream([task], {}))
+            return record
+        except lost_errors as exc:
+            return _dask_killed_record(task, exc)
+
+    while pending:
+        in_flight: dict[tuple, TrialTask] = {}
+        results = stream(list(pending.values()), in_flight)
+        try:
+            for record in results:
+                key = key_of(record)
+                in_flight.pop(key, None)
+                if pending.pop(key, None) is None:
+                    continue  # never write a trial twice
+                counts.running = min(workers, len(in_flight))
+                record_done(record)
+        except lost_errors as exc:
+            counts.running = 0
+            culprit = _culprit(exc, in_flight)
+            if culprit is not None:
+                pending.pop(culprit.key, None)
+                record_done(_dask_killed_record(culprit, exc))
+            else:  # cannot tell which trial it was: run each suspect alone
+                for task in list(in_flight.values()):
+                    pending.pop(task.key, None)
+                    record_done(run_alone(task))
+        finally:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()  # Ctrl-C: joblib stops waiting; dask drops the tasks nobody wants any more
+            counts.running = 0
+
+
+def _culprit(exc: BaseException, in_flight: dict) -> TrialTask | None:
+    """The trial a KilledWorker error is about, from its task key (`batch_of_trial-<id>_1_calls-<uuid>`)."""
+    key = str(getattr(exc, "task", "") or "")
+    for task in in_flight.values():
+        if key.startswith(f"batch_of_{DaskTrial(task.trial_id).__name__[:50]}_1_calls-"):
+            return task
+    return None
+
+
+def _dask_killed_record(task: TrialTask, exc: BaseException) -> dict:
+    """A trial whose dask workers kept dying while running it: failed, naming the last worker."""
+    record = killed_record(task, exc)
+    last = getattr(getattr(exc, "last_worker", None), "address", None)
+    tries = getattr(exc, "allowed_failures", None)
+    tries = f"{tries + 1} workers" if isinstance(tries, int) else "the worker"
+    record["error"] = (f"{type(exc).__name__}: {tries} died while running this trial (last: {last or 'unknown'}); "
+                       "the dask scheduler gave up on it (distributed.scheduler.allowed-failures)")
+    return record

@@ -44,18 +44,27 @@ class TrialTask:
         return cls(trial.trial_id, trial.config_id, trial.params, trial.seed, trial.repeat, trial.spec.model_dump_json())
 
 
-def prepared_data(spec) -> Any:
-    """The spec's prepared data (or folds), from this process's cache when it was seen before."""
-    key = (spec.data.model_dump_json(), spec.seed, spec.train.dtype)
-    if key in _data_cache:
-        _data_cache.move_to_end(key)
-        return _data_cache[key]
+def data_key(spec) -> tuple[str, int, str]:
+    """What the prepared data depends on: the data spec, the seed (it drives the split) and the dtype."""
+    return (spec.data.model_dump_json(), spec.seed, spec.train.dtype)
+
+
+def prepare_data(spec) -> Any:
+    """The spec's prepared data (or folds), uncached."""
     from nnexp import data
 
     if spec.data.cv_folds >= 2:
-        prepared = data.prepare_folds(spec.data, spec.seed, dtype=spec.train.dtype)
-    else:
-        prepared = data.prepare(spec.data, spec.seed, dtype=spec.train.dtype)
+        return data.prepare_folds(spec.data, spec.seed, dtype=spec.train.dtype)
+    return data.prepare(spec.data, spec.seed, dtype=spec.train.dtype)
+
+
+def prepared_data(spec) -> Any:
+    """The spec's prepared data (or folds), from this process's cache when it was seen before."""
+    key = data_key(spec)
+    if key in _data_cache:
+        _data_cache.move_to_end(key)
+        return _data_cache[key]
+    prepared = prepare_data(spec)
     _data_cache[key] = prepared
     while len(_data_cache) > CACHE_SIZE:
         _data_cache.popitem(last=False)
