@@ -87,7 +87,7 @@ def run(spec: SpecArg, set_: SetOpt = None, results_dir: ResultsOpt = Path("resu
     """Train one network from an experiment spec and write its result files."""
     from nnexp import spec as specs
 
-    with user_errors(), _warnings_as_lines():
+    with user_errors(), warnings_as_lines():
         experiment = specs.load_experiment(spec, specs.parse_overrides(set_))
         from nnexp.api import run_experiment
         from nnexp.console import EpochProgress, print_run_summary
@@ -110,7 +110,7 @@ def predict(
     proba: Annotated[bool, typer.Option("--proba", help="Add one probability column per class.")] = False,
 ):
     """Predict with a saved model, applying its saved preprocessing."""
-    with user_errors(), _warnings_as_lines():
+    with user_errors(), warnings_as_lines():
         from nnexp.api import predict as predict_table
 
         frame = predict_table(model, data, proba=proba)
@@ -147,7 +147,7 @@ def gradcheck(
     """Compare backprop with central differences (eq. 5.59) for the spec's network, in float64."""
     from nnexp import spec as specs
 
-    with user_errors(), _warnings_as_lines():
+    with user_errors(), warnings_as_lines():
         experiment = specs.load_experiment(spec, specs.parse_overrides(set_))
         from nnexp.api import gradcheck as check_gradients
         from nnexp.console import print_gradcheck
@@ -159,7 +159,7 @@ def gradcheck(
 
 
 @contextmanager
-def _warnings_as_lines():
+def warnings_as_lines():
     """Show warnings (dropped constant features, unseen categories) as one `warning:` line each."""
     import warnings
 

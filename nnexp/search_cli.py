@@ -55,10 +55,10 @@ def search(
     set_: SetOpt = None,
 ):
     """Run a grid or random search over all cores, then print a leaderboard and write the tables."""
-    from nnexp.cli import user_errors
+    from nnexp.cli import user_errors, warnings_as_lines
     from nnexp.errors import NnexpError
 
-    with user_errors(), _warnings_as_lines():
+    with user_errors(), warnings_as_lines():
         from nnexp.search.runner import BACKENDS, run_search
         from nnexp.search.space import plan_search
         from nnexp.spec import load_search, parse_overrides
@@ -132,9 +132,9 @@ def report(
     quiet: QuietOpt = False,
 ):
     """Rebuild the tables and plots of a finished or interrupted search from its trials.jsonl."""
-    from nnexp.cli import user_errors
+    from nnexp.cli import user_errors, warnings_as_lines
 
-    with user_errors(), _warnings_as_lines():
+    with user_errors(), warnings_as_lines():
         from nnexp.report import report as build_report
 
         result = build_report(folder)
@@ -158,22 +158,6 @@ def _console():
     from rich.console import Console
 
     return Console()
-
-
-class _warnings_as_lines:
-    """Warnings during a search (torn log line, data notes) as one `warning:` line each."""
-
-    def __enter__(self):
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.simplefilter("default")
-        warnings.showwarning = lambda message, *a, **k: sys.stderr.write(f"warning: {message}\n")
-        return self
-
-    def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)
 
 
 class SearchProgress:

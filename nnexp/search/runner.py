@@ -356,18 +356,9 @@ def killed_record(task: TrialTask, exc: BaseException) -> dict:
     """The record of a trial whose worker process died (killed by the OS, out of memory, crashed)."""
     codes = re.search(r"exit codes of the workers are (\{.*?\})", str(exc))
     detail = f" (exit codes {codes.group(1)})" if codes else ""
-    return {
-        "trial_id": task.trial_id,
-        "config_id": task.config_id,
-        "params": task.params,
-        "seed": task.seed,
-        "repeat": task.repeat,
-        "status": "failed",
-        "error": f"{type(exc).__name__}: the worker process died while running this trial "
-                 f"(killed by the OS, out of memory, or a crash){detail}",
-        "seconds": None,
-        "history": {},
-    }
+    error = (f"{type(exc).__name__}: the worker process died while running this trial "
+             f"(killed by the OS, out of memory, or a crash){detail}")
+    return {**task.failed_record(error), "seconds": None, "history": {}}
 
 
 # --------------------------------------------------------------------------- dask
@@ -411,7 +402,7 @@ def _prepare_in_client(tasks, data_fn) -> tuple[dict, dict, list]:
     """For each distinct (data spec, seed, dtype) of the tasks, its data prepared here: ({ref: data},
     {trial key: ref}, and the tasks whose data cannot be prepared: they run here and fail as locally)."""
     from nnexp.search.dask_data import ship_key
-    from nnexp.search.trial import prepare_data
+    from nnexp.train import load_data
     from nnexp.spec import ExperimentSpec
 
     data: dict[str, object] = {}
@@ -423,7 +414,7 @@ def _prepare_in_client(tasks, data_fn) -> tuple[dict, dict, list]:
         ref = ship_key(data_key(spec))
         if ref not in data and ref not in broken:
             try:
-                data[ref] = (data_fn or prepare_data)(spec)
+                data[ref] = (data_fn or load_data)(spec)
             except Exception:
                 broken.add(ref)
         if ref in broken:

@@ -43,19 +43,15 @@ class TrialTask:
     def from_trial(cls, trial) -> "TrialTask":
         return cls(trial.trial_id, trial.config_id, trial.params, trial.seed, trial.repeat, trial.spec.model_dump_json())
 
+    def failed_record(self, error: str | None) -> dict[str, Any]:
+        """The identity fields of this trial's record, as failed (run_trial fills in the rest)."""
+        return {"trial_id": self.trial_id, "config_id": self.config_id, "params": self.params, "seed": self.seed,
+                "repeat": self.repeat, "status": "failed", "error": error}
+
 
 def data_key(spec) -> tuple[str, int, str]:
     """What the prepared data depends on: the data spec, the seed (it drives the split) and the dtype."""
     return (spec.data.model_dump_json(), spec.seed, spec.train.dtype)
-
-
-def prepare_data(spec) -> Any:
-    """The spec's prepared data (or folds), uncached."""
-    from nnexp import data
-
-    if spec.data.cv_folds >= 2:
-        return data.prepare_folds(spec.data, spec.seed, dtype=spec.train.dtype)
-    return data.prepare(spec.data, spec.seed, dtype=spec.train.dtype)
 
 
 def prepared_data(spec) -> Any:
@@ -64,7 +60,9 @@ def prepared_data(spec) -> Any:
     if key in _data_cache:
         _data_cache.move_to_end(key)
         return _data_cache[key]
-    prepared = prepare_data(spec)
+    from nnexp.train import load_data
+
+    prepared = load_data(spec)
     _data_cache[key] = prepared
     while len(_data_cache) > CACHE_SIZE:
         _data_cache.popitem(last=False)
@@ -135,15 +133,7 @@ def run_trial(
 ) -> dict:
     """Train one configuration with one seed and return its record (never raises for a training error)."""
     start = time.perf_counter()
-    record: dict[str, Any] = {
-        "trial_id": task.trial_id,
-        "config_id": task.config_id,
-        "params": task.params,
-        "seed": task.seed,
-        "repeat": task.repeat,
-        "status": "failed",
-        "error": None,
-    }
+    record = task.failed_record(None)
     history: dict = {}
     with blas_limit(threads), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # kept in the record, not printed by a worker
