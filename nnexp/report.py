@@ -88,11 +88,11 @@ def metric_columns(frame) -> list[str]:
 
 def t_halfwidth(std: float, n: int) -> float:
     """Half-width of the 95% confidence interval of a mean of n values (t-distribution)."""
-    from scipy import stats
+    from scipy.special import stdtrit  # scipy.special loads in a third of the time of scipy.stats
 
     if n < 2 or not math.isfinite(std):
         return math.nan
-    return float(stats.t.ppf(1 - ALPHA / 2, n - 1) * std / math.sqrt(n))
+    return float(stdtrit(n - 1, 1 - ALPHA / 2) * std / math.sqrt(n))
 
 
 def summarize(frame, metric: str, mode: str, params: list[str]):
@@ -131,8 +131,6 @@ def summarize(frame, metric: str, mode: str, params: list[str]):
 
 def _tied_best(frame, summary, metric: str) -> tuple[list[str], list[float]]:
     """`yes` for the best and every configuration Welch's t-test cannot separate from it (p > 0.05)."""
-    from scipy import stats
-
     if summary.empty or metric not in frame or summary["rank"].isna().all():
         return ["n/a"] * len(summary), [math.nan] * len(summary)
     scores = {cid: g.loc[g["status"] == "ok", metric].dropna().to_numpy()
@@ -151,21 +149,27 @@ def _tied_best(frame, summary, metric: str) -> tuple[list[str], list[float]]:
             marks.append("n/a (<2 repeats)")
             pvalues.append(math.nan)
         else:
-            p = _welch_p(best, values, stats)
+            p = welch_p(best, values)
             pvalues.append(p)
             marks.append("yes" if p > ALPHA else "no")
     return marks, pvalues
 
 
-def _welch_p(a, b, stats) -> float:
-    """Welch's t-test p-value; with no spread at all, equal means are tied (p=1) and different ones not (p=0)."""
-    import warnings
+def welch_p(a, b) -> float:
+    """Two-sided p-value of Welch's t-test (unequal variances), as scipy.stats.ttest_ind(equal_var=False).
 
-    if a.std() == 0 and b.std() == 0:
+    Written out with the t-distribution of scipy.special, which imports in a third of the time
+    of scipy.stats (a report is built at the end of every search). With no spread at all, equal
+    means are tied (p=1) and different ones are not (p=0).
+    """
+    from scipy.special import stdtr
+
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if va + vb == 0:
         return 1.0 if a.mean() == b.mean() else 0.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # near-identical scores: the p-value is still usable
-        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    t = (a.mean() - b.mean()) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return float(2.0 * stdtr(df, -abs(t)))
 
 
 def effects(frame, metric: str, params: list[str]) -> dict[str, Any]:

@@ -111,12 +111,14 @@ def search(
 def check_data(plan) -> None:
     """Bad data is bad input (exit 2, nothing written), not a search whose every trial fails:
     prepare the first trial's data here before any worker starts. Configurations whose data
-    differs (a searched `data.*` field) can still fail one by one, recorded as failed trials."""
+    differs (a searched `data.*` field) can still fail one by one, recorded as failed trials.
+    Built-in data sets are not checked: they cannot be unreadable, and loading one here would
+    cost a scikit-learn import (about 3 s on a small machine) before any worker starts."""
     import warnings
 
     from nnexp import data
 
-    if not plan.trials:
+    if not plan.trials or plan.trials[0].spec.data.is_builtin:
         return
     spec = plan.trials[0].spec
     with warnings.catch_warnings():

@@ -117,3 +117,16 @@ def test_report_of_a_folder_without_trials_is_a_user_error(tmp_path):
 
     with pytest.raises(NnexpError, match="no trials.jsonl"):
         report(tmp_path)
+
+
+def test_welch_p_matches_scipy():
+    from scipy import stats
+
+    from nnexp.report import welch_p
+
+    rng = np.random.default_rng(3)
+    for n_a, n_b in [(2, 2), (3, 5), (10, 4), (30, 30)]:
+        a, b = rng.normal(0.9, 0.02, n_a), rng.normal(0.88, 0.05, n_b)
+        assert welch_p(a, b) == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue, rel=1e-9)
+    same = np.array([0.5, 0.5, 0.5])
+    assert welch_p(same, same.copy()) == 1.0 and welch_p(same, same + 0.1) == 0.0
