@@ -142,7 +142,7 @@ def test_unreadable_file(tmp_path, monkeypatch):
     os.chmod(path, 0)
     try:
         if os.access(path, os.R_OK):  # root reads anything: simulate the missing permission bit
-            real_access, real_open = os.access, open
+            real_access = os.access
 
             def no_access(p, mode, *a, **kw):
                 return False if os.path.basename(str(p)) == "secret.csv" else real_access(p, mode, *a, **kw)

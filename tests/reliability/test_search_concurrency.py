@@ -4,16 +4,13 @@ and different searches in the same results dir (both complete). Real processes, 
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import pytest
 import yaml
 from typer.testing import CliRunner
 
 from nnexp.cli import app
+
+from .processes import start_search, wait_for_lines
 
 runner = CliRunner()
 SPACE = {"model.activation": ["relu", "tanh", "logistic"], "optimizer.lr": [0.01, 0.1]}  # x 2 repeats = 12 trials
@@ -35,38 +32,10 @@ def keys(folder):
     return [(r["config_id"], r["seed"]) for r in map(json.loads, (folder / "trials.jsonl").read_text().splitlines())]
 
 
-def start(path, results):
-    return subprocess.Popen([sys.executable, "-m", "nnexp", "search", str(path), "--results-dir", str(results),
-                             "--n-jobs", "1", "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-
-
-@pytest.fixture
-def procs():
-    """Started subprocesses; whatever is left is killed with its process group at the end."""
-    started = []
-    yield started
-    for proc in started:
-        try:  # the whole session: also workers orphaned by a kill -9 of their main process
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=30)
-
-
-def wait_for_lines(log: Path, n: int, proc, timeout=60.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        if log.exists() and log.read_bytes().count(b"\n") >= n:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{log}: fewer than {n} lines (exit {proc.poll()})")
-
-
 def test_second_search_refused_while_first_runs_then_takes_over_after_kill_9(tmp_path, procs):
     path = write_search(tmp_path, "grid", epochs=300, repeats=1)  # 6 trials of ~0.5 s
     folder = tmp_path / "grid"
-    procs.append(first := start(path, tmp_path))
+    procs.append(first := start_search(path, tmp_path))
     wait_for_lines(folder / "trials.jsonl", 1, first)
 
     refused = runner.invoke(app, ["search", str(path), "--results-dir", str(tmp_path), "--quiet", "--n-jobs", "1"])
@@ -91,7 +60,7 @@ def test_second_search_refused_while_first_runs_then_takes_over_after_kill_9(tmp
 
 def test_two_searches_in_the_same_results_dir_run_in_parallel(tmp_path, procs):
     a, b = write_search(tmp_path, "alpha", epochs=20), write_search(tmp_path, "beta", epochs=20)
-    procs.extend([pa := start(a, tmp_path / "res"), pb := start(b, tmp_path / "res")])
+    procs.extend([pa := start_search(a, tmp_path / "res"), pb := start_search(b, tmp_path / "res")])
     for proc in (pa, pb):
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err.decode()

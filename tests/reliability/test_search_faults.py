@@ -24,6 +24,8 @@ import yaml
 from typer.testing import CliRunner
 
 from nnexp.cli import app
+
+from .processes import start_search, wait_for_lines
 from nnexp.search import store as store_module
 
 runner = CliRunner()
@@ -320,34 +322,6 @@ def test_run_into_a_fresh_folder_leaves_no_partial_file(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- signals to a parallel search
 
 
-def start(path, results, n_jobs=2):
-    return subprocess.Popen([sys.executable, "-m", "nnexp", "search", str(path), "--results-dir", str(results),
-                             "--n-jobs", str(n_jobs), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-
-
-@pytest.fixture
-def procs():
-    """Started subprocesses (each in its own session); whatever is left of them is killed at the end."""
-    started = []
-    yield started
-    for proc in started:
-        try:  # the whole session: also workers orphaned by a kill -9 of their main process
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=30)
-
-
-def wait_for_lines(log: Path, n: int, proc, timeout=60.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        if log.exists() and log.read_bytes().count(b"\n") >= n:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{log}: fewer than {n} lines (exit {proc.poll()})")
-
-
 @pytest.mark.slow
 def test_parallel_search_ctrl_c_then_kill_9_then_resume(tmp_path, procs):
     """Two workers: SIGINT keeps finished trials and writes the tables (130); kill -9 of the main
@@ -356,7 +330,7 @@ def test_parallel_search_ctrl_c_then_kill_9_then_resume(tmp_path, procs):
     folder = tmp_path / "grid"
     log = folder / "trials.jsonl"
 
-    procs.append(proc := start(path, tmp_path))
+    procs.append(proc := start_search(path, tmp_path, n_jobs=2))
     wait_for_lines(log, 2, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -366,7 +340,7 @@ def test_parallel_search_ctrl_c_then_kill_9_then_resume(tmp_path, procs):
     assert 2 <= len(after_int) < 12 and len(set(keys(folder))) == len(after_int)
     assert (folder / "summary.md").exists() and not (folder / ".lock").exists()
 
-    procs.append(proc := start(path, tmp_path))
+    procs.append(proc := start_search(path, tmp_path, n_jobs=2))
     wait_for_lines(log, len(after_int) + 2, proc)
     os.kill(proc.pid, signal.SIGKILL)  # the main process only; its loky workers notice and exit
     proc.wait(timeout=30)
@@ -375,7 +349,7 @@ def test_parallel_search_ctrl_c_then_kill_9_then_resume(tmp_path, procs):
     assert after_kill[: len(after_int)] == after_int and len(after_kill) < 12
     assert len(set(keys(folder))) == len(after_kill)
 
-    procs.append(proc := start(path, tmp_path))
+    procs.append(proc := start_search(path, tmp_path, n_jobs=2))
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()
     assert lines(folder)[: len(after_kill)] == after_kill
