@@ -207,9 +207,17 @@ def _fmt(value, digits: int = 4) -> str:
 
 
 def fmt_param(value) -> str:
-    """Searched values as written: 0.01, 1e+06, relu, [64]."""
+    """Searched values, readably: 0.01, 1e+06, relu, [64], gaussian(std=1), normalize=pca, pca_whiten=true."""
     if isinstance(value, float):
         return f"{value:.6g}"
+    if isinstance(value, str) and value.startswith("{"):
+        try:
+            mapping = json.loads(value)
+        except ValueError:
+            return value
+        fields = ", ".join(f"{k}={json.dumps(v) if isinstance(v, (bool, list, dict)) or v is None else fmt_param(v)}"
+                           for k, v in mapping.items() if k != "name")
+        return f"{mapping['name']}({fields})" if "name" in mapping else fields
     return _fmt(value)
 
 
