@@ -132,11 +132,16 @@ class AdaGrad(Optimizer):
         s, tmp = self.sum_sq[i], self._tmp[i]
         np.multiply(g, g, out=tmp)
         s += tmp
-        np.sqrt(s, out=tmp)
-        tmp += self.eps
-        np.divide(g, tmp, out=tmp)
-        tmp *= lr
-        p -= tmp
+        _rescaled_step(p, g, s, tmp, lr, self.eps)
+
+
+def _rescaled_step(p, g, squares, tmp, lr, eps) -> None:
+    """p -= lr g / (sqrt(squares) + eps), in place through `tmp` (AdaGrad and RMSProp differ only in `squares`)."""
+    np.sqrt(squares, out=tmp)
+    tmp += eps
+    np.divide(g, tmp, out=tmp)
+    tmp *= lr
+    p -= tmp
 
 
 class RMSProp(Optimizer):
@@ -154,11 +159,7 @@ class RMSProp(Optimizer):
         tmp *= 1.0 - self.rho
         e *= self.rho
         e += tmp
-        np.sqrt(e, out=tmp)
-        tmp += self.eps
-        np.divide(g, tmp, out=tmp)
-        tmp *= lr
-        p -= tmp
+        _rescaled_step(p, g, e, tmp, lr, self.eps)
 
 
 class AdaDelta(Optimizer):
