@@ -240,3 +240,10 @@ def test_layer_summary_matches_history():
     assert result.metrics["grad_ratio"] == pytest.approx(history["grad_norm_1"].mean() / history["grad_norm_3"].mean())
     assert result.metrics["dead"] == pytest.approx((history["dead_1"].iloc[-1] + history["dead_2"].iloc[-1]) / 2)
     assert result.metrics["saturated"] is None
+
+
+def test_predict_names_the_data_argument_not_a_spec_field(tmp_path):
+    run_experiment({"name": "m", "data": {"dataset": "iris"}, "train": {"epochs": 1}}, results_dir=tmp_path)
+    result = run_cli("predict", tmp_path / "m" / "model.npz", tmp_path / "missing.csv")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {tmp_path / 'missing.csv'}: file not found"

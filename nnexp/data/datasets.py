@@ -175,18 +175,19 @@ def load_builtin(name: str, *, n_samples: int = _SYNTHETIC_ROWS, noise: float | 
 # --------------------------------------------------------------------------- files
 
 
-def _check_path(path: str) -> Path:
+def _check_path(path: str, field: str | None = "data.dataset") -> Path:
+    """`field` names where the path came from (None: a command-line argument, e.g. of `nnexp predict`)."""
     p = Path(path)
     if not p.exists():
-        raise DataError.at(path, "data.dataset", "file not found")
+        raise DataError.at(path, field, "file not found")
     if p.is_dir():
-        raise DataError.at(path, "data.dataset", "is a directory, not a data file")
+        raise DataError.at(path, field, "is a directory, not a data file")
     if not os.access(p, os.R_OK):
-        raise DataError.at(path, "data.dataset", "no permission to read this file")
+        raise DataError.at(path, field, "no permission to read this file")
     if p.suffix.lower() not in DATA_FILE_SUFFIXES:
-        raise DataError.at(path, "data.dataset", f"unsupported file type '{p.suffix}' (use {', '.join(DATA_FILE_SUFFIXES)})")
+        raise DataError.at(path, field, f"unsupported file type '{p.suffix}' (use {', '.join(DATA_FILE_SUFFIXES)})")
     if p.stat().st_size == 0:
-        raise DataError.at(path, "data.dataset", "the file is empty")
+        raise DataError.at(path, field, "the file is empty")
     return p
 
 
@@ -195,11 +196,11 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
-def read_frame(path: str) -> pd.DataFrame:
+def read_frame(path: str, field: str | None = "data.dataset") -> pd.DataFrame:
     """A CSV or Parquet file as a DataFrame with string column names and >= 1 row."""
     import pandas as pd
 
-    p = _check_path(path)
+    p = _check_path(path, field)
     kind = "CSV" if p.suffix.lower() == ".csv" else "Parquet"
     try:
         frame = pd.read_csv(p) if kind == "CSV" else pd.read_parquet(p)
@@ -217,11 +218,11 @@ def read_frame(path: str) -> pd.DataFrame:
     return frame
 
 
-def read_npz(path: str, *, need_y: bool = True) -> dict[str, np.ndarray]:
+def read_npz(path: str, *, need_y: bool = True, field: str | None = "data.dataset") -> dict[str, np.ndarray]:
     """Arrays X (2-D) and, when needed, y (1-D) of an npz file; optional feature_names."""
     import zipfile
 
-    p = _check_path(path)
+    p = _check_path(path, field)
     try:
         with open(p, "rb") as fh, np.load(fh, allow_pickle=False) as npz:  # our `with` closes a bad file too
             arrays = {k: npz[k] for k in npz.files}

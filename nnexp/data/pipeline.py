@@ -86,7 +86,7 @@ def load_features(path: str, preprocessor: Preprocessor, dtype: str | None = Non
     """
     path = str(path)
     if Path(path).suffix.lower() == ".npz":
-        arrays = read_npz(path, need_y=False)
+        arrays = read_npz(path, need_y=False, field=None)
         X = arrays["X"]
         if "feature_names" in arrays:
             frame = npz_frame(X, list(arrays["feature_names"]))
@@ -95,7 +95,7 @@ def load_features(path: str, preprocessor: Preprocessor, dtype: str | None = Non
         else:
             raise DataError.at(path, None, f"X has {X.shape[1]} columns but the model needs {len(preprocessor.columns)}")
     else:
-        frame = read_frame(path)
+        frame = read_frame(path, field=None)
         frame = frame.drop(columns=[preprocessor.target], errors="ignore")
     check_features(frame, [c for c in preprocessor.columns if c in frame.columns], preprocessor.fill, path)
     return preprocessor.transform_features(frame, dtype, source=path)
