@@ -28,6 +28,7 @@ app = typer.Typer(
 )
 
 SpecArg = Annotated[Path, typer.Argument(help="A YAML spec file (experiment or search).", show_default=False)]
+ExperimentArg = Annotated[Path, typer.Argument(help="An experiment spec file (YAML).", show_default=False)]
 SetOpt = Annotated[
     Optional[list[str]],
     typer.Option("--set", metavar="PATH=VALUE", help="Override a spec field, e.g. --set train.epochs=5 (repeatable; YAML value)."),
@@ -83,7 +84,7 @@ def validate(spec: SpecArg, set_: SetOpt = None):
 
 
 @app.command()
-def run(spec: SpecArg, set_: SetOpt = None, results_dir: ResultsOpt = Path("results"), quiet: QuietOpt = False):
+def run(spec: ExperimentArg, set_: SetOpt = None, results_dir: ResultsOpt = Path("results"), quiet: QuietOpt = False):
     """Train one network from an experiment spec and write its result files."""
     from nnexp import spec as specs
 
@@ -139,7 +140,7 @@ def datasets():
 
 @app.command()
 def gradcheck(
-    spec: SpecArg,
+    spec: ExperimentArg,
     set_: SetOpt = None,
     rows: Annotated[int, typer.Option("--rows", min=2, help="Training rows in the checked batch.")] = 8,
     tolerance: Annotated[float, typer.Option("--tolerance", help="Largest accepted relative error.")] = 1e-5,
