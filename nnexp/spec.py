@@ -801,10 +801,11 @@ def _apply_all(data: dict, overrides: list[tuple[str, Any]], source: str) -> Non
         apply_override(data, path, value)
 
 
-def load_experiment(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None = None) -> ExperimentSpec:
-    """Load and validate an experiment spec file, applying `--set` overrides."""
+def load_experiment(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None = None,
+                    data: dict | None = None) -> ExperimentSpec:
+    """Load and validate an experiment spec file, applying `--set` overrides (`data`: the file, already read)."""
     path = Path(path)
-    data = read_yaml(path)
+    data = read_yaml(path) if data is None else data
     if is_search_spec(data):
         raise SpecError(f"{path}: this is a search spec (it has space/base/experiment); use `nnexp search`")
     return experiment_from_dict(data, path, overrides)
@@ -836,10 +837,11 @@ class LoadedSearch(BaseModel):
 SEARCH_ONLY_KEYS = ("name", "base", "experiment", "strategy", "trials", "repeats", "seed", "metric", "mode", "n_jobs", "space")
 
 
-def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None = None) -> LoadedSearch:
+def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None = None,
+                data: dict | None = None) -> LoadedSearch:
     """Load a search spec, its base experiment and the `--set` overrides, and check every space path."""
     path = Path(path)
-    data = read_yaml(path)
+    data = read_yaml(path) if data is None else data
     search_overrides, experiment_overrides = [], []
     for key, value in overrides or []:
         head = key.split(".", 1)[0]
@@ -894,7 +896,8 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
 def load_any(path: str | os.PathLike, overrides=None) -> ExperimentSpec | LoadedSearch:
     """Load an experiment or a search spec, whichever the file is."""
     data = read_yaml(Path(path))
-    return load_search(path, overrides) if is_search_spec(data) else load_experiment(path, overrides)
+    load = load_search if is_search_spec(data) else load_experiment
+    return load(path, overrides, data)
 
 
 class _SpecDumper(yaml.SafeDumper):
