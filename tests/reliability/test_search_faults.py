@@ -241,20 +241,25 @@ def test_unwritable_results_dir_from_the_start_is_one_line(tmp_path, monkeypatch
     one_error_line(result, "res/grid", "cannot create the results folder")
 
 
+def fail_replace(monkeypatch, name: str) -> None:
+    """Make os.replace onto a file called `name` fail as on a full disk (atomic writes end with it)."""
+    real_replace = os.replace
+
+    def full(src, dst, *a, **kw):
+        if os.fsdecode(dst).endswith(name):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_replace(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", full)
+
+
 def test_report_tables_fail_whole_and_keep_the_trials(tmp_path, monkeypatch):
     """The search finished but its tables cannot be written: the trials stay, the old table stays whole."""
     path = write_search(tmp_path)
     folder = tmp_path / "res" / "grid"
     assert search(path, tmp_path / "res", "--n-jobs", 1).exit_code == 0
     old_summary = (folder / "summary.md").read_bytes()
-    real_replace = os.replace
-
-    def full(src, dst, *a, **kw):
-        if os.fsdecode(dst).endswith("summary.md"):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_replace(src, dst, *a, **kw)
-
-    monkeypatch.setattr(os, "replace", full)
+    fail_replace(monkeypatch, "summary.md")
     result = runner.invoke(app, ["report", str(folder), "--quiet"])
     assert result.exit_code == 1, result.output
     one_error_line(result, "summary.md", "No space left on device")
@@ -281,18 +286,17 @@ def test_run_files_are_whole_or_the_old_ones(tmp_path, monkeypatch, fault):
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
 
     target = "metrics.json"
-    real = getattr(os, fault)
     if fault == "replace":
-        def failing(src, dst, *a, **kw):
-            if os.fsdecode(dst).endswith(target):
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            return real(src, dst, *a, **kw)
+        fail_replace(monkeypatch, target)
     else:
+        real_fsync = os.fsync
+
         def failing(fd, *a, **kw):
             if os.readlink(f"/proc/self/fd/{fd}").split("/")[-1].startswith(f".{target}."):
                 raise OSError(errno.EIO, os.strerror(errno.EIO))
-            return real(fd, *a, **kw)
-    monkeypatch.setattr(os, fault, failing)
+            return real_fsync(fd, *a, **kw)
+
+        monkeypatch.setattr(os, "fsync", failing)
     second = runner.invoke(app, ["run", str(spec), "--results-dir", str(tmp_path / "res"), "--quiet",
                                  "--set", "train.epochs=3"])
     assert second.exit_code == 1, second.output
@@ -304,14 +308,7 @@ def test_run_files_are_whole_or_the_old_ones(tmp_path, monkeypatch, fault):
 
 def test_run_into_a_fresh_folder_leaves_no_partial_file(tmp_path, monkeypatch):
     spec = _experiment(tmp_path)
-    real_replace = os.replace
-
-    def full(src, dst, *a, **kw):
-        if os.fsdecode(dst).endswith("history.csv"):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_replace(src, dst, *a, **kw)
-
-    monkeypatch.setattr(os, "replace", full)
+    fail_replace(monkeypatch, "history.csv")
     result = runner.invoke(app, ["run", str(spec), "--results-dir", str(tmp_path / "res"), "--quiet"])
     assert result.exit_code == 1, result.output
     one_error_line(result, "history.csv: cannot write (No space left on device)")
