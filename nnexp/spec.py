@@ -168,7 +168,7 @@ ACTIVATION_CHOICES = [
     _kind("hard_logistic", "activation"),
     _kind("hard_tanh", "activation"),
     _kind("relu", "activation"),
-    _kind("leaky_relu", "activation", slope=(Annotated[float, Field(ge=0, lt=1)], 0.01)),
+    _kind("leaky_relu", "activation", slope=(Annotated[float, Field(gt=0, lt=1)], 0.01)),
     _kind("prelu", "activation", init=(Annotated[float, Field(ge=0, lt=1)], 0.25)),
     _kind("softplus", "activation"),
     _kind("maxout", "activation", pieces=(Annotated[int, Field(ge=2, le=16)], 2)),

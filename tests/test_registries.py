@@ -37,3 +37,35 @@ def test_every_kind_parameter_is_accepted_by_the_engine():
             optimizer = opt(schedule=sched().model_dump())
             _, schedule = build_optimizer(optimizer, net, spec.TrainSpec(epochs=5))
             assert schedule(0) == optimizer.lr
+
+
+def _lower_edge(info):
+    """The smallest value a spec field accepts (just above a `gt` bound)."""
+    import annotated_types
+
+    for item in info.metadata:
+        if isinstance(item, annotated_types.Ge):
+            return item.ge
+        if isinstance(item, annotated_types.Gt):
+            return item.gt + (1 if isinstance(item.gt, int) and info.annotation is int else 1e-9)
+    return info.default
+
+
+def _at_edge(cls):
+    return cls(**{k: _lower_edge(f) for k, f in cls.model_fields.items() if k not in ("name", "schedule")})
+
+
+def test_the_engine_accepts_every_value_the_schema_accepts():
+    """Bounds are checked in two places (schema, engine); the schema must never let through what the engine refuses."""
+    import numpy as np
+
+    from nnexp.build import build_network, build_optimizer
+
+    for act in spec.ACTIVATION_CHOICES:
+        for init in spec.INIT_CHOICES:
+            model = spec.ModelSpec(hidden=[3], activation=_at_edge(act).model_dump(), init=_at_edge(init).model_dump())
+            net = build_network(model, 4, "classification", 3, np.random.default_rng(0))
+    for opt in spec.OPTIMIZER_CHOICES:
+        for sched in spec.SCHEDULE_CHOICES:
+            optimizer = _at_edge(opt).model_copy(update={"schedule": _at_edge(sched)})
+            build_optimizer(optimizer, net, spec.TrainSpec(epochs=3))
