@@ -26,16 +26,24 @@ def _class_counts(y: np.ndarray, class_names: list[str]) -> np.ndarray:
     return np.bincount(y, minlength=len(class_names))
 
 
-def _split(idx: np.ndarray, y: np.ndarray | None, n_out: int, random_state: int, source: str):
-    """(kept, taken): `n_out` rows taken from idx, stratified by y when given."""
-    from sklearn.model_selection import train_test_split
+def _split(idx: np.ndarray, y: np.ndarray | None, n_out: int, random_state: int, keep: int = 1):
+    """(kept, taken): `n_out` rows taken from the sorted idx at random, stratified by y when given.
 
-    try:
-        kept, taken = train_test_split(idx, test_size=n_out, random_state=random_state,
-                                       stratify=None if y is None else y[idx])
-    except ValueError as exc:  # sklearn's own checks on tiny or lopsided classes
-        raise DataError.at(source, "data.val_fraction", f"cannot split the rows ({exc})") from None
-    return np.sort(kept), np.sort(taken)
+    Each class gives its largest-remainder share of the n_out rows (as scikit-learn's
+    StratifiedShuffleSplit does), at least one, and keeps at least `keep` rows back
+    for the later splits. NumPy only: search workers never pay for importing scikit-learn.
+    """
+    rng = np.random.default_rng(random_state)
+    if y is None:
+        taken = rng.permutation(idx)[:n_out]
+    else:
+        labels = y[idx]
+        counts = np.bincount(labels)
+        quota = _proportional(counts, n_out, at_most=np.where(counts > keep, counts - keep, np.minimum(counts, 1)))
+        taken = np.concatenate([rng.permutation(idx[labels == c])[:quota[c]] for c in np.flatnonzero(counts)])
+    keep = np.ones(len(idx), dtype=bool)
+    keep[np.searchsorted(idx, taken)] = False  # idx is sorted
+    return idx[keep], np.sort(taken)
 
 
 def split_indices(y: np.ndarray, *, task: str, class_names: list[str] | None, val_fraction: float,
@@ -60,30 +68,36 @@ def split_indices(y: np.ndarray, *, task: str, class_names: list[str] | None, va
     labels = y if strat else None
     rest, test = np.arange(n), None
     if n_test:
-        rest, test = _split(rest, labels, n_test, stage_seed(seed, "test"), source)
+        rest, test = _split(rest, labels, n_test, stage_seed(seed, "test"), keep=1 + (n_val > 0))
     train, val = rest, None
     if n_val:
-        train, val = _split(rest, labels, n_val, stage_seed(seed, "val"), source)
+        train, val = _split(rest, labels, n_val, stage_seed(seed, "val"))
     return train, val, test
 
 
 def fold_indices(y: np.ndarray, rest: np.ndarray, *, task: str, class_names: list[str] | None, k: int,
                  seed: int, source: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """k (train, val) index pairs partitioning `rest`; StratifiedKFold for classification."""
-    from sklearn.model_selection import KFold, StratifiedKFold
+    """k (train, val) index pairs partitioning `rest` (sorted) into folds whose sizes differ by at most one.
 
+    Classification folds are stratified: the rows are shuffled within each class,
+    laid out class after class and dealt to the folds in turn, so every class's
+    count also differs by at most one between folds.
+    """
     if len(rest) < k:
         raise DataError.at(source, "data.cv_folds", f"{len(rest)} rows outside the test split are too few for {k} folds")
-    random_state = stage_seed(seed, "cv")
+    rng = np.random.default_rng(stage_seed(seed, "cv"))
     if task == "classification":
         counts = _class_counts(y[rest], class_names)
         small = int(counts.argmin())
         if counts[small] < k:
             raise DataError.at(source, "data.cv_folds", f"class '{class_names[small]}' has only {counts[small]} row(s) outside the test split; {k} stratified folds need at least {k} per class")
-        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=random_state)
+        labels = y[rest]
+        order = np.concatenate([rng.permutation(rest[labels == c]) for c in np.flatnonzero(counts)])
     else:
-        splitter = KFold(n_splits=k, shuffle=True, random_state=random_state)
-    return [(np.sort(rest[tr]), np.sort(rest[va])) for tr, va in splitter.split(np.zeros(len(rest)), y[rest])]
+        order = rng.permutation(rest)
+    fold_of = np.empty(len(rest), dtype=np.int64)
+    fold_of[np.searchsorted(rest, order)] = (np.arange(len(order)) + rng.integers(k)) % k
+    return [(rest[fold_of != i], rest[fold_of == i]) for i in range(k)]
 
 
 def subsample(train: np.ndarray, y: np.ndarray, *, task: str, class_names: list[str] | None,
@@ -109,14 +123,18 @@ def subsample(train: np.ndarray, y: np.ndarray, *, task: str, class_names: list[
     return np.sort(np.concatenate(picked))
 
 
-def _proportional(counts: np.ndarray, k: int) -> np.ndarray:
-    """Largest-remainder allocation of k rows over classes, at least one per present class."""
+def _proportional(counts: np.ndarray, k: int, at_most: np.ndarray | None = None) -> np.ndarray:
+    """Largest-remainder allocation of k rows over classes: at least one per present
+    class and at most `at_most` (default: the class count) per class."""
+    at_most = counts if at_most is None else at_most
+    if at_most.sum() < k:
+        raise ValueError(f"cannot allocate {k} rows with at most {at_most.tolist()} per class")
     exact = counts * k / counts.sum()
-    quota = np.floor(exact).astype(np.int64)
     present = counts > 0
+    quota = np.minimum(np.floor(exact).astype(np.int64), at_most)
     quota[present] = np.maximum(quota[present], 1)
     while quota.sum() > k:  # the minimum of one per class overshot: take from the largest
         quota[np.argmax(np.where(quota > 1, quota, -1))] -= 1
     while quota.sum() < k:  # hand the rest to the classes furthest below their share
-        quota[np.argmax(np.where(quota < counts, exact - quota, -np.inf))] += 1
+        quota[np.argmax(np.where(quota < at_most, exact - quota, -np.inf))] += 1
     return quota

@@ -4,6 +4,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nnexp.data import load_table, prepare, prepare_folds
 from nnexp.data.split import split_indices, subsample
@@ -133,3 +135,83 @@ def test_train_size_errors():
         prepare(DataSpec(dataset="iris", train_size=500), seed=0)
     with pytest.raises(DataError, match=r"data.train_size: 2 rows cannot hold one of each of the 3 classes"):
         prepare(DataSpec(dataset="iris", train_size=2), seed=0)
+
+
+# --------------------------------------------------------------------------- against scikit-learn
+
+
+@pytest.mark.parametrize("dataset, val, test", [("digits", 0.25, 0.0), ("breast_cancer", 0.2, 0.2), ("wine", 0.1, 0.3),
+                                                ("iris", 0.15, 0.15)])
+def test_stratified_class_counts_match_scikit_learn(dataset, val, test):
+    """Our splitter draws other rows than train_test_split, but each class's count per split is the same to +-1."""
+    from sklearn.model_selection import train_test_split
+
+    table = load_table(DataSpec(dataset=dataset), 0)
+    ours = split_indices(table.y, task=table.task, class_names=table.class_names, val_fraction=val,
+                         test_fraction=test, seed=3, source=dataset)
+    rows = np.arange(len(table.y))
+    n_test, n_val = int(np.ceil(test * len(rows))), int(np.ceil(val * len(rows)))
+    theirs_rest, theirs_test = (train_test_split(rows, test_size=n_test, stratify=table.y, random_state=0)
+                                if n_test else (rows, None))
+    theirs_train, theirs_val = train_test_split(theirs_rest, test_size=n_val, stratify=table.y[theirs_rest], random_state=0)
+    k = len(table.class_names)
+    for mine, sk in zip(ours, (theirs_train, theirs_val, theirs_test)):
+        if sk is None:
+            assert mine is None
+            continue
+        assert len(mine) == len(sk)
+        diff = np.bincount(table.y[mine], minlength=k) - np.bincount(table.y[sk], minlength=k)
+        assert np.abs(diff).max() <= 1, diff
+
+
+@settings(max_examples=60, deadline=None)
+@given(counts=st.lists(st.integers(3, 40), min_size=2, max_size=6), val=st.floats(0.05, 0.4),
+       test=st.floats(0.0, 0.4), seed=st.integers(0, 2**31))
+def test_stratified_split_properties(counts, val, test, seed):
+    """Exact sizes, a partition, every class on every side, each class within one row of its share."""
+    y = np.random.default_rng(seed).permutation(np.repeat(np.arange(len(counts)), counts))
+    names = [str(c) for c in range(len(counts))]
+    try:
+        parts = split_indices(y, task="classification", class_names=names, val_fraction=val, test_fraction=test,
+                              seed=seed, source="s")
+    except DataError:
+        return  # too few rows for these fractions: refused up front
+    n = len(y)
+    n_test, n_val = (int(np.ceil(test * n)) if test > 0 else 0), int(np.ceil(val * n))
+    train, vals, tests = parts
+    assert len(vals) == n_val and (tests is None if not n_test else len(tests) == n_test)
+    got = [p for p in parts if p is not None]
+    np.testing.assert_array_equal(np.sort(np.concatenate(got)), np.arange(n))
+    for part in got:
+        share = np.bincount(y[part], minlength=len(counts))
+        assert share.min() >= 1
+    # where no bound binds (a share of at least one row, and enough rows left behind),
+    # each class gives its share of the rows to within one: the test split of all rows,
+    # the validation split of the rest
+    _check_share(y, tests, np.array(counts), n_test, keep=2)  # one row each kept back for train and val
+    _check_share(y, vals, np.bincount(y[np.concatenate([train, vals])], minlength=len(counts)), n_val, keep=1)
+
+
+def _check_share(y, taken, pool_counts, n_taken, keep):
+    if taken is None:
+        return
+    exact = pool_counts * n_taken / pool_counts.sum()
+    if exact.min() >= 1 and (pool_counts - keep - exact).min() >= 1:
+        assert np.abs(np.bincount(y[taken], minlength=len(pool_counts)) - exact).max() < 1 + 1e-9
+
+
+@pytest.mark.parametrize("k", [2, 3, 5, 7])
+def test_stratified_folds_are_balanced(k):
+    from nnexp.data.split import fold_indices
+
+    table = load_table(DataSpec(dataset="breast_cancer"), 0)
+    rest = np.arange(len(table.y))
+    folds = fold_indices(table.y, rest, task="classification", class_names=table.class_names, k=k, seed=1, source="bc")
+    sizes = [len(va) for _, va in folds]
+    assert max(sizes) - min(sizes) <= 1
+    per_class = np.array([np.bincount(table.y[va], minlength=2) for _, va in folds])
+    assert (per_class.max(axis=0) - per_class.min(axis=0)).max() <= 1
+    again = fold_indices(table.y, rest, task="classification", class_names=table.class_names, k=k, seed=1, source="bc")
+    for (a, b), (c, d) in zip(folds, again):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
