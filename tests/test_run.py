@@ -31,6 +31,21 @@ def test_digits_reaches_96_percent(tmp_path):
     assert result.metrics["test_accuracy"] >= 0.96
 
 
+@pytest.mark.parametrize("dataset, hidden", [("digits", [8]), ("breast_cancer", [2])])
+def test_reported_accuracy_and_f1_equal_scikit_learns(dataset, hidden):
+    """The figures in metrics.json, re-derived from the model's own test predictions by scikit-learn."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    result = run_experiment({"data": {"dataset": dataset}, "model": {"hidden": hidden},
+                             "optimizer": {"name": "sgd", "lr": 0.01}, "train": {"epochs": 2}}, results_dir=None)
+    data = result.prepared
+    pred = result.network.predict(data.X_test)
+    pred = pred.argmax(axis=1) if pred.ndim == 2 else (pred > 0.5).astype(int)
+    assert result.metrics["test_accuracy"] == pytest.approx(accuracy_score(data.y_test, pred), abs=1e-12)
+    assert result.metrics["test_f1"] == pytest.approx(f1_score(data.y_test, pred, average="macro", zero_division=0), abs=1e-12)
+    assert result.metrics["test_accuracy"] < 1.0  # an undertrained net: the predictions carry real mistakes
+
+
 def test_iris_reaches_93_percent():
     """Iris's test split has 30 rows, so one split is noisy: average over five seeds (splits)."""
     accuracies = [
@@ -220,10 +235,10 @@ def test_installed_command_runs_quietly(tmp_path, write_spec):
 
 def test_epochs_to_target_is_the_first_epoch_reaching_it():
     result = run_experiment({"data": {"dataset": "iris"}, "optimizer": {"name": "adam", "lr": 0.01},
-                             "train": {"epochs": 40, "target": {"monitor": "val_accuracy", "value": 0.9}}}, results_dir=None)
-    reached = [row["epoch"] for row in result.history if row["val_accuracy"] >= 0.9]
+                             "train": {"epochs": 40, "target": {"monitor": "val_accuracy", "value": 0.85}}}, results_dir=None)
+    reached = [row["epoch"] for row in result.history if row["val_accuracy"] >= 0.85]
     assert result.metrics["epochs_to_target"] == (reached[0] if reached else None)
-    assert reached, "iris reaches 90% validation accuracy within 40 epochs"
+    assert reached and reached[0] > 1, "iris reaches 85% validation accuracy within 40 epochs, not at once"
 
 
 def test_time_limit_stops_training():
