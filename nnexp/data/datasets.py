@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from nnexp.data.cache import cached
 from nnexp.errors import DataError
 from nnexp.spec import DATA_FILE_SUFFIXES, did_you_mean
 
@@ -61,15 +62,36 @@ class Builtin:
 
 
 def _sklearn_bundled(loader: str, *, regression: bool = False, **kwargs):
-    """A maker for one of scikit-learn's bundled (offline) data sets."""
+    """A maker for one of scikit-learn's bundled (offline) data sets, cached on disk."""
 
-    def make(n_samples: int, noise: float | None, seed: int):
+    def load():
         import sklearn.datasets
 
         bunch = getattr(sklearn.datasets, loader)(**kwargs)
         names = [str(n) for n in bunch.feature_names]
         classes = None if regression else [str(c) for c in bunch.target_names]
         return bunch.data, bunch.target, names, classes
+
+    def make(n_samples: int, noise: float | None, seed: int):
+        return cached(loader, kwargs, load)
+
+    return make
+
+
+def _sklearn_generated(function: str, noise: float, names: list[str], classes: list[str] | None, *,
+                       noise_arg: str = "noise", **kwargs):
+    """A maker for one of scikit-learn's generators (default noise `noise`), cached per (rows, noise, seed)."""
+
+    def make(n_samples: int, noise_level: float | None, seed: int):
+        args = {noise_arg: noise if noise_level is None else noise_level, **kwargs}
+
+        def generate():
+            import sklearn.datasets
+
+            X, y = getattr(sklearn.datasets, function)(n_samples, random_state=seed, **args)
+            return X, y, names, classes
+
+        return cached(function, {"n_samples": n_samples, "seed": seed, **args}, generate)
 
     return make
 
@@ -88,20 +110,6 @@ def _make_xor(n_samples: int, noise: float | None, seed: int):
     return X, y, _xy_names(2), ["same_sign", "opposite_sign"]
 
 
-def _make_moons(n_samples: int, noise: float | None, seed: int):
-    from sklearn.datasets import make_moons
-
-    X, y = make_moons(n_samples, noise=0.2 if noise is None else noise, random_state=seed)
-    return X, y, _xy_names(2), ["0", "1"]
-
-
-def _make_circles(n_samples: int, noise: float | None, seed: int):
-    from sklearn.datasets import make_circles
-
-    X, y = make_circles(n_samples, noise=0.1 if noise is None else noise, factor=0.5, random_state=seed)
-    return X, y, _xy_names(2), ["outer", "inner"]
-
-
 def _make_spirals(n_samples: int, noise: float | None, seed: int):
     """Two interleaved arms of 1.5 turns each, radius growing with the angle to 1."""
     rng = np.random.default_rng(seed)
@@ -111,20 +119,6 @@ def _make_spirals(n_samples: int, noise: float | None, seed: int):
     X = np.column_stack([t * np.cos(angle), t * np.sin(angle)])
     X += rng.normal(0.0, 0.05 if noise is None else noise, size=X.shape)
     return X, arm, _xy_names(2), ["0", "1"]
-
-
-def _make_blobs(n_samples: int, noise: float | None, seed: int):
-    from sklearn.datasets import make_blobs
-
-    X, y = make_blobs(n_samples, n_features=2, centers=3, cluster_std=1.0 if noise is None else noise, random_state=seed)
-    return X, y, _xy_names(2), ["0", "1", "2"]
-
-
-def _make_friedman1(n_samples: int, noise: float | None, seed: int):
-    from sklearn.datasets import make_friedman1
-
-    X, y = make_friedman1(n_samples, n_features=10, noise=1.0 if noise is None else noise, random_state=seed)
-    return X, y, _xy_names(10), None
 
 
 _SYNTHETIC_ROWS = 1000  # the DataSpec.n_samples default, shown by `nnexp datasets`
@@ -140,12 +134,20 @@ DATASETS: dict[str, Builtin] = {
         "real", "regression", 442, 10, None, _sklearn_bundled("load_diabetes", regression=True, scaled=False),
         "disease progression after one year",
     ),
-    "friedman1": Builtin("synthetic", "regression", _SYNTHETIC_ROWS, 10, None, _make_friedman1, "Friedman #1, noise 1.0"),
+    "friedman1": Builtin("synthetic", "regression", _SYNTHETIC_ROWS, 10, None,
+                         _sklearn_generated("make_friedman1", 1.0, _xy_names(10), None, n_features=10),
+                         "Friedman #1, noise 1.0"),
     "xor": Builtin("synthetic", "classification", _SYNTHETIC_ROWS, 2, 2, _make_xor, "4 quadrant blobs, noise 0.3"),
-    "moons": Builtin("synthetic", "classification", _SYNTHETIC_ROWS, 2, 2, _make_moons, "two half moons, noise 0.2"),
-    "circles": Builtin("synthetic", "classification", _SYNTHETIC_ROWS, 2, 2, _make_circles, "two rings, noise 0.1"),
+    "moons": Builtin("synthetic", "classification", _SYNTHETIC_ROWS, 2, 2,
+                     _sklearn_generated("make_moons", 0.2, _xy_names(2), ["0", "1"]), "two half moons, noise 0.2"),
+    "circles": Builtin("synthetic", "classification", _SYNTHETIC_ROWS, 2, 2,
+                       _sklearn_generated("make_circles", 0.1, _xy_names(2), ["outer", "inner"], factor=0.5),
+                       "two rings, noise 0.1"),
     "spirals": Builtin("synthetic", "classification", _SYNTHETIC_ROWS, 2, 2, _make_spirals, "two arms, noise 0.05"),
-    "blobs": Builtin("synthetic", "classification", _SYNTHETIC_ROWS, 2, 3, _make_blobs, "3 Gaussian blobs, noise 1.0"),
+    "blobs": Builtin("synthetic", "classification", _SYNTHETIC_ROWS, 2, 3,
+                     _sklearn_generated("make_blobs", 1.0, _xy_names(2), ["0", "1", "2"], noise_arg="cluster_std",
+                                        n_features=2, centers=3),
+                     "3 Gaussian blobs, noise 1.0"),
 }
 
 
