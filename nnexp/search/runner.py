@@ -298,8 +298,11 @@ def _run_parallel(tasks, options, workers, threads, backend: Backend, scheduler,
     """Stream records back as they finish; after a worker death, start a fresh batch without its trial(s)."""
     from joblib import Parallel
 
+    from nnexp.report import preload
+
     lost_errors = backend.lost_worker_errors()
     pending: OrderedDict[tuple, TrialTask] = OrderedDict((t.key, t) for t in tasks)
+    preloading = None
     with backend.context(workers, threads, scheduler):
         while pending:
             in_flight: dict[tuple, TrialTask] = {}
@@ -314,6 +317,9 @@ def _run_parallel(tasks, options, workers, threads, backend: Backend, scheduler,
                     pending.pop(key, None)
                     counts.running = min(workers, len(in_flight))
                     record_done(record)
+                    if len(in_flight) == len(pending) < workers and not preloading:
+                        # nothing left to dispatch: a core is now free for the report's libraries
+                        preloading = preload()
             except lost_errors as exc:
                 suspects = list(in_flight.values())
                 for task in suspects:

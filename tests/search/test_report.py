@@ -130,3 +130,21 @@ def test_welch_p_matches_scipy():
         assert welch_p(a, b) == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue, rel=1e-9)
     same = np.array([0.5, 0.5, 0.5])
     assert welch_p(same, same.copy()) == 1.0 and welch_p(same, same + 0.1) == 0.0
+
+
+def test_preload_imports_the_report_libraries_in_the_background():
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              "from nnexp.report import preload\n"
+              "assert 'pandas' not in sys.modules\n"
+              "thread = preload()\n"
+              "assert thread.daemon\n"
+              "thread.join(120)\n"
+              "import matplotlib\n"
+              "print(all(m in sys.modules for m in ('pandas', 'scipy.special', 'matplotlib.pyplot')),"
+              " matplotlib.get_backend().lower())\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "agg"]

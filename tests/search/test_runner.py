@@ -118,3 +118,16 @@ def test_unknown_backend_is_a_user_error(planned, tmp_path):
     loaded, plan = planned(SPACE)
     with pytest.raises(NnexpError, match="unknown backend"):
         run_search(loaded, plan, tmp_path, backend="spark", **FAKE)
+
+
+def test_parallel_searches_preload_the_report_libraries(planned, tmp_path, monkeypatch):
+    """Once nothing is left to dispatch, the main process loads what the report needs, once; in-process runs never."""
+    import nnexp.report
+
+    started = []
+    monkeypatch.setattr(nnexp.report, "preload", lambda: started.append(True) or True)
+    loaded, plan = planned({"optimizer.lr": [0.1, 0.01]})
+    run_search(loaded, plan, tmp_path / "one", n_jobs=1, **FAKE)
+    assert started == []
+    run_search(loaded, plan, tmp_path / "two", n_jobs=2, **FAKE)
+    assert started == [True]
