@@ -1,13 +1,16 @@
 """Search throughput: nnexp search with 1 and 2 jobs against scikit-learn's GridSearchCV, plus per-trial overhead.
 
-Run by hand (not a test):  python benchmarks/bench_search.py [--repeat 3] [--epochs 100] [--skip-sklearn]
+Run by hand (not a test):
+    python benchmarks/bench_search.py [--repeat 3] [--epochs 100] [--skip-sklearn] [--sklearn-one-job]
 
 Workload: 12 configurations (hidden [64] or [128] x lr 0.01 or 0.1 x relu/tanh/logistic)
 x 3 seeds x 100 epochs on digits (zscore, 25% validation, no test split, batch 32,
 SGD with momentum 0.9). Each contender runs as a whole command (subprocess) and is
 timed by wall clock, start-up included. GridSearchCV trains MLPClassifier with the
 same grid, one fixed validation split (PredefinedSplit), the same epochs and no
-early stopping, with n_jobs=2.
+early stopping, with n_jobs=2 (and n_jobs=1 with --sklearn-one-job). The script
+also measures this machine's own ceiling for a 1 -> 2 speed-up: the same training
+alone and as two copies at once (virtual CPUs rarely give two whole cores).
 
 Built-in data sets are cached on disk after their first load (~/.cache/nnexp), as
 after any first use of nnexp; the script loads digits once before timing anything, so
@@ -64,7 +67,7 @@ SKLEARN = textwrap.dedent("""
     from sklearn.preprocessing import StandardScaler
     import warnings
     warnings.filterwarnings("ignore")
-    epochs = int(sys.argv[1])
+    epochs, n_jobs = int(sys.argv[1]), int(sys.argv[2])
     X, y = load_digits(return_X_y=True)
     rows = np.arange(len(y))
     _, val = train_test_split(rows, test_size=0.25, stratify=y, random_state=0)
@@ -75,10 +78,40 @@ SKLEARN = textwrap.dedent("""
         early_stopping=False, tol=0.0, n_iter_no_change=epochs + 1, alpha=0.0))
     grid = {"mlpclassifier__hidden_layer_sizes": [(64,), (128,)], "mlpclassifier__learning_rate_init": [0.01, 0.1],
             "mlpclassifier__activation": ["relu", "tanh", "logistic"], "mlpclassifier__random_state": [0, 1, 2]}
-    search = GridSearchCV(model, grid, cv=PredefinedSplit(fold), n_jobs=2, refit=False, scoring="accuracy")
+    search = GridSearchCV(model, grid, cv=PredefinedSplit(fold), n_jobs=n_jobs, refit=False, scoring="accuracy")
     search.fit(X, y)
     print(len(search.cv_results_["params"]), float(np.max(search.cv_results_["mean_test_score"])))
 """)
+
+
+# One process training nnexp trials on one BLAS thread, timed inside (start-up excluded).
+SAME_WORK = textwrap.dedent("""
+    import time, warnings
+    from threadpoolctl import threadpool_limits
+    from nnexp.api import run_experiment
+    warnings.simplefilter("ignore")
+    spec = {"data": {"dataset": "digits", "val_fraction": 0.25, "test_fraction": 0.0}, "model": {"hidden": [64]},
+            "optimizer": {"name": "momentum", "momentum": 0.9, "lr": 0.01}, "train": {"epochs": 40, "batch_size": 32}}
+    with threadpool_limits(1):
+        run_experiment(spec, results_dir=None)  # imports, data
+        start = time.perf_counter()
+        for seed in range(4):
+            run_experiment({**spec, "seed": seed}, results_dir=None)
+    print(time.perf_counter() - start)
+""")
+
+
+def parallel_ceiling(rounds: int = 3) -> tuple[float, list[float]]:
+    """The best 1 -> 2 speed-up this machine allows right now: the same single-threaded
+    training alone, then two copies at once; 2 x alone / together (median of rounds)."""
+    ratios = []
+    for _ in range(rounds):
+        alone = float(timed([sys.executable, "-c", SAME_WORK], ROOT)[1])
+        pair = [subprocess.Popen([sys.executable, "-c", SAME_WORK], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, text=True) for _ in range(2)]
+        together = max(float(p.communicate()[0]) for p in pair)
+        ratios.append(2 * alone / together)
+    return sorted(ratios)[len(ratios) // 2], ratios
 
 
 def timed(cmd: list[str], cwd: Path) -> tuple[float, str]:
@@ -122,6 +155,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--skip-sklearn", action="store_true")
+    parser.add_argument("--sklearn-one-job", action="store_true",
+                        help="also time GridSearchCV with n_jobs=1: scikit-learn's own 1 -> 2 speed-up, for reference")
     parser.add_argument("--overhead-trials", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=1, help="runs of each command; the best time counts")
     args = parser.parse_args()
@@ -132,6 +167,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         spec = search_spec(folder, args.epochs)
+        sklearn_jobs = () if args.skip_sklearn else (1, 2) if args.sklearn_one_job else (2,)
         runs: dict[str, list[float]] = {}
         notes = {}
         for _ in range(args.repeat):  # alternate the contenders; keep each one's best (least disturbed) time
@@ -141,21 +177,27 @@ def main() -> None:
                 runs.setdefault(f"nnexp --n-jobs {n_jobs}", []).append(seconds)
                 summary = folder / f"jobs{n_jobs}" / "bench-digits" / "summary.csv"
                 notes[f"nnexp --n-jobs {n_jobs}"] = f"36 trials; best: {summary.read_text().splitlines()[1][:48]}..."
-            if not args.skip_sklearn:
-                seconds, out = timed([sys.executable, "-c", SKLEARN, str(args.epochs)], ROOT)
-                runs.setdefault("GridSearchCV n_jobs=2", []).append(seconds)
+            for n_jobs in sklearn_jobs:
+                seconds, out = timed([sys.executable, "-c", SKLEARN, str(args.epochs), str(n_jobs)], ROOT)
+                runs.setdefault(f"GridSearchCV n_jobs={n_jobs}", []).append(seconds)
                 fits, score = out.split()
-                notes["GridSearchCV n_jobs=2"] = f"{fits} fits; best val accuracy {float(score):.4f}"
+                notes[f"GridSearchCV n_jobs={n_jobs}"] = f"{fits} fits; best val accuracy {float(score):.4f}"
         times = {name: min(values) for name, values in runs.items()}
         for name, values in runs.items():
             shown = ", ".join(f"{v:.1f}" for v in values)
             print(f"{name:24s} best {times[name]:6.1f} s  (runs: {shown})  {notes[name]}", flush=True)
         per_trial = overhead(folder, args.overhead_trials)
+        ceiling, ceilings = parallel_ceiling()
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
     one, two = times["nnexp --n-jobs 1"], times["nnexp --n-jobs 2"]
     print()
     print(f"speed-up 1 -> 2 jobs:              {one / two:5.2f}x   (target >= 1.7x)")
+    print(f"  this machine's ceiling:          {ceiling:5.2f}x   (the same 1-thread training alone vs two copies at "
+          f"once: {', '.join(f'{c:.2f}' for c in ceilings)})")
+    if "GridSearchCV n_jobs=1" in times:
+        print(f"  GridSearchCV's own 1 -> 2 jobs:  "
+              f"{times['GridSearchCV n_jobs=1'] / times['GridSearchCV n_jobs=2']:5.2f}x")
     if "GridSearchCV n_jobs=2" in times:
         print(f"nnexp 2 jobs vs GridSearchCV:      {times['GridSearchCV n_jobs=2'] / two:5.2f}x faster   (target >= 2.5x)")
     for n_jobs, seconds in per_trial.items():
