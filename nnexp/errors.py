@@ -43,3 +43,13 @@ class StorageError(NnexpError):
     def writing(cls, path, exc: OSError, what: str = "cannot write") -> "StorageError":
         reason = exc.strerror or type(exc).__name__
         return cls(f"{path}: {what} ({reason})")
+
+
+class ClusterLost(NnexpError):
+    """The Dask scheduler went away mid-search (killed, network cut).
+
+    Not the user's input and not a bug: one `error:` line saying what was kept,
+    exit code 1; running the same command again resumes.
+    """
+
+    exit_code = 1

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ContextManager
 
-from nnexp.errors import NnexpError, StorageError
+from nnexp.errors import ClusterLost, NnexpError, StorageError
 from nnexp.search.store import (
     SearchLock,
     TrialStore,
@@ -78,6 +78,29 @@ def _dask_context(n_workers: int, threads: int, scheduler: str | None):
     except ImportError:
         raise NnexpError(DASK_MISSING) from None
 
+    with _client_logs_quiet():
+        yield from _dask_client(n_workers, scheduler, Client, LocalCluster)
+
+
+@contextmanager
+def _client_logs_quiet():
+    """While nnexp is the client, distributed's own log lines (tracebacks of reconnection
+    attempts and the like) stay off the terminal: what matters comes back as an exception."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+               if name == "distributed" or name.startswith("distributed.")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _dask_client(n_workers: int, scheduler: str | None, Client, LocalCluster):
     if scheduler:
         try:
             if Path(scheduler).is_file():
@@ -85,14 +108,27 @@ def _dask_context(n_workers: int, threads: int, scheduler: str | None):
             else:
                 client = Client(scheduler, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
-            raise NnexpError(f"--scheduler: cannot connect to the dask scheduler at {scheduler} "
-                             f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
+            raise NnexpError(f"--scheduler: cannot connect to the dask scheduler at {scheduler} ({_first_line(exc)})") from None
         with client:
             yield client
         return
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=":0") as cluster, Client(cluster, set_as_default=False) as client:
         yield client
+
+
+def _scheduler_lost_errors():
+    """What a client raises when its scheduler is gone: its futures are cancelled, its comms closed."""
+    from concurrent.futures import CancelledError
+
+    from distributed.comm.core import CommClosedError
+
+    return (CancelledError, CommClosedError)  # distributed's FutureCancelledError is a CancelledError
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def _dask_lost():
@@ -276,9 +312,9 @@ def run_search(
                     _run_parallel(tasks, options, workers, threads, BACKENDS[backend], scheduler, counts, record_done)
         except KeyboardInterrupt:
             interrupted = True
-        except StorageError as exc:  # disk full, folder made read-only: stop, say what is kept
-            raise StorageError(f"{exc.problems[0]}; the {counts.done} trial(s) finished before it this run are "
-                               f"kept in {store.path}; fix that and run the same command again to resume") from None
+        except (StorageError, ClusterLost) as exc:  # disk full, scheduler gone: stop, say what is kept
+            raise type(exc)(f"{exc.problems[0]}; the {counts.done} trial(s) finished before it this run are "
+                            f"kept in {store.path}; fix that and run the same command again to resume") from None
 
         latest = store.latest()
         records = [latest[t.key] for t in plan.trials if t.key in latest]
@@ -460,6 +496,8 @@ def _run_dask(tasks, options, n_workers: int, scheduler, counts: Progress, recor
         try:
             workers = max(1, sum(client.ncores().values()))
             _dask_rounds(client, pending, refs, options, workers, lost_errors, counts, record_done)
+        except _scheduler_lost_errors() as exc:
+            raise ClusterLost(f"lost the connection to the dask scheduler ({_first_line(exc)})") from None
         finally:
             try:
                 client.unregister_worker_plugin(plugin)

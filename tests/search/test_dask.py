@@ -251,3 +251,47 @@ def test_trial_that_keeps_killing_workers_is_recorded_failed(cluster, planned, t
     killed = status["identity"]
     assert killed["status"] == "failed" and killed["error"].startswith("KilledWorker: 2 workers died")
     assert "tcp://127.0.0.1:" in killed["error"]
+
+
+def test_lost_scheduler_exits_1_in_one_line_and_keeps_finished_trials(search_file, tmp_path):
+    """The scheduler is killed mid-search: one error line (no traceback, no dask log), exit 1,
+    every finished trial kept; the same command on another backend then runs only the rest."""
+    (tmp_path / "cluster").mkdir()
+    own = Cluster(tmp_path / "cluster")
+    experiment = {"data": {"dataset": "iris"}, "model": {"hidden": [32]}, "optimizer": {"name": "sgd", "lr": 0.1},
+                  "train": {"epochs": 300, "batch_size": 8}}
+    path = search_file({"model.activation": ["relu", "tanh", "logistic"]}, experiment=experiment)
+    log = tmp_path / "grid" / "trials.jsonl"
+    try:
+        own.start()
+        proc = subprocess.Popen([sys.executable, APP, "search", str(path), "--results-dir", str(tmp_path), "--backend",
+                                 "dask", "--scheduler", own.address, "--quiet"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                env={**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "3s"})
+        try:
+            deadline = time.time() + 60
+            while not (log.exists() and log.read_text().count("\n") >= 1):
+                assert time.time() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else ""
+                time.sleep(0.02)
+            os.killpg(own.procs[0].pid, signal.SIGKILL)  # the scheduler
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    finally:
+        own.client = None  # its scheduler is gone: nothing to close politely
+        own.stop()
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err and " - ERROR - " not in err, err
+    [line] = [line for line in err.splitlines() if line.startswith("error:")]
+    kept = trials(tmp_path / "grid")
+    assert "lost the connection to the dask scheduler" in line
+    assert f"the {len(kept)} trial(s) finished before it this run are kept in" in line and "resume" in line
+    assert 1 <= len(kept) < 6 and all(r["status"] == "ok" for r in kept)
+
+    result = search(path, "--results-dir", tmp_path, "--n-jobs", "1", "-q")
+    assert result.exit_code == 0, result.output
+    final = trials(tmp_path / "grid")
+    assert final[:len(kept)] == kept and len(final) == 6
+    assert len({(r["config_id"], r["seed"]) for r in final}) == 6
