@@ -41,9 +41,9 @@ def _split(idx: np.ndarray, y: np.ndarray | None, n_out: int, random_state: int,
         counts = np.bincount(labels)
         quota = _proportional(counts, n_out, at_most=np.where(counts > keep, counts - keep, np.minimum(counts, 1)))
         taken = np.concatenate([rng.permutation(idx[labels == c])[:quota[c]] for c in np.flatnonzero(counts)])
-    keep = np.ones(len(idx), dtype=bool)
-    keep[np.searchsorted(idx, taken)] = False  # idx is sorted
-    return idx[keep], np.sort(taken)
+    kept = np.ones(len(idx), dtype=bool)
+    kept[np.searchsorted(idx, taken)] = False  # idx is sorted
+    return idx[kept], np.sort(taken)
 
 
 def split_indices(y: np.ndarray, *, task: str, class_names: list[str] | None, val_fraction: float,
