@@ -8,6 +8,7 @@ Heavy libraries are imported inside the commands that need them, so that
 
 from __future__ import annotations
 
+import gc
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -199,7 +200,13 @@ _register_search_commands()
 
 def main():
     """Console entry point."""
-    app()
+    try:
+        app()
+    finally:
+        # Whatever is still alive at exit needs no cycle collection (files are closed, results
+        # written): freezing it skips a final sweep over pandas and matplotlib's objects that
+        # costs about 0.5 s of every command's wall time.
+        gc.freeze()
 
 
 if __name__ == "__main__":

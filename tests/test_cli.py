@@ -16,6 +16,25 @@ def test_version():
     assert result.exit_code == 0 and result.stdout.startswith("nnexp ")
 
 
+def test_entry_point_freezes_what_is_left_for_a_quick_exit(monkeypatch):
+    """main() ends by moving every live object out of the collector's reach (gc.freeze), also on errors."""
+    import gc
+
+    import pytest
+
+    from nnexp.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["nnexp", "validate", "no-such-spec.yaml"])
+    gc.unfreeze()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        assert exit_info.value.code == 2
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
 def test_validate_prints_resolved_spec(write_spec):
     path = write_spec({"data": {"dataset": "iris"}, "model": {"hidden": [8]}})
     result = runner.invoke(app, ["validate", str(path)])
