@@ -22,13 +22,15 @@ def run_cli(*args):
     return result
 
 
-def test_digits_reaches_96_percent(tmp_path):
-    result = run_experiment({"data": {"dataset": "digits", "normalize": "zscore"},
-                             "model": {"hidden": [100], "activation": "relu", "init": "he"},
-                             "optimizer": {"name": "adam", "lr": 0.001}, "train": {"epochs": 30, "batch_size": 32}},
-                            results_dir=None)
-    assert result.status == "ok"
-    assert result.metrics["test_accuracy"] >= 0.96
+def test_digits_reaches_96_percent():
+    """The quickstart's network. Digits' test split has 360 rows, so one split's accuracy moves by
+    about a point from seed to seed (0.958-0.981 over seeds 0-5): the test averages three seeds."""
+    spec = {"data": {"dataset": "digits", "normalize": "zscore"},
+            "model": {"hidden": [100], "activation": "relu", "init": "he"},
+            "optimizer": {"name": "adam", "lr": 0.001}, "train": {"epochs": 30, "batch_size": 32}}
+    results = [run_experiment({**spec, "seed": seed}, results_dir=None) for seed in range(3)]
+    assert all(r.status == "ok" for r in results)
+    assert np.mean([r.metrics["test_accuracy"] for r in results]) >= 0.96
 
 
 @pytest.mark.parametrize("dataset, hidden", [("digits", [8]), ("breast_cancer", [2])])
