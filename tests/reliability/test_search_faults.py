@@ -32,8 +32,10 @@ runner = CliRunner()
 SPACE = {"model.activation": ["relu", "tanh", "logistic"], "optimizer.lr": [0.01, 0.1]}  # x 2 repeats = 12 trials
 FAST = {"data": {"dataset": "iris"}, "model": {"hidden": [8]}, "optimizer": {"name": "sgd", "lr": 0.1},
         "train": {"epochs": 2, "batch_size": 32}}
+# about a second a trial: a search of 12 is still running well after its first lines, however slow
+# the test process is to notice them
 SLOW = {"data": {"dataset": "iris"}, "model": {"hidden": [32]}, "optimizer": {"name": "sgd", "lr": 0.1},
-        "train": {"epochs": 150, "batch_size": 8}}
+        "train": {"epochs": 600, "batch_size": 8}}
 
 
 def write_search(tmp_path, name="grid", experiment=FAST):
@@ -329,6 +331,7 @@ def test_parallel_search_ctrl_c_then_kill_9_then_resume(tmp_path, procs):
 
     procs.append(proc := start_search(path, tmp_path, n_jobs=2))
     wait_for_lines(log, 2, proc)
+    assert proc.poll() is None, "the search ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err.decode()

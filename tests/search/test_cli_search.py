@@ -138,12 +138,13 @@ def wait_for_lines(log: Path, n: int, proc, timeout=60.0):
 def test_interrupt_then_kill_then_resume(search_file, tmp_path):
     """Ctrl-C keeps finished trials (exit 130); kill -9 loses only the running one; a re-run finishes the rest."""
     experiment = {"data": {"dataset": "iris"}, "model": {"hidden": [32]}, "optimizer": {"name": "sgd", "lr": 0.1},
-                  "train": {"epochs": 150, "batch_size": 8}}
+                  "train": {"epochs": 600, "batch_size": 8}}  # about a second a trial: still running when interrupted
     path = search_file(SPACE, experiment=experiment)
     log = tmp_path / "grid" / "trials.jsonl"
 
     proc = start(path, tmp_path)
     wait_for_lines(log, 2, proc)
+    assert proc.poll() is None, "the search ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err.decode()
