@@ -6,9 +6,16 @@ import time
 from pathlib import Path
 
 
+# `nnexp search` with Ctrl-C working as in a terminal (see tests/search/app.py: a child
+# of the test process may inherit SIGINT ignored or blocked)
+NNEXP = [sys.executable, "-c", "import signal; signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
+                               "signal.signal(signal.SIGINT, signal.default_int_handler); "
+                               "from nnexp.cli import main; main()"]
+
+
 def start_search(path, results, n_jobs=1):
     """`nnexp search` in its own session, so its workers can be killed with it."""
-    return subprocess.Popen([sys.executable, "-m", "nnexp", "search", str(path), "--results-dir", str(results),
+    return subprocess.Popen([*NNEXP, "search", str(path), "--results-dir", str(results),
                              "--n-jobs", str(n_jobs), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 

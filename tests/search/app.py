@@ -1,13 +1,21 @@
-"""The nnexp app with the search commands, for tests (also run as a script by subprocess tests).
+"""The nnexp app, for tests; run as a script by the subprocess tests.
 
-Until nnexp.cli registers them itself, they are added here.
+As a script it first makes Ctrl-C work as in a terminal's foreground job: a
+child of the test process may inherit SIGINT ignored or blocked (seen in some
+full-suite runs: a SIGINT then had no effect), and Python keeps an inherited
+"ignore".
 """
 
-from nnexp.cli import app
-from nnexp.search_cli import register
+import signal
 
-if not any(c.name == "search" for c in app.registered_commands):
-    register(app)
+from nnexp.cli import app, main
+
+
+def interruptible() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 if __name__ == "__main__":
-    app()
+    interruptible()
+    main()
