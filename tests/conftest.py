@@ -40,10 +40,11 @@ def interrupt():
     """Ctrl-C for a running `nnexp search` subprocess: interrupt(proc, log).
 
     If trials keep arriving in `log` after the SIGINT, the signal did not take and
-    is sent again. (In a few full-suite runs in a fresh venv a SIGINT sent to a
-    running search had no effect at all: exit 0, no "interrupted" line. It never
-    happened in isolation; the cause is not known. A search that ignores Ctrl-C
-    for good still fails the tests, which assert exit 130.)
+    is sent again. (In some full-suite runs in a fresh venv a SIGINT had no effect
+    at all, however often sent: the search children had inherited SIGINT ignored
+    or blocked from the test process. They now start with Ctrl-C working as in a
+    terminal: see tests/search/app.py. A search that ignores Ctrl-C for good still
+    fails the tests, which assert exit 130.)
     """
 
     def send(proc, log, tries: int = 3, settle: float = 3.0) -> None:
