@@ -7,6 +7,12 @@ is a bug and keeps its traceback.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """`Type: first line of the message` (the type alone when there is none), for one-line errors."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:limit]}" if lines else type(exc).__name__
+
+
 class NnexpError(Exception):
     """Base of the errors that are the user's input, not our code."""
 

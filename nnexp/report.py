@@ -301,16 +301,6 @@ def _safe_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
-def _pyplot():
-    """pyplot on the Agg backend: reports are files, never windows."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def preload() -> threading.Thread:
     """Import the report's libraries (pandas, SciPy's t-distribution, matplotlib: about 2 s of
     CPU) in a background thread. A search whose trials run in worker processes starts this
@@ -322,7 +312,9 @@ def preload() -> threading.Thread:
             import pandas  # noqa: F401
             import scipy.special  # noqa: F401
 
-            _pyplot()
+            from nnexp.results import pyplot
+
+            pyplot()
         except Exception:  # noqa: BLE001 - an optimisation only: the report imports them again
             pass
 
@@ -335,10 +327,9 @@ def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
     """Per parameter a box + strip plot of the metric by value; learning curves of the best configurations."""
     import numpy as np
 
-    plt = _pyplot()
+    from nnexp.results import pyplot, save_figure
 
-    from nnexp.results import save_figure
-
+    plt = pyplot()
     files = []
     m, trials = result.metric, result.trials
     ok = trials[trials["status"] == "ok"] if m in trials else trials.iloc[0:0]

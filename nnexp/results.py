@@ -153,13 +153,21 @@ def load_model(path: str | os.PathLike) -> SavedModel:
     return SavedModel(spec, meta["task"], meta["class_names"], network, preprocessor)
 
 
-def plot_learning_curves(history: list[dict], task: str, path: Path) -> None:
-    """Loss and the main metric per epoch, train vs validation."""
+def pyplot():
+    """pyplot on the Agg backend: result plots are files, never windows."""
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_learning_curves(history: list[dict], task: str, path: Path) -> None:
+    """Loss and the main metric per epoch, train vs validation."""
     import pandas as pd
+
+    plt = pyplot()
 
     frame = pd.DataFrame(history)
     if "fold" in frame:

@@ -112,21 +112,17 @@ def check_data(plan) -> None:
     """Bad data is bad input (exit 2, nothing written), not a search whose every trial fails:
     prepare the first trial's data here before any worker starts. Configurations whose data
     differs (a searched `data.*` field) can still fail one by one, recorded as failed trials.
-    Built-in data sets are not checked: they cannot be unreadable, and loading one here would
-    cost a scikit-learn import (about 3 s on a small machine) before any worker starts."""
+    Built-in data sets are not checked: they cannot be unreadable, and loading one here could
+    cost a scikit-learn import (2-3 s while the data-set cache is cold) before any worker starts."""
     import warnings
 
-    from nnexp import data
+    from nnexp.train import load_data
 
     if not plan.trials or plan.trials[0].spec.data.is_builtin:
         return
-    spec = plan.trials[0].spec
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the trials report their data warnings themselves
-        if spec.data.cv_folds:
-            data.prepare_folds(spec.data, spec.seed, dtype=spec.train.dtype)
-        else:
-            data.prepare(spec.data, spec.seed, dtype=spec.train.dtype)
+        load_data(plan.trials[0].spec)
 
 
 def report(

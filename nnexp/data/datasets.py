@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nnexp.data.cache import cached
-from nnexp.errors import DataError
+from nnexp.errors import DataError, first_line
 from nnexp.spec import DATA_FILE_SUFFIXES, did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -193,11 +193,6 @@ def _check_path(path: str, field: str | None = "data.dataset") -> Path:
     return p
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
-
-
 def read_frame(path: str, field: str | None = "data.dataset") -> pd.DataFrame:
     """A CSV or Parquet file as a DataFrame with string column names and >= 1 row."""
     import pandas as pd
@@ -211,7 +206,7 @@ def read_frame(path: str, field: str | None = "data.dataset") -> pd.DataFrame:
     except PermissionError:
         raise DataError.at(path, "data.dataset", "no permission to read this file") from None
     except Exception as exc:  # noqa: BLE001 - parsers raise many types; all mean "bad file"
-        raise DataError.at(path, "data.dataset", f"cannot be read as {kind} ({_first_line(exc)})") from None
+        raise DataError.at(path, "data.dataset", f"cannot be read as {kind} ({first_line(exc, 200)})") from None
     if frame.shape[1] == 0:
         raise DataError.at(path, "data.dataset", "the file has no columns")
     if len(frame) == 0:
@@ -231,7 +226,7 @@ def read_npz(path: str, *, need_y: bool = True, field: str | None = "data.datase
     except PermissionError:
         raise DataError.at(path, "data.dataset", "no permission to read this file") from None
     except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
-        raise DataError.at(path, "data.dataset", f"cannot be read as npz ({_first_line(exc)})") from None
+        raise DataError.at(path, "data.dataset", f"cannot be read as npz ({first_line(exc, 200)})") from None
     needed = ["X", "y"] if need_y else ["X"]
     missing = [k for k in needed if k not in arrays]
     if missing:

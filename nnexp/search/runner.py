@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ContextManager
 
-from nnexp.errors import ClusterLost, NnexpError, StorageError
+from nnexp.errors import ClusterLost, NnexpError, StorageError, first_line
 from nnexp.search.store import (
     SearchLock,
     TrialStore,
@@ -108,7 +108,7 @@ def _dask_client(n_workers: int, scheduler: str | None, Client, LocalCluster):
             else:
                 client = Client(scheduler, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
-            raise NnexpError(f"--scheduler: cannot connect to the dask scheduler at {scheduler} ({_first_line(exc)})") from None
+            raise NnexpError(f"--scheduler: cannot connect to the dask scheduler at {scheduler} ({first_line(exc)})") from None
         with client:
             yield client
         return
@@ -124,11 +124,6 @@ def _scheduler_lost_errors():
     from distributed.comm.core import CommClosedError
 
     return (CancelledError, CommClosedError)  # distributed's FutureCancelledError is a CancelledError
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def _dask_lost():
@@ -497,7 +492,7 @@ def _run_dask(tasks, options, n_workers: int, scheduler, counts: Progress, recor
             workers = max(1, sum(client.ncores().values()))
             _dask_rounds(client, pending, refs, options, workers, lost_errors, counts, record_done)
         except _scheduler_lost_errors() as exc:
-            raise ClusterLost(f"lost the connection to the dask scheduler ({_first_line(exc)})") from None
+            raise ClusterLost(f"lost the connection to the dask scheduler ({first_line(exc)})") from None
         finally:
             try:
                 client.unregister_worker_plugin(plugin)

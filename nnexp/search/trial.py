@@ -100,10 +100,11 @@ def blas_threads() -> int | None:
 
 def one_line(exc: BaseException) -> str:
     """`Type: message (at file.py:line)`: enough to find the problem, short enough for a table."""
-    text = str(exc).strip().splitlines()
+    from nnexp.errors import first_line
+
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ") + where
+    return first_line(exc) + where
 
 
 def compact_history(history: list[dict], metric: str | None = None) -> dict[str, list]:
