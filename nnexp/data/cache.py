@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import io
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -55,19 +55,17 @@ def cached(name: str, params: dict, make: Callable[[], Made]) -> Made:
 
 
 def _store(path: Path, made: Made) -> None:
+    from nnexp.errors import StorageError
+    from nnexp.results import atomic_write
+
     X, y, feature_names, class_names = made
     arrays = {"X": np.asarray(X), "y": np.asarray(y), "feature_names": np.asarray(feature_names, dtype=str)}
     if class_names is not None:
         arrays["class_names"] = np.asarray(class_names, dtype=str)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)  # readers see the whole entry or none
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    except OSError:  # read-only home, full disk: the cache is only an optimisation
+        atomic_write(path, buffer.getvalue())  # readers see the whole entry or none
+    except (OSError, StorageError):  # read-only home, full disk: the cache is only an optimisation
         pass
