@@ -1,5 +1,6 @@
 """The on-disk cache of built-in data sets: same data as scikit-learn makes, no scikit-learn import once warm."""
 
+import os
 import subprocess
 import sys
 
@@ -104,7 +105,7 @@ def test_a_warm_trial_never_imports_scikit_learn(fresh_cache):
               " 'train': {'epochs': 1}}, results_dir=None)\n"
               "assert r.status == 'ok'\n"
               "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'scipy')))\n")
-    env = {**__import__("os").environ, "NNEXP_CACHE_DIR": str(fresh_cache)}
+    env = {**os.environ, "NNEXP_CACHE_DIR": str(fresh_cache)}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
