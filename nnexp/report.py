@@ -304,8 +304,8 @@ def _safe_name(text: str) -> str:
 def preload() -> threading.Thread:
     """Import the report's libraries (pandas, SciPy's t-distribution, matplotlib: about 2 s of
     CPU) in a background thread. A search whose trials run in worker processes starts this
-    when its last trials are running and a core has gone idle, so the tables and plots
-    follow the last trial sooner."""
+    as it launches them (its main process only waits from then on), so the tables and
+    plots follow the last trial at once instead of after the imports."""
 
     def load() -> None:
         try:

@@ -59,7 +59,7 @@ def search(
     from nnexp.errors import NnexpError
 
     with user_errors(), warnings_as_lines():
-        from nnexp.search.runner import BACKENDS, run_search
+        from nnexp.search.runner import BACKENDS, release_workers, run_search
         from nnexp.search.space import plan_search
         from nnexp.spec import load_search, parse_overrides
 
@@ -88,6 +88,7 @@ def search(
         with SearchProgress(console, loaded.spec.metric, enabled=show) as bar:
             outcome = run_search(loaded, plan, folder, n_jobs=n_jobs, backend=backend, scheduler=scheduler,
                                  fresh=not resume, retry_failed=retry_failed, progress=bar.update)
+        release_workers()
         trial_warnings = [w for r in outcome.records for w in r.get("warnings") or []]
         for note in dict.fromkeys(outcome.notes + trial_warnings):
             sys.stderr.write(f"warning: {note}\n")

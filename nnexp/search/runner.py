@@ -333,7 +333,9 @@ def _run_parallel(tasks, options, workers, threads, backend: Backend, scheduler,
 
     lost_errors = backend.lost_worker_errors()
     pending: OrderedDict[tuple, TrialTask] = OrderedDict((t.key, t) for t in tasks)
-    preloading = None
+    # The main process only waits from here on: it imports the report's libraries now, beside
+    # the workers, instead of alone on one core after the last trial.
+    preload()
     with backend.context(workers, threads, scheduler):
         while pending:
             in_flight: dict[tuple, TrialTask] = {}
@@ -348,9 +350,6 @@ def _run_parallel(tasks, options, workers, threads, backend: Backend, scheduler,
                     pending.pop(key, None)
                     counts.running = min(workers, len(in_flight))
                     record_done(record)
-                    if len(in_flight) == len(pending) < workers and not preloading:
-                        # nothing left to dispatch: a core is now free for the report's libraries
-                        preloading = preload()
             except lost_errors as exc:
                 suspects = list(in_flight.values())
                 for task in suspects:
@@ -366,6 +365,20 @@ def _run_parallel(tasks, options, workers, threads, backend: Backend, scheduler,
                 if close is not None:
                     close()  # Ctrl-C: joblib aborts the running trials, nothing new is scheduled
                 counts.running = 0
+
+
+def release_workers() -> None:
+    """Let joblib's idle loky workers exit now, without waiting for them.
+
+    joblib keeps them for the next search in this process, and at interpreter exit the
+    main process waits while they shut down; a command that is about to end calls this
+    first, so they exit while it writes the report.
+    """
+    from joblib.externals.loky import reusable_executor
+
+    executor = getattr(reusable_executor, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=False)
 
 
 def _dispatch(batch, in_flight: dict, counts: Progress, workers: int, options: dict):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from nnexp.search.runner import run_search, worker_plan
+from nnexp.search.runner import release_workers, run_search, worker_plan
 from nnexp.search.store import TrialStore
 
 from .fakes import fake_train, no_data
@@ -112,6 +112,32 @@ def test_parallel_streams_with_capped_blas_threads(planned, tmp_path):
     assert {r["threads"] for r in parallel.records} <= {threads, None} and workers * threads <= max(2, workers)
 
 
+def test_released_workers_exit_and_a_later_search_gets_new_ones(planned, tmp_path):
+    """The CLI lets the pool go before writing the report: its processes end without the main process waiting."""
+    import os
+    import time
+
+    loaded, plan = planned({"optimizer.lr": [0.1, 0.01]})
+    first = run_search(loaded, plan, tmp_path / "a", n_jobs=2, **FAKE)
+    pids = {r["pid"] for r in first.records}
+    assert len(pids) == 2 and os.getpid() not in pids
+    release_workers()
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in pids)
+    second = run_search(loaded, plan, tmp_path / "b", n_jobs=2, **FAKE)
+    assert second.count("ok") == len(plan.trials) and not pids & {r["pid"] for r in second.records}
+
+
 def test_unknown_backend_is_a_user_error(planned, tmp_path):
     from nnexp.errors import NnexpError
 
@@ -121,7 +147,7 @@ def test_unknown_backend_is_a_user_error(planned, tmp_path):
 
 
 def test_parallel_searches_preload_the_report_libraries(planned, tmp_path, monkeypatch):
-    """Once nothing is left to dispatch, the main process loads what the report needs, once; in-process runs never."""
+    """While workers train, the main process loads what the report needs, once; in-process runs never."""
     import nnexp.report
 
     started = []
