@@ -35,14 +35,33 @@ AUTO_ROWS_PER_CLASS = 5
 
 @dataclass
 class Table:
-    """All rows of a data set before splitting: raw features and encoded target."""
+    """All rows of a data set before splitting: raw features and encoded target.
 
-    features: pd.DataFrame          # original columns and dtypes, target removed
+    A built-in keeps its features as one float array (`numeric`, named by `columns`),
+    so preparing it needs no pandas: a search worker never imports it. `features`
+    is the DataFrame view, made when first asked for.
+    """
+
+    frame: pd.DataFrame | None      # original columns and dtypes, target removed (None: see numeric)
     y: np.ndarray                   # int64 class indices 0..K-1, or float64 targets
     task: str                       # "classification" | "regression"
     class_names: list[str] | None   # index -> name; None for regression
     target: str                     # name of the target column ("y" for npz files)
     source: str                     # data set name or file path, for messages
+    numeric: np.ndarray | None = None  # (n, d) float64, finite and complete: the built-ins
+    names: list[str] | None = None     # the columns of `numeric`
+
+    @property
+    def features(self) -> pd.DataFrame:
+        if self.frame is None:
+            import pandas as pd
+
+            self.frame = pd.DataFrame(self.numeric, columns=self.names)
+        return self.frame
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.names) if self.frame is None else [str(c) for c in self.frame.columns]
 
 
 # --------------------------------------------------------------------------- built-ins
@@ -163,15 +182,13 @@ def list_datasets() -> list[dict]:
 def load_builtin(name: str, *, n_samples: int = _SYNTHETIC_ROWS, noise: float | None = None,
                  seed: int = 0, task: str = "auto") -> Table:
     """A built-in data set; synthetic ones are drawn with `seed`."""
-    import pandas as pd
-
     entry = DATASETS[name]
     if task not in ("auto", entry.task):
         raise DataError.at(name, "data.task", f"'{name}' is a {entry.task} data set, not {task}")
     X, y, feature_names, class_names = entry.make(n_samples, noise, seed)
-    features = pd.DataFrame(np.ascontiguousarray(X, dtype=np.float64), columns=feature_names)
     y = np.asarray(y, dtype=np.int64 if class_names is not None else np.float64)
-    return Table(features, y, entry.task, class_names, "target", name)
+    return Table(None, y, entry.task, class_names, "target", name,
+                 numeric=np.ascontiguousarray(X, dtype=np.float64), names=list(feature_names))
 
 
 # --------------------------------------------------------------------------- files

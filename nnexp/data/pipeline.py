@@ -108,8 +108,9 @@ def _check_dtype(dtype: str) -> None:
 
 def _load(spec: DataSpec, seed: int) -> Table:
     table = load_table(spec, seed)
-    check_features(table.features, list(table.features.columns), {} if spec.impute == "none" else None, table.source)
-    check_levels(table.features, spec.max_categories, table.source)
+    if table.numeric is None:  # a built-in's numbers are finite and complete (tests/data/test_datasets.py)
+        check_features(table.features, table.columns, {} if spec.impute == "none" else None, table.source)
+        check_levels(table.features, spec.max_categories, table.source)
     return table
 
 
@@ -117,16 +118,21 @@ def _build(table: Table, spec: DataSpec, train: np.ndarray, val: np.ndarray | No
            *, seed: int, dtype: str, fold: int | None = None) -> PreparedData:
     train = subsample(train, table.y, task=table.task, class_names=table.class_names,
                       train_size=spec.train_size, seed=seed, source=table.source)
-    features = table.features
-    prep = Preprocessor.fit(features.iloc[train], table.y[train], task=table.task, class_names=table.class_names,
+    if table.numeric is not None:
+        def rows_of(rows):
+            return table.numeric[rows]
+    else:
+        def rows_of(rows):
+            return table.features.iloc[rows]
+    prep = Preprocessor.fit(rows_of(train), table.y[train], task=table.task, class_names=table.class_names,
                             target=table.target, normalize=spec.normalize, impute=spec.impute,
                             max_categories=spec.max_categories, pca_components=spec.pca_components,
-                            pca_whiten=spec.pca_whiten, dtype=dtype, source=table.source)
+                            pca_whiten=spec.pca_whiten, dtype=dtype, source=table.source, columns=table.columns)
 
     def arrays(rows):
         if rows is None:
             return None, None
-        X = prep.transform_features(features.iloc[rows], dtype, source=table.source)
+        X = prep.transform_features(rows_of(rows), dtype, source=table.source)
         return X, prep.transform_target(table.y[rows], dtype)
 
     (X_train, y_train), (X_val, y_val), (X_test, y_test) = arrays(train), arrays(val), arrays(test)

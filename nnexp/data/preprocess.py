@@ -81,19 +81,28 @@ class Preprocessor:
     # ------------------------------------------------------------------ fit
 
     @classmethod
-    def fit(cls, frame: pd.DataFrame, y: np.ndarray, *, task: str, class_names: list[str] | None = None,
+    def fit(cls, frame: pd.DataFrame | np.ndarray, y: np.ndarray, *, task: str, class_names: list[str] | None = None,
             target: str = "target", normalize: str = "zscore", impute: str = "none", max_categories: int = 100,
             pca_components: int | float = 0.95, pca_whiten: bool = False, dtype: str = "float32",
-            source: str = "data") -> Preprocessor:
-        """Learn every statistic from these (training) rows; y: class indices or raw targets."""
+            source: str = "data", columns: list[str] | None = None) -> Preprocessor:
+        """Learn every statistic from these (training) rows; y: class indices or raw targets.
+
+        `frame` may also be a numeric array, its columns named by `columns`: then no
+        column is categorical and pandas is not needed.
+        """
         if normalize not in NORMALIZATIONS or impute not in IMPUTATIONS:
             raise ValueError(f"normalize={normalize!r}, impute={impute!r}")
-        frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
-        columns = list(frame.columns)
-        categorical = column_kinds(frame)
+        numeric = isinstance(frame, np.ndarray)
+        if numeric:
+            columns = [str(c) for c in columns] if columns is not None else [f"x{i + 1}" for i in range(frame.shape[1])]
+            categorical = [False] * len(columns)
+        else:
+            frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
+            columns = list(frame.columns)
+            categorical = column_kinds(frame)
         fill: dict[str, float | str] = {}
         if impute != "none":
-            fill = _fit_fill(frame, categorical, impute, source)
+            fill = _fit_fill_numeric(frame, columns, impute, source) if numeric else _fit_fill(frame, categorical, impute, source)
         levels = {}
         for col, cat in zip(columns, categorical):
             if cat:
@@ -107,7 +116,7 @@ class Preprocessor:
                   scale=np.ones(len(encoded_names)), pca_mean=None, components=None, pca_scale=None,
                   feature_names=encoded_names, task=task, target=target, class_names=class_names,
                   target_mean=0.0, target_std=1.0, dtype=dtype)
-        X = pre._encode(frame, source, warn=False)
+        X = pre._encode_numeric(frame, source) if numeric else pre._encode(frame, source, warn=False)
         pre.normalize = normalize
         if normalize != "none":
             pre._fit_scaling(X, encoded_names, normalize, source)
@@ -166,8 +175,10 @@ class Preprocessor:
     def transform_features(self, data, dtype: str | None = None, *, source: str = "input") -> np.ndarray:
         """Raw rows (DataFrame with the original columns, extras ignored; or an array in column order)
         -> network input of shape (n_samples, n_features), C-contiguous."""
-        frame = self._as_frame(data, source)
-        X = self._encode(frame, source, warn=True)
+        if isinstance(data, np.ndarray) and data.dtype.kind in "biuf" and not any(self.categorical):
+            X = self._encode_numeric(self._as_matrix(data, source), source)
+        else:
+            X = self._encode(self._as_frame(data, source), source, warn=True)
         if self.normalize != "none":
             X = (X[:, self.keep] - self.shift) / self.scale
         if self.components is not None:
@@ -219,12 +230,32 @@ class Preprocessor:
             if missing:
                 raise DataError.at(source, None, f"missing feature column(s) {_names(missing)} that the model was trained on")
             return frame[self.columns]
-        X = np.asarray(data)
+        return pd.DataFrame(self._as_matrix(np.asarray(data), source), columns=self.columns)
+
+    def _as_matrix(self, X: np.ndarray, source: str) -> np.ndarray:
+        """An array of rows in column order, as (n_samples, n_columns); one row may come flat."""
         if X.ndim == 1:
             X = X.reshape(1, -1) if len(self.columns) > 1 else X.reshape(-1, 1)
         if X.ndim != 2 or X.shape[1] != len(self.columns):
             raise DataError.at(source, None, f"expected {len(self.columns)} feature columns ({_names(self.columns)}), got shape {X.shape}")
-        return pd.DataFrame(X, columns=self.columns)
+        return X
+
+    def _encode_numeric(self, X: np.ndarray, source: str) -> np.ndarray:
+        """`_encode` for an all-numeric array: the same checks and fills, without pandas."""
+        X = np.array(X, dtype=np.float64)  # a copy: filled in place below
+        missing = np.isnan(X)
+        refused = [j for j, col in enumerate(self.columns) if col not in self.fill]
+        if missing[:, refused].any():
+            counts = {self.columns[j]: int(missing[:, j].sum()) for j in refused if missing[:, j].any()}
+            raise _missing_values(counts, int(missing[:, refused].any(axis=1).sum()), source)
+        infinite = np.isinf(X).sum(axis=0)
+        if infinite.any():
+            j = int(np.flatnonzero(infinite)[0])
+            raise DataError.at(source, None, f"column '{self.columns[j]}' has {int(infinite[j])} infinite value(s)")
+        for j, col in enumerate(self.columns):
+            if col in self.fill and missing[:, j].any():
+                X[missing[:, j], j] = self.fill[col]
+        return X
 
     def _encode(self, frame: pd.DataFrame, source: str, *, warn: bool) -> np.ndarray:
         """Impute, check and one-hot encode: (n_samples, n_encoded) float64."""
@@ -364,9 +395,13 @@ def _check_missing(frame: pd.DataFrame, columns: list[str], fill: dict, source: 
             counts[col] = int(missing.sum())
             rows |= missing
     if counts:
-        detail = ", ".join(f"'{c}' ({n})" for c, n in list(counts.items())[:8])
-        more = f" and {len(counts) - 8} more columns" if len(counts) > 8 else ""
-        raise DataError.at(source, "data.impute", f"{int(rows.sum())} row(s) have missing values in column(s) {detail}{more}; set data.impute: mean or median, or clean the file")
+        raise _missing_values(counts, int(rows.sum()), source)
+
+
+def _missing_values(counts: dict[str, int], rows: int, source: str) -> DataError:
+    detail = ", ".join(f"'{c}' ({n})" for c, n in list(counts.items())[:8])
+    more = f" and {len(counts) - 8} more columns" if len(counts) > 8 else ""
+    return DataError.at(source, "data.impute", f"{rows} row(s) have missing values in column(s) {detail}{more}; set data.impute: mean or median, or clean the file")
 
 
 def _fit_fill(frame: pd.DataFrame, categorical: list[bool], impute: str, source: str) -> dict[str, float | str]:
@@ -385,6 +420,17 @@ def _fit_fill(frame: pd.DataFrame, categorical: list[bool], impute: str, source:
         else:
             values = _numeric(series, col, source)[present]
             fill[col] = float(values.mean() if impute == "mean" else np.median(values))
+    return fill
+
+
+def _fit_fill_numeric(X: np.ndarray, columns: list[str], impute: str, source: str) -> dict[str, float]:
+    """`_fit_fill` for an all-numeric array."""
+    fill: dict[str, float] = {}
+    for j, col in enumerate(columns):
+        values = X[:, j][~np.isnan(X[:, j])]
+        if not len(values):
+            raise DataError.at(source, "data.impute", f"column '{col}' has no values in the training rows to impute from")
+        fill[col] = float(values.mean() if impute == "mean" else np.median(values))
     return fill
 
 

@@ -95,16 +95,16 @@ def test_default_location_follows_xdg(monkeypatch, tmp_path):
     assert cache_dir() == tmp_path / "nnexp"
 
 
-def test_a_warm_trial_never_imports_scikit_learn(fresh_cache):
+def test_a_warm_trial_never_imports_scikit_learn_or_pandas(fresh_cache):
     """What makes search workers start fast: with the cache warm, training a
-    network on a built-in set imports neither scikit-learn nor SciPy."""
+    network on a built-in set imports neither scikit-learn, SciPy nor pandas."""
     load_table(DataSpec(dataset="digits"), seed=0)
     script = ("import sys\n"
               "from nnexp.api import run_experiment\n"
               "r = run_experiment({'data': {'dataset': 'digits', 'cv_folds': 2}, 'model': {'hidden': [4]},"
               " 'train': {'epochs': 1}}, results_dir=None)\n"
               "assert r.status == 'ok'\n"
-              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'scipy')))\n")
+              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'scipy', 'pandas')))\n")
     env = {**os.environ, "NNEXP_CACHE_DIR": str(fresh_cache)}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr

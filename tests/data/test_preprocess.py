@@ -191,3 +191,63 @@ def test_transform_accepts_arrays_and_checks_columns():
         prep.transform_features(train.drop(columns=["f2"]))
     shuffled = train[["f3", "f1", "f0", "f2"]].assign(extra=1)
     np.testing.assert_array_equal(prep.transform_features(shuffled), prep.transform_features(train))
+
+
+NUMERIC_CASES = [dict(normalize="zscore"), dict(normalize="minmax"), dict(normalize="none"),
+                 dict(normalize="pca", pca_components=0.9, pca_whiten=True), dict(normalize="zscore", impute="median")]
+
+
+@pytest.mark.parametrize("case", NUMERIC_CASES, ids=lambda c: "-".join(map(str, c.values())))
+@pytest.mark.parametrize("name", ["iris", "digits", "diabetes", "xor"])
+def test_builtins_prepare_from_arrays_as_from_a_dataframe(monkeypatch, name, case):
+    """Built-ins are prepared from one float array (no pandas); the result is the DataFrame path's, exactly."""
+    import nnexp.data.pipeline as pipeline
+    from nnexp.data.datasets import Table
+
+    spec = DataSpec(dataset=name, val_fraction=0.2, test_fraction=0.2, **case)
+    table = load_table(spec, 0)
+    assert table.frame is None and table.numeric.dtype == np.float64 and len(table.columns) == table.numeric.shape[1]
+    fast = prepare(spec, seed=0)
+    as_frame = Table(table.features, table.y, table.task, table.class_names, table.target, table.source)
+    monkeypatch.setattr(pipeline, "load_table", lambda spec, seed: as_frame)
+    slow = prepare(spec, seed=0)
+    for split in ("train", "val", "test"):
+        for part in ("X", "y"):
+            np.testing.assert_array_equal(getattr(fast, f"{part}_{split}"), getattr(slow, f"{part}_{split}"))
+    a, b = fast.preprocessor.to_arrays(), slow.preprocessor.to_arrays()
+    assert a.keys() == b.keys() and fast.feature_names == slow.feature_names
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+@pytest.mark.parametrize("impute", ["none", "mean"])
+def test_array_rows_are_checked_and_filled_as_dataframe_rows(impute):
+    """transform_features on a numeric array (no pandas) refuses and fills exactly as on a DataFrame."""
+    train = _frame(0)
+    if impute != "none":
+        train.iloc[[1, 4], 2] = np.nan
+    prep = _fit(train, impute=impute)
+    rows = np.array(_frame(1).to_numpy()[:6])
+    rows[[0, 3], 2] = np.nan
+    rows[2, 0] = np.nan
+    rows[5, 3] = np.inf
+
+    def outcome(data):
+        try:
+            return prep.transform_features(data)
+        except DataError as exc:
+            return str(exc)
+
+    def both():
+        return outcome(rows), outcome(pd.DataFrame(rows, columns=train.columns))
+
+    as_array, as_frame = both()
+    assert isinstance(as_array, str) and as_array == as_frame
+    assert ("'f0' (1), 'f2' (2)" if impute == "none" else "'f3' has 1 infinite") in as_array
+    rows[5, 3] = 1.0
+    as_array, as_frame = both()
+    if impute == "none":
+        assert isinstance(as_array, str) and as_array == as_frame and "3 row(s)" in as_array
+    else:
+        np.testing.assert_array_equal(as_array, as_frame)
+        assert np.isfinite(as_array).all()
