@@ -37,7 +37,7 @@ AUTO_ROWS_PER_CLASS = 5
 class Table:
     """All rows of a data set before splitting: raw features and encoded target.
 
-    A built-in keeps its features as one float array (`numeric`, named by `columns`),
+    A built-in keeps its features as one float array (`numeric`, its columns `names`),
     so preparing it needs no pandas: a search worker never imports it. `features`
     is the DataFrame view, made when first asked for.
     """
