@@ -501,6 +501,9 @@ def _run_dask(tasks, options, n_workers: int, scheduler, counts: Progress, recor
         lost_errors = backend.lost_worker_errors()
         plugin = f"nnexp-data-{uuid.uuid4().hex[:12]}"
         client.register_plugin(ShippedData(data), name=plugin)
+        from nnexp.report import preload
+
+        preload()  # as in _run_parallel: the client only waits from here on
         try:
             workers = max(1, sum(client.ncores().values()))
             _dask_rounds(client, pending, refs, options, workers, lost_errors, counts, record_done)

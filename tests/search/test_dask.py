@@ -253,6 +253,18 @@ def test_trial_that_keeps_killing_workers_is_recorded_failed(cluster, planned, t
     assert "tcp://127.0.0.1:" in killed["error"]
 
 
+def test_the_client_loads_the_report_libraries_while_the_cluster_trains(cluster, planned, tmp_path, monkeypatch):
+    import nnexp.report
+
+    started = []
+    monkeypatch.setattr(nnexp.report, "preload", lambda: started.append(True))
+    cluster.ready()
+    loaded, plan = planned({"optimizer.lr": [0.1, 0.01]}, repeats=1)
+    outcome = run_search(loaded, plan, tmp_path / "out", backend="dask", scheduler=cluster.address,
+                         train_fn=fakes.fake_train, data_fn=fakes.no_data)
+    assert outcome.count("ok") == 2 and started == [True]
+
+
 def test_lost_scheduler_exits_1_in_one_line_and_keeps_finished_trials(search_file, tmp_path):
     """The scheduler is killed mid-search: one error line (no traceback, no dask log), exit 1,
     every finished trial kept; the same command on another backend then runs only the rest."""
