@@ -58,6 +58,19 @@ def test_grid_on_iris_with_two_jobs_matches_one_job(search_file, tmp_path):
         assert r["history"] == other["history"]
 
 
+def test_search_lets_its_workers_go_before_writing_the_report(search_file, tmp_path, monkeypatch):
+    import nnexp.report
+    import nnexp.search.runner
+
+    events = []
+    release, build = nnexp.search.runner.release_workers, nnexp.report.report
+    monkeypatch.setattr(nnexp.search.runner, "release_workers", lambda: events.append("release") or release())
+    monkeypatch.setattr(nnexp.report, "report", lambda folder: events.append("report") or build(folder))
+    result = search(search_file({"optimizer.lr": [0.1, 0.01]}), "--results-dir", tmp_path, "--n-jobs", 2, "-q")
+    assert result.exit_code == 0, result.output
+    assert events == ["release", "report"]
+
+
 def test_diverging_configuration_is_recorded_while_others_complete(search_file, tmp_path):
     path = search_file({"optimizer.lr": [0.1, 1e6]}, repeats=1)
     result = search(path, "--results-dir", tmp_path, "--n-jobs", 1, "--quiet")
