@@ -172,12 +172,10 @@ def _params(params) -> str:
 
 
 def _plot(args, curves, grids, metric: str, lower: bool) -> None:
-    import matplotlib
+    from nnexp.results import new_figure, save_figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig = new_figure(figsize=(6.4, 4.0))
+    ax = fig.subplots()
     x = np.arange(1, curves.shape[1] + 1)
     for i, curve in enumerate(curves):
         ax.step(x, curve, where="post", color="tab:blue", alpha=0.35, lw=1, label="random (one search seed)" if i == 0 else None)
@@ -194,8 +192,7 @@ def _plot(args, curves, grids, metric: str, lower: bool) -> None:
     ax.set_title("grid vs random search")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(args.out / "grid_vs_random.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, args.out / "grid_vs_random.png")
 
 
 if __name__ == "__main__":

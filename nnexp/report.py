@@ -312,9 +312,8 @@ def preload() -> threading.Thread:
             import pandas  # noqa: F401
             import scipy.special  # noqa: F401
 
-            from nnexp.results import pyplot
-
-            pyplot()
+            import matplotlib.backends.backend_agg  # noqa: F401 - what saving a PNG draws with
+            import matplotlib.figure  # noqa: F401
         except Exception:  # noqa: BLE001 - an optimisation only: the report imports them again
             pass
 
@@ -327,9 +326,8 @@ def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
     """Per parameter a box + strip plot of the metric by value; learning curves of the best configurations."""
     import numpy as np
 
-    from nnexp.results import pyplot, save_figure
+    from nnexp.results import new_figure, save_figure
 
-    plt = pyplot()
     files = []
     m, trials = result.metric, result.trials
     ok = trials[trials["status"] == "ok"] if m in trials else trials.iloc[0:0]
@@ -339,7 +337,8 @@ def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
         data = [ok.loc[ok[param_column(p)] == v, m].dropna().to_numpy() for v in values]
         if not any(len(d) for d in data):
             continue
-        fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(values) + 2), 3.6))
+        fig = new_figure(figsize=(max(4.0, 1.2 * len(values) + 2), 3.6))
+        ax = fig.subplots()
         ax.boxplot([d if len(d) else [np.nan] for d in data], widths=0.5, showfliers=False)
         for i, d in enumerate(data, start=1):
             ax.scatter(i + rng.uniform(-0.12, 0.12, len(d)), d, s=14, alpha=0.7, color="tab:blue", zorder=3)
@@ -357,7 +356,8 @@ def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
     if curves:
         keys = [k for k in ("val_loss", m if m != "val_loss" else None) if k and any(k in r["history"] for r in curves)]
         if keys:
-            fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 3.6), squeeze=False)
+            fig = new_figure(figsize=(5.2 * len(keys), 3.6))
+            axes = fig.subplots(1, len(keys), squeeze=False)
             colors = {cid: f"C{i}" for i, cid in enumerate(best)}
             for ax, k in zip(axes[0], keys):
                 for cid in best:

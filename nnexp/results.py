@@ -153,27 +153,24 @@ def load_model(path: str | os.PathLike) -> SavedModel:
     return SavedModel(spec, meta["task"], meta["class_names"], network, preprocessor)
 
 
-def pyplot():
-    """pyplot on the Agg backend: result plots are files, never windows."""
-    import matplotlib
+def new_figure(**kwargs):
+    """A matplotlib Figure outside pyplot: result plots are files, drawn by Agg whatever the
+    backend, and the caller's pyplot (a notebook's inline backend, its open figures) is left alone."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
 def plot_learning_curves(history: list[dict], task: str, path: Path) -> None:
     """Loss and the main metric per epoch, train vs validation."""
     import pandas as pd
 
-    plt = pyplot()
-
     frame = pd.DataFrame(history)
     if "fold" in frame:
         frame = frame[frame["fold"] == frame["fold"].iloc[0]]
     metric = "val_accuracy" if task == "classification" else "val_rmse"
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    fig = new_figure(figsize=(10, 4), layout="constrained")
+    axes = fig.subplots(1, 2)
     axes[0].plot(frame["epoch"], frame["train_loss"], label="train (running, training mode)")
     if "val_loss" in frame:
         axes[0].plot(frame["epoch"], frame["val_loss"], label="validation")
@@ -192,9 +189,7 @@ def plot_learning_curves(history: list[dict], task: str, path: Path) -> None:
 
 
 def save_figure(fig, path: Path) -> None:
-    """Save a matplotlib figure atomically (temp name, rename) and close it; OS failures are StorageErrors."""
-    import matplotlib.pyplot as plt
-
+    """Save a figure as PNG atomically (temp name, rename); OS failures are StorageErrors."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.png")
     try:
@@ -206,5 +201,3 @@ def save_figure(fig, path: Path) -> None:
         except OSError:
             pass
         raise StorageError.writing(path, exc) from None
-    finally:
-        plt.close(fig)

@@ -31,3 +31,26 @@ def test_gradcheck_api():
     report = nnexp.gradcheck({"data": {"dataset": "xor", "n_samples": 40}, "model": {"hidden": [3], "activation": "tanh"}})
     assert set(report.errors) == {"layer1.W", "layer1.b", "output.W", "output.b"}
     assert max(report.errors.values()) < 1e-6
+
+
+def test_plots_leave_the_callers_matplotlib_alone(tmp_path):
+    """In a notebook, pyplot's backend is the notebook's (inline): writing nnexp's PNGs must
+    neither switch it (to Agg) nor leave figures open in pyplot."""
+    import subprocess
+    import sys
+
+    search = tmp_path / "search.yaml"
+    search.write_text("name: s\nexperiment: {data: {dataset: iris}, model: {hidden: [4]}, train: {epochs: 2}}\n"
+                      "space: {optimizer.lr: [0.1, 0.01]}\nrepeats: 1\n")
+    script = ("import matplotlib\n"
+              "matplotlib.use('svg')\n"
+              "import matplotlib.pyplot as plt\n"
+              "from nnexp.api import run_experiment, run_search\n"
+              f"run_experiment({{'data': {{'dataset': 'iris'}}, 'train': {{'epochs': 2}}}}, results_dir={str(tmp_path)!r})\n"
+              f"run_search({str(search)!r}, results_dir={str(tmp_path)!r}, n_jobs=1)\n"
+              "print(matplotlib.get_backend(), len(plt.get_fignums()))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["svg", "0"]
+    pngs = sorted(tmp_path.rglob("*.png"))
+    assert len(pngs) >= 3 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
