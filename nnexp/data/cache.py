@@ -14,8 +14,8 @@ Deleting it is always safe.
 from __future__ import annotations
 
 import hashlib
-import json
 import io
+import json
 import os
 import zipfile
 from collections.abc import Callable

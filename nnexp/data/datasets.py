@@ -63,6 +63,10 @@ class Table:
     def columns(self) -> list[str]:
         return list(self.names) if self.frame is None else [str(c) for c in self.frame.columns]
 
+    def rows(self, index: np.ndarray) -> np.ndarray | pd.DataFrame:
+        """The features of these rows, in the table's own form (array or DataFrame)."""
+        return self.numeric[index] if self.numeric is not None else self.features.iloc[index]
+
 
 # --------------------------------------------------------------------------- built-ins
 

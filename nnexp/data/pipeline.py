@@ -118,13 +118,7 @@ def _build(table: Table, spec: DataSpec, train: np.ndarray, val: np.ndarray | No
            *, seed: int, dtype: str, fold: int | None = None) -> PreparedData:
     train = subsample(train, table.y, task=table.task, class_names=table.class_names,
                       train_size=spec.train_size, seed=seed, source=table.source)
-    if table.numeric is not None:
-        def rows_of(rows):
-            return table.numeric[rows]
-    else:
-        def rows_of(rows):
-            return table.features.iloc[rows]
-    prep = Preprocessor.fit(rows_of(train), table.y[train], task=table.task, class_names=table.class_names,
+    prep = Preprocessor.fit(table.rows(train), table.y[train], task=table.task, class_names=table.class_names,
                             target=table.target, normalize=spec.normalize, impute=spec.impute,
                             max_categories=spec.max_categories, pca_components=spec.pca_components,
                             pca_whiten=spec.pca_whiten, dtype=dtype, source=table.source, columns=table.columns)
@@ -132,7 +126,7 @@ def _build(table: Table, spec: DataSpec, train: np.ndarray, val: np.ndarray | No
     def arrays(rows):
         if rows is None:
             return None, None
-        X = prep.transform_features(rows_of(rows), dtype, source=table.source)
+        X = prep.transform_features(table.rows(rows), dtype, source=table.source)
         return X, prep.transform_target(table.y[rows], dtype)
 
     (X_train, y_train), (X_val, y_val), (X_test, y_test) = arrays(train), arrays(val), arrays(test)

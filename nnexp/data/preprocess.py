@@ -251,7 +251,7 @@ class Preprocessor:
         infinite = np.isinf(X).sum(axis=0)
         if infinite.any():
             j = int(np.flatnonzero(infinite)[0])
-            raise DataError.at(source, None, f"column '{self.columns[j]}' has {int(infinite[j])} infinite value(s)")
+            raise _infinite_values(self.columns[j], int(infinite[j]), source)
         for j, col in enumerate(self.columns):
             if col in self.fill and missing[:, j].any():
                 X[missing[:, j], j] = self.fill[col]
@@ -377,7 +377,7 @@ def _numeric(series: pd.Series, col: str, source: str) -> np.ndarray:
         values = converted.to_numpy(dtype=np.float64, na_value=np.nan)
     infinite = np.isinf(values)
     if infinite.any():
-        raise DataError.at(source, None, f"column '{col}' has {int(infinite.sum())} infinite value(s)")
+        raise _infinite_values(col, int(infinite.sum()), source)
     return values
 
 
@@ -404,6 +404,14 @@ def _missing_values(counts: dict[str, int], rows: int, source: str) -> DataError
     return DataError.at(source, "data.impute", f"{rows} row(s) have missing values in column(s) {detail}{more}; set data.impute: mean or median, or clean the file")
 
 
+def _infinite_values(col: str, count: int, source: str) -> DataError:
+    return DataError.at(source, None, f"column '{col}' has {count} infinite value(s)")
+
+
+def _nothing_to_impute(col: str, source: str) -> DataError:
+    return DataError.at(source, "data.impute", f"column '{col}' has no values in the training rows to impute from")
+
+
 def _fit_fill(frame: pd.DataFrame, categorical: list[bool], impute: str, source: str) -> dict[str, float | str]:
     """Per-column fill values from the training rows: mean/median, or the most frequent level."""
     from nnexp.data.datasets import _is_missing
@@ -413,7 +421,7 @@ def _fit_fill(frame: pd.DataFrame, categorical: list[bool], impute: str, source:
         series = frame[col]
         present = ~_is_missing(series)
         if not present.any():
-            raise DataError.at(source, "data.impute", f"column '{col}' has no values in the training rows to impute from")
+            raise _nothing_to_impute(col, source)
         if cat:
             levels, counts = np.unique(np.array([str(v) for v in series[present]]), return_counts=True)
             fill[col] = str(levels[counts.argmax()])  # ties: the first level in sorted order
@@ -429,7 +437,7 @@ def _fit_fill_numeric(X: np.ndarray, columns: list[str], impute: str, source: st
     for j, col in enumerate(columns):
         values = X[:, j][~np.isnan(X[:, j])]
         if not len(values):
-            raise DataError.at(source, "data.impute", f"column '{col}' has no values in the training rows to impute from")
+            raise _nothing_to_impute(col, source)
         fill[col] = float(values.mean() if impute == "mean" else np.median(values))
     return fill
 

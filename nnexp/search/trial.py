@@ -17,6 +17,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from nnexp.errors import first_line
+
 CACHE_SIZE = 8
 MAIN_METRICS = ("val_accuracy", "val_rmse")
 
@@ -100,8 +102,6 @@ def blas_threads() -> int | None:
 
 def one_line(exc: BaseException) -> str:
     """`Type: message (at file.py:line)`: enough to find the problem, short enough for a table."""
-    from nnexp.errors import first_line
-
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
     return first_line(exc) + where
