@@ -223,6 +223,21 @@ def test_search_spec_paths_and_values(write_spec):
         specs.load_search(path)
 
 
+def test_a_wrong_base_is_an_error_of_the_search_spec(write_spec, tmp_path):
+    """The file, the field, the problem: a missing base names grid.yaml and `base`, not only the path it tried."""
+    for base, problem in (("nope.yaml", "no such file"), (".", "is a directory, not a spec file"), ("", "is a directory, not a spec file")):
+        path = write_spec({"base": base, "space": {"optimizer.lr": [0.1]}}, "grid.yaml")
+        with pytest.raises(SpecError) as info:
+            specs.load_search(path)
+        [line] = info.value.problems
+        assert line.startswith(f"{path}: base: ") and line.endswith(problem), line
+    (tmp_path / "broken.yaml").write_text("data: [unclosed\n")  # a bad base file is named by its own path
+    path = write_spec({"base": "broken.yaml", "space": {"optimizer.lr": [0.1]}}, "grid.yaml")
+    with pytest.raises(SpecError) as info:
+        specs.load_search(path)
+    assert info.value.problems[0].startswith(str(tmp_path / "broken.yaml")), info.value.problems
+
+
 json_leaves = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),
                         st.text(max_size=12), st.sampled_from(["relu", "adam", "iris", "he", "zscore", "sgd", "name"]))
 keys = st.sampled_from(["data", "model", "optimizer", "train", "name", "seed", "hidden", "activation", "init", "lr",
