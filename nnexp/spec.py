@@ -866,10 +866,12 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
     if spec.base is not None:
         base_path = Path(os.path.expanduser(spec.base))
         base_path = base_path if base_path.is_absolute() else path.parent / base_path
-        if not base_path.is_file():  # a wrong `base` is this file's mistake; a bad base file is named by its own path
-            problem = "is a directory, not a spec file" if base_path.is_dir() else "no such file"
-            raise SpecError(f"{path}: base: {base_path}: {problem}")
-        base_data = read_yaml(base_path)
+        try:
+            base_data = read_yaml(base_path)
+        except SpecError as exc:  # a bad base file is named by its own path; a wrong `base` is this file's mistake
+            if base_path.is_file():
+                raise
+            raise SpecError(f"{path}: base: {exc.problems[0]}") from None
         if is_search_spec(base_data):
             raise SpecError(f"{path}: base: {spec.base} is itself a search spec; point at an experiment spec")
         base_source = base_path
