@@ -11,6 +11,7 @@ function.
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 import uuid
@@ -332,6 +333,7 @@ def _run_parallel(tasks, options, workers, threads, backend: Backend, scheduler,
     from nnexp.report import preload
 
     lost_errors = backend.lost_worker_errors()
+    options = {**options, "search_pid": os.getpid()}
     pending: OrderedDict[tuple, TrialTask] = OrderedDict((t.key, t) for t in tasks)
     # The main process only waits from here on: it imports the report's libraries now, beside
     # the workers, instead of alone on one core after the last trial.

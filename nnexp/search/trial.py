@@ -21,9 +21,11 @@ from nnexp.errors import first_line
 
 CACHE_SIZE = 8
 MAIN_METRICS = ("val_accuracy", "val_rmse")
+PARENT_POLL_SECONDS = 1.0
 
 _data_cache: OrderedDict[tuple, Any] = OrderedDict()
 _controller = None
+_parent_watch = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,29 @@ def _default_train(spec, prepared):
     from nnexp.train import train_experiment
 
     return train_experiment(spec, prepared=prepared)
+
+
+def exit_with_parent() -> None:
+    """Make this pool worker exit once the process that started it is gone.
+
+    A loky worker waits on its task queue for good: when the search's main process is
+    killed (kill -9, the OOM killer), nothing else ends it, and it would sleep on with its
+    data in memory. The watch starts with the worker's first trial and costs a wake-up a second.
+    """
+    global _parent_watch
+    if _parent_watch is not None:
+        return
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    _parent_watch = threading.Thread(target=watch, name="nnexp-exit-with-parent", daemon=True)
+    _parent_watch.start()
 
 
 def blas_limit(threads: int | None):
@@ -131,8 +156,15 @@ def run_trial(
     data_fn: Callable | None = None,
     threads: int | None = None,
     metric: str | None = None,
+    search_pid: int | None = None,
 ) -> dict:
-    """Train one configuration with one seed and return its record (never raises for a training error)."""
+    """Train one configuration with one seed and return its record (never raises for a training error).
+
+    `search_pid`: the search's main process, when it runs trials in a pool of its own; a worker
+    that is its child ends with it (joblib may also run a trial in that process itself).
+    """
+    if search_pid is not None and os.getppid() == search_pid:
+        exit_with_parent()
     start = time.perf_counter()
     record = task.failed_record(None)
     history: dict = {}

@@ -54,3 +54,16 @@ def test_compact_history_and_one_line():
     assert compact_history(history) == {"train_loss": [1.0], "val_loss": [None], "val_accuracy": [0.123457]}
     assert compact_history([]) == {}
     assert one_line(ValueError()) == "ValueError"
+
+
+def test_only_a_child_of_the_search_watches_its_parent(planned, monkeypatch):
+    """A trial that joblib runs in the search's own process (a pool of one) must not tie that
+    process to its parent; in a worker whose parent is the search, the watch starts once."""
+    import os
+
+    started = []
+    monkeypatch.setattr(trial_module, "exit_with_parent", lambda: started.append(True))
+    task = task_of(planned)
+    assert run_trial(task, search_pid=os.getpid())["status"] == "ok" and started == []
+    assert run_trial(task)["status"] == "ok" and started == []
+    assert run_trial(task, search_pid=os.getppid())["status"] == "ok" and started == [True]
