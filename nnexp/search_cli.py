@@ -59,7 +59,7 @@ def search(
     from nnexp.errors import NnexpError
 
     with user_errors(), warnings_as_lines():
-        from nnexp.search.runner import BACKENDS, release_workers, run_search
+        from nnexp.search.runner import BACKENDS, quiet_cluster_logs, release_workers, run_search
         from nnexp.search.space import plan_search
         from nnexp.spec import load_search, parse_overrides
 
@@ -67,6 +67,7 @@ def search(
             raise NnexpError(f"--backend: unknown backend '{backend}' (one of {', '.join(BACKENDS)})")
         if backend == "dask":
             _require_dask()
+            quiet_cluster_logs()  # for good: the client's event loop can still log after the search
         if scheduler and backend != "dask":
             raise NnexpError("--scheduler: only used with --backend dask")
         if n_jobs == 0 or (n_jobs is not None and n_jobs < -64):

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ContextManager
+from typing import Any, Callable, ContextManager
 
 from nnexp.errors import ClusterLost, NnexpError, StorageError, first_line
 from nnexp.search.store import (
@@ -83,21 +83,30 @@ def _dask_context(n_workers: int, threads: int, scheduler: str | None):
         yield from _dask_client(n_workers, scheduler, Client, LocalCluster)
 
 
-@contextmanager
-def _client_logs_quiet():
-    """While nnexp is the client, distributed's own log lines (tracebacks of reconnection
-    attempts and the like) stay off the terminal: what matters comes back as an exception."""
+def quiet_cluster_logs() -> list[tuple[Any, int]]:
+    """Raise distributed's and tornado's loggers to CRITICAL; return their previous levels.
+
+    While nnexp is the client, their lines (tracebacks of reconnection attempts, a callback
+    of the event loop that failed when the scheduler went away) stay off the terminal: what
+    matters comes back as an exception. The CLI calls this for the rest of its process.
+    """
     import logging
 
     loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
-               if name == "distributed" or name.startswith("distributed.")]
-    levels = [lg.level for lg in loggers]
+               if name.split(".")[0] in ("distributed", "tornado")]
+    levels = [(lg, lg.level) for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.CRITICAL)
+    return levels
+
+
+@contextmanager
+def _client_logs_quiet():
+    levels = quiet_cluster_logs()
     try:
         yield
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in levels:
             lg.setLevel(level)
 
 

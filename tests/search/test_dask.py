@@ -144,6 +144,27 @@ def test_local_cluster_without_scheduler(search_file, tmp_path):
     assert {r["threads"] for r in records} <= {1, None}
 
 
+def test_cluster_logs_stay_off_the_terminal(search_file, tmp_path, monkeypatch):
+    """distributed's and tornado's loggers (tornado.application logs a callback that failed when
+    the scheduler went away, with its traceback) are silent while the API is the client and
+    restored after; the CLI keeps them silent for the rest of its process."""
+    import logging
+
+    from nnexp.search.runner import _client_logs_quiet
+
+    names = ("tornado.application", "distributed.client", "distributed.comm.tcp")
+    for name in names:
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.ERROR)
+    with _client_logs_quiet():
+        assert [logging.getLogger(n).level for n in names] == [logging.CRITICAL] * 3
+    assert [logging.getLogger(n).level for n in names] == [logging.ERROR] * 3
+
+    result = search(search_file({"optimizer.lr": [0.1]}, repeats=1), "--results-dir", tmp_path,
+                    "--backend", "dask", "--n-jobs", 1, "-q")
+    assert result.exit_code == 0, result.output
+    assert [logging.getLogger(n).level for n in names] == [logging.CRITICAL] * 3
+
+
 def test_unreachable_scheduler_exits_2(search_file, tmp_path):
     import dask
 
