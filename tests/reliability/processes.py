@@ -28,3 +28,28 @@ def wait_for_lines(log: Path, n: int, proc, timeout=60.0):
             return
         time.sleep(0.02)
     raise AssertionError(f"{log}: fewer than {n} lines (exit {proc.poll()})")
+
+
+def _stat(path: Path) -> list[str]:
+    """The fields of a /proc/<pid>/stat file after the command name: state, parent pid, ..."""
+    return path.read_text().rsplit(")", 1)[1].split()
+
+
+def children_of(pid: int) -> list[int]:
+    """Processes whose parent is `pid`, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(_stat(stat)[1]) == pid:
+                found.append(int(stat.parent.name))
+        except OSError:  # ended meanwhile
+            continue
+    return found
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's new parent may never reap it), from /proc."""
+    try:
+        return _stat(Path(f"/proc/{pid}/stat"))[0] != "Z"
+    except OSError:
+        return False

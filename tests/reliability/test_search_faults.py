@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from nnexp.cli import app
 
-from .processes import start_search, wait_for_lines
+from .processes import children_of, running, start_search, wait_for_lines
 from nnexp.search import store as store_module
 
 runner = CliRunner()
@@ -356,26 +356,6 @@ def test_parallel_search_ctrl_c_then_kill_9_then_resume(tmp_path, procs, interru
     assert not (folder / ".lock").exists()
 
 
-def _children(pid: int) -> list[int]:
-    """Processes whose parent is `pid`, from /proc."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # ended meanwhile
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_workers_end_with_a_killed_search(tmp_path, procs):
     """kill -9 of the main process alone: its loky workers, which would wait on their task
@@ -383,12 +363,12 @@ def test_workers_end_with_a_killed_search(tmp_path, procs):
     path = write_search(tmp_path, experiment=SLOW)
     procs.append(proc := start_search(path, tmp_path, n_jobs=2))
     wait_for_lines(tmp_path / "grid" / "trials.jsonl", 1, proc)
-    workers = [pid for pid in _children(proc.pid) if b"popen_loky" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-    assert len(workers) == 2 and all(_running(pid) for pid in workers)
+    workers = [pid for pid in children_of(proc.pid) if b"popen_loky" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(workers) == 2 and all(running(pid) for pid in workers)
 
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     deadline = time.time() + 20
-    while time.time() < deadline and any(_running(pid) for pid in workers):
+    while time.time() < deadline and any(running(pid) for pid in workers):
         time.sleep(0.1)
-    assert not any(_running(pid) for pid in workers), [pid for pid in workers if _running(pid)]
+    assert not any(running(pid) for pid in workers), [pid for pid in workers if running(pid)]
