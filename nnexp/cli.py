@@ -200,6 +200,9 @@ _register_search_commands()
 
 def main():
     """Console entry point."""
+    from nnexp.collector import collect_less_often
+
+    collect_less_often()
     try:
         app()
     finally:

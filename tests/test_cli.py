@@ -16,23 +16,44 @@ def test_version():
     assert result.exit_code == 0 and result.stdout.startswith("nnexp ")
 
 
-def test_entry_point_freezes_what_is_left_for_a_quick_exit(monkeypatch):
-    """main() ends by moving every live object out of the collector's reach (gc.freeze), also on errors."""
+def test_entry_point_collects_garbage_less_often_and_freezes_what_is_left_for_a_quick_exit(monkeypatch):
+    """main() raises the collector's youngest threshold first, and ends by moving every live object
+    out of the collector's reach (gc.freeze), also on errors."""
     import gc
 
     import pytest
 
     from nnexp.cli import main
+    from nnexp.collector import YOUNG_GENERATION
 
     monkeypatch.setattr(sys, "argv", ["nnexp", "validate", "no-such-spec.yaml"])
+    before = gc.get_threshold()
+    gc.set_threshold(700, *before[1:])
     gc.unfreeze()
     try:
         with pytest.raises(SystemExit) as exit_info:
             main()
         assert exit_info.value.code == 2
         assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (YOUNG_GENERATION, *before[1:])
     finally:
         gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+def test_collector_settings_never_lower_a_threshold_nor_start_a_disabled_collector():
+    import gc
+
+    from nnexp.collector import YOUNG_GENERATION, collect_less_often
+
+    before = gc.get_threshold()
+    try:
+        for young, expected in ((700, YOUNG_GENERATION), (10 * YOUNG_GENERATION, 10 * YOUNG_GENERATION), (0, 0)):
+            gc.set_threshold(young, 7, 9)
+            collect_less_often()
+            assert gc.get_threshold() == (expected, 7, 9)
+    finally:
+        gc.set_threshold(*before)
 
 
 def test_validate_prints_resolved_spec(write_spec):

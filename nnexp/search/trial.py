@@ -17,6 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from nnexp.collector import collect_less_often
 from nnexp.errors import first_line
 
 CACHE_SIZE = 8
@@ -161,10 +162,12 @@ def run_trial(
     """Train one configuration with one seed and return its record (never raises for a training error).
 
     `search_pid`: the search's main process, when it runs trials in a pool of its own; a worker
-    that is its child ends with it (joblib may also run a trial in that process itself).
+    that is its child ends with it and collects garbage as the CLI does (joblib may also run a
+    trial in the search's process itself, which keeps its settings).
     """
-    if search_pid is not None and os.getppid() == search_pid:
+    if search_pid is not None and os.getppid() == search_pid:  # a pool worker of the search's own
         exit_with_parent()
+        collect_less_often()
     start = time.perf_counter()
     record = task.failed_record(None)
     history: dict = {}

@@ -55,5 +55,14 @@ def fake_train(spec, prepared=None):
     return FakeResult("ok", metrics, history)
 
 
+def gc_train(spec, prepared=None):
+    """fake_train, with the threshold of this process's youngest garbage-collector generation."""
+    import gc
+
+    result = fake_train(spec, prepared)
+    result.metrics["gc_young"] = gc.get_threshold()[0]
+    return result
+
+
 def no_data(spec):
     return None

@@ -7,7 +7,7 @@ import pytest
 from nnexp.search.runner import release_workers, run_search, worker_plan
 from nnexp.search.store import TrialStore
 
-from .fakes import fake_train, no_data
+from .fakes import fake_train, gc_train, no_data
 
 SPACE = {"model.activation": ["relu", "tanh", "logistic"], "optimizer.lr": [0.01, 0.1]}
 FAKE = dict(train_fn=fake_train, data_fn=no_data)
@@ -157,3 +157,17 @@ def test_parallel_searches_preload_the_report_libraries(planned, tmp_path, monke
     assert started == []
     run_search(loaded, plan, tmp_path / "two", n_jobs=2, **FAKE)
     assert started == [True]
+
+
+def test_pool_workers_collect_garbage_as_the_cli_does_and_the_callers_process_is_left_alone(planned, tmp_path):
+    import gc
+    import os
+
+    from nnexp.collector import YOUNG_GENERATION
+
+    loaded, plan = planned({"optimizer.lr": [0.1, 0.01]})
+    ours = gc.get_threshold()
+    parallel = run_search(loaded, plan, tmp_path / "two", n_jobs=2, train_fn=gc_train, data_fn=no_data)
+    assert all(r["pid"] != os.getpid() and r["gc_young"] == YOUNG_GENERATION for r in parallel.records)
+    serial = run_search(loaded, plan, tmp_path / "one", n_jobs=1, train_fn=gc_train, data_fn=no_data)
+    assert {r["gc_young"] for r in serial.records} == {ours[0]} and gc.get_threshold() == ours

@@ -62,8 +62,9 @@ def test_only_a_child_of_the_search_watches_its_parent(planned, monkeypatch):
     import os
 
     started = []
-    monkeypatch.setattr(trial_module, "exit_with_parent", lambda: started.append(True))
+    monkeypatch.setattr(trial_module, "exit_with_parent", lambda: started.append("watch"))
+    monkeypatch.setattr(trial_module, "collect_less_often", lambda: started.append("gc"))
     task = task_of(planned)
     assert run_trial(task, search_pid=os.getpid())["status"] == "ok" and started == []
     assert run_trial(task)["status"] == "ok" and started == []
-    assert run_trial(task, search_pid=os.getppid())["status"] == "ok" and started == [True]
+    assert run_trial(task, search_pid=os.getppid())["status"] == "ok" and started == ["watch", "gc"]
