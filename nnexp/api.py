@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nnexp.spec import ExperimentSpec, apply_override, experiment_paths, did_you_mean, load_experiment, validate_experiment
-from nnexp.errors import SpecError
+from nnexp.errors import NnexpError, SpecError
 from nnexp.train import RunResult, train_experiment
 
 
@@ -55,6 +55,8 @@ def predict(model: str | os.PathLike, data: str | os.PathLike, proba: bool = Fal
     from nnexp.results import load_model
 
     saved = load_model(model)
+    if proba and saved.task == "regression":
+        raise NnexpError(f"--proba: {model} is a regression model; class probabilities need a classification one")
     X = load_features(str(data), saved.preprocessor)
     output = saved.predict_output(X.astype(saved.network.dtype, copy=False))
     if saved.task == "regression":

@@ -49,6 +49,17 @@ def user_errors():
         raise typer.Exit(exc.exit_code) from None
 
 
+@contextmanager
+def spec_named(path: Path):
+    """A spec error found only once the data is loaded names the spec file, as one found earlier does."""
+    from nnexp.errors import SpecError
+
+    try:
+        yield
+    except SpecError as exc:
+        raise SpecError([f"{path}: {problem}" for problem in exc.problems]) from None
+
+
 def _version(value: bool):
     if value:
         typer.echo(f"nnexp {__version__}")
@@ -94,7 +105,7 @@ def run(spec: ExperimentArg, set_: SetOpt = None, results_dir: ResultsOpt = Path
         from nnexp.api import run_experiment
         from nnexp.console import EpochProgress, print_run_summary
 
-        with EpochProgress(experiment, enabled=not quiet) as bar:
+        with EpochProgress(experiment, enabled=not quiet) as bar, spec_named(spec):
             result = run_experiment(experiment, results_dir=results_dir, progress=bar.update)
         if not quiet:
             print_run_summary(result)
@@ -144,12 +155,14 @@ def gradcheck(
     spec: ExperimentArg,
     set_: SetOpt = None,
     rows: Annotated[int, typer.Option("--rows", min=2, help="Training rows in the checked batch.")] = 8,
-    tolerance: Annotated[float, typer.Option("--tolerance", help="Largest accepted relative error.")] = 1e-5,
+    tolerance: Annotated[float, typer.Option("--tolerance", help="Largest accepted relative error (> 0).")] = 1e-5,
 ):
     """Compare backprop with central differences (eq. 5.59) for the spec's network, in float64."""
     from nnexp import spec as specs
 
     with user_errors(), warnings_as_lines():
+        if not tolerance > 0:  # NaN included
+            raise NnexpError(f"--tolerance: must be a positive relative error, got {tolerance}")
         experiment = specs.load_experiment(spec, specs.parse_overrides(set_))
         from nnexp.api import gradcheck as check_gradients
         from nnexp.console import print_gradcheck

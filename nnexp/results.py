@@ -140,8 +140,9 @@ def load_model(path: str | os.PathLike) -> SavedModel:
             arrays = {k: npz[k] for k in npz.files}
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not an nnexp model file ({exc})") from None
+    except (OSError, ValueError):  # numpy's reasons (e.g. "load it unsafely") are no advice for a model
+        raise DataError(f"{path}: not an nnexp model file (expected the model.npz that `nnexp run` "
+                        "writes, or its folder)") from None
     if "meta" not in arrays:
         raise DataError(f"{path}: not an nnexp model file (no 'meta' entry)")
     meta = json.loads(str(arrays["meta"]))

@@ -54,12 +54,30 @@ def train_experiment(spec: ExperimentSpec, prepared=None, progress: Callable[[di
     if prepared is None:
         prepared = load_data(spec)
     first = prepared[0] if isinstance(prepared, list) else prepared
+    check_monitors(spec, first.task)
     with _blas_threads(spec, first.X_train.shape[1]):
         if isinstance(prepared, list):
             return _cross_validate(spec, prepared, progress)
         with np.errstate(all="ignore"):  # divergence is detected and reported, not warned about
             status, metrics, history, net = fit(spec, prepared, np.random.SeedSequence(spec.seed), progress)
     return RunResult(spec, status, metrics, history, net, prepared)
+
+
+def check_monitors(spec: ExperimentSpec, task: str) -> None:
+    """The metrics that early stopping and the target watch must be ones this task computes.
+
+    A data file's task may be 'auto', so this is known only once the data is; the spec
+    checks what it can earlier (built-in data sets, an explicit data.task).
+    """
+    from nnexp.errors import SpecError
+
+    computed = ["train_loss", *(f"val_{m}" for m in metric_names(task))]
+    problems = [f"{field}: '{config.monitor}' is not computed for a {task} task (one of {', '.join(computed)})"
+                for field, config in (("train.early_stopping.monitor", spec.train.early_stopping),
+                                      ("train.target.monitor", spec.train.target))
+                if config is not None and config.monitor not in computed]
+    if problems:
+        raise SpecError(problems)
 
 
 def _blas_threads(spec: ExperimentSpec, n_in: int):

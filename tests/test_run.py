@@ -198,6 +198,24 @@ def test_missing_values_exit_2_naming_the_column(tmp_path, write_spec):
     assert imputed.exit_code == 0, imputed.output
 
 
+def test_a_monitored_metric_the_task_lacks_exits_2_naming_spec_and_field(tmp_path, write_spec):
+    """A file's task is known only once it is read: the check runs then, before any epoch."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60)})
+    frame["y"] = 2.5 * frame["a"] + rng.normal(0, 0.1, 60)
+    frame.to_csv(tmp_path / "reg.csv", index=False)
+    path = write_spec({"data": {"dataset": "reg.csv", "target": "y"},
+                       "train": {"epochs": 2, "early_stopping": {"monitor": "val_accuracy"},
+                                 "target": {"monitor": "val_f1", "value": 0.5}}})
+    result = run_cli("run", path, "--results-dir", tmp_path / "out", "--quiet")
+    assert result.exit_code == 2
+    computed = "one of train_loss, val_loss, val_rmse, val_mae, val_r2"
+    assert result.stderr.strip().splitlines() == [
+        f"error: {path}: train.early_stopping.monitor: 'val_accuracy' is not computed for a regression task ({computed})",
+        f"error: {path}: train.target.monitor: 'val_f1' is not computed for a regression task ({computed})"]
+    assert not (tmp_path / "out").exists()
+
+
 def test_gradcheck_command_passes_and_detects_a_wrong_gradient(write_spec, monkeypatch):
     path = write_spec({"data": {"dataset": "iris"}, "model": {"hidden": [5, 4], "activation": "tanh", "batch_norm": True},
                        "train": {"l2": 0.01}})
@@ -216,6 +234,9 @@ def test_gradcheck_command_passes_and_detects_a_wrong_gradient(write_spec, monke
     monkeypatch.setattr(layers.Dense, "backward", wrong)
     result = run_cli("gradcheck", path)
     assert result.exit_code == 1 and "FAILED" in result.stdout
+    for bad in ("-1", "0", "nan"):
+        refused = run_cli("gradcheck", path, "--tolerance", bad)
+        assert refused.exit_code == 2 and refused.stderr.startswith("error: --tolerance: must be a positive")
 
 
 def test_datasets_command_lists_builtins():
@@ -264,3 +285,25 @@ def test_predict_names_the_data_argument_not_a_spec_field(tmp_path):
     result = run_cli("predict", tmp_path / "m" / "model.npz", tmp_path / "missing.csv")
     assert result.exit_code == 2
     assert result.stderr.strip() == f"error: {tmp_path / 'missing.csv'}: file not found"
+
+
+def test_predict_with_a_table_for_a_model_says_what_a_model_is(tmp_path):
+    """NumPy's own reason for refusing a CSV suggests loading it unsafely: not advice to pass on."""
+    table = tmp_path / "rows.csv"
+    table.write_text("a,b\n1,2\n")
+    result = run_cli("predict", table, table)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"error: {table}: not an nnexp model file "
+                                     "(expected the model.npz that `nnexp run` writes, or its folder)")
+
+
+def test_probabilities_of_a_regression_model_are_an_error(tmp_path):
+    run_experiment({"name": "r", "data": {"dataset": "diabetes"}, "train": {"epochs": 1}}, results_dir=tmp_path)
+    rows = tmp_path / "rows.csv"
+    rows.write_text("age,sex,bmi,bp,s1,s2,s3,s4,s5,s6\n" + ",".join(["0.01"] * 10) + "\n")
+    model = tmp_path / "r" / "model.npz"
+    assert run_cli("predict", model, rows).exit_code == 0
+    result = run_cli("predict", model, rows, "--proba")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"error: --proba: {model} is a regression model; "
+                                     "class probabilities need a classification one")
