@@ -175,11 +175,16 @@ def gradcheck(
 
 @contextmanager
 def warnings_as_lines():
-    """Show warnings (dropped constant features, unseen categories) as one `warning:` line each."""
+    """Show warnings (dropped constant features, unseen categories) as one `warning:` line each,
+    each text once (the validation and test splits can raise the same one)."""
     import warnings
 
+    shown: set[str] = set()
+
     def show(message, category, filename, lineno, file=None, line=None):
-        sys.stderr.write(f"warning: {message}\n")
+        if str(message) not in shown:
+            shown.add(str(message))
+            sys.stderr.write(f"warning: {message}\n")
 
     with warnings.catch_warnings():
         warnings.simplefilter("default")

@@ -112,3 +112,17 @@ def test_installed_command_in_subprocess(write_spec):
     assert proc.returncode == 2
     assert "model.activaton: unknown field; did you mean 'activation'?" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_each_warning_text_is_shown_once(capsys):
+    """The validation and test splits can raise the same warning from different places."""
+    import warnings
+
+    from nnexp.cli import warnings_as_lines
+
+    with warnings_as_lines():
+        warnings.warn("data.csv: column 'c': 3 row(s) have categories not seen in training")
+        warnings.warn("data.csv: column 'c': 3 row(s) have categories not seen in training")
+        warnings.warn("another one")
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: data.csv: column 'c': 3 row(s) have categories not seen in training", "warning: another one"]

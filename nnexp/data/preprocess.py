@@ -461,12 +461,38 @@ def _check_level_count(col: str, count: int, max_categories: int, source: str) -
         raise DataError.at(source, "data.max_categories", f"column '{col}' has {count} distinct levels, more than the cap of {max_categories}; raise data.max_categories or drop the column")
 
 
+NUMERIC_LOOKALIKE = 0.9  # share of a text column's values that are numbers, above which the rest look like typos
+
+
+def _not_numbers(series: pd.Series, present: np.ndarray) -> list[str]:
+    """The present values of a text column that are not numbers, when nearly all of its values are
+    (a typo or a stray unit in a numeric column makes pandas read the whole column as text)."""
+    import pandas as pd
+
+    values = series[present]
+    numbers = pd.to_numeric(values, errors="coerce").notna().to_numpy()
+    if not len(values) or numbers.mean() < NUMERIC_LOOKALIKE:
+        return []
+    return [str(v) for v in values[~numbers]]
+
+
 def check_levels(frame: pd.DataFrame, max_categories: int, source: str) -> None:
-    """The level cap over all rows of a file, so the message does not depend on the split."""
+    """The level cap over all rows of a file, so the message does not depend on the split; a
+    column of numbers with a few stray texts is named, since it would be one-hot encoded."""
     from nnexp.data.datasets import _is_missing
 
     for col, cat in zip(frame.columns, column_kinds(frame)):
         if cat:
             series = frame[col]
-            count = len({str(v) for v in series[~_is_missing(series)]})
+            present = ~_is_missing(series)
+            strays = _not_numbers(series, present)
+            if strays:
+                problem = (f"column '{col}' holds numbers except {len(strays)} value(s) that are not "
+                           f"({_names(sorted(set(strays)), 3)})")
+                if len({str(v) for v in series[present]}) > max_categories:
+                    raise DataError.at(source, "data.dataset", f"{problem}; fix or remove those cells")
+                warnings.warn(f"{source}: {problem}, so it is encoded as categories; fix those cells "
+                              "if it is a numeric column", DataWarning, stacklevel=2)
+                continue
+            count = len({str(v) for v in series[present]})
             _check_level_count(str(col), count, max_categories, source)

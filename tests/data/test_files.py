@@ -1,6 +1,7 @@
 """User files: CSV / Parquet / npz, categorical columns, missing values, every bad-file case."""
 
 import os
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -69,6 +70,27 @@ def test_too_many_levels_is_an_error_naming_the_cap(tmp_path):
         _prepare(_csv(tmp_path, frame))
     with pytest.warns(DataWarning, match="column 'code': 40 row"):  # val/test codes are all new
         assert _prepare(_csv(tmp_path, frame), max_categories=200).X_train.shape[1] > 100
+
+
+def test_a_numeric_column_with_stray_text_is_named(tmp_path):
+    """One typo makes pandas read a column of numbers as text, to be one-hot encoded: never silently."""
+    frame = _fruit(200)  # as text: 200 levels, over the cap of 100
+    frame["weight"] = frame["weight"].round(2).astype(object)
+    frame.loc[4, "weight"] = "12 kg"
+    path = _csv(tmp_path, frame)
+    with pytest.raises(DataError, match=r"data.dataset: column 'weight' holds numbers except 1 value\(s\) that are "
+                                        r"not \('12 kg'\); fix or remove those cells"):
+        _prepare(path)
+    few = _fruit()
+    few["size"] = (np.arange(len(few)) % 3).astype(object)
+    few.loc[[1, 2], "size"] = "?"
+    with pytest.warns(DataWarning, match=r"column 'size' holds numbers except 2 value\(s\) that are not \('\?'\), "
+                                         r"so it is encoded as categories"):
+        prepared = _prepare(_csv(tmp_path, few, "few.csv"))
+    assert "size=?" in prepared.feature_names
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a column of words is categorical, nothing to say
+        _prepare(_csv(tmp_path, _fruit(), "words.csv"), normalize="none")
 
 
 def test_missing_values_name_the_columns_and_row_count(tmp_path):
