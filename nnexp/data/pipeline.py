@@ -82,7 +82,8 @@ def load_features(path: str, preprocessor: Preprocessor, dtype: str | None = Non
     """Network input for the rows of a .csv/.parquet/.npz file (`nnexp predict`).
 
     The target column, if present, is dropped; the feature columns the model was
-    trained on must all be there (named in the DataError otherwise).
+    trained on must be there (named in the DataError otherwise), except those it
+    dropped as constant.
     """
     path = str(path)
     if Path(path).suffix.lower() == ".npz":

@@ -227,10 +227,26 @@ class Preprocessor:
             frame = data.copy(deep=False)
             frame.columns = [str(c) for c in frame.columns]
             missing = [c for c in self.columns if c not in frame.columns]
-            if missing:
-                raise DataError.at(source, None, f"missing feature column(s) {_names(missing)} that the model was trained on")
+            unused = self._unused_columns()
+            needed = [c for c in missing if c not in unused]
+            if needed:
+                raise DataError.at(source, None, f"missing feature column(s) {_names(needed)} that the model was trained on")
+            for col in missing:  # dropped as constant in training: any valid value encodes to nothing
+                frame[col] = self.levels[col][0] if self.levels.get(col) else 0.0
             return frame[self.columns]
         return pd.DataFrame(self._as_matrix(np.asarray(data), source), columns=self.columns)
+
+    def _unused_columns(self) -> set[str]:
+        """Raw columns none of whose encoded features the network sees (constant in training)."""
+        if self.normalize == "none":
+            return set()
+        kept, start, unused = set(self.keep.tolist()), 0, set()
+        for col, cat in zip(self.columns, self.categorical):
+            width = len(self.levels[col]) if cat else 1
+            if not kept & set(range(start, start + width)):
+                unused.add(col)
+            start += width
+        return unused
 
     def _as_matrix(self, X: np.ndarray, source: str) -> np.ndarray:
         """An array of rows in column order, as (n_samples, n_columns); one row may come flat."""

@@ -215,6 +215,21 @@ def test_load_features_for_prediction(tmp_path):
         load_features(_csv(tmp_path, bad, "bad.csv"), p.preprocessor)
 
 
+def test_columns_dropped_as_constant_in_training_may_be_absent_for_prediction(tmp_path):
+    frame = _fruit()
+    frame["const"], frame["site"] = 3.0, "lab"  # a constant number and a one-level category
+    with pytest.warns(DataWarning, match="dropping 2 feature"):
+        p = _prepare(_csv(tmp_path, frame), target="kind")
+    full = load_features(_csv(tmp_path, frame, "full.csv"), p.preprocessor, "float64")
+    lean = load_features(_csv(tmp_path, frame.drop(columns=["const", "site"]), "lean.csv"), p.preprocessor, "float64")
+    np.testing.assert_array_equal(lean, full)
+    with pytest.raises(DataError, match=r"lean2.csv: missing feature column\(s\) 'size' that"):
+        load_features(_csv(tmp_path, frame.drop(columns=["const", "size"]), "lean2.csv"), p.preprocessor)
+    unscaled = _prepare(_csv(tmp_path, frame, "raw.csv"), target="kind", normalize="none")  # nothing dropped
+    with pytest.raises(DataError, match=r"missing feature column\(s\) 'const' that"):
+        load_features(_csv(tmp_path, frame.drop(columns=["const"]), "lean3.csv"), unscaled.preprocessor)
+
+
 def test_load_features_from_npz(tmp_path):
     X = np.random.default_rng(0).normal(size=(40, 2))
     np.savez(tmp_path / "train.npz", X=X, y=np.arange(40) % 2)
