@@ -9,10 +9,13 @@ layer read these models through small builder functions of their own.
 from __future__ import annotations
 
 import difflib
+import functools
+import json
 import math
 import os
+import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
 from pydantic import (
@@ -48,8 +51,8 @@ ACTIVATION_ALIASES = {"sigmoid": "logistic"}
 
 
 def did_you_mean(word: str, choices) -> str:
-    """A ` did you mean 'x'?` suffix, or '' when nothing is close."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    """A ` did you mean 'x'?` suffix, or '' when nothing is close (a word never suggests itself)."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices if str(c) != str(word)], n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
@@ -72,6 +75,37 @@ class Strict(BaseModel):
     """Base of every spec model: unknown keys are errors, never ignored."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_for_number(cls, data):
+        """Lax pydantic reads YAML true/false as 1/0; a number field must get a number (`epochs: true` is a mistake).
+        One check of the raw mapping per model: a validator on every field makes each model costlier to build."""
+        if isinstance(data, dict):
+            for field, value in data.items():
+                if field in cls.model_fields and _holds_bool(value) and _wants_number_not_bool(cls, field):
+                    raise ValueError(f"@{field}: expected a number, not a boolean (got {json.dumps(value, default=str)})")
+        return data
+
+
+def _holds_bool(value) -> bool:
+    """A bool, or a list of values with one (`hidden: [32, true]`); mappings are their own models' business."""
+    if isinstance(value, (list, tuple)):
+        return any(map(_holds_bool, value))
+    return isinstance(value, bool)
+
+
+@functools.cache
+def _wants_number_not_bool(model: type[BaseModel], field: str) -> bool:
+    """True when a field's type names int or float somewhere but never bool."""
+    atoms = _type_atoms(model.model_fields[field].annotation)
+    return not any(a is bool for a in atoms) and any(a in (int, float) for a in atoms)
+
+
+def _type_atoms(annotation) -> list:
+    """The plain types inside an annotation (through Optional, unions, lists, tuples and Annotated)."""
+    args = get_args(annotation)
+    return [atom for arg in args for atom in _type_atoms(arg)] if args else [annotation]
 
 
 # --------------------------------------------------------------------------- kinds
@@ -103,6 +137,11 @@ def _tag(value) -> str | None:
     return getattr(value, "name", None)
 
 
+def _a(word: str) -> str:
+    """`word` with its indefinite article: 'an optimizer', 'a schedule'."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
 def kind_type(family: str, choices: list[type[Kind]], aliases: dict[str, str] | None = None):
     """An annotated union of Kind classes selected by `name`, with friendly errors."""
     by_name = {c.model_fields["name"].default: c for c in choices}
@@ -114,12 +153,12 @@ def kind_type(family: str, choices: list[type[Kind]], aliases: dict[str, str] | 
         if isinstance(value, str):
             value = {"name": value}
         if not isinstance(value, dict):
-            raise ValueError(f"expected a {family} name or a mapping with 'name', got {_describe(value)}")
+            raise ValueError(f"expected {_a(family)} name or a mapping with 'name', got {_describe(value)}")
         if "name" not in value:
-            raise ValueError(f"a {family} mapping needs a 'name' (one of {', '.join(by_name)})")
+            raise ValueError(f"{_a(family)} mapping needs a 'name' (one of {', '.join(by_name)})")
         name = value["name"]
         if not isinstance(name, str):
-            raise ValueError(f"@name: expected a {family} name, got {_describe(name)}")
+            raise ValueError(f"@name: expected {_a(family)} name, got {_describe(name)}")
         name = aliases.get(name, name)
         if name not in by_name:
             raise ValueError(
@@ -147,7 +186,7 @@ def _describe(value) -> str:
     return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
 
 
-def _kind(name: str, family: str, **fields) -> type[Kind]:
+def _kind(name: str, family: str, base: type[Kind] = Kind, **fields) -> type[Kind]:
     """Declare one choice of a kind family: its literal name and its parameter fields."""
     annotations = {"name": Literal[name]}
     namespace: dict[str, Any] = {"name": name, "__doc__": f"The {family} '{name}'."}
@@ -156,7 +195,7 @@ def _kind(name: str, family: str, **fields) -> type[Kind]:
         namespace[field] = default
     namespace["__annotations__"] = annotations
     cls_name = "".join(p.capitalize() for p in f"{family}_{name}".split("_"))
-    return type(cls_name, (Kind,), namespace)
+    return type(cls_name, (base,), namespace)
 
 
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -203,9 +242,21 @@ _Momentum = Annotated[float, Field(ge=0, lt=1)]
 _Beta = Annotated[float, Field(ge=0, lt=1)]
 
 
+class _OptimizerKind(Kind):
+    """Base of the optimizers: checks the schedule against the learning rate it scales."""
+
+    @model_validator(mode="after")
+    def _schedule_decays(self):
+        min_lr = getattr(self.schedule, "min_lr", None)
+        if min_lr is not None and min_lr > self.lr:
+            raise ValueError(f"@schedule.min_lr: must be <= lr ({self.lr}), got {min_lr}: "
+                             "cosine decays from lr down to min_lr")
+        return self
+
+
 def _optimizer(name: str, lr: float, **fields) -> type[Kind]:
     """Every optimizer takes a learning rate (with its own default) and a schedule."""
-    return _kind(name, "optimizer", lr=(PositiveFloat, lr), **fields, schedule=(Schedule, "constant"))
+    return _kind(name, "optimizer", _OptimizerKind, lr=(PositiveFloat, lr), **fields, schedule=(Schedule, "constant"))
 
 
 OPTIMIZER_CHOICES = [
@@ -392,10 +443,25 @@ class TrainSpec(Strict):
     dtype: Literal["float32", "float64"] = "float32"
 
 
+MAX_NAME_BYTES = 255  # the longest file name most file systems take
+
+
+def _check_folder_name(value: str) -> str:
+    """Results go to <results-dir>/<name>/, so a name must stay one folder inside it."""
+    if value in ("", ".", "..") or any(c in value for c in "/\\\x00"):
+        raise ValueError("must be a plain folder name (no '/', not '.' or '..')")
+    if len(value.encode()) > MAX_NAME_BYTES:
+        raise ValueError(f"must be a plain folder name of at most {MAX_NAME_BYTES} bytes, got {len(value.encode())}")
+    return value
+
+
+FolderName = Annotated[str, AfterValidator(_check_folder_name)]
+
+
 class ExperimentSpec(Strict):
     """One network trained on one data set: the unit nnexp runs and compares."""
 
-    name: Annotated[str, Field(min_length=1, pattern=r"^[^/\\\x00]+$")] | None = None
+    name: FolderName | None = None
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
@@ -413,6 +479,41 @@ class ExperimentSpec(Strict):
 # --------------------------------------------------------------------------- search
 
 
+def _check_distinct(values: list) -> list:
+    """A value listed twice would plan the same trials twice (and bias random choices)."""
+    seen = {}
+    for value in values:
+        key = _sameness_key(value)
+        if key in seen:
+            first = seen[key]
+            written = f" (as {yaml_text(first)} and {yaml_text(value)})" if yaml_text(first) != yaml_text(value) else ""
+            raise ValueError(f"{yaml_text(first)} appears twice{written}")
+        seen[key] = value
+    return values
+
+
+def _sameness_key(value):
+    """Equal values share a key however written (0.1 and 1e-1, 1 and 1.0), but true is not 1."""
+    try:
+        return type(value) is bool, hash(value), value
+    except TypeError:  # lists and mappings; orderings of the same mapping meet again in plan_search
+        return repr(value)
+
+
+def yaml_text(value) -> str:
+    """A value as the user wrote it in YAML: relu, 0.1, [8, 8], {name: gaussian}."""
+    if isinstance(value, str):
+        return value
+    try:
+        text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10**6)
+    except yaml.YAMLError:  # not a YAML value (e.g. a NumPy scalar from the Python API)
+        return repr(value)
+    return text.strip().removesuffix("\n...")  # a bare scalar ends its document with '...'
+
+
+SpaceValues = Annotated[list, Field(min_length=1), AfterValidator(_check_distinct)]
+
+
 class _Distribution(Strict):
     """A sampled search dimension; `points` makes it usable in a grid."""
 
@@ -421,7 +522,7 @@ class _Distribution(Strict):
 
 
 class ChoiceDist(_Distribution):
-    choice: Annotated[list, Field(min_length=1)]
+    choice: SpaceValues
 
 
 class UniformDist(_Distribution):
@@ -487,7 +588,7 @@ def _check_dimension(value):
 
 Dimension = Annotated[
     Union[  # noqa: UP007
-        Annotated[Annotated[list, Field(min_length=1)], Tag("values")],
+        Annotated[SpaceValues, Tag("values")],
         Annotated[ChoiceDist, Tag("choice")],
         Annotated[UniformDist, Tag("uniform")],
         Annotated[LogUniformDist, Tag("log_uniform")],
@@ -501,7 +602,7 @@ Dimension = Annotated[
 class SearchSpec(Strict):
     """A grid or random search: a base experiment and the space to explore around it."""
 
-    name: Annotated[str, Field(min_length=1, pattern=r"^[^/\\\x00]+$")] | None = None
+    name: FolderName | None = None
     base: str | None = None
     experiment: dict | None = None
     strategy: Literal["grid", "random"] = "grid"
@@ -672,7 +773,12 @@ def read_yaml(path: Path) -> dict:
 
 
 class _SpecLoader(yaml.SafeLoader):
-    """SafeLoader that refuses alias-heavy documents (billion laughs)."""
+    """SafeLoader that refuses alias-heavy documents (billion laughs) and reads 1e-3 as a float.
+
+    YAML 1.1 (PyYAML) needs a dot and a signed exponent for a float, so `1e-3`
+    would stay a string: pydantic coerces it in a field, but a search space
+    would plan the text '1e-3'. The extra resolver reads YAML 1.2 floats.
+    """
 
     max_aliases = 100
 
@@ -685,10 +791,22 @@ class _SpecLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+# a YAML 1.2 float without a dot (1e-3, 1E5, -2.5e+3, .5e-2): tag, pattern, possible first characters
+YAML12_FLOAT = ("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+                list("-+0123456789."))
+# add_implicit_resolver copies the inherited table first, so yaml.SafeLoader itself is untouched
+_SpecLoader.add_implicit_resolver(*YAML12_FLOAT)
+
+
+def load_yaml(text: str):
+    """Any YAML value as nnexp reads it (spec files and --set values alike)."""
+    return yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def parse_yaml(text: str, source: str) -> dict:
     """Parse YAML text into a mapping (empty document = empty mapping)."""
     try:
-        data = yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader subclass
+        data = load_yaml(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -711,15 +829,20 @@ def parse_overrides(pairs: list[str] | None, source: str = "--set") -> list[tupl
         if not sep or not path:
             raise SpecError(f"{source}: '{pair}': expected PATH=VALUE, e.g. train.epochs=5")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
+            value = load_yaml(text) if text.strip() else None
+        except (yaml.YAMLError, RecursionError, ValueError):
             raise SpecError(f"{source}: {path}: value '{text}' is not valid YAML") from None
         parsed.append((path, value))
     return parsed
 
 
-def format_errors(source: str, error: ValidationError, prefix: str = "") -> list[str]:
-    """Turn pydantic errors into `file: dotted.path: problem` lines, with suggestions."""
+def format_errors(source: str, error: ValidationError, prefix: str = "",
+                  schema: type[BaseModel] | None = None) -> list[str]:
+    """Turn pydantic errors into `file: dotted.path: problem` lines, with suggestions.
+
+    `schema` is the model that was validated (default: an experiment); it decides
+    which field names an unknown top-level key is compared with.
+    """
     lines = []
     for err in error.errors(include_url=False):
         loc = [part for part in err["loc"] if not (isinstance(part, str) and (part.startswith("~") or part in _UNION_TAGS))]
@@ -732,9 +855,15 @@ def format_errors(source: str, error: ValidationError, prefix: str = "") -> list
         path = _dotted(loc)
         if err["type"] == "extra_forbidden":
             parent = ".".join(str(p) for p in loc[:-1] if not isinstance(p, int))
-            msg = f"unknown field{did_you_mean(loc[-1], _siblings(prefix + parent))}"
+            msg = f"unknown field{did_you_mean(loc[-1], _siblings(prefix + parent, schema or ExperimentSpec))}"
         elif err["type"] == "missing":
             msg = "required field is missing"
+        elif err["type"] in ("too_short", "too_long"):
+            limit = err["ctx"]["min_length" if err["type"] == "too_short" else "max_length"]
+            count = "one value" if limit == 1 else f"{limit} values"
+            msg = f"needs at least {count}" if err["type"] == "too_short" else f"takes at most {count}"
+        elif err["type"] in _TYPE_WORDS:
+            msg = f"expected {_TYPE_WORDS[err['type']]}, got {_describe(err.get('input'))}"
         elif err["type"] in _BOUND_WORDS:
             bound = next(iter(err.get("ctx", {}).values()), "")
             msg = f"must be {_BOUND_WORDS[err['type']]} {bound}, got {err.get('input')!r}"
@@ -747,10 +876,9 @@ def format_errors(source: str, error: ValidationError, prefix: str = "") -> list
     return list(dict.fromkeys(lines))
 
 
-_BOUND_WORDS = {
-    "greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<=",
-    "too_short": "at least of length", "too_long": "at most of length",
-}
+_BOUND_WORDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+_TYPE_WORDS = {"int_type": "a whole number", "int_parsing": "a whole number", "int_from_float": "a whole number",
+               "float_type": "a number", "float_parsing": "a number", "string_type": "text (quote it in YAML)"}
 _UNION_TAGS = {"all-layers", "per-layer", "p", "rates", "values", "choice", "uniform", "log_uniform", "int_uniform"}
 
 
@@ -761,14 +889,13 @@ def _dotted(loc) -> str:
     return text
 
 
-def _siblings(parent: str) -> list[str]:
-    """Field names allowed under a dotted parent (for suggestions)."""
-    if parent.startswith("space."):
-        return []
+def _siblings(parent: str, schema: type[BaseModel]) -> list[str]:
+    """Field names allowed under a dotted parent of `schema` (for suggestions)."""
+    if schema is SearchSpec:
+        return [] if parent else list(SearchSpec.model_fields)
     depth = parent.count(".") + 1 if parent else 0
-    names = [p.split(".")[depth] for p in experiment_paths() if p.startswith(f"{parent}.") or not parent]
-    names += list(SearchSpec.model_fields) if not parent else []
-    return sorted({n for n in names if n})
+    names = {p.split(".")[depth] for p in experiment_paths() if p.startswith(f"{parent}.") or not parent}
+    return sorted(names | (set(SearchSpec.model_fields) if not parent else set()))
 
 
 def validate_experiment(data: dict, source: str) -> ExperimentSpec:
@@ -834,6 +961,7 @@ class LoadedSearch(BaseModel):
     source: str
 
 
+EXPERIMENT_ONLY_KEYS = ("data", "model", "optimizer", "train")
 SEARCH_ONLY_KEYS = ("name", "base", "experiment", "strategy", "trials", "repeats", "seed", "metric", "mode", "n_jobs", "space")
 
 
@@ -842,6 +970,10 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
     """Load a search spec, its base experiment and the `--set` overrides, and check every space path."""
     path = Path(path)
     data = read_yaml(path) if data is None else data
+    sections = [key for key in EXPERIMENT_ONLY_KEYS if key in data]
+    if sections and not is_search_spec(data):
+        raise SpecError(f"{path}: this looks like an experiment spec (it has {'/'.join(sections)} at the top); "
+                        "use `nnexp run`, or write a search spec with `experiment:` (or `base:`) and `space:`")
     search_overrides, experiment_overrides = [], []
     for key, value in overrides or []:
         head = key.split(".", 1)[0]
@@ -858,10 +990,12 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
                 data["space"][key[len("space."):]] = value
         else:
             set_path(data, key, value)
+    if data.get("name") is None:  # the default name is checked like a written one (a file '..yaml' has stem '.')
+        data["name"] = path.stem
     try:
         spec = SearchSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(format_errors(str(path), exc)) from None
+        raise SpecError(format_errors(str(path), exc, schema=SearchSpec)) from None
 
     if spec.base is not None:
         base_path = Path(os.path.expanduser(spec.base))
@@ -883,7 +1017,7 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
     if isinstance(base_data.get("data"), dict):
         base_data["data"] = dict(base_data["data"])
         _resolve_dataset_path(base_data, base_source.parent)
-    base_data.setdefault("name", spec.name or path.stem)
+    base_data.setdefault("name", spec.name)
 
     problems = []
     known = experiment_paths()
@@ -893,8 +1027,6 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
     if problems:
         raise SpecError(problems)
     base_spec = validate_experiment(base_data, str(base_source))
-    if spec.name is None:
-        spec.name = path.stem
     return LoadedSearch(spec=spec, base=base_data, base_spec=base_spec, source=str(path))
 
 
@@ -914,6 +1046,8 @@ class _SpecDumper(yaml.SafeDumper):
 
 
 _SpecDumper.add_representer(list, _SpecDumper.represent_list)
+# the dumper quotes a string such as '1e5' that the loader would read back as a float
+_SpecDumper.add_implicit_resolver(*YAML12_FLOAT)
 
 
 def dump_yaml(spec: BaseModel | dict) -> str:

@@ -4,6 +4,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from nnexp import spec as specs
 from nnexp.errors import SpecError
@@ -291,3 +292,181 @@ def test_setting_a_kind_parameter_keeps_or_supplies_its_name(write_spec):
     path = write_spec({"data": {"dataset": "iris"}, "optimizer": "sgd", "model": {"init": "gaussian"}})
     s = specs.load_experiment(path, specs.parse_overrides(["optimizer.lr=0.5", "model.init.std=0.3"]))
     assert (s.optimizer.name, s.optimizer.lr, s.model.init.name, s.model.init.std) == ("sgd", 0.5, "gaussian", 0.3)
+
+
+FOLDER_NAME_PROBLEM = "name: must be a plain folder name (no '/', not '.' or '..')"
+
+
+@pytest.mark.parametrize("name", [".", "..", "a/b", "../up", "a\\b", "", "nul\x00"])
+def test_a_name_must_be_a_plain_folder_name(name, write_spec):
+    """Results go to <results-dir>/<name>/: '..' or 'a/b' would write outside that folder."""
+    assert errors_of({"name": name}) == [f"s.yaml: {FOLDER_NAME_PROBLEM}"]
+    path = write_spec({"name": name, "experiment": {}, "space": {"optimizer.lr": [0.1]}}, "grid.yaml")
+    with pytest.raises(SpecError) as info:
+        specs.load_search(path)
+    assert info.value.problems == [f"{path}: {FOLDER_NAME_PROBLEM}"]
+
+
+def test_a_default_name_is_checked_like_a_written_one(write_spec):
+    """A file called '..yaml' has the stem '.', which must not become the results folder."""
+    for content in ({"data": {"dataset": "iris"}}, {"experiment": {}, "space": {"optimizer.lr": [0.1]}}):
+        path = write_spec(content, "..yaml")
+        with pytest.raises(SpecError) as info:
+            specs.load_any(path)
+        assert info.value.problems == [f"{path}: {FOLDER_NAME_PROBLEM}"]
+    assert specs.validate_experiment({"name": "ok-name.v2"}, "s.yaml").name == "ok-name.v2"
+
+
+def test_a_name_longer_than_a_file_name_is_refused():
+    (line,) = errors_of({"name": "x" * 256})
+    assert line.startswith("s.yaml: name: must be a plain folder name of at most 255 bytes")
+    assert specs.validate_experiment({"name": "x" * 255}, "s.yaml").name == "x" * 255
+
+
+@pytest.mark.parametrize("text, value", [("1e-3", 0.001), ("1E5", 1e5), ("-2.5e+3", -2500.0), (".5e-2", 0.005),
+                                         ("1.0e6", 1e6), ("+3e0", 3.0), ("1.5", 1.5), ("7", 7)])
+def test_yaml_1_2_floats_are_floats(text, value, write_spec):
+    """PyYAML (YAML 1.1) reads 1e-3 as the string '1e-3'; a search space would plan and sort text."""
+    parsed = specs.parse_yaml(f"x: {text}\n", "t.yaml")["x"]
+    assert parsed == value and type(parsed) is type(value)
+    [(_, override)] = specs.parse_overrides([f"optimizer.lr={text}"])
+    assert override == value and type(override) is type(value)
+    write_spec({"data": {"dataset": "iris"}}, "base.yaml")
+    path = write_spec(f"base: base.yaml\nspace:\n  train.l2: [{text}, 0.25]\n", "grid.yaml")
+    assert specs.load_search(path).spec.space["train.l2"] == [value, 0.25]
+
+
+def test_only_nnexp_loader_reads_yaml_1_2_floats():
+    """The resolver is the project's own: yaml.safe_load keeps YAML 1.1, and text that is not a number stays text."""
+    assert yaml.safe_load("x: 1e-3") == {"x": "1e-3"}
+    assert specs.parse_yaml("a: 1e\nb: e5\nc: 1e-3x\nd: '1e-3'\n", "t.yaml") == {"a": "1e", "b": "e5", "c": "1e-3x", "d": "1e-3"}
+
+
+def test_a_name_that_reads_as_a_float_is_quoted_when_dumped():
+    """The resolved spec.yaml is re-runnable as is: name '1e5' must not come back as the float 100000.0."""
+    s = specs.validate_experiment({"name": "1e5", "optimizer": {"name": "sgd", "lr": 1e-8}}, "s.yaml")
+    again = specs.validate_experiment(specs.parse_yaml(specs.dump_yaml(s), "spec.yaml"), "spec.yaml")
+    assert again == s and again.name == "1e5"
+    assert errors_of({"name": 1e5}) == ["s.yaml: name: expected text (quote it in YAML), got float 100000.0"]
+
+
+def search_errors(write_spec, space):
+    """The problems of a search over iris with this space (a mapping, or YAML text to keep 1e-1 as written)."""
+    experiment = {"data": {"dataset": "iris"}}
+    content = (f"experiment: {experiment}\nspace: {{{space}}}\n" if isinstance(space, str)
+               else {"experiment": experiment, "space": space})
+    path = write_spec(content, "grid.yaml")
+    with pytest.raises(SpecError) as info:
+        specs.load_search(path)
+    return [line.removeprefix(f"{path}: ") for line in info.value.problems]
+
+
+@pytest.mark.parametrize("space, problem", [
+    ({"model.activation": ["relu", "relu"]}, "space.model.activation: relu appears twice"),
+    ({"model.activation": {"choice": ["tanh", "relu", "tanh"]}}, "space.model.activation: tanh appears twice"),
+    ("optimizer.lr: [0.1, 1e-1]", "space.optimizer.lr: 0.1 appears twice"),
+    ({"train.epochs": [1, 1.0]}, "space.train.epochs: 1 appears twice (as 1 and 1.0)"),
+    ({"model.hidden": [[8], [4], [8]]}, "space.model.hidden: [8] appears twice"),
+    ({"model.init": [{"name": "gaussian", "std": 0.1}, {"name": "gaussian", "std": 0.1}]},
+     "space.model.init: {name: gaussian, std: 0.1} appears twice"),
+])
+def test_a_space_value_listed_twice_is_an_error(space, problem, write_spec):
+    """A repeated value would plan the same trial twice (a list) or bias the draws (a random choice)."""
+    assert search_errors(write_spec, space) == [problem]
+
+
+def test_true_and_1_are_different_space_values(write_spec):
+    path = write_spec({"experiment": {}, "space": {"model.batch_norm": [True, False], "train.l1": [0, 1]}}, "grid.yaml")
+    assert specs.load_search(path).spec.space["train.l1"] == [0, 1]
+
+
+@pytest.mark.parametrize("space, problem", [
+    ({"model.activation": []}, "space.model.activation: needs at least one value"),
+    ({"model.activation": {"choice": []}}, "space.model.activation: needs at least one value"),
+    ({"optimizer.lr": {"uniform": [0.1, 0.2, 0.3]}}, "space.optimizer.lr: takes at most 2 values"),
+])
+def test_space_list_lengths_are_told_in_words(space, problem, write_spec):
+    """Not pydantic's 'must be at least of length List, got []'."""
+    assert search_errors(write_spec, space) == [problem]
+
+
+def test_cosine_min_lr_above_the_learning_rate_is_an_error():
+    """Cosine goes from lr down to min_lr; a larger min_lr made the rate rise (0.1, 0.818, 2.55, ...)."""
+    (line,) = errors_of({"optimizer": {"name": "sgd", "lr": 0.1, "schedule": {"name": "cosine", "min_lr": 5}}})
+    assert line.startswith("s.yaml: optimizer.schedule.min_lr: must be <= lr (0.1)"), line
+    (line,) = errors_of({"optimizer": {"name": "adam", "schedule": {"name": "cosine", "min_lr": 0.01}}})  # default lr 0.001
+    assert line.startswith("s.yaml: optimizer.schedule.min_lr: must be <= lr (0.001)"), line
+    s = specs.validate_experiment({"optimizer": {"name": "sgd", "lr": 0.1, "schedule": {"name": "cosine", "min_lr": 0.1}}}, "s.yaml")
+    assert s.optimizer.schedule.min_lr == 0.1
+
+
+@pytest.mark.parametrize("schedule, field", [({"name": "step", "factor": 1.5}, "factor"),
+                                             ({"name": "exponential", "gamma": 1.01}, "gamma")])
+def test_a_decay_schedule_never_grows_the_rate(schedule, field):
+    (line,) = errors_of({"optimizer": {"name": "sgd", "schedule": schedule}})
+    assert line.startswith(f"s.yaml: optimizer.schedule.{field}: must be <= 1"), line
+
+
+def test_an_experiment_spec_given_to_search_says_so(write_spec):
+    path = write_spec({"name": "quick", "data": {"dataset": "digits"}, "model": {"hidden": [8]}, "train": {"epochs": 2}})
+    with pytest.raises(SpecError) as info:
+        specs.load_search(path)
+    assert info.value.problems == [
+        f"{path}: this looks like an experiment spec (it has data/model/train at the top); use `nnexp run`, "
+        "or write a search spec with `experiment:` (or `base:`) and `space:`"]
+
+
+def test_an_unknown_field_never_suggests_itself(write_spec):
+    """Experiment sections at the top of a search spec are unknown there; 'did you mean data' for 'data' is nonsense."""
+    path = write_spec({"data": {"dataset": "iris"}, "spce": {}, "space": {"optimizer.lr": [0.1]}}, "grid.yaml")
+    with pytest.raises(SpecError) as info:
+        specs.load_search(path)
+    assert sorted(info.value.problems) == [f"{path}: data: unknown field", f"{path}: spce: unknown field; did you mean 'space'?"]
+    assert errors_of({"trials": 3}) == ["s.yaml: trials: unknown field"]
+
+
+@pytest.mark.parametrize("data, line", [
+    ({"optimizer": {"lr": 0.1}}, "s.yaml: optimizer: an optimizer mapping needs a 'name' (one of sgd,"),
+    ({"model": {"activation": {"slope": 0.1}}}, "s.yaml: model.activation: an activation mapping needs a 'name' (one of"),
+    ({"model": {"init": {"std": 0.1}}}, "s.yaml: model.init: an initialiser mapping needs a 'name' (one of"),
+    ({"optimizer": {"name": "sgd", "schedule": {"every": 3}}}, "s.yaml: optimizer.schedule: a schedule mapping needs a 'name'"),
+    ({"optimizer": 3}, "s.yaml: optimizer: expected an optimizer name or a mapping with 'name', got int 3"),
+])
+def test_kind_messages_use_the_right_article(data, line):
+    (problem,) = errors_of(data)
+    assert problem.startswith(line), problem
+
+
+@pytest.mark.parametrize("data, path, shown", [
+    ({"train": {"epochs": True}}, "train.epochs", "true"),
+    ({"seed": False}, "seed", "false"),
+    ({"optimizer": {"name": "sgd", "lr": True}}, "optimizer.lr", "true"),
+    ({"model": {"hidden": [32, True]}}, "model.hidden", "[32, true]"),
+    ({"model": {"dropout": False}}, "model.dropout", "false"),
+    ({"model": {"dropout": {"input": True}}}, "model.dropout.input", "true"),
+    ({"model": {"activation": {"name": "maxout", "pieces": True}}}, "model.activation.pieces", "true"),
+    ({"data": {"noise": True}}, "data.noise", "true"),
+    ({"train": {"early_stopping": {"patience": True}}}, "train.early_stopping.patience", "true"),
+])
+def test_a_boolean_is_never_a_number(data, path, shown):
+    """Lax pydantic reads true as 1: `epochs: true` trained one epoch."""
+    assert errors_of(data) == [f"s.yaml: {path}: expected a number, not a boolean (got {shown})"]
+
+
+def test_booleans_stay_booleans_and_numbers_where_both_fit():
+    s = specs.validate_experiment({"model": {"batch_norm": True}, "data": {"pca_whiten": True}}, "s.yaml")
+    assert s.model.batch_norm is True and s.data.pca_whiten is True
+    assert specs.SearchSpec.model_validate({"space": {"model.batch_norm": [True, False]}}).space["model.batch_norm"] == [True, False]
+    with pytest.raises(ValidationError, match="not a boolean"):
+        specs.SearchSpec.model_validate({"space": {"train.l2": {"uniform": [False, 0.1]}}})
+
+
+def test_booleans_and_fractions_from_set_name_the_field(write_spec):
+    path = write_spec({"data": {"dataset": "iris"}})
+    for value, problem in (("true", "expected a number, not a boolean (got true)"),
+                           ("2.5", "expected a whole number, got float 2.5"),
+                           ("1e9", "must be <= 1000000, got 1000000000.0")):
+        with pytest.raises(SpecError) as info:
+            specs.load_experiment(path, specs.parse_overrides([f"train.epochs={value}"]))
+        assert info.value.problems == [f"{path}: train.epochs: {problem}"]
+    assert specs.load_experiment(path, specs.parse_overrides(["train.epochs=1e2"])).train.epochs == 100

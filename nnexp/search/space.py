@@ -27,6 +27,7 @@ from nnexp.spec import (
     UniformDist,
     apply_override,
     format_errors,
+    yaml_text,
 )
 from pydantic import ValidationError
 
@@ -181,7 +182,7 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
     """Expand, validate every configuration against the experiment schema, and assign seeds."""
     strategy = strategy or loaded.spec.strategy
     points, grid_size = expand_params(loaded, strategy, trials)
-    configs, problems = [], []
+    configs, problems, made_by = [], [], {}
     for params in points:
         experiment = copy.deepcopy(loaded.base)
         for path, value in params.items():
@@ -189,9 +190,14 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
         cid = config_id(params)
         experiment["name"] = f"{loaded.spec.name}-{cid}"
         try:
-            configs.append(Config(cid, params, ExperimentSpec.model_validate(experiment)))
+            spec = ExperimentSpec.model_validate(experiment)
         except ValidationError as exc:
             problems += _attribute(loaded.source, exc, params)
+            continue
+        twin = made_by.setdefault(spec.model_dump_json(exclude={"name"}), params)
+        if twin is not params:
+            problems.append(_same_experiment(loaded.source, twin, params))
+        configs.append(Config(cid, params, spec))
     if problems:
         raise SpecError(list(dict.fromkeys(problems)))
     base_seed = loaded.base_spec.seed
@@ -201,6 +207,15 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
         for r in range(loaded.spec.repeats)
     ]
     return SearchPlan(strategy, configs, trial_list, grid_size)
+
+
+def _same_experiment(source: str, first: dict, second: dict) -> str:
+    """Values written differently that mean the same (relu and {name: relu}, sigmoid and logistic) would train one network twice."""
+    differ = [key for key in first if repr(first[key]) != repr(second[key])]
+    if len(differ) == 1:
+        key = differ[0]
+        return f"{source}: space.{key}: {yaml_text(first[key])} and {yaml_text(second[key])} make the same experiment"
+    return f"{source}: space: configurations {first} and {second} make the same experiment"
 
 
 def _attribute(source: str, exc: ValidationError, params: dict) -> list[str]:

@@ -3,7 +3,9 @@
 import math
 
 import numpy as np
+import pytest
 
+from nnexp.errors import SpecError
 from nnexp.search.space import plan_search
 from nnexp.spec import load_search
 
@@ -56,3 +58,20 @@ def test_random_trials_option_overrides_spec(search_file):
     plan = plan_search(load_search(path), trials=7)
     assert len(plan.configs) == 7 and len(plan) == 21
     assert all(math.isfinite(c.params["optimizer.lr"]) for c in plan.configs)
+
+
+@pytest.mark.parametrize("space, problem", [
+    ({"model.activation": ["relu", {"name": "relu"}], "optimizer.lr": [0.01, 0.1]},
+     "space.model.activation: relu and {name: relu} make the same experiment"),
+    ({"model.activation": ["sigmoid", "tanh", "logistic"]}, "space.model.activation: sigmoid and logistic make the same experiment"),
+    ({"model.hidden": [[8], [8.0]]}, "space.model.hidden: [8] and [8.0] make the same experiment"),
+    ({"model.init": [{"name": "gaussian"}, {"name": "gaussian", "std": 0.01}]},
+     "space.model.init: {name: gaussian} and {name: gaussian, std: 0.01} make the same experiment"),
+])
+def test_values_that_make_the_same_experiment_are_an_error(space, problem, search_file):
+    """Written differently but equal once resolved: each would train the same networks twice under two names."""
+    path = search_file(space)
+    with pytest.raises(SpecError) as info:
+        plan_search(load_search(path))
+    assert info.value.problems == [f"{path}: {problem}"]
+
