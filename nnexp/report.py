@@ -3,9 +3,10 @@
 Every number is re-derivable from the log: one row per trial, grouped by
 configuration (summary) or by the value of one searched parameter (effects).
 Statistics use the ok trials only; failures and divergences are counted
-beside them. std is the sample standard deviation (ddof=1); ci95 is the
-half-width of the t-distribution 95% interval of the mean, so the interval
-is mean ± ci95. A configuration is marked `tied_best` when Welch's t-test
+beside them. std is the sample standard deviation (ddof=1), 0 when it is only
+rounding noise (identical repeats); ci95 is the half-width of the
+t-distribution 95% interval of the mean, so the interval is mean ± ci95.
+A configuration is marked `tied_best` when Welch's t-test
 cannot tell it from the best one (p > 0.05).
 """
 
@@ -29,6 +30,12 @@ METRIC_PREFIXES = ("val_", "test_")
 DIAGNOSTICS = ("train_loss", "grad_ratio", "grad_norm_first", "grad_norm_last", "saturated", "dead", "epochs_to_target")
 MARKDOWN_DIAGNOSTICS = ("grad_ratio", "saturated", "dead", "epochs_to_target")  # the CSV has all of them
 CURVES = 3  # configurations whose learning curves are plotted
+NO_TRIALS = "no trials finished yet"  # a search interrupted before its first trial: legitimate, not an error
+# A std below this fraction of |mean| is rounding noise, not spread: the mean of n identical
+# doubles can be off by a few ulps (e.g. three 14/15 give std 1.4e-16). That noise is about
+# n x 1e-16 relative; real spreads of a metric are many orders larger, so 1e-12 leaves room
+# for thousands of repeats without hiding any real difference.
+STD_NOISE = 1e-12
 
 
 @dataclass
@@ -96,12 +103,24 @@ def t_halfwidth(std: float, n: int) -> float:
     return float(stdtrit(n - 1, 1 - ALPHA / 2) * std / math.sqrt(n))
 
 
+def sample_std(values) -> float:
+    """Sample std (ddof=1) of a Series; NaN below 2 values; 0 when it is only rounding noise
+    (below STD_NOISE x |mean|), so identical repeats show `± 0`, not `± 1.36e-16`."""
+    if len(values) < 2:
+        return math.nan
+    std = float(values.std(ddof=1))
+    return 0.0 if std <= STD_NOISE * abs(float(values.mean())) else std
+
+
 def summarize(frame, metric: str, mode: str, params: list[str]):
     """One row per configuration: params, counts, mean/std/ci95 of each metric over ok trials, rank, tied_best."""
     import pandas as pd
 
     pcols = [param_column(p) for p in params]
     metrics = metric_columns(frame)
+    # named up front so that a log without trials (interrupted before the first) gives an empty table
+    columns = ["config_id", *pcols, "n_trials", *(f"n_{s}" for s in STATUSES),
+               *(f"{stat}_{m}" for m in metrics for stat in ("mean", "std", "ci95")), "epochs", "seconds"]
     rows = []
     for cid, group in frame.groupby("config_id", sort=False):
         ok = group[group["status"] == "ok"]
@@ -110,7 +129,7 @@ def summarize(frame, metric: str, mode: str, params: list[str]):
         row.update({"n_trials": len(group), **{f"n_{s}": int((group["status"] == s).sum()) for s in STATUSES}})
         for m in metrics:
             values = ok[m].dropna()
-            std = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+            std = sample_std(values)
             row[f"mean_{m}"] = float(values.mean()) if len(values) else math.nan
             row[f"std_{m}"] = std
             row[f"ci95_{m}"] = t_halfwidth(std, len(values))
@@ -119,7 +138,7 @@ def summarize(frame, metric: str, mode: str, params: list[str]):
         timing = "train_seconds" if "train_seconds" in ok else "seconds"
         row["seconds"] = float(ok[timing].mean()) if timing in ok and len(ok) else math.nan
         rows.append(row)
-    summary = pd.DataFrame(rows)
+    summary = pd.DataFrame(rows, columns=columns)
     key = f"mean_{metric}"
     if key not in summary:
         summary[key] = math.nan
@@ -188,7 +207,7 @@ def effects(frame, metric: str, params: list[str]) -> dict[str, Any]:
                 "n_trials": len(group),
                 "n_ok": int((group["status"] == "ok").sum()),
                 f"mean_{metric}": float(ok.mean()) if len(ok) else math.nan,
-                f"std_{metric}": float(ok.std(ddof=1)) if len(ok) > 1 else math.nan,
+                f"std_{metric}": sample_std(ok),
                 "failure_rate": float((group["status"] == "failed").mean()),
                 "divergence_rate": float((group["status"] == "diverged").mean()),
             })
@@ -205,6 +224,14 @@ def _fmt(value, digits: int = 4) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}g}" if abs(value) < 1e-3 or abs(value) >= 1e4 else f"{value:.{digits}f}"
     return str(value)
+
+
+def fmt_epochs(value) -> str:
+    """Epochs as a count: `3`, not `3.000`; a fractional mean (over folds or early-stopped
+    repeats) keeps one decimal, `12.3`."""
+    if _isna(value):
+        return "–"
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
 
 
 def fmt_param(value) -> str:
@@ -248,12 +275,12 @@ def summary_markdown(result: ReportResult) -> str:
             if other != m and (other.endswith(("_accuracy", "_rmse", "_loss")) or other in MARKDOWN_DIAGNOSTICS):
                 line[other] = pm(row[f"mean_{other}"], row[f"std_{other}"])
         line.update({"ok": int(row["n_ok"]), "failed": int(row["n_failed"]), "diverged": int(row["n_diverged"]),
-                     "epochs": _fmt(row["epochs"], 3), "seconds": _fmt(row["seconds"], 3),
+                     "epochs": fmt_epochs(row["epochs"]), "seconds": _fmt(row["seconds"], 3),
                      "tied_best": row["tied_best"]})
         table.append(line)
     import pandas as pd
 
-    body = pd.DataFrame(table).to_markdown(index=False) if table else "(no trials yet)"
+    body = pd.DataFrame(table).to_markdown(index=False) if table else f"({NO_TRIALS})"
     n = len(result.trials)
     head = (f"# {result.folder.name}: summary\n\n"
             f"{len(s)} configurations, {n} trials ({_counts(result.trials)}); ranked by {m} ({result.mode}).\n"
@@ -278,7 +305,7 @@ def effects_markdown(result: ReportResult) -> str:
                 for _, r in frame.iterrows()]
         import pandas as pd
 
-        parts.append(f"## {p}\n\n{pd.DataFrame(rows).to_markdown(index=False)}\n")
+        parts.append(f"## {p}\n\n{pd.DataFrame(rows).to_markdown(index=False) if rows else f'({NO_TRIALS})'}\n")
     if not result.effects:
         parts.append("(the space has no parameters)\n")
     return "\n".join(parts)

@@ -196,7 +196,7 @@ def print_leaderboard(console, result, outcome) -> None:
     """The top configurations with mean ± std of the metric and tied-best marks, then where the files are."""
     from rich.table import Table
 
-    from nnexp.report import _fmt, fmt_param, param_column, pm, short_names
+    from nnexp.report import NO_TRIALS, _fmt, fmt_param, param_column, pm, short_names
 
     s, m = result.summary, result.metric
     table = Table(title=f"{result.folder.name}: top configurations by {m} ({result.mode})", title_justify="left")
@@ -214,7 +214,7 @@ def print_leaderboard(console, result, outcome) -> None:
             f"{int(row['n_ok'])}/{int(row['n_trials'])}",
             "[green]yes[/]" if row["tied_best"] == "yes" else str(row["tied_best"]),
         )
-    console.print(table)
+    console.print(table if len(s) else f"{result.folder.name}: {NO_TRIALS}")  # no header over nothing
     if len(s) > LEADERBOARD_ROWS:
         console.print(f"... and {len(s) - LEADERBOARD_ROWS} more configurations in summary.md")
     if outcome is not None:

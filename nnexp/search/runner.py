@@ -273,6 +273,7 @@ def run_search(
         notes += [str(w.message) for w in caught]
         if store.repair():
             notes.append(f"{store.path}: cut off an incomplete last line before appending")
+        store.create()
 
         todo, kept = [], []
         for trial in plan.trials:

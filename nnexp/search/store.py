@@ -135,6 +135,14 @@ class TrialStore:
             raise StorageError.writing(self.path, exc, "cannot repair the torn last line") from None
         return True
 
+    def create(self) -> None:
+        """An empty log if there is none yet, so a search interrupted before its first trial
+        still leaves a folder that `nnexp report` reads."""
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644))
+        except OSError as exc:
+            raise StorageError.writing(self.path, exc) from None
+
     def append(self, record: dict) -> None:
         """One record as one line: a single write, then fsync; on failure the file is cut back to its old end."""
         line = (dumps(record) + "\n").encode()
@@ -160,8 +168,9 @@ class TrialStore:
             os.close(fd)
 
     def move_aside(self) -> Path | None:
-        """`--fresh`: rename the old log to trials-<UTC time>.jsonl.old, so nothing is destroyed."""
-        if not self.path.exists():
+        """`--fresh`: rename the old log to trials-<UTC time>.jsonl.old, so nothing is destroyed.
+        An empty log (a search interrupted before its first trial) has nothing to keep: it stays."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
             return None
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         target = self.folder / f"trials-{stamp}.jsonl.old"

@@ -134,9 +134,10 @@ def test_report_command(search_file, tmp_path):
     assert runner.invoke(app, ["report", str(tmp_path / "nothing")]).exit_code == 2
 
 
-def start(path, results):
-    return subprocess.Popen([sys.executable, APP, "search", str(path), "--results-dir", str(results), "--n-jobs", "1",
-                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+def start(path, results, n_jobs=1):
+    return subprocess.Popen([sys.executable, APP, "search", str(path), "--results-dir", str(results), "--n-jobs",
+                             str(n_jobs), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
 
 
 def wait_for_lines(log: Path, n: int, proc, timeout=60.0):
@@ -179,3 +180,33 @@ def test_interrupt_then_kill_then_resume(search_file, tmp_path, interrupt):
     keys = [(r["config_id"], r["seed"]) for r in final]
     assert len(set(keys)) == 12  # every key exactly once: nothing finished was trained again
     assert yaml.safe_load((tmp_path / "grid" / "search.yaml").read_text())["search"]["name"] == "grid"
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_ctrl_c_before_the_first_trial_finishes(search_file, tmp_path, interrupt, n_jobs):
+    """Nothing finished is still a legitimate interrupted search: exit 130, empty tables, `nnexp report` reads it."""
+    experiment = {"data": {"dataset": "iris"}, "model": {"hidden": [32]}, "optimizer": {"name": "sgd", "lr": 0.1},
+                  "train": {"epochs": 100000, "batch_size": 8}}  # minutes a trial: none finishes in this test
+    path = search_file(SPACE, experiment=experiment)
+    folder = tmp_path / "grid"
+
+    proc = start(path, tmp_path, n_jobs)
+    try:
+        wait_for_lines(folder / "trials.jsonl", 0, proc, timeout=30)  # the log exists once trials are about to start
+        time.sleep(0.5)
+        interrupt(proc, folder / "trials.jsonl")
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # a failure here must not leave a search of minutes running, nor its workers
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    assert proc.returncode == 130, err.decode()
+    assert err.decode().splitlines()[-1] == (f"interrupted: 0 trials finished this run are kept in {folder}; "
+                                             "run the same command again to resume")
+    assert "error:" not in err.decode() and "Traceback" not in err.decode()
+    assert (folder / "trials.jsonl").read_bytes() == b"" and not (folder / ".lock").exists()
+    assert "(no trials finished yet)" in (folder / "summary.md").read_text() and not list(folder.glob("*.png"))
+
+    again = runner.invoke(app, ["report", str(folder)])
+    assert again.exit_code == 0, again.output
+    assert "grid: no trials finished yet" in again.stdout and "top configurations" not in again.stdout

@@ -119,6 +119,61 @@ def test_report_of_a_folder_without_trials_is_a_user_error(tmp_path):
         report(tmp_path)
 
 
+def test_report_of_a_search_interrupted_before_its_first_trial(tmp_path):
+    """An empty trials.jsonl is a legitimate folder: tables without rows that say so, no plots."""
+    write_scores(tmp_path, {})
+    TrialStore(tmp_path).create()
+    result = report(tmp_path)
+    assert result.summary.empty and [f.name for f in result.files] == ["summary.csv", "summary.md", "effects.md"]
+    assert not list(tmp_path.glob("*.png"))
+    columns = pd.read_csv(tmp_path / "summary.csv").columns
+    assert {"config_id", "param_x", "n_ok", "mean_val_accuracy", "rank", "tied_best"} <= set(columns)
+    assert "(no trials finished yet)" in (tmp_path / "summary.md").read_text()
+    assert "## x\n\n(no trials finished yet)" in (tmp_path / "effects.md").read_text()
+
+
+def markdown_column(text: str, name: str) -> list[str]:
+    """The cells of one column of the first markdown table in `text`."""
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("|")]
+    index = rows[0].index(name)
+    return [row[index] for row in rows[2:]]
+
+
+def test_identical_repeats_show_zero_spread_not_rounding_noise(tmp_path):
+    """The mean of three 14/15 is off by an ulp, so the raw std is 1.4e-16: that is noise, shown as 0;
+    a real spread, however small, is kept."""
+    scores = {"same": [14 / 15] * 3, "tiny": [0.9, 0.9 + 3e-9, 0.9 - 3e-9]}
+    assert pd.Series(scores["same"]).std() > 0  # the noise this is about
+    write_scores(tmp_path, scores)
+    result = report(tmp_path, plots=False)
+    summary = result.summary.set_index("config_id")
+    assert summary.loc["same", "std_val_accuracy"] == 0.0 and summary.loc["same", "ci95_val_accuracy"] == 0.0
+    assert summary.loc["tiny", "std_val_accuracy"] == pytest.approx(3e-9, rel=1e-6)
+    assert result.effects["x"].set_index("x").loc["same", "std_val_accuracy"] == 0.0
+    text = (tmp_path / "summary.md").read_text()
+    assert markdown_column(text, "val_accuracy")[0] == "0.9333 ± 0" and markdown_column(text, "ci95")[0] == "± 0"
+    assert "e-1" not in text
+
+
+def test_summary_shows_epochs_as_counts(tmp_path):
+    """Whole epochs as integers (`5`, not `5.000`), a fractional mean with one decimal, none as –."""
+    write_scores(tmp_path, {"whole": [0.9, 0.91]})
+    store = TrialStore(tmp_path)
+    for seed, epochs in enumerate([4, 5]):
+        store.append({"trial_id": f"half-s{seed}", "config_id": "half", "params": {"x": "half"}, "seed": seed,
+                      "status": "ok", "val_accuracy": 0.8, "epochs_run": epochs})
+    store.append({"trial_id": "broken-s0", "config_id": "broken", "params": {"x": "broken"}, "seed": 0,
+                  "status": "failed", "error": "ValueError: boom"})
+    report(tmp_path, plots=False)
+    assert markdown_column((tmp_path / "summary.md").read_text(), "epochs") == ["5", "4.5", "–"]
+
+
+def test_fmt_epochs():
+    from nnexp.report import fmt_epochs
+
+    assert [fmt_epochs(v) for v in (1.0, 3, 2.5, 40 / 3, float("nan"))] == ["1", "3", "2.5", "13.3", "–"]
+
+
 def test_welch_p_matches_scipy():
     from scipy import stats
 

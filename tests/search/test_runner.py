@@ -88,6 +88,20 @@ def test_ctrl_c_keeps_finished_trials(planned, tmp_path):
     assert run_search(loaded, plan, folder, n_jobs=1, **FAKE).ran == 9
 
 
+def test_ctrl_c_before_the_first_trial_leaves_an_empty_log(planned, tmp_path):
+    """What `nnexp report` and a resume read: an empty trials.jsonl, not a folder without one."""
+    loaded, plan = planned(SPACE)
+    folder = tmp_path / "out"
+
+    def interrupted(spec, prepared=None):
+        raise KeyboardInterrupt
+
+    outcome = run_search(loaded, plan, folder, n_jobs=1, train_fn=interrupted, data_fn=no_data)
+    assert outcome.interrupted and outcome.ran == 0 and outcome.records == []
+    assert (folder / "trials.jsonl").read_bytes() == b"" and not (folder / ".lock").exists()
+    assert run_search(loaded, plan, folder, n_jobs=1, **FAKE).ran == 12
+
+
 def test_killed_worker_costs_only_its_trials(planned, tmp_path):
     """`identity` makes the fake kill its own process, as the OS's OOM killer would."""
     loaded, plan = planned({"model.activation": ["relu", "identity", "tanh"], "optimizer.lr": [0.1]})

@@ -72,6 +72,16 @@ def test_move_aside_keeps_the_old_log(tmp_path):
     assert json.loads(moved.read_text())["trial_id"] == "a-s0"
 
 
+def test_create_starts_an_empty_log_and_keeps_an_existing_one(tmp_path):
+    store = TrialStore(tmp_path)
+    store.create()
+    assert store.path.read_bytes() == b"" and store.read() == []
+    assert store.move_aside() is None and store.path.exists()  # nothing to keep aside
+    store.append(rec("a", 0))
+    store.create()
+    assert [r["trial_id"] for r in store.read()] == ["a-s0"]
+
+
 def test_lock_refuses_a_second_search(tmp_path):
     with SearchLock(tmp_path):
         with pytest.raises(LockError, match="another search is running"):
