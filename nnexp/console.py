@@ -60,12 +60,22 @@ def print_run_summary(result) -> None:
                 cells.append(value)
             table.add_row(split, *cells)
     console.print(table)
-    epochs = f"{metrics['epochs_run']} epochs"
-    if metrics.get("best_epoch") and metrics["best_epoch"] != metrics["epochs_run"]:
-        epochs += f" (best weights from epoch {metrics['best_epoch']})"
+    epochs = _epochs(metrics["epochs_run"]) + (" per fold (mean)" if metrics.get("cv_folds") else "")
+    best = metrics.get("best_epoch")
+    if best and best != metrics["epochs_run"]:
+        epochs += f" (best weights from epoch {_number(best)})"
     console.print(f"{epochs} in {metrics['seconds']:.2f} s ({1000 * metrics['seconds_per_epoch']:.1f} ms/epoch)")
     for name, path in getattr(result, "files", {}).items():
         console.print(f"  {name:<20} {path}")
+
+
+def _number(value) -> str:
+    """A count as a count (5), a mean of counts over folds with one decimal (12.3)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+
+
+def _epochs(value) -> str:
+    return f"{_number(value)} epoch{'' if value == 1 else 's'}"
 
 
 def print_gradcheck(report, tolerance: float) -> None:

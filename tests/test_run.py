@@ -307,3 +307,16 @@ def test_probabilities_of_a_regression_model_are_an_error(tmp_path):
     assert result.exit_code == 2
     assert result.stderr.strip() == (f"error: --proba: {model} is a regression model; "
                                      "class probabilities need a classification one")
+
+
+def test_run_summary_counts_epochs_in_words(capsys):
+    """'1 epoch', and under cross-validation the mean over folds says so (not '2.0 epochs')."""
+    from nnexp.console import print_run_summary
+
+    one = run_experiment({"name": "one", "data": {"dataset": "iris"}, "train": {"epochs": 1}}, results_dir=None)
+    folds = run_experiment({"name": "cv", "data": {"dataset": "iris", "cv_folds": 3}, "train": {"epochs": 2}},
+                           results_dir=None)
+    print_run_summary(one)
+    print_run_summary(folds)
+    out = capsys.readouterr().out
+    assert "\n1 epoch in " in out and "\n2 epochs per fold (mean) in " in out and "2.0" not in out
