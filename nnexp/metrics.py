@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-CLASSIFICATION = ("loss", "accuracy", "f1")
-REGRESSION = ("loss", "rmse", "mae", "r2")
+from nnexp.spec import TASK_METRICS
+
+CLASSIFICATION = TASK_METRICS["classification"]
+REGRESSION = TASK_METRICS["regression"]
 
 
 def metric_names(task: str) -> tuple[str, ...]:

@@ -77,7 +77,7 @@ def search(
         if trials is not None and strategy != "random":
             raise NnexpError("--trials: only for random search; add --random (or strategy: random in the spec)")
         plan = plan_search(loaded, strategy, trials)
-        check_data(plan)
+        check_data(plan, loaded.spec, loaded.source)
         folder = Path(results_dir) / loaded.spec.name
 
         from nnexp.cli import describe_plan
@@ -110,21 +110,30 @@ def search(
             raise typer.Exit(1)
 
 
-def check_data(plan) -> None:
+def check_data(plan, search, source: str) -> None:
     """Bad data is bad input (exit 2, nothing written), not a search whose every trial fails:
-    prepare the first trial's data here before any worker starts. Configurations whose data
-    differs (a searched `data.*` field) can still fail one by one, recorded as failed trials.
+    prepare the first trial's data here before any worker starts, and check that the search
+    metric and the monitors are computed for its task (a file's 'auto' task is known only now).
+    Configurations whose data differs (a searched `data.*` field) can still fail one by one,
+    recorded as failed trials.
     Built-in data sets are not checked: they cannot be unreadable, and loading one here could
     cost a scikit-learn import (2-3 s while the data-set cache is cold) before any worker starts."""
     import warnings
 
+    from nnexp.errors import SpecError
+    from nnexp.spec import metric_problem, monitor_problems
     from nnexp.train import load_data
 
     if not plan.trials or plan.trials[0].spec.data.is_builtin:
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the trials report their data warnings themselves
-        load_data(plan.trials[0].spec)
+        prepared = load_data(plan.trials[0].spec)
+    first = plan.trials[0].spec
+    task = (prepared[0] if isinstance(prepared, list) else prepared).task
+    problems = [problem for problem in (metric_problem(search.metric, task), *monitor_problems(first, task)) if problem]
+    if problems:
+        raise SpecError([f"{source}: {problem}" for problem in problems])
 
 
 def report(

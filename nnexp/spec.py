@@ -41,6 +41,7 @@ BUILTIN_DATASETS = (
     "xor", "moons", "circles", "spirals", "blobs",
 )
 DATA_FILE_SUFFIXES = (".csv", ".parquet", ".npz")
+TASK_METRICS = {"classification": ("loss", "accuracy", "f1"), "regression": ("loss", "rmse", "mae", "r2")}
 METRIC_NAMES = ("loss", "accuracy", "f1", "rmse", "mae", "r2")
 SPLITS = ("train", "val", "test")
 LOWER_IS_BETTER = ("loss", "rmse", "mae")
@@ -341,6 +342,26 @@ class DataSpec(Strict):
     def is_builtin(self) -> bool:
         return self.dataset in BUILTIN_DATASETS
 
+    @model_validator(mode="after")
+    def _task_of_a_builtin(self):
+        own = self.builtin_task
+        if own is not None and self.task not in ("auto", own):
+            raise ValueError(f"@task: '{self.dataset}' is a {own} data set, not {self.task}")
+        return self
+
+    @property
+    def builtin_task(self) -> str | None:
+        if not self.is_builtin:
+            return None
+        from nnexp.data.datasets import DATASETS
+
+        return DATASETS[self.dataset].task
+
+    @property
+    def known_task(self) -> str | None:
+        """The task before any row is read: data.task, or a built-in's own; None for a file left to 'auto'."""
+        return self.builtin_task or (None if self.task == "auto" else self.task)
+
 
 class DropoutSpec(Strict):
     """Separate drop probabilities for the input layer and the hidden layers."""
@@ -469,11 +490,39 @@ class ExperimentSpec(Strict):
     train: TrainSpec = Field(default_factory=TrainSpec)
 
     @model_validator(mode="after")
-    def _needs_validation_rows(self):
-        stopping = self.train.early_stopping
-        if stopping and stopping.monitor.startswith("val_") and self.data.val_fraction == 0 and self.data.cv_folds == 0:
-            raise ValueError("@train.early_stopping: monitoring a val_ metric needs data.val_fraction > 0")
+    def _monitors_can_be_computed(self):
+        for field, config in self.monitors():
+            if config.monitor.startswith("val_") and self.data.val_fraction == 0 and self.data.cv_folds == 0:
+                raise ValueError(f"@{field}: monitoring a val_ metric needs data.val_fraction > 0")
+        problems = monitor_problems(self, self.data.known_task) if self.data.known_task else []
+        if problems:
+            raise ValueError(f"@{problems[0]}")
         return self
+
+    def monitors(self) -> list[tuple[str, Any]]:
+        """(field, config) of early stopping and the target watch, where set."""
+        return [(f, c) for f, c in (("train.early_stopping", self.train.early_stopping),
+                                    ("train.target", self.train.target)) if c is not None]
+
+
+def metric_problem(metric: str, task: str) -> str | None:
+    """Why a search's `metric` cannot rank trials of this task (None when it can)."""
+    split, _, name = metric.partition("_")
+    if name in TASK_METRICS[task]:
+        return None
+    return (f"metric: '{metric}' is not computed for a {task} task "
+            f"(one of {', '.join(f'{split}_{m}' for m in TASK_METRICS[task])})")
+
+
+def monitor_problems(spec: ExperimentSpec, task: str) -> list[str]:
+    """`field.monitor: problem` for each monitored metric the task does not compute.
+
+    The spec checks this when it knows the task (a built-in data set, an explicit
+    data.task); training checks it again once a file's 'auto' task is known.
+    """
+    computed = ["train_loss", *(f"val_{m}" for m in TASK_METRICS[task])]
+    return [f"{field}.monitor: '{config.monitor}' is not computed for a {task} task (one of {', '.join(computed)})"
+            for field, config in spec.monitors() if config.monitor not in computed]
 
 
 # --------------------------------------------------------------------------- search

@@ -64,18 +64,12 @@ def train_experiment(spec: ExperimentSpec, prepared=None, progress: Callable[[di
 
 
 def check_monitors(spec: ExperimentSpec, task: str) -> None:
-    """The metrics that early stopping and the target watch must be ones this task computes.
-
-    A data file's task may be 'auto', so this is known only once the data is; the spec
-    checks what it can earlier (built-in data sets, an explicit data.task).
-    """
+    """Monitored metrics must be ones this task computes: a data file's 'auto' task is known
+    only now (the spec checked what it could: built-in data sets, an explicit data.task)."""
     from nnexp.errors import SpecError
+    from nnexp.spec import monitor_problems
 
-    computed = ["train_loss", *(f"val_{m}" for m in metric_names(task))]
-    problems = [f"{field}: '{config.monitor}' is not computed for a {task} task (one of {', '.join(computed)})"
-                for field, config in (("train.early_stopping.monitor", spec.train.early_stopping),
-                                      ("train.target.monitor", spec.train.target))
-                if config is not None and config.monitor not in computed]
+    problems = monitor_problems(spec, task)
     if problems:
         raise SpecError(problems)
 

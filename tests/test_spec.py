@@ -141,6 +141,32 @@ def test_all_problems_reported_at_once():
     assert len(problems) == 3
 
 
+def test_the_target_watch_needs_validation_rows_too():
+    (line,) = errors_of({"data": {"val_fraction": 0}, "train": {"target": {"monitor": "val_loss", "value": 0.2}}})
+    assert line == "s.yaml: train.target: monitoring a val_ metric needs data.val_fraction > 0"
+    assert specs.validate_experiment({"data": {"val_fraction": 0}, "train": {"target": {"monitor": "train_loss",
+                                                                                          "value": 0.2}}}, "s.yaml")
+
+
+@pytest.mark.parametrize("data, field, monitor, task", [
+    ({"dataset": "iris"}, "early_stopping", "val_rmse", "classification"),
+    ({"dataset": "diabetes"}, "target", "val_accuracy", "regression"),
+    ({"dataset": "table.csv", "task": "regression"}, "early_stopping", "val_f1", "regression"),
+])
+def test_a_monitor_the_known_task_does_not_compute_is_a_spec_error(data, field, monitor, task):
+    """A built-in's task, or an explicit data.task, is known before any row is read: validate says so."""
+    train = {field: {"monitor": monitor, **({"value": 0.5} if field == "target" else {})}}
+    (line,) = errors_of({"data": data, "train": train})
+    assert line.startswith(f"s.yaml: train.{field}.monitor: '{monitor}' is not computed for a {task} task (one of ")
+    unknown = {"data": {"dataset": "table.csv"}, "train": train}  # a file's 'auto' task: checked once read
+    assert specs.validate_experiment(unknown, "s.yaml").train
+
+
+def test_a_task_that_contradicts_a_builtin_is_a_spec_error():
+    (line,) = errors_of({"data": {"dataset": "diabetes", "task": "classification"}})
+    assert line == "s.yaml: data.task: 'diabetes' is a regression data set, not classification"
+
+
 def test_early_stopping_needs_validation_rows():
     (line,) = errors_of({"data": {"val_fraction": 0}, "train": {"early_stopping": {"patience": 3}}})
     assert "train.early_stopping" in line

@@ -27,6 +27,7 @@ from nnexp.spec import (
     UniformDist,
     apply_override,
     format_errors,
+    metric_problem,
     yaml_text,
 )
 from pydantic import ValidationError
@@ -194,6 +195,10 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
         except ValidationError as exc:
             problems += _attribute(loaded.source, exc, params)
             continue
+        task = spec.data.known_task
+        wrong_metric = metric_problem(loaded.spec.metric, task) if task else None
+        if wrong_metric:
+            problems.append(f"{loaded.source}: {wrong_metric}")
         twin = made_by.setdefault(spec.model_dump_json(exclude={"name"}), params)
         if twin is not params:
             problems.append(_same_experiment(loaded.source, twin, params))

@@ -95,8 +95,15 @@ def test_spirals_arms_are_balanced_and_within_unit_radius():
 
 
 def test_task_that_contradicts_a_builtin_is_an_error():
+    """The spec says so before any row is read (nnexp validate too); the loader keeps its own guard."""
+    from pydantic import ValidationError
+
+    from nnexp.data.datasets import load_builtin
+
+    with pytest.raises(ValidationError, match=r"'iris' is a classification data set, not regression"):
+        DataSpec(dataset="iris", task="regression")
     with pytest.raises(DataError, match=r"iris: data.task: 'iris' is a classification data set"):
-        prepare(DataSpec(dataset="iris", task="regression"), seed=0)
+        load_builtin("iris", task="regression")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

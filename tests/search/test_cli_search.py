@@ -94,12 +94,34 @@ def test_every_trial_failing_exits_1(search_file, tmp_path):
     (["--backend", "spark"], "unknown backend 'spark'"),
     (["--scheduler", "tcp://x:8786"], "--scheduler: only used with --backend dask"),
     (["--n-jobs", "0"], "--n-jobs"),
+    (["--set", "metric=val_rmse"], "metric: 'val_rmse' is not computed for a classification task"),
 ])
 def test_bad_input_exits_2_with_one_line(search_file, tmp_path, args, message):
     result = search(search_file(SPACE), "--results-dir", tmp_path, *args)
     assert result.exit_code == 2, result.output
     assert message in result.stderr and "Traceback" not in result.output
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_metric_the_task_of_a_data_file_lacks_exits_2_before_any_trial(search_file, tmp_path):
+    """A file's 'auto' task is known once it is read: the search reads it before any worker starts."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=80), "b": rng.normal(size=80)})
+    frame["y"] = 2 * frame["a"] + rng.normal(0, 0.1, 80)
+    frame.to_csv(tmp_path / "reg.csv", index=False)
+    experiment = {"data": {"dataset": str(tmp_path / "reg.csv"), "target": "y"},
+                  "train": {"epochs": 2, "early_stopping": {"monitor": "val_f1"}}}
+    path = search_file({"optimizer.lr": [0.01, 0.1]}, experiment=experiment)
+    result = search(path, "--results-dir", tmp_path / "out", "--quiet")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines() == [
+        f"error: {path}: metric: 'val_accuracy' is not computed for a regression task "
+        "(one of val_loss, val_rmse, val_mae, val_r2)",
+        f"error: {path}: train.early_stopping.monitor: 'val_f1' is not computed for a regression task "
+        "(one of train_loss, val_loss, val_rmse, val_mae, val_r2)"]
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_dask_exits_2(search_file, tmp_path, monkeypatch):
