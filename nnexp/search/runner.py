@@ -27,6 +27,7 @@ from nnexp.search.store import (
     SearchLock,
     TrialStore,
     check_same_search,
+    data_fingerprints,
     key_of,
     save_spec,
     search_identity,
@@ -254,7 +255,8 @@ def run_search(
     n_jobs = search.n_jobs if n_jobs is None else n_jobs
     if n_jobs == 0:
         raise NnexpError("--n-jobs: must be a positive number of workers, or -1 for all cores")
-    identity = search_identity(loaded, plan.strategy, len(plan.configs) if plan.strategy == "random" else None)
+    identity = search_identity(loaded, plan.strategy, len(plan.configs) if plan.strategy == "random" else None,
+                               data_fingerprints(config.spec for config in plan.configs))
     start = time.perf_counter()
     notes: list[str] = []
     store = TrialStore(folder)

@@ -11,6 +11,7 @@ A retried trial appends a new line for the same key; readers keep the last.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -278,13 +279,34 @@ class SearchLock:
 # --------------------------------------------------------------------------- saved spec
 
 
-def search_identity(loaded, strategy: str, trials: int | None) -> dict:
-    """What defines a search: the resolved search fields and the resolved base experiment."""
+def search_identity(loaded, strategy: str, trials: int | None, data_files: dict[str, str] | None = None) -> dict:
+    """What defines a search: the resolved search fields, the resolved base experiment, and
+    the contents of the data files its trials read (see data_fingerprints)."""
     search = loaded.spec.model_dump(mode="json", exclude={"experiment", "base"})
     search["strategy"] = strategy
     if trials is not None:
         search["trials"] = trials
-    return {"search": search, "experiment": loaded.base_spec.model_dump(mode="json"), "source": loaded.source}
+    identity = {"search": search, "experiment": loaded.base_spec.model_dump(mode="json"), "source": loaded.source}
+    if data_files:
+        identity["data_files"] = data_files
+    return identity
+
+
+def data_fingerprints(specs) -> dict[str, str]:
+    """`sha256:<hex>` of each data file the experiments read: resuming on an edited file would
+    put trials of two data sets in one table. A file that cannot be read is left out (its
+    trials say why)."""
+    fingerprints = {}
+    for path in sorted({spec.data.dataset for spec in specs if not spec.data.is_builtin}):
+        digest = hashlib.sha256()
+        try:
+            with open(path, "rb") as file:
+                for block in iter(lambda: file.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError:
+            continue
+        fingerprints[path] = f"sha256:{digest.hexdigest()}"
+    return fingerprints
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -298,7 +320,7 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def spec_differences(old: dict, new: dict) -> list[str]:
     """`path: old -> new` for every field that differs, ignoring the resumable ones."""
-    ignore = {f"search.{f}" for f in RESUMABLE_FIELDS} | {"source"}
+    ignore = {f"search.{f}" for f in RESUMABLE_FIELDS} | {"source", "data_files"}  # files: check_same_search
     a, b = _flatten(old), _flatten(new)
     diffs = []
     for path in sorted(set(a) | set(b)):
@@ -344,6 +366,13 @@ def check_same_search(folder: str | os.PathLike, identity: dict) -> None:
     saved = read_saved_spec(folder)
     if saved is None:
         return
+    old_files, new_files = saved.get("data_files") or {}, identity.get("data_files") or {}
+    edited = [path for path in new_files if path in old_files and old_files[path] != new_files[path]]
+    if edited:
+        raise SearchChangedError(
+            f"{Path(folder) / SPEC_FILE}: the data file {edited[0]} changed since the trials here were run "
+            "(its contents differ); use --fresh to start over (old trials are kept aside), or another name / --results-dir"
+        )
     diffs = spec_differences(saved, identity)
     if diffs:
         shown = "; ".join(diffs[:5]) + (f"; and {len(diffs) - 5} more" if len(diffs) > 5 else "")

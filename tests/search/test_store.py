@@ -113,3 +113,42 @@ def test_changed_search_is_refused_but_resumable_fields_may_change(tmp_path):
     changed = {**saved, "experiment": {"train": {"epochs": 10}}}
     with pytest.raises(SearchChangedError, match=r"experiment.train.epochs: 5 -> 10.*--fresh"):
         check_same_search(tmp_path, changed)
+
+
+def test_an_edited_data_file_is_refused_on_resume(tmp_path, search_file):
+    """Trials of two versions of a file must not meet in one table; folders from before
+    fingerprints existed (no data_files in search.yaml) still resume."""
+    import numpy as np
+    import pandas as pd
+
+    from nnexp.search.runner import run_search
+    from nnexp.search.space import plan_search
+    from nnexp.spec import load_search
+
+    from .fakes import fake_train, no_data
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60)})
+    table["y"] = (table["a"] > 0).astype(int)
+    table.to_csv(tmp_path / "mine.csv", index=False)
+    experiment = {"data": {"dataset": str(tmp_path / "mine.csv"), "target": "y"}, "train": {"epochs": 2}}
+    path = search_file({"optimizer.lr": [0.01, 0.1]}, experiment=experiment, repeats=1)
+    folder = tmp_path / "out"
+
+    def resume(**fields):
+        loaded = load_search(path, list(fields.items()))
+        return run_search(loaded, plan_search(loaded), folder, n_jobs=1, train_fn=fake_train, data_fn=no_data)
+
+    assert resume().ran == 2
+    saved = (folder / "search.yaml").read_text()
+    assert f"{tmp_path / 'mine.csv'}: sha256:" in saved
+    assert resume(repeats=2).ran == 2  # same file: resumes
+    table.iloc[:40].to_csv(tmp_path / "mine.csv", index=False)
+    with pytest.raises(SearchChangedError, match=r"the data file .*mine.csv changed since the trials here were run"):
+        resume(repeats=3)
+    import yaml
+
+    identity = yaml.safe_load(saved)
+    identity.pop("data_files")
+    save_spec(folder, identity)  # as written before fingerprints
+    assert resume(repeats=3).ran == 2
