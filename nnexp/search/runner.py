@@ -113,6 +113,8 @@ def _client_logs_quiet():
 
 def _dask_client(n_workers: int, scheduler: str | None, Client, LocalCluster):
     if scheduler:
+        if "://" not in scheduler and (scheduler.endswith(".json") or os.sep in scheduler) and not Path(scheduler).is_file():
+            raise NnexpError(f"--scheduler: {scheduler}: no such scheduler file (or give an address, tcp://host:8786)")
         try:
             if Path(scheduler).is_file():
                 client = Client(scheduler_file=scheduler, set_as_default=False)

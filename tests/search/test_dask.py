@@ -176,6 +176,16 @@ def test_unreachable_scheduler_exits_2(search_file, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("name", ["scheduler.json", "no/such/dir/scheduler"])
+def test_a_missing_scheduler_file_is_named_as_a_file(search_file, tmp_path, name):
+    """Not 'missing port number in address': a path is a scheduler file that is not there."""
+    result = search(search_file(SPACE), "--results-dir", tmp_path, "--backend", "dask",
+                    "--scheduler", tmp_path / name, "-q")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (f"error: --scheduler: {tmp_path / name}: no such scheduler file "
+                                     "(or give an address, tcp://host:8786)")
+
+
 def test_without_dask_exits_2_with_the_pip_command(search_file, planned, tmp_path, monkeypatch):
     from nnexp.errors import NnexpError
 
