@@ -97,6 +97,10 @@ def search(
         from nnexp.report import report as build_report
 
         result = build_report(folder)
+        extra = len(result.trials) - len(outcome.records)
+        if extra > 0:  # the report reads the whole log: say why its counts exceed the plan's
+            sys.stderr.write(f"note: {folder}/trials.jsonl also holds {extra} trial(s) outside this plan (an earlier "
+                             "run with more repeats or trials); the tables include them\n")
         if not quiet:
             print_leaderboard(console, result, outcome)
         if outcome.interrupted:

@@ -232,3 +232,13 @@ def test_ctrl_c_before_the_first_trial_finishes(search_file, tmp_path, interrupt
     again = runner.invoke(app, ["report", str(folder)])
     assert again.exit_code == 0, again.output
     assert "grid: no trials finished yet" in again.stdout and "top configurations" not in again.stdout
+
+
+def test_fewer_repeats_on_resume_says_the_tables_hold_more_trials(search_file, tmp_path):
+    path = search_file({"optimizer.lr": [0.01, 0.1]}, repeats=3)
+    assert search(path, "--results-dir", tmp_path, "-q").exit_code == 0
+    again = search(path, "--results-dir", tmp_path, "-q", "--set", "repeats=2")
+    assert again.exit_code == 0, again.output
+    assert again.stderr.strip() == (f"note: {tmp_path / 'grid'}/trials.jsonl also holds 2 trial(s) outside this plan "
+                                    "(an earlier run with more repeats or trials); the tables include them")
+    assert set(pd.read_csv(tmp_path / "grid" / "summary.csv")["n_trials"]) == {3}
