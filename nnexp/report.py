@@ -7,7 +7,10 @@ beside them. std is the sample standard deviation (ddof=1), 0 when it is only
 rounding noise (identical repeats); ci95 is the half-width of the
 t-distribution 95% interval of the mean, so the interval is mean ± ci95.
 A configuration is marked `tied_best` when Welch's t-test
-cannot tell it from the best one (p > 0.05).
+cannot tell it from the best one (p > 0.05). Configurations with fewer than
+2 ok repeats rank after those with 2 or more. Trials are grouped in a fixed
+order (configuration, seed), so the numbers do not depend on the order in
+which workers finished.
 """
 
 from __future__ import annotations
@@ -83,6 +86,8 @@ def trials_frame(records: list[dict], params: list[str] | None = None):
     for column in frame.columns:  # None -> NaN in numeric columns
         if column.startswith(METRIC_PREFIXES + ("train_",)) or column in ("epochs_run", "seconds", "best_epoch", *DIAGNOSTICS):
             frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    if len(frame):  # workers append in finishing order: a fixed order makes every sum, so every mean, the same
+        frame = frame.sort_values(["config_id", "seed"], kind="stable").reset_index(drop=True)
     return frame
 
 
@@ -103,13 +108,20 @@ def t_halfwidth(std: float, n: int) -> float:
     return float(stdtrit(n - 1, 1 - ALPHA / 2) * std / math.sqrt(n))
 
 
+def sample_mean(values) -> float:
+    """Mean with an exactly rounded sum (math.fsum): the same values give the same mean in any
+    order, so two configurations with equal scores tie instead of differing in the last bit."""
+    return math.fsum(values) / len(values) if len(values) else math.nan
+
+
 def sample_std(values) -> float:
-    """Sample std (ddof=1) of a Series; NaN below 2 values; 0 when it is only rounding noise
-    (below STD_NOISE x |mean|), so identical repeats show `± 0`, not `± 1.36e-16`."""
+    """Sample std (ddof=1), order-independent like sample_mean; NaN below 2 values; 0 when it is
+    only rounding noise (below STD_NOISE x |mean|), so identical repeats show `± 0`, not `± 1.36e-16`."""
     if len(values) < 2:
         return math.nan
-    std = float(values.std(ddof=1))
-    return 0.0 if std <= STD_NOISE * abs(float(values.mean())) else std
+    mean = sample_mean(values)
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return 0.0 if std <= STD_NOISE * abs(mean) else std
 
 
 def summarize(frame, metric: str, mode: str, params: list[str]):
@@ -130,7 +142,7 @@ def summarize(frame, metric: str, mode: str, params: list[str]):
         for m in metrics:
             values = ok[m].dropna()
             std = sample_std(values)
-            row[f"mean_{m}"] = float(values.mean()) if len(values) else math.nan
+            row[f"mean_{m}"] = sample_mean(values)
             row[f"std_{m}"] = std
             row[f"ci95_{m}"] = t_halfwidth(std, len(values))
         row["epochs"] = float(ok["epochs_run"].mean()) if "epochs_run" in ok and len(ok) else math.nan
@@ -142,11 +154,25 @@ def summarize(frame, metric: str, mode: str, params: list[str]):
     key = f"mean_{metric}"
     if key not in summary:
         summary[key] = math.nan
-    summary["rank"] = summary[key].rank(method="min", ascending=(mode == "min"), na_option="keep")
+    summary["rank"] = _ranks(summary, key, mode)
     summary = summary.sort_values(["rank", "config_id"], na_position="last", kind="stable").reset_index(drop=True)
     summary["rank"] = summary["rank"].astype("Int64")
     summary["tied_best"], summary["p_vs_best"] = _tied_best(frame, summary, metric)
     return summary
+
+
+def _ranks(summary, key: str, mode: str):
+    """Ranks by the metric's mean; configurations with fewer than 2 ok repeats come after those
+    with 2 or more (when there are any), so one lucky seed never takes rank 1."""
+    import pandas as pd
+
+    def rank(rows):
+        return rows[key].rank(method="min", ascending=(mode == "min"), na_option="keep")
+
+    enough = summary["n_ok"] >= 2
+    if not enough.any() or enough.all():
+        return rank(summary)
+    return pd.concat([rank(summary[enough]), rank(summary[~enough]) + int(enough.sum())]).reindex(summary.index)
 
 
 def _tied_best(frame, summary, metric: str) -> tuple[list[str], list[float]]:
@@ -206,7 +232,7 @@ def effects(frame, metric: str, params: list[str]) -> dict[str, Any]:
                 p: value,
                 "n_trials": len(group),
                 "n_ok": int((group["status"] == "ok").sum()),
-                f"mean_{metric}": float(ok.mean()) if len(ok) else math.nan,
+                f"mean_{metric}": sample_mean(ok),
                 f"std_{metric}": sample_std(ok),
                 "failure_rate": float((group["status"] == "failed").mean()),
                 "divergence_rate": float((group["status"] == "diverged").mean()),

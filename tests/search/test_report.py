@@ -112,6 +112,35 @@ def test_single_repeat_says_so_instead_of_marking(tmp_path):
     assert summary["std_val_accuracy"].isna().all() and summary["ci95_val_accuracy"].isna().all()
 
 
+def test_one_lucky_seed_does_not_take_rank_1(tmp_path):
+    """1 ok trial of 3 (two diverged) with the highest score ranks after the configurations
+    with repeats, which keep their tied_best marks."""
+    write_scores(tmp_path, {"steady": [0.95, 0.96, 0.97], "close": [0.94, 0.96, 0.95], "low": [0.6, 0.61, 0.62]})
+    store = TrialStore(tmp_path)
+    for seed, status in enumerate(("ok", "diverged", "diverged")):
+        store.append({"trial_id": f"lucky-s{seed}", "config_id": "lucky", "params": {"x": "lucky"}, "seed": seed,
+                      "repeat": seed, "status": status, "error": None,
+                      "val_accuracy": 0.99 if status == "ok" else None, "epochs_run": 5, "seconds": 1.0, "history": {}})
+    summary = report(tmp_path, plots=False).summary.set_index("config_id")
+    assert summary["rank"].to_dict() == {"steady": 1, "close": 2, "low": 3, "lucky": 4}
+    assert summary.loc[["steady", "close", "low", "lucky"], "tied_best"].tolist() == ["yes", "yes", "no", "n/a (<2 repeats)"]
+
+
+def test_the_tables_do_not_depend_on_the_order_of_the_log(tmp_path):
+    """Workers append in finishing order; sums in another order differ in the last bit, which
+    could swap two configurations of equal scores (0.9666666666666668 vs ...67)."""
+    scores = {"a": [28 / 30, 29 / 30, 30 / 30], "b": [30 / 30, 29 / 30, 28 / 30]}
+    write_scores(tmp_path / "forward", scores)
+    write_scores(tmp_path / "backward", scores)
+    log = (tmp_path / "backward" / "trials.jsonl").read_text().splitlines()
+    (tmp_path / "backward" / "trials.jsonl").write_text("\n".join(reversed(log)) + "\n")
+    forward = report(tmp_path / "forward", plots=False).summary
+    backward = report(tmp_path / "backward", plots=False).summary
+    pd.testing.assert_frame_equal(forward, backward)
+    assert list(forward["rank"]) == [1, 1]
+    assert (tmp_path / "forward" / "summary.csv").read_bytes() == (tmp_path / "backward" / "summary.csv").read_bytes()
+
+
 def test_report_of_a_folder_without_trials_is_a_user_error(tmp_path):
     from nnexp.errors import NnexpError
 
