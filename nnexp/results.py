@@ -33,6 +33,8 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         raise StorageError.writing(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as handle:
+            if hasattr(os, "fchmod"):  # mkstemp makes 0600; results are for sharing, as the umask says
+                os.fchmod(handle.fileno(), 0o666 & ~_umask())
             handle.write(raw)
             handle.flush()
             os.fsync(handle.fileno())
@@ -45,6 +47,13 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         if isinstance(exc, OSError):
             raise StorageError.writing(path, exc) from None
         raise
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: put straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def ensure_folder(folder: Path) -> Path:

@@ -1,6 +1,7 @@
 """`nnexp run` end to end: learning figures, result files, determinism, predict, bad data."""
 
 import json
+import os
 import shutil
 import subprocess
 
@@ -320,3 +321,17 @@ def test_run_summary_counts_epochs_in_words(capsys):
     print_run_summary(folds)
     out = capsys.readouterr().out
     assert "\n1 epoch in " in out and "\n2 epochs per fold (mean) in " in out and "2.0" not in out
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="POSIX file modes")
+def test_result_files_get_the_permissions_the_umask_allows(tmp_path):
+    """Written through a private temp file, they used to stay 0600: unreadable to a web server or CI step."""
+    for umask, mode in ((0o022, 0o644), (0o077, 0o600)):
+        old = os.umask(umask)
+        try:
+            result = run_experiment({"name": f"u{umask:o}", "data": {"dataset": "iris"}, "train": {"epochs": 1}},
+                                    results_dir=tmp_path)
+        finally:
+            os.umask(old)
+        modes = {name: path.stat().st_mode & 0o777 for name, path in result.files.items()}
+        assert set(modes.values()) == {mode}, modes
