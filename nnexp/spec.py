@@ -943,8 +943,7 @@ def _siblings(parent: str, schema: type[BaseModel]) -> list[str]:
     if schema is SearchSpec:
         return [] if parent else list(SearchSpec.model_fields)
     depth = parent.count(".") + 1 if parent else 0
-    names = {p.split(".")[depth] for p in experiment_paths() if p.startswith(f"{parent}.") or not parent}
-    return sorted(names | (set(SearchSpec.model_fields) if not parent else set()))
+    return sorted({p.split(".")[depth] for p in experiment_paths() if p.startswith(f"{parent}.") or not parent})
 
 
 def validate_experiment(data: dict, source: str) -> ExperimentSpec:

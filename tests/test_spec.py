@@ -449,6 +449,7 @@ def test_an_unknown_field_never_suggests_itself(write_spec):
         specs.load_search(path)
     assert sorted(info.value.problems) == [f"{path}: data: unknown field", f"{path}: spce: unknown field; did you mean 'space'?"]
     assert errors_of({"trials": 3}) == ["s.yaml: trials: unknown field"]
+    assert errors_of({"modle": {}}) == ["s.yaml: modle: unknown field; did you mean 'model'?"]  # not the search's 'mode'
 
 
 @pytest.mark.parametrize("data, line", [
