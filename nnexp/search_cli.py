@@ -59,7 +59,7 @@ def search(
     from nnexp.errors import NnexpError
 
     with user_errors(), warnings_as_lines():
-        from nnexp.search.runner import BACKENDS, quiet_cluster_logs, release_workers, run_search
+        from nnexp.search.runner import BACKENDS, check_n_jobs, quiet_cluster_logs, release_workers, run_search
         from nnexp.search.space import plan_search
         from nnexp.spec import load_search, parse_overrides
 
@@ -70,13 +70,10 @@ def search(
             quiet_cluster_logs()  # for good: the client's event loop can still log after the search
         if scheduler and backend != "dask":
             raise NnexpError("--scheduler: only used with --backend dask")
-        if n_jobs == 0 or (n_jobs is not None and n_jobs < -64):
-            raise NnexpError("--n-jobs: must be a positive number of workers, or -1 for all cores")
+        if n_jobs is not None:
+            check_n_jobs(n_jobs)
         loaded = load_search(spec, parse_overrides(set_))
-        strategy = "random" if random_ else loaded.spec.strategy
-        if trials is not None and strategy != "random":
-            raise NnexpError("--trials: only for random search; add --random (or strategy: random in the spec)")
-        plan = plan_search(loaded, strategy, trials)
+        plan = plan_search(loaded, "random" if random_ else loaded.spec.strategy, trials)
         check_data(plan, loaded.spec, loaded.source)
         folder = Path(results_dir) / loaded.spec.name
 

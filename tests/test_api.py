@@ -20,6 +20,27 @@ def test_run_search_and_report(tmp_path, write_spec):
     pd.testing.assert_frame_equal(again.summary, result.summary)
 
 
+@pytest.mark.parametrize("arguments, message", [
+    ({"strategy": "bayes"}, "strategy: 'bayes' is not a search strategy (grid or random)"),
+    ({"strategy": "random", "trials": 0}, "--trials: must be a positive whole number, got 0"),
+    ({"strategy": "random", "trials": 2.5}, "--trials: must be a positive whole number, got 2.5"),
+    ({"trials": 2}, "--trials: only for random search"),
+    ({"n_jobs": "2"}, "--n-jobs: must be a positive number of workers, or -1 for all cores, got '2'"),
+    ({"n_jobs": 1.5}, "--n-jobs: must be a positive number of workers, or -1 for all cores, got 1.5"),
+    ({"n_jobs": 0}, "--n-jobs: must be a positive number of workers"),
+])
+def test_run_search_checks_its_arguments_as_the_cli_does(tmp_path, write_spec, arguments, message):
+    """A strategy the spec would refuse used to run a grid recorded as 'bayes'; trials=0 ran everything."""
+    from nnexp.errors import NnexpError
+
+    path = write_spec({"name": "api", "experiment": {"data": {"dataset": "iris"}}, "space": {"model.hidden": [[4]]}},
+                      "grid.yaml")
+    with pytest.raises(NnexpError) as info:
+        nnexp.run_search(path, results_dir=tmp_path / "out", **arguments)
+    assert str(info.value).startswith(message)
+    assert not (tmp_path / "out").exists()
+
+
 def test_load_spec_overrides_and_errors():
     spec = nnexp.load_spec({"data": {"dataset": "wine"}}, {"model.hidden": [3, 3]})
     assert spec.model.hidden == [3, 3]

@@ -220,6 +220,13 @@ def cores() -> int:
     return max(1, cpu_count())
 
 
+def check_n_jobs(n_jobs) -> int:
+    """A worker count as joblib reads it: positive, or -1 for all cores (-2 all but one, ...)."""
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -64:
+        raise NnexpError(f"--n-jobs: must be a positive number of workers, or -1 for all cores, got {n_jobs!r}")
+    return n_jobs
+
+
 def worker_plan(n_jobs: int, n_tasks: int) -> tuple[int, int]:
     """(workers, BLAS threads per worker) with workers x threads <= cores."""
     from joblib import effective_n_jobs
@@ -252,11 +259,9 @@ def run_search(
         raise NnexpError(f"--backend: unknown backend '{backend}' (one of {', '.join(BACKENDS)})")
     from nnexp.results import ensure_folder
 
-    folder = ensure_folder(Path(folder))
     search = loaded.spec
-    n_jobs = search.n_jobs if n_jobs is None else n_jobs
-    if n_jobs == 0:
-        raise NnexpError("--n-jobs: must be a positive number of workers, or -1 for all cores")
+    n_jobs = search.n_jobs if n_jobs is None else check_n_jobs(n_jobs)
+    folder = ensure_folder(Path(folder))
     identity = search_identity(loaded, plan.strategy, len(plan.configs) if plan.strategy == "random" else None,
                                data_fingerprints(config.spec for config in plan.configs))
     start = time.perf_counter()
