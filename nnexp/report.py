@@ -64,10 +64,11 @@ def param_column(path: str) -> str:
 
 
 def display_value(value) -> Any:
-    """Lists and mappings as compact JSON text, so they can be grouped and shown; scalars as they are."""
+    """Lists and mappings as compact JSON text, so they can be grouped and shown; null as `null`
+    (as the spec writes it: pandas would show a missing value, nan); other scalars as they are."""
     if isinstance(value, (list, dict)):
         return json.dumps(value, separators=(",", ":"))
-    return value
+    return "null" if value is None else value
 
 
 def trials_frame(records: list[dict], params: list[str] | None = None):

@@ -231,3 +231,19 @@ def test_preload_imports_the_report_libraries_in_the_background():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "False"]
+
+
+def test_a_searched_null_reads_null_not_nan(tmp_path):
+    """`train.early_stopping: [null, {patience: 3}]`: the tables showed the null value as nan."""
+    save_spec(tmp_path, {"search": {"metric": "val_accuracy", "mode": "max", "space": {"train.early_stopping": [
+        None, {"patience": 3}]}}, "experiment": {}})
+    store = TrialStore(tmp_path)
+    for cid, value in (("off", None), ("on", {"patience": 3})):
+        for seed in range(2):
+            store.append({"trial_id": f"{cid}-s{seed}", "config_id": cid, "params": {"train.early_stopping": value},
+                          "seed": seed, "repeat": seed, "status": "ok", "error": None, "val_accuracy": 0.9 + seed / 100,
+                          "epochs_run": 5, "seconds": 1.0, "history": {}})
+    result = report(tmp_path, plots=False)
+    assert set(result.summary["param_train.early_stopping"]) == {"null", '{"patience":3}'}
+    assert "| null " in (tmp_path / "summary.md").read_text() and "| null " in (tmp_path / "effects.md").read_text()
+    assert "nan" not in (tmp_path / "summary.md").read_text() + (tmp_path / "effects.md").read_text()
