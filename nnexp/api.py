@@ -12,8 +12,10 @@ from nnexp.train import RunResult, train_experiment
 
 
 def load_spec(spec: str | os.PathLike | dict | ExperimentSpec, overrides: dict[str, Any] | None = None) -> ExperimentSpec:
-    """An ExperimentSpec from a path, a mapping or a spec, with dotted-path overrides applied."""
-    pairs = list((overrides or {}).items())
+    """An ExperimentSpec from a path, a mapping or a spec, with dotted-path overrides applied
+    (a mapping of paths to values, or (path, value) pairs)."""
+    pairs = _override_pairs(overrides)
+    _check_spec_argument(spec, "a path, a mapping or an ExperimentSpec")
     if isinstance(spec, ExperimentSpec):
         spec = spec.model_dump(mode="json")
     if isinstance(spec, dict):
@@ -25,6 +27,23 @@ def load_spec(spec: str | os.PathLike | dict | ExperimentSpec, overrides: dict[s
             apply_override(tree, path, value)
         return validate_experiment(tree, "<dict>")
     return load_experiment(spec, pairs)
+
+
+def _check_spec_argument(spec, expected: str) -> None:
+    """A spec argument of the wrong type is the caller's mistake, said in one line (not a TypeError deep inside)."""
+    if not isinstance(spec, (str, os.PathLike, dict, ExperimentSpec)):
+        raise SpecError(f"spec: expected {expected}, got {type(spec).__name__} {spec!r:.40}")
+
+
+def _override_pairs(overrides) -> list[tuple[str, Any]]:
+    if overrides is None:
+        return []
+    if isinstance(overrides, dict):
+        return list(overrides.items())
+    try:
+        return [(str(path), value) for path, value in overrides]
+    except (TypeError, ValueError):
+        raise SpecError(f"overrides: expected a mapping of field paths to values, got {overrides!r:.60}") from None
 
 
 def run_experiment(spec: str | os.PathLike | dict | ExperimentSpec, *, results_dir: str | os.PathLike | None = "results",
@@ -45,8 +64,9 @@ def run_experiment(spec: str | os.PathLike | dict | ExperimentSpec, *, results_d
     return result
 
 
-def predict(model: str | os.PathLike, data: str | os.PathLike, proba: bool = False):
-    """Predictions for a table file: class names (or numbers), optionally with class probabilities."""
+def predict(model: str | os.PathLike, data, proba: bool = False):
+    """Predictions for the rows of a table file or a pandas DataFrame: class names (or numbers),
+    optionally with class probabilities."""
     import numpy as np
     import pandas as pd
 
@@ -57,7 +77,7 @@ def predict(model: str | os.PathLike, data: str | os.PathLike, proba: bool = Fal
     saved = load_model(model)
     if proba and saved.task == "regression":
         raise NnexpError(f"--proba: {model} is a regression model; class probabilities need a classification one")
-    X = load_features(str(data), saved.preprocessor)
+    X = load_features(data if isinstance(data, pd.DataFrame) else str(data), saved.preprocessor)
     output = saved.predict_output(X.astype(saved.network.dtype, copy=False))
     if saved.task == "regression":
         return pd.DataFrame({"prediction": np.asarray(saved.preprocessor.inverse_target(output)).ravel()})
@@ -84,6 +104,8 @@ def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8) ->
     from nnexp.data import prepare
     from nnexp.engine import gradient_check
 
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 2:
+        raise NnexpError(f"--rows: must be a whole number of at least 2 training rows, got {rows!r}")
     resolved = load_spec(spec)
     data = prepare(resolved.data.model_copy(update={"cv_folds": 0}), resolved.seed, dtype="float64")
     X, y = data.X_train[:rows], data.y_train[:rows]
@@ -112,13 +134,21 @@ class SearchResult:
 def run_search(spec: str | os.PathLike, *, results_dir: str | os.PathLike = "results", strategy: str | None = None,
                trials: int | None = None, n_jobs: int | None = None, fresh: bool = False, retry_failed: bool = False,
                backend: str = "loky", scheduler: str | None = None, progress=None, **overrides) -> SearchResult:
-    """Run (or resume) a search spec and build its tables; overrides use `__` for dots, as in run_experiment."""
+    """Run (or resume) a search spec (a path, or a mapping as a search YAML file holds) and build its
+    tables; overrides use `__` for dots, as in run_experiment."""
     from nnexp.report import report as build_report
     from nnexp.search.runner import run_search as run_plan
     from nnexp.search.space import plan_search
     from nnexp.spec import load_search
 
-    loaded = load_search(spec, [(k.replace("__", "."), v) for k, v in overrides.items()])
+    _check_spec_argument(spec, "a path or a mapping")
+    if results_dir is None:
+        raise NnexpError("results_dir: a search needs a folder for its trials.jsonl and tables")
+    pairs = [(k.replace("__", "."), v) for k, v in overrides.items()]
+    if isinstance(spec, dict):  # named by its `name`, else 'search'; relative paths from here
+        loaded = load_search(Path("search"), pairs, data=dict(spec))
+    else:
+        loaded = load_search(spec, pairs)
     plan = plan_search(loaded, strategy, trials)
     folder = Path(results_dir) / loaded.spec.name
     outcome = run_plan(loaded, plan, folder, n_jobs=n_jobs, backend=backend, scheduler=scheduler, fresh=fresh,
@@ -129,5 +159,8 @@ def run_search(spec: str | os.PathLike, *, results_dir: str | os.PathLike = "res
 def rebuild_report(folder: str | os.PathLike):
     """Rebuild a search folder's tables and plots from its trials.jsonl."""
     from nnexp.report import report as build_report
+
+    if not isinstance(folder, (str, os.PathLike)):
+        raise NnexpError(f"folder: expected the path of a search results folder, got {folder!r:.40}")
 
     return build_report(folder)

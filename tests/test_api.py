@@ -75,3 +75,43 @@ def test_plots_leave_the_callers_matplotlib_alone(tmp_path):
     assert done.stdout.split() == ["svg", "0"]
     pngs = sorted(tmp_path.rglob("*.png"))
     assert len(pngs) >= 3 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def test_predict_takes_a_dataframe_as_well_as_a_file(tmp_path):
+    nnexp.run_experiment({"name": "m", "data": {"dataset": "iris"}, "train": {"epochs": 5}}, results_dir=tmp_path)
+    from sklearn.datasets import load_iris
+
+    frame = load_iris(as_frame=True).frame.rename(columns={"target": "label"}).head(20)
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    model = tmp_path / "m" / "model.npz"
+    from_file = nnexp.predict(model, tmp_path / "rows.csv", proba=True)
+    pd.testing.assert_frame_equal(nnexp.predict(model, frame, proba=True), from_file)
+    from nnexp.errors import DataError
+
+    with pytest.raises(DataError, match=r"rows: missing feature column\(s\) 'petal width \(cm\)'"):
+        nnexp.predict(model, frame.drop(columns=["petal width (cm)"]))
+
+
+def test_run_search_takes_a_mapping(tmp_path):
+    result = nnexp.run_search({"name": "inline", "repeats": 1, "experiment": {"data": {"dataset": "iris"},
+                                                                            "train": {"epochs": 1}},
+                               "space": {"model.hidden": [[3], [4]]}}, results_dir=tmp_path, n_jobs=1)
+    assert len(result.summary) == 2 and result.folder == tmp_path / "inline"
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: nnexp.run_experiment(123, results_dir=None), "spec: expected a path, a mapping or an ExperimentSpec, got int 123"),
+    (lambda: nnexp.load_spec({}, 5), "overrides: expected a mapping of field paths to values, got 5"),
+    (lambda: nnexp.run_search("grid.yaml", results_dir=None), "results_dir: a search needs a folder"),
+    (lambda: nnexp.rebuild_report(None), "folder: expected the path of a search results folder, got None"),
+    (lambda: nnexp.gradcheck({"data": {"dataset": "iris"}}, rows=0), "--rows: must be a whole number of at least 2"),
+    (lambda: nnexp.gradcheck({"data": {"dataset": "iris"}}, rows=-1), "--rows: must be a whole number of at least 2"),
+])
+def test_wrong_argument_types_are_one_line_errors(call, message):
+    """Not a TypeError deep inside (int has no path, a list has no .items, zero rows have no maximum)."""
+    from nnexp.errors import NnexpError
+
+    with pytest.raises(NnexpError) as info:
+        call()
+    assert str(info.value).startswith(message)
+    assert nnexp.load_spec({"data": {"dataset": "iris"}}, [("model.hidden", [3])]).model.hidden == [3]

@@ -78,13 +78,20 @@ def prepare_folds(spec: DataSpec, seed: int, dtype: str = "float32") -> list[Pre
     return [_build(table, spec, train, val, test, seed=seed, dtype=dtype, fold=i) for i, (train, val) in enumerate(folds)]
 
 
-def load_features(path: str, preprocessor: Preprocessor, dtype: str | None = None) -> np.ndarray:
-    """Network input for the rows of a .csv/.parquet/.npz file (`nnexp predict`).
+def load_features(path, preprocessor: Preprocessor, dtype: str | None = None) -> np.ndarray:
+    """Network input for the rows of a .csv/.parquet/.npz file, or of a DataFrame (`nnexp predict`).
 
     The target column, if present, is dropped; the feature columns the model was
     trained on must be there (named in the DataError otherwise), except those it
     dropped as constant.
     """
+    import pandas as pd
+
+    if isinstance(path, pd.DataFrame):
+        frame = path.drop(columns=[preprocessor.target], errors="ignore")
+        frame.columns = [str(c) for c in frame.columns]
+        check_features(frame, [c for c in preprocessor.columns if c in frame.columns], preprocessor.fill, "rows")
+        return preprocessor.transform_features(frame, dtype, source="rows")
     path = str(path)
     if Path(path).suffix.lower() == ".npz":
         arrays = read_npz(path, need_y=False, field=None)
