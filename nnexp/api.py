@@ -46,6 +46,19 @@ def _override_pairs(overrides) -> list[tuple[str, Any]]:
         raise SpecError(f"overrides: expected a mapping of field paths to values, got {overrides!r:.60}") from None
 
 
+def _keyword_overrides(overrides: dict[str, Any], arguments: tuple[str, ...], is_field) -> list[tuple[str, Any]]:
+    """Keyword overrides (`__` for `.`) as (path, value) pairs; a keyword that is neither a spec
+    field nor an argument is named with the closest of both (`n_job` -> `n_jobs`)."""
+    pairs = []
+    for key, value in overrides.items():
+        path = key.replace("__", ".")
+        if not is_field(path):
+            known = [*arguments, *(p.replace(".", "__") for p in experiment_paths())]
+            raise SpecError(f"{key}: neither an argument nor a spec field (`__` stands for `.`){did_you_mean(key, known)}")
+        pairs.append((path, value))
+    return pairs
+
+
 def run_experiment(spec: str | os.PathLike | dict | ExperimentSpec, *, results_dir: str | os.PathLike | None = "results",
                    progress=None, **overrides) -> RunResult:
     """Train one network and (unless results_dir is None) write its result files.
@@ -55,7 +68,7 @@ def run_experiment(spec: str | os.PathLike | dict | ExperimentSpec, *, results_d
     """
     from nnexp.results import write_run
 
-    resolved = load_spec(spec, {k.replace("__", "."): v for k, v in overrides.items()})
+    resolved = load_spec(spec, _keyword_overrides(overrides, ("results_dir", "progress"), experiment_paths().__contains__))
     result = train_experiment(resolved, progress=progress)
     result.files = {}
     if results_dir is not None:
@@ -144,7 +157,7 @@ def run_search(spec: str | os.PathLike, *, results_dir: str | os.PathLike = "res
     _check_spec_argument(spec, "a path or a mapping")
     if results_dir is None:
         raise NnexpError("results_dir: a search needs a folder for its trials.jsonl and tables")
-    pairs = [(k.replace("__", "."), v) for k, v in overrides.items()]
+    pairs = _keyword_overrides(overrides, SEARCH_ARGUMENTS, _is_search_field)
     if isinstance(spec, dict):  # named by its `name`, else 'search'; relative paths from here
         loaded = load_search(Path("search"), pairs, data=dict(spec))
     else:
@@ -154,6 +167,18 @@ def run_search(spec: str | os.PathLike, *, results_dir: str | os.PathLike = "res
     outcome = run_plan(loaded, plan, folder, n_jobs=n_jobs, backend=backend, scheduler=scheduler, fresh=fresh,
                        retry_failed=retry_failed, progress=progress)
     return SearchResult(outcome, build_report(folder))
+
+
+SEARCH_ARGUMENTS = ("results_dir", "strategy", "trials", "n_jobs", "fresh", "retry_failed", "backend", "scheduler",
+                    "progress")
+
+
+def _is_search_field(path: str) -> bool:
+    """A search field (`repeats`, `space.x`), an experiment field, or `experiment.<field>`."""
+    from nnexp.spec import SEARCH_ONLY_KEYS
+
+    known = experiment_paths()
+    return path.split(".", 1)[0] in SEARCH_ONLY_KEYS or path in known or path.removeprefix("experiment.") in known
 
 
 def rebuild_report(folder: str | os.PathLike):

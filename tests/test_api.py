@@ -115,3 +115,18 @@ def test_wrong_argument_types_are_one_line_errors(call, message):
         call()
     assert str(info.value).startswith(message)
     assert nnexp.load_spec({"data": {"dataset": "iris"}}, [("model.hidden", [3])]).model.hidden == [3]
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: nnexp.run_search("grid.yaml", n_job=2), "n_job: neither an argument nor a spec field (`__` stands for `.`); "
+                                                     "did you mean 'n_jobs'?"),
+    (lambda: nnexp.run_experiment({}, result_dir=None), "result_dir: neither an argument nor a spec field "
+                                                        "(`__` stands for `.`); did you mean 'results_dir'?"),
+    (lambda: nnexp.run_experiment({}, train__epoch=5), "train__epoch: neither an argument nor a spec field "
+                                                       "(`__` stands for `.`); did you mean 'train__epochs'?"),
+])
+def test_a_misspelt_keyword_is_named_with_the_closest_argument_or_field(call, message):
+    """Not '--set: n_job: unknown field': an API caller wrote no --set."""
+    with pytest.raises(SpecError) as info:
+        call()
+    assert str(info.value) == message
