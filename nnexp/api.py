@@ -29,9 +29,9 @@ def load_spec(spec: str | os.PathLike | dict | ExperimentSpec, overrides: dict[s
     return load_experiment(spec, pairs)
 
 
-def _check_spec_argument(spec, expected: str) -> None:
+def _check_spec_argument(spec, expected: str, kinds: tuple[type, ...] = (str, os.PathLike, dict, ExperimentSpec)) -> None:
     """A spec argument of the wrong type is the caller's mistake, said in one line (not a TypeError deep inside)."""
-    if not isinstance(spec, (str, os.PathLike, dict, ExperimentSpec)):
+    if not isinstance(spec, kinds):
         raise SpecError(f"spec: expected {expected}, got {type(spec).__name__} {spec!r:.40}")
 
 
@@ -154,7 +154,7 @@ def run_search(spec: str | os.PathLike, *, results_dir: str | os.PathLike = "res
     from nnexp.search.space import plan_search
     from nnexp.spec import load_search
 
-    _check_spec_argument(spec, "a path or a mapping")
+    _check_spec_argument(spec, "a path or a mapping", (str, os.PathLike, dict))
     if results_dir is None:
         raise NnexpError("results_dir: a search needs a folder for its trials.jsonl and tables")
     pairs = _keyword_overrides(overrides, SEARCH_ARGUMENTS, _is_search_field)

@@ -88,25 +88,24 @@ def load_features(path, preprocessor: Preprocessor, dtype: str | None = None) ->
     import pandas as pd
 
     if isinstance(path, pd.DataFrame):
+        source = "rows"
         frame = path.drop(columns=[preprocessor.target], errors="ignore")
         frame.columns = [str(c) for c in frame.columns]
-        check_features(frame, [c for c in preprocessor.columns if c in frame.columns], preprocessor.fill, "rows")
-        return preprocessor.transform_features(frame, dtype, source="rows")
-    path = str(path)
-    if Path(path).suffix.lower() == ".npz":
-        arrays = read_npz(path, need_y=False, field=None)
+    elif Path(str(path)).suffix.lower() == ".npz":
+        source = str(path)
+        arrays = read_npz(source, need_y=False, field=None)
         X = arrays["X"]
         if "feature_names" in arrays:
             frame = npz_frame(X, list(arrays["feature_names"]))
         elif X.shape[1] == len(preprocessor.columns):
             frame = npz_frame(X, preprocessor.columns)
         else:
-            raise DataError.at(path, None, f"X has {X.shape[1]} columns but the model needs {len(preprocessor.columns)}")
+            raise DataError.at(source, None, f"X has {X.shape[1]} columns but the model needs {len(preprocessor.columns)}")
     else:
-        frame = read_frame(path, field=None)
-        frame = frame.drop(columns=[preprocessor.target], errors="ignore")
-    check_features(frame, [c for c in preprocessor.columns if c in frame.columns], preprocessor.fill, path)
-    return preprocessor.transform_features(frame, dtype, source=path)
+        source = str(path)
+        frame = read_frame(source, field=None).drop(columns=[preprocessor.target], errors="ignore")
+    check_features(frame, [c for c in preprocessor.columns if c in frame.columns], preprocessor.fill, source)
+    return preprocessor.transform_features(frame, dtype, source=source)
 
 
 def _check_dtype(dtype: str) -> None:
