@@ -5,9 +5,19 @@ from __future__ import annotations
 import numpy as np
 
 
+ROUNDING = 1e-15  # relative rounding error of one objective evaluation (a few ulps of a sum over rows)
+CLEAN = 1e-7  # the relative error that rounding noise alone scores at most: a clean pass
+
+
 def gradient_check(net, X: np.ndarray, y: np.ndarray, l1: float = 0.0, l2: float = 0.0,
                    eps: float = 1e-6) -> dict[str, float]:
-    """Relative error ||g - g_num|| / (||g|| + ||g_num||) per parameter array.
+    """Relative error ||g - g_num|| / max(||g|| + ||g_num||, floor) per parameter array.
+
+    The floor keeps rounding noise from reading as an error: the differences carry about
+    ROUNDING x |J| / eps of noise per element, and the floor is that noise / CLEAN. A gradient
+    that is truly zero (the beta of a batch-normalised layer feeding another batch norm) comes
+    out of backprop as 1e-17 and of the differences as 1e-11: without a floor their relative
+    error reads 1.0; a wrong gradient still scores far above any tolerance.
 
     g_num[i] = (J(theta + eps e_i) - J(theta - eps e_i)) / (2 eps), with J the
     training-mode objective of ``net.loss_and_grad``.  The dropout generator is
@@ -27,6 +37,7 @@ def gradient_check(net, X: np.ndarray, y: np.ndarray, l1: float = 0.0, l2: float
         net.dropout_rng.bit_generator.state = rng_state
         net.loss_and_grad(X, y, l1, l2)
         analytic = [g.copy() for g in net.grads]
+        scale = ROUNDING * max(1.0, abs(objective())) / eps
         errors = {}
         for name, p, g in zip(net.param_names, net.params, analytic):
             flat = p.reshape(-1)  # a view: params are contiguous
@@ -40,8 +51,8 @@ def gradient_check(net, X: np.ndarray, y: np.ndarray, l1: float = 0.0, l2: float
                 flat[i] = orig
                 numeric[i] = (j_plus - j_minus) / (2.0 * eps)
             g = g.reshape(-1).astype(np.float64)
-            denom = np.linalg.norm(g) + np.linalg.norm(numeric)
-            errors[name] = float(np.linalg.norm(g - numeric) / denom) if denom > 0 else 0.0
+            floor = scale * np.sqrt(flat.size) / CLEAN
+            errors[name] = float(np.linalg.norm(g - numeric) / max(np.linalg.norm(g) + np.linalg.norm(numeric), floor))
         return errors
     finally:
         net.set_state(state)

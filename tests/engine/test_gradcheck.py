@@ -156,3 +156,38 @@ def test_softmax_fast_path_matches_the_per_row_path():
         ref_delta = head.delta(ref, y)
         assert fast_loss == pytest.approx(ref_loss, rel=1e-12)
         np.testing.assert_allclose(fast_delta, ref_delta, rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("spec", [
+    # a batch-normalised layer's beta feeding another batch norm: its gradient is truly zero
+    {"data": {"dataset": "iris"}, "model": {"hidden": [5, 4], "batch_norm": True, "activation": "identity"}},
+    {"data": {"dataset": "iris"}, "model": {"hidden": [5, 4], "batch_norm": True, "activation": "hard_logistic"}},
+    # rows whose inputs are all 0 (input dropout, dead ReLUs) put zero biases on the ReLU kink
+    {"data": {"dataset": "iris"}, "model": {"hidden": [5, 4], "dropout": {"input": 0.2, "hidden": 0.5}}},
+    {"seed": 1, "data": {"dataset": "iris"}, "model": {"hidden": [5, 4, 3], "dropout": {"input": 0.2, "hidden": 0.5}}},
+    {"data": {"dataset": "friedman1"}, "model": {"hidden": [5, 4]}},
+    # small weights: tiny gradients whose differences are mostly rounding noise
+    {"data": {"dataset": "iris"}, "model": {"hidden": [5, 4], "activation": "prelu", "init": "gaussian"}},
+])
+def test_correct_gradients_are_not_failed_by_rounding_or_kinks(spec):
+    """Each of these read FAILED (errors 1.0, 0.17-0.38, 8e-5) on a backprop that is right."""
+    import nnexp
+
+    report = nnexp.gradcheck(spec)
+    assert max(report.errors.values()) < 1e-7, report.errors
+
+
+def test_a_wrong_zero_gradient_is_still_detected():
+    """The floor raises small denominators only: a gradient that should be 0 but is not still fails."""
+    net = _net([("identity", {}), ("identity", {})], batch_norm=True)
+    X, y = _data("softmax", 3)
+    assert gradient_check(net, X, y)["layer1.beta"] < TOL
+    original = net.loss_and_grad
+
+    def wrong(*args, **kwargs):
+        out = original(*args, **kwargs)
+        net.grads[net.param_names.index("layer1.beta")] += 1e-3  # its true gradient is 0
+        return out
+
+    net.loss_and_grad = wrong
+    assert gradient_check(net, X, y)["layer1.beta"] > 1e-3
