@@ -490,6 +490,13 @@ class ExperimentSpec(Strict):
     train: TrainSpec = Field(default_factory=TrainSpec)
 
     @model_validator(mode="after")
+    def _batch_norm_needs_two_rows(self):
+        if self.model.batch_norm and self.train.batch_size < 2:
+            raise ValueError("@train.batch_size: batch norm needs at least 2 rows per batch "
+                             "(the variance of one row is 0: it would learn nothing but beta)")
+        return self
+
+    @model_validator(mode="after")
     def _monitors_can_be_computed(self):
         for field, config in self.monitors():
             if config.monitor.startswith("val_") and self.data.val_fraction == 0 and self.data.cv_folds == 0:

@@ -497,3 +497,9 @@ def test_booleans_and_fractions_from_set_name_the_field(write_spec):
             specs.load_experiment(path, specs.parse_overrides([f"train.epochs={value}"]))
         assert info.value.problems == [f"{path}: train.epochs: {problem}"]
     assert specs.load_experiment(path, specs.parse_overrides(["train.epochs=1e2"])).train.epochs == 100
+
+
+def test_batch_norm_needs_two_rows_per_batch():
+    (line,) = errors_of({"model": {"batch_norm": True}, "train": {"batch_size": 1}})
+    assert line.startswith("s.yaml: train.batch_size: batch norm needs at least 2 rows per batch")
+    assert specs.validate_experiment({"model": {"batch_norm": True}, "train": {"batch_size": 2}}, "s.yaml")

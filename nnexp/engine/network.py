@@ -217,7 +217,9 @@ class Network:
                     rng: np.random.Generator, l1: float = 0.0, l2: float = 0.0) -> EpochStats:
         """One pass of mini-batch training in the order of a shuffled index.
 
-        Pass X in the network dtype to avoid a one-off conversion copy.
+        Pass X in the network dtype to avoid a one-off conversion copy. With batch norm, a
+        last batch of a single row is left out (as drop_last would): its batch variance is 0,
+        so it would train on nothing but beta and pull the running variance towards 0.
         """
         X = self._as_input(X)
         y = self.head.prepare_targets(y, self.n_out, self.dtype)
@@ -229,10 +231,12 @@ class Network:
         norms = [0.0] * len(grad_flats)
         take_x, take_y, dot, sqrt, isfinite = X.take, y.take, np.dot, math.sqrt, math.isfinite
         step, loss_and_grad, grads = optimizer.step, self._loss_and_grad, self.grads
-        total, batches, finite, loss = 0.0, 0, True, 0.0
+        total, batches, finite, loss, used = 0.0, 0, True, 0.0, 0
         for start in range(0, n, bs):
             rows = order[start:start + bs]
             m = rows.shape[0]
+            if m == 1 and self.batch_norms and start:
+                break
             xv, yv = (xb, yb) if m == bs else (xb[:m], yb[:m])
             take_x(rows, 0, xv, "clip")  # the methods: np.take's wrapper costs a microsecond a call
             take_y(rows, 0, yv, "clip")
@@ -241,11 +245,12 @@ class Network:
                 finite = False
                 break
             total += loss * m
+            used += m
             batches += 1
             for j, d in enumerate(grad_flats):
                 norms[j] += sqrt(float(dot(d, d)))
             step(grads, lr)
-        mean_loss = loss if not finite else total / n  # the non-finite loss when stopped
+        mean_loss = loss if not finite else total / used  # the non-finite loss when stopped
         if finite and not np.isfinite(self._flat_params).all():
             finite, mean_loss = False, float("nan")
         return EpochStats(loss=mean_loss, grad_norms=[v / max(batches, 1) for v in norms],

@@ -299,3 +299,23 @@ def test_logistic_and_linear_outputs_learn():
     first = reg.evaluate(X, target)
     fit(reg, X, target, 30)
     assert reg.evaluate(X, target) < 0.05 * first
+
+
+def test_batch_norm_leaves_out_a_last_batch_of_one_row():
+    """Its batch variance is 0: it would train beta alone and pull the running variance to 0."""
+    X, y = blobs(n=33, dtype=np.float64)
+    net = make(hidden=[3], act="identity", batch_norm=True, dtype=np.float64)
+    opt = make_optimizer("sgd", net.params)
+    updates = []
+    original = net._loss_and_grad
+    net._loss_and_grad = lambda xv, yv, *a: updates.append(len(xv)) or original(xv, yv, *a)
+    stats = net.train_epoch(X, y, batch_size=16, optimizer=opt, lr=0.0, rng=np.random.default_rng(0))
+    assert updates == [16, 16] and np.isfinite(stats.loss)
+    assert (net.batch_norms[0].running_var > 0.5).all()
+    plain = make(hidden=[3], act="identity", dtype=np.float64)  # without batch norm every row counts
+    seen = []
+    original_plain = plain._loss_and_grad
+    plain._loss_and_grad = lambda xv, yv, *a: seen.append(len(xv)) or original_plain(xv, yv, *a)
+    plain.train_epoch(X, y, batch_size=16, optimizer=make_optimizer("sgd", plain.params), lr=0.0,
+                      rng=np.random.default_rng(0))
+    assert seen == [16, 16, 1]
