@@ -283,7 +283,9 @@ SCHEDULE_NAMES = tuple(c.model_fields["name"].default for c in SCHEDULE_CHOICES)
 def _check_pca_components(value):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError("must be a whole number of components (>= 1) or a fraction of variance in (0, 1)")
-    if isinstance(value, float) and value.is_integer() and value >= 1:
+    if isinstance(value, float) and value == 1:  # as a fraction it means all the variance; it used to become 1 component
+        raise ValueError("1.0 is ambiguous: write 1 for one component, or a variance fraction below 1 (e.g. 0.99)")
+    if isinstance(value, float) and value.is_integer() and value > 1:
         value = int(value)
     if isinstance(value, int):
         if value < 1:

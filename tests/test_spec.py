@@ -503,3 +503,14 @@ def test_batch_norm_needs_two_rows_per_batch():
     (line,) = errors_of({"model": {"batch_norm": True}, "train": {"batch_size": 1}})
     assert line.startswith("s.yaml: train.batch_size: batch norm needs at least 2 rows per batch")
     assert specs.validate_experiment({"model": {"batch_norm": True}, "train": {"batch_size": 2}}, "s.yaml")
+
+
+def test_pca_components_1_0_is_ambiguous_not_one_component():
+    """1.0 read as a float is 'all the variance' to a reader; it silently became 1 component."""
+    (line,) = errors_of({"data": {"normalize": "pca", "pca_components": 1.0}})
+    assert line == ("s.yaml: data.pca_components: 1.0 is ambiguous: write 1 for one component, "
+                        "or a variance fraction below 1 (e.g. 0.99)")
+    parsed = specs.parse_yaml("data: {normalize: pca, pca_components: 1e0}\n", "s.yaml")
+    assert errors_of(parsed)[0].startswith("s.yaml: data.pca_components: 1.0 is ambiguous")
+    assert specs.validate_experiment({"data": {"pca_components": 1}}, "s.yaml").data.pca_components == 1
+    assert specs.validate_experiment({"data": {"pca_components": 3.0}}, "s.yaml").data.pca_components == 3
