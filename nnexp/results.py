@@ -172,12 +172,15 @@ def new_figure(**kwargs):
 
 
 def plot_learning_curves(history: list[dict], task: str, path: Path) -> None:
-    """Loss and the main metric per epoch, train vs validation."""
+    """The loss (train vs validation) and the main validation metric per epoch; under
+    cross-validation those of the first fold, as the figure's title says."""
     import pandas as pd
 
     frame = pd.DataFrame(history)
+    fold = None
     if "fold" in frame:
-        frame = frame[frame["fold"] == frame["fold"].iloc[0]]
+        fold = frame["fold"].iloc[0]
+        frame = frame[frame["fold"] == fold]
     metric = "val_accuracy" if task == "classification" else "val_rmse"
     fig = new_figure(figsize=(10, 4), layout="constrained")
     axes = fig.subplots(1, 2)
@@ -195,6 +198,8 @@ def plot_learning_curves(history: list[dict], task: str, path: Path) -> None:
             axes[1].plot(frame["epoch"], frame[c], label=c)
         axes[1].set(xlabel="epoch", ylabel="||dJ/dW||", yscale="log", title="gradient norm per layer")
         axes[1].legend()
+    if fold is not None:
+        fig.suptitle(f"fold {fold} of the cross-validation (metrics.json has the means over folds)")
     save_figure(fig, path)
 
 
