@@ -42,7 +42,7 @@ BUILTIN_DATASETS = (
 )
 DATA_FILE_SUFFIXES = (".csv", ".parquet", ".npz")
 TASK_METRICS = {"classification": ("loss", "accuracy", "f1"), "regression": ("loss", "rmse", "mae", "r2")}
-METRIC_NAMES = ("loss", "accuracy", "f1", "rmse", "mae", "r2")
+METRIC_NAMES = tuple(dict.fromkeys(name for names in TASK_METRICS.values() for name in names))
 SPLITS = ("train", "val", "test")
 LOWER_IS_BETTER = ("loss", "rmse", "mae")
 MAX_SPEC_BYTES = 1_000_000
