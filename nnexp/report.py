@@ -481,6 +481,19 @@ def report(folder: str | os.PathLike, plots: bool = True) -> ReportResult:
     atomic_write(folder / "summary.md", summary_markdown(result))
     atomic_write(folder / "effects.md", effects_markdown(result))
     result.files = [folder / "summary.csv", folder / "summary.md", folder / "effects.md"]
-    if plots and len(frame):
-        result.files += write_plots(result, records)
+    if plots:
+        drawn = write_plots(result, records) if len(frame) else []
+        result.files += drawn
+        _remove_stale_plots(folder, keep=drawn)
     return result
+
+
+def _remove_stale_plots(folder: Path, keep: list[Path]) -> None:
+    """Plots this report did not draw are from an earlier log (before --fresh, or of a parameter
+    no longer searched): they would sit beside tables that contradict them."""
+    for path in [*folder.glob("effect_*.png"), folder / "learning_curves.png"]:
+        if path not in keep:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:  # a folder we may not change: the tables are still right
+                pass

@@ -161,6 +161,20 @@ def test_report_of_a_search_interrupted_before_its_first_trial(tmp_path):
     assert "## x\n\n(no trials finished yet)" in (tmp_path / "effects.md").read_text()
 
 
+def test_plots_of_an_earlier_log_do_not_outlive_it(tmp_path):
+    """After --fresh (or a parameter dropped from the space) the old PNGs would contradict the tables."""
+    write_scores(tmp_path, {"a": [0.9, 0.8], "b": [0.7, 0.75]})
+    assert report(tmp_path).files and (tmp_path / "learning_curves.png").exists()
+    (tmp_path / "effect_gone.png").write_bytes(b"old")  # a parameter the space no longer has
+    report(tmp_path)
+    assert not (tmp_path / "effect_gone.png").exists() and (tmp_path / "effect_x.png").exists()
+    TrialStore(tmp_path).move_aside()  # what --fresh does; then the search is stopped before any trial
+    TrialStore(tmp_path).create()
+    report(tmp_path)
+    assert not list(tmp_path.glob("*.png"))
+    assert list(tmp_path.glob("trials-*.jsonl.old"))  # the old log, not its plots, is what is kept
+
+
 def markdown_column(text: str, name: str) -> list[str]:
     """The cells of one column of the first markdown table in `text`."""
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("|")]
