@@ -19,6 +19,7 @@ import json
 import math
 import os
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,13 @@ def trials_frame(records: list[dict], params: list[str] | None = None):
     frame = pd.DataFrame(rows)
     for column in frame.columns:  # None -> NaN in numeric columns
         if column.startswith(METRIC_PREFIXES + ("train_",)) or column in ("epochs_run", "seconds", "best_epoch", *DIAGNOSTICS):
-            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+            numbers = pd.to_numeric(frame[column], errors="coerce")
+            text = frame.loc[numbers.isna() & frame[column].notna(), ["trial_id", column]]
+            if len(text):  # a hand-edited log: say what the statistics leave out
+                trial, value = text.iloc[0]
+                warnings.warn(f"trials.jsonl: {column} of {len(text)} trial(s) is not a number (e.g. {value!r} in "
+                              f"{trial}); left out of the statistics")
+            frame[column] = numbers
     if len(frame):  # workers append in finishing order: a fixed order makes every sum, so every mean, the same
         frame = frame.sort_values(["config_id", "seed"], kind="stable").reset_index(drop=True)
     return frame
@@ -455,8 +462,6 @@ def search_settings(folder: Path, records: list[dict]) -> tuple[str, str, list[s
 
 def report(folder: str | os.PathLike, plots: bool = True) -> ReportResult:
     """Rebuild summary.csv, summary.md, effects.md and the plots of a search folder from trials.jsonl."""
-    import warnings
-
     folder = Path(folder)
     store = TrialStore(folder)
     if not store.path.exists():
@@ -464,8 +469,8 @@ def report(folder: str | os.PathLike, plots: bool = True) -> ReportResult:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         records = list(store.latest().values())
-    metric, mode, params = search_settings(folder, records)
-    frame = trials_frame(records, params)
+        metric, mode, params = search_settings(folder, records)
+        frame = trials_frame(records, params)
     if frame.empty:
         import pandas as pd
 

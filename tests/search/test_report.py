@@ -261,3 +261,14 @@ def test_a_searched_null_reads_null_not_nan(tmp_path):
     assert set(result.summary["param_train.early_stopping"]) == {"null", '{"patience":3}'}
     assert "| null " in (tmp_path / "summary.md").read_text() and "| null " in (tmp_path / "effects.md").read_text()
     assert "nan" not in (tmp_path / "summary.md").read_text() + (tmp_path / "effects.md").read_text()
+
+
+def test_a_hand_edited_metric_that_is_not_a_number_is_reported(tmp_path):
+    write_scores(tmp_path, {"a": [0.9, 0.8], "b": [0.7, 0.75]})
+    lines = (tmp_path / "trials.jsonl").read_text().splitlines()
+    lines[0] = lines[0].replace('"val_accuracy":0.9,', '"val_accuracy":"high",')
+    (tmp_path / "trials.jsonl").write_text("\n".join(lines) + "\n")
+    result = report(tmp_path, plots=False)
+    assert result.notes == ["trials.jsonl: val_accuracy of 1 trial(s) is not a number (e.g. 'high' in a-s0); "
+                            "left out of the statistics"]
+    assert result.summary.set_index("config_id").loc["a", "mean_val_accuracy"] == 0.8
