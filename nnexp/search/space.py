@@ -150,6 +150,9 @@ def _grid_point(keys: list[str], values: list[list], index: int) -> dict:
     return {k: point[k] for k in keys}
 
 
+PERMUTED_GRID = 1_000_000  # finite random spaces up to this many points are sampled from one shuffle
+
+
 def expand_params(loaded: LoadedSearch, strategy: str | None = None, trials: int | None = None) -> tuple[list[dict], int | None]:
     """The parameter dictionaries of the plan, in plan order, and the grid size if finite."""
     spec = loaded.spec
@@ -167,9 +170,14 @@ def expand_params(loaded: LoadedSearch, strategy: str | None = None, trials: int
 
     n = trials or spec.trials
     rng = np.random.default_rng(spec.seed)
-    if finite:  # distinct grid points without replacement
-        picks = rng.choice(size, size=min(n, size), replace=False) if size <= 2**62 else None
-        return [_grid_point(keys, values, int(i)) for i in picks], size
+    if finite:  # distinct grid points without replacement; a larger --trials extends a smaller one's sample
+        count = min(n, size)
+        if size <= PERMUTED_GRID:
+            return [_grid_point(keys, values, int(i)) for i in rng.permutation(size)[:count]], size
+        drawn: dict[tuple, None] = {}  # too many points to shuffle: draw them one by one, skipping repeats
+        while len(drawn) < count:
+            drawn.setdefault(tuple(int(rng.integers(len(v))) for v in values), None)
+        return [{k: v[i] for k, v, i in zip(keys, values, point)} for point in drawn], size
     seen: dict[str, dict] = {}
     attempts = 0
     while len(seen) < n and attempts < 100 * n:

@@ -75,3 +75,18 @@ def test_values_that_make_the_same_experiment_are_an_error(space, problem, searc
         plan_search(load_search(path))
     assert info.value.problems == [f"{path}: {problem}"]
 
+
+
+@pytest.mark.parametrize("permuted_grid", [1_000_000, 4])  # one shuffle; or draws one by one (huge grids)
+def test_more_random_trials_extend_the_sample_of_fewer(search_file, monkeypatch, permuted_grid):
+    """Raising --trials on a finite space must resume the trials run so far, not replace them
+    (3 then 5 trials of a 24-point grid used to share none)."""
+    from nnexp.search import space as space_module
+
+    monkeypatch.setattr(space_module, "PERMUTED_GRID", permuted_grid)
+    path = search_file({"model.activation": ["relu", "tanh", "logistic", "elu", "gelu", "swish"],
+                        "model.init": ["he", "xavier", "lecun", "he_uniform"]}, strategy="random", repeats=1)
+    loaded = load_search(path)
+    samples = [[c.params for c in plan_search(loaded, "random", n).configs] for n in (3, 5, 24)]
+    assert samples[1][:3] == samples[0] and samples[2][:5] == samples[1]
+    assert len({str(p) for p in samples[2]}) == 24
