@@ -72,4 +72,16 @@ def test_grid_vs_random_script_tiny(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     summary = (out / "summary.md").read_text()
     assert "| 4 |" in summary  # the 2 x 2 grid's row
+    assert "mean over its 1 training seed(s)" in summary  # --tiny's repeats=1
     assert (out / "grid_vs_random.png").stat().st_size > 0
+
+
+def test_grid_vs_random_script_says_how_many_seeds_it_averaged(tmp_path):
+    """It guessed from the --set text: '--set repeats=2' printed '1 training seed(s)'."""
+    done = subprocess.run(
+        [sys.executable, str(EXPERIMENTS / "grid_vs_random.py"), "--tiny", "--seeds", "1", "--set", "repeats=2",
+         "--results-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "gallery")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "mean over its 2 training seed(s)" in (tmp_path / "gallery" / "summary.md").read_text()
