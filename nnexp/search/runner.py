@@ -112,6 +112,8 @@ def _client_logs_quiet():
 
 
 def _dask_client(n_workers: int, scheduler: str | None, Client, LocalCluster):
+    import logging
+
     if scheduler:
         if "://" not in scheduler and (scheduler.endswith(".json") or os.sep in scheduler) and not Path(scheduler).is_file():
             raise NnexpError(f"--scheduler: {scheduler}: no such scheduler file (or give an address, tcp://host:8786)")
@@ -125,8 +127,11 @@ def _dask_client(n_workers: int, scheduler: str | None, Client, LocalCluster):
         with client:
             yield client
         return
+    # its scheduler and worker processes log below CRITICAL to this terminal otherwise (a Ctrl-C
+    # printed 'Async instruction ... ended with CancelledError' warnings beside nnexp's own line)
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=":0") as cluster, Client(cluster, set_as_default=False) as client:
+                      dashboard_address=":0", silence_logs=logging.CRITICAL) as cluster, \
+            Client(cluster, set_as_default=False) as client:
         yield client
 
 

@@ -344,3 +344,31 @@ def test_lost_scheduler_exits_1_in_one_line_and_keeps_finished_trials(search_fil
     final = trials(tmp_path / "grid")
     assert final[:len(kept)] == kept and len(final) == 6
     assert len({(r["config_id"], r["seed"]) for r in final}) == 6
+
+
+def test_the_local_cluster_keeps_its_processes_logs_off_the_terminal():
+    """Its scheduler and workers log to this terminal: a Ctrl-C printed 'Async instruction ...
+    ended with CancelledError' warnings beside nnexp's own line."""
+    import logging
+
+    from nnexp.search.runner import _dask_client
+
+    seen = {}
+
+    class Cluster:
+        def __init__(self, **options):
+            seen.update(options)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    class Client(Cluster):
+        def __init__(self, cluster, **options):
+            pass
+
+    clients = _dask_client(2, None, Client, Cluster)
+    assert isinstance(next(clients), Client)
+    assert seen["silence_logs"] == logging.CRITICAL and seen["n_workers"] == 2
