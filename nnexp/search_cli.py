@@ -123,7 +123,7 @@ def check_data(plan, search, source: str) -> None:
 
     from nnexp.errors import SpecError
     from nnexp.spec import metric_problem, monitor_problems
-    from nnexp.train import load_data
+    from nnexp.train import first_split, load_data
 
     if not plan.trials or plan.trials[0].spec.data.is_builtin:
         return
@@ -131,7 +131,7 @@ def check_data(plan, search, source: str) -> None:
         warnings.simplefilter("ignore")  # the trials report their data warnings themselves
         prepared = load_data(plan.trials[0].spec)
     first = plan.trials[0].spec
-    task = (prepared[0] if isinstance(prepared, list) else prepared).task
+    task = first_split(prepared).task
     problems = [problem for problem in (metric_problem(search.metric, task), *monitor_problems(first, task)) if problem]
     if problems:
         raise SpecError([f"{source}: {problem}" for problem in problems])

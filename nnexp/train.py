@@ -49,11 +49,16 @@ def load_data(spec: ExperimentSpec):
     return prepare(spec.data, spec.seed, dtype=spec.train.dtype)
 
 
+def first_split(prepared):
+    """The one split of load_data's result, or the first fold of a cross-validation."""
+    return prepared[0] if isinstance(prepared, list) else prepared
+
+
 def train_experiment(spec: ExperimentSpec, prepared=None, progress: Callable[[dict], None] | None = None) -> RunResult:
     """Train the network a spec describes; exceptions propagate (bad data, bugs)."""
     if prepared is None:
         prepared = load_data(spec)
-    first = prepared[0] if isinstance(prepared, list) else prepared
+    first = first_split(prepared)
     check_monitors(spec, first.task)
     with _blas_threads(spec, first.X_train.shape[1]):
         if isinstance(prepared, list):

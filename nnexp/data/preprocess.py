@@ -501,14 +501,14 @@ def check_levels(frame: pd.DataFrame, max_categories: int, source: str) -> None:
         if cat:
             series = frame[col]
             present = ~_is_missing(series)
-            strays = _not_numbers(series, present)
-            if strays:
-                problem = (f"column '{col}' holds numbers except {len(strays)} value(s) that are not "
-                           f"({_names(sorted(set(strays)), 3)})")
-                if len({str(v) for v in series[present]}) > max_categories:
-                    raise DataError.at(source, "data.dataset", f"{problem}; fix or remove those cells")
-                warnings.warn(f"{source}: {problem}, so it is encoded as categories; fix those cells "
-                              "if it is a numeric column", DataWarning, stacklevel=2)
-                continue
             count = len({str(v) for v in series[present]})
-            _check_level_count(str(col), count, max_categories, source)
+            strays = _not_numbers(series, present)
+            if not strays:
+                _check_level_count(str(col), count, max_categories, source)
+                continue
+            problem = (f"column '{col}' holds numbers except {len(strays)} value(s) that are not "
+                       f"({_names(sorted(set(strays)), 3)})")
+            if count > max_categories:
+                raise DataError.at(source, "data.dataset", f"{problem}; fix or remove those cells")
+            warnings.warn(f"{source}: {problem}, so it is encoded as categories; fix those cells "
+                          "if it is a numeric column", DataWarning, stacklevel=2)
