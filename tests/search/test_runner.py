@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from nnexp.search import fork_server
 from nnexp.search.runner import release_workers, run_search, worker_plan
 from nnexp.search.store import TrialStore
 
@@ -124,6 +125,28 @@ def test_parallel_streams_with_capped_blas_threads(planned, tmp_path):
     assert len({r["pid"] for r in parallel.records}) == 2
     workers, threads = worker_plan(2, 6)
     assert {r["threads"] for r in parallel.records} <= {threads, None} and workers * threads <= max(2, workers)
+
+
+@pytest.mark.skipif(not fork_server.available(), reason="workers fork from the server on Linux only")
+def test_parallel_workers_fork_from_the_server_and_leave_loky_as_it_was(planned, tmp_path):
+    """The workers are children of the fork server, which has a trial's modules loaded before
+    it forks; their records carry no warnings of their own; loky's start method is restored."""
+    import multiprocessing.forkserver
+    import os
+
+    from joblib.externals.loky.backend.context import get_start_method
+
+    before = get_start_method()
+    loaded, plan = planned({"optimizer.lr": [0.1, 0.01]})
+    outcome = run_search(loaded, plan, tmp_path / "two", n_jobs=2, **FAKE)
+    server = multiprocessing.forkserver._forkserver._forkserver_pid
+    pids = {r["pid"] for r in outcome.records}
+    parents = {int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]) for pid in pids}
+    assert len(pids) == 2 and parents == {server} and os.getpid() not in pids
+    assert fork_server.TRIAL_MODULES == tuple(multiprocessing.forkserver._forkserver._preload_modules)
+    assert outcome.count("ok") == len(plan.trials) and not any(r.get("warnings") for r in outcome.records)
+    assert get_start_method() == before
+    release_workers()
 
 
 def test_released_workers_exit_and_a_later_search_gets_new_ones(planned, tmp_path):
