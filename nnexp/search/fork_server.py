@@ -10,6 +10,10 @@ main process still reads the spec on one core, and each worker starts in millise
 The server is a single-threaded process of its own, so forking it is safe, unlike forking
 the search's main process (its progress bar and report preloading run threads). It ends
 with the process that started it. Elsewhere (macOS, Windows) loky's own start method stays.
+
+The command line opts in by calling `start`. A program that calls the Python API keeps
+loky's start method: like `spawn`, a fork server's worker first imports the program's
+`__main__` module, which runs a script that has no `if __name__ == "__main__":` guard.
 """
 
 from __future__ import annotations
@@ -17,8 +21,12 @@ from __future__ import annotations
 import sys
 from contextlib import contextmanager
 
-# imported by the server before it forks any worker: what `run_trial` needs for its first trial
-TRIAL_MODULES = ("numpy", "threadpoolctl", "nnexp.spec", "nnexp.train", "nnexp.data", "nnexp.search.trial")
+# imported by the server before it forks any worker: what a loky worker and `run_trial` need
+# for a first trial, and what the `nnexp` script a worker imports as its __main__ imports
+TRIAL_MODULES = ("numpy", "numpy.random", "threadpoolctl", "joblib", "joblib.externals.loky.process_executor",
+                 "nnexp.spec", "nnexp.train", "nnexp.data", "nnexp.search.trial", "nnexp.cli")
+
+_started = False
 
 
 def available() -> bool:
@@ -31,19 +39,22 @@ def available() -> bool:
 
 
 def start() -> None:
-    """Start the server in the background, if it is not running (it imports while the caller goes on)."""
+    """Start the server in the background, if it is not running (it imports while the caller goes on),
+    and fork this process's search workers from it from now on."""
+    global _started
     if not available():
         return
     from multiprocessing import forkserver
 
     forkserver.set_forkserver_preload(list(TRIAL_MODULES))
     forkserver.ensure_running()
+    _started = True
 
 
 @contextmanager
 def forked_workers():
-    """Inside: the loky executors joblib creates fork their workers from the server (where available)."""
-    if not available():
+    """Inside: the loky executors joblib creates fork their workers from the server, once `start` was called."""
+    if not _started:
         yield
         return
     from joblib.externals.loky.backend.context import get_start_method, set_start_method
