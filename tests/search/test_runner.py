@@ -158,11 +158,12 @@ def test_once_started_the_workers_fork_from_the_server_and_loky_is_left_as_it_wa
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_the_python_api_keeps_lokys_own_workers(planned, tmp_path):
+def test_the_python_api_keeps_lokys_own_workers(planned, tmp_path, monkeypatch):
     """Without the CLI's opt-in the workers are loky's fresh interpreters, children of this process
     (a fork server's would import the caller's __main__ module first)."""
     import os
 
+    monkeypatch.setattr(fork_server, "_started", False)  # as if no CLI command had run in this process
     release_workers()  # no pool left from an earlier test
     loaded, plan = planned({"optimizer.lr": [0.1, 0.01]})
     outcome = run_search(loaded, plan, tmp_path / "two", n_jobs=2, **FAKE)
