@@ -18,6 +18,7 @@ loky's start method: like `spawn`, a fork server's worker first imports the prog
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import contextmanager
 
@@ -30,8 +31,9 @@ _started = False
 
 
 def available() -> bool:
-    """Linux only: forking a process that has loaded a BLAS library is not safe on macOS."""
-    if not sys.platform.startswith("linux"):
+    """Linux only (forking a process that has loaded a BLAS library is not safe on macOS), and only
+    where this process may run on more than one core (on one, a search trains in this process)."""
+    if not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2:
         return False
     import multiprocessing
 
