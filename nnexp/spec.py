@@ -762,18 +762,31 @@ def apply_override(tree: dict, path: str, value) -> None:
     A mapping given for a whole section (`data`, `model`, `train`) is merged
     into it field by field, so one search dimension can vary several fields
     together, e.g. `data: [{normalize: zscore}, {normalize: pca, pca_whiten: true}]`.
+    A kind (optimizer, activation, init, schedule) given by name or as a mapping
+    switches the kind and keeps the parameters the old and new kinds share (an
+    optimizer's lr and schedule) unless the mapping sets them: `momentum` and
+    `{name: momentum}` make the same experiment.
     """
     if path in SECTIONS and isinstance(value, dict):
         for key, item in value.items():
             apply_override(tree, f"{path}.{key}", item)
         return
     family = path if path in KIND_FAMILIES else None
-    if family and isinstance(value, str):
+    if family and isinstance(value, (str, dict)):
         current = tree
         for key in path.split("."):
             current = current.get(key) if isinstance(current, dict) else None
-        if isinstance(current, dict):  # keep shared parameters (lr, schedule) when switching name
-            set_path(tree, f"{path}.name", value)
+        if isinstance(current, str):
+            current = {"name": current}
+        if isinstance(current, dict):
+            fields = value if isinstance(value, dict) else {"name": value}
+            if "name" in fields:
+                set_path(tree, f"{path}.name", fields["name"])  # drops what the new kind does not take
+            else:
+                _name_kind(tree, family)
+            for key, item in fields.items():
+                if key != "name":
+                    set_path(tree, f"{path}.{key}", item)
             return
     owner = max((f for f in KIND_FAMILIES if path.startswith(f + ".") and path != f + ".name"), key=len, default=None)
     if owner is not None:

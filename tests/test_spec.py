@@ -207,6 +207,20 @@ def test_switching_kind_name_drops_foreign_parameters():
     assert tree["optimizer"] == {"name": "sgd", "lr": 0.01}
 
 
+@pytest.mark.parametrize("value, expected", [
+    ("momentum", {"name": "momentum", "lr": 0.001, "schedule": "step"}),
+    ({"name": "momentum"}, {"name": "momentum", "lr": 0.001, "schedule": "step"}),
+    ({"name": "momentum", "lr": 0.2}, {"name": "momentum", "lr": 0.2, "schedule": "step"}),
+    ({"lr": 0.3}, {"name": "adam", "lr": 0.3, "beta1": 0.8, "schedule": "step"}),
+])
+def test_a_kind_by_name_or_as_a_mapping_keeps_the_shared_parameters(value, expected):
+    """`momentum` and `{name: momentum}` switch the optimizer alike: the base's lr and schedule
+    stay unless the mapping sets them (a mapping used to replace them with momentum's defaults)."""
+    tree = {"optimizer": {"name": "adam", "lr": 0.001, "beta1": 0.8, "schedule": "step"}}
+    specs.apply_override(tree, "optimizer", value)
+    assert tree["optimizer"] == expected
+
+
 def test_yaml_syntax_error_has_line_and_column(write_spec):
     path = write_spec("model:\n  hidden: [3\n")
     with pytest.raises(SpecError, match=r"line \d+, column \d+: YAML syntax error"):

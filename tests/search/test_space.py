@@ -65,6 +65,8 @@ def test_random_trials_option_overrides_spec(search_file):
      "space.model.activation: relu and {name: relu} make the same experiment"),
     ({"model.activation": ["sigmoid", "tanh", "logistic"]}, "space.model.activation: sigmoid and logistic make the same experiment"),
     ({"model.hidden": [[8], [8.0]]}, "space.model.hidden: [8] and [8.0] make the same experiment"),
+    ({"optimizer": ["momentum", {"name": "momentum"}]},
+     "space.optimizer: momentum and {name: momentum} make the same experiment"),
     ({"model.init": [{"name": "gaussian"}, {"name": "gaussian", "std": 0.01}]},
      "space.model.init: {name: gaussian} and {name: gaussian, std: 0.01} make the same experiment"),
 ])
