@@ -222,12 +222,30 @@ def main():
 
     collect_less_often()
     try:
-        app()
+        sys.exit(_run_app())
     finally:
         # Whatever is still alive at exit needs no cycle collection (files are closed, results
         # written): freezing it skips a final sweep over pandas and matplotlib's objects that
         # costs about 0.5 s of every command's wall time.
         gc.freeze()
+
+
+def _run_app() -> int:
+    """The app, with bad arguments reported as one `error:` line, as a bad spec is (typer draws a box)."""
+    try:
+        code = app(standalone_mode=False, prog_name="nnexp")
+    except typer.Abort:
+        sys.stderr.write("error: aborted\n")
+        return 1
+    except Exception as exc:
+        # click's usage errors (typer vendors its own copy of click, so they are known by their shape)
+        if not (hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)):
+            raise
+        context = getattr(exc, "ctx", None)
+        where = f" (see '{context.command_path} -h')" if context is not None else ""
+        sys.stderr.write(f"error: {' '.join(exc.format_message().split())}{where}\n")
+        return exc.exit_code
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

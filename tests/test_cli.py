@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -112,6 +113,25 @@ def test_installed_command_in_subprocess(write_spec):
     assert proc.returncode == 2
     assert "model.activaton: unknown field; did you mean 'activation'?" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["search", "s.yaml", "--n-jobs", "abc"],
+     "error: Invalid value for '--n-jobs': Input should be a valid integer, unable to parse string as an integer "
+     "(see 'nnexp search -h')"),
+    (["run", "s.yaml", "--bogus"], "error: No such option: --bogus (see 'nnexp run -h')"),
+    (["serch", "s.yaml"], "error: No such command 'serch'. Did you mean 'search'? (see 'nnexp -h')"),
+    (["search"], "error: Missing argument 'spec'. (see 'nnexp search -h')"),
+])
+def test_bad_arguments_get_one_error_line_at_the_entry_point(argv, message, monkeypatch, capsys):
+    """As a bad spec does: one `error:` line and exit 2, not typer's boxed usage text."""
+    from nnexp.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["nnexp", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err == message + "\n"
 
 
 def test_each_warning_text_is_shown_once(capsys):
