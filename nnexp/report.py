@@ -140,7 +140,8 @@ def summarize(frame, metric: str, mode: str, params: list[str]):
     metrics = metric_columns(frame)
     # named up front so that a log without trials (interrupted before the first) gives an empty table
     columns = ["config_id", *pcols, "n_trials", *(f"n_{s}" for s in STATUSES),
-               *(f"{stat}_{m}" for m in metrics for stat in ("mean", "std", "ci95")), "epochs", "seconds"]
+               *(f"{stat}_{m}" for m in metrics for stat in ("mean", "std", "ci95")),
+               *(["n_reached_target"] if "epochs_to_target" in metrics else []), "epochs", "seconds"]
     rows = []
     for cid, group in frame.groupby("config_id", sort=False):
         ok = group[group["status"] == "ok"]
@@ -153,6 +154,8 @@ def summarize(frame, metric: str, mode: str, params: list[str]):
             row[f"mean_{m}"] = sample_mean(values)
             row[f"std_{m}"] = std
             row[f"ci95_{m}"] = t_halfwidth(std, len(values))
+        if "epochs_to_target" in metrics:  # its mean is over the repeats that reached the target only
+            row["n_reached_target"] = int(ok["epochs_to_target"].notna().sum())
         row["epochs"] = float(ok["epochs_run"].mean()) if "epochs_run" in ok and len(ok) else math.nan
         # training time, not the trial's wall time (which includes a fresh worker's imports and data load)
         timing = "train_seconds" if "train_seconds" in ok else "seconds"
@@ -306,7 +309,9 @@ def summary_markdown(result: ReportResult) -> str:
         line[m] = pm(row.get(f"mean_{m}", math.nan), row.get(f"std_{m}", math.nan))
         line["ci95"] = "–" if _isna(row.get(f"ci95_{m}")) else f"± {_fmt(row[f'ci95_{m}'])}"
         for other in metric_columns(result.trials):
-            if other != m and (other.endswith(("_accuracy", "_rmse", "_loss")) or other in MARKDOWN_DIAGNOSTICS):
+            if other == "epochs_to_target":  # how many got there matters as much as how fast
+                line[other] = f"{pm(row[f'mean_{other}'], row[f'std_{other}'], 3)} ({row['n_reached_target']}/{row['n_ok']})"
+            elif other != m and (other.endswith(("_accuracy", "_rmse", "_loss")) or other in MARKDOWN_DIAGNOSTICS):
                 line[other] = pm(row[f"mean_{other}"], row[f"std_{other}"])
         line.update({"ok": int(row["n_ok"]), "failed": int(row["n_failed"]), "diverged": int(row["n_diverged"]),
                      "epochs": fmt_epochs(row["epochs"]), "seconds": _fmt(row["seconds"], 3),
@@ -320,7 +325,9 @@ def summary_markdown(result: ReportResult) -> str:
             f"{len(s)} configurations, {n} trials ({_counts(result.trials)}); ranked by {m} ({result.mode}).\n"
             f"Mean ± std over ok repeats; ci95 is the half-width of the 95% t-interval of the mean; "
             f"tied_best = Welch's t-test cannot separate it from the best (p > {ALPHA}); "
-            f"seconds = mean training time of the ok trials.\n\n")
+            f"seconds = mean training time of the ok trials."
+            + (" epochs_to_target: mean over the ok repeats that reached train.target, (reached/ok)."
+               if "n_reached_target" in s else "") + "\n\n")
     errors = result.trials["error"].dropna().value_counts() if "error" in result.trials else []
     tail = ""
     if len(errors):

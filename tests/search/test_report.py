@@ -211,6 +211,24 @@ def test_summary_shows_epochs_as_counts(tmp_path):
     assert markdown_column((tmp_path / "summary.md").read_text(), "epochs") == ["5", "4.5", "–"]
 
 
+def test_epochs_to_target_says_how_many_repeats_reached_the_target(tmp_path):
+    """Its mean is over the repeats that reached the target; `7 ± 0` alone read as if all three had."""
+    folder = tmp_path
+    write_scores(folder, {})
+    store = TrialStore(folder)
+    for name, reached in {"some": [7, None, 7], "all": [9, 8, 10], "none": [None, None, None]}.items():
+        for seed, epoch in enumerate(reached):
+            store.append({"trial_id": f"{name}-s{seed}", "config_id": name, "params": {"x": name}, "seed": seed,
+                          "status": "ok", "val_accuracy": 0.9, "epochs_run": 10, "epochs_to_target": epoch})
+    result = report(folder, plots=False)
+    summary = result.summary.set_index("config_id")
+    assert summary["n_reached_target"].to_dict() == {"some": 2, "all": 3, "none": 0}
+    assert summary.loc["some", "mean_epochs_to_target"] == 7 and summary.loc["all", "mean_epochs_to_target"] == 9
+    column = dict(zip(markdown_column((folder / "summary.md").read_text(), "x"),
+                      markdown_column((folder / "summary.md").read_text(), "epochs_to_target")))
+    assert column == {"some": "7.000 ± 0 (2/3)", "all": "9.000 ± 1.000 (3/3)", "none": "– (0/3)"}
+
+
 def test_fmt_epochs():
     from nnexp.report import fmt_epochs
 
