@@ -23,9 +23,11 @@ import sys
 from contextlib import contextmanager
 
 # imported by the server before it forks any worker: what a loky worker and `run_trial` need
-# for a first trial, and what the `nnexp` script a worker imports as its __main__ imports
+# for a first trial, what the `nnexp` script a worker imports as its __main__ imports, and
+# the server's own set-up (fork_server_init)
 TRIAL_MODULES = ("numpy", "numpy.random", "threadpoolctl", "joblib", "joblib.externals.loky.process_executor",
-                 "nnexp.spec", "nnexp.train", "nnexp.data", "nnexp.search.trial", "nnexp.cli")
+                 "nnexp.spec", "nnexp.train", "nnexp.data", "nnexp.search.trial", "nnexp.cli",
+                 "nnexp.search.fork_server_init")
 
 _started = False
 

@@ -31,3 +31,21 @@ def test_loky_start_method_is_restored_after_an_error_inside(monkeypatch):
             assert get_start_method() == "forkserver"
             raise KeyboardInterrupt
     assert get_start_method() == before
+
+
+def test_the_server_quiets_only_the_failures_of_a_worker_forked_as_the_search_ends(monkeypatch, capsys):
+    """A worker forked as Ctrl-C ends the search finds its semaphores gone (FileNotFoundError) or
+    its pipe closed (EOFError): no traceback for that; anything else still shows."""
+    import importlib
+
+    from nnexp.search import fork_server_init
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # what the import replaces is restored after
+    importlib.reload(fork_server_init)
+    hook = sys.excepthook
+    assert hook is fork_server_init._quiet_start_failure and "nnexp.search.fork_server_init" in fork_server.TRIAL_MODULES
+    hook(FileNotFoundError, FileNotFoundError(2, "No such file or directory"), None)
+    hook(EOFError, EOFError(), None)
+    assert capsys.readouterr().err == ""
+    hook(ValueError, ValueError("a bug"), None)
+    assert "ValueError: a bug" in capsys.readouterr().err
