@@ -78,7 +78,7 @@ def validate(spec: SpecArg, set_: SetOpt = None):
     """Check a spec and print it with every default filled in (and a search's plan size)."""
     from nnexp import spec as specs
 
-    with user_errors():
+    with user_errors(), warnings_as_lines():
         overrides = specs.parse_overrides(set_)
         loaded = specs.load_any(spec, overrides)
         if isinstance(loaded, specs.ExperimentSpec):
@@ -87,10 +87,11 @@ def validate(spec: SpecArg, set_: SetOpt = None):
         from nnexp.search.space import plan_search
 
         plan = plan_search(loaded)
-        search = loaded.spec.model_dump(mode="json", exclude={"experiment"})
-        search["base"] = loaded.spec.base
+        # the output is itself a valid search spec: the base inline, as `experiment:`
+        search = loaded.spec.model_dump(mode="json", exclude={"experiment", "base"})
         typer.echo(specs.dump_yaml(search), nl=False)
-        typer.echo("# base experiment, resolved:")
+        origin = f" (from base: {loaded.spec.base})" if loaded.spec.base is not None else ""
+        typer.echo(f"# base experiment, resolved{origin}:")
         typer.echo(specs.dump_yaml({"experiment": loaded.base_spec.model_dump(mode="json")}), nl=False)
         typer.echo(f"# plan: {describe_plan(plan, loaded.spec)}")
 

@@ -471,7 +471,9 @@ MAX_NAME_BYTES = 255  # the longest file name most file systems take
 
 def _check_folder_name(value: str) -> str:
     """Results go to <results-dir>/<name>/, so a name must stay one folder inside it."""
-    if value in ("", ".", "..") or any(c in value for c in "/\\\x00"):
+    if value == "":
+        raise ValueError("must not be empty (leave it out to use the spec file's name)")
+    if value in (".", "..") or any(c in value for c in "/\\\x00"):
         raise ValueError("must be a plain folder name (no '/', not '.' or '..')")
     if len(value.encode()) > MAX_NAME_BYTES:
         raise ValueError(f"must be a plain folder name of at most {MAX_NAME_BYTES} bytes, got {len(value.encode())}")
@@ -678,6 +680,11 @@ class SearchSpec(Strict):
             raise ValueError("@base: give either `base` (a spec file) or an inline `experiment`, not both")
         if self.metric.startswith("test_"):
             raise ValueError("@metric: never select on test data; rank by a val_ or train_ metric")
+        if self.mode is not None and self.mode != metric_mode(self.metric):
+            import warnings
+
+            warnings.warn(f"mode: {self.mode} ranks {self.metric} {'lowest' if self.mode == 'min' else 'highest'} "
+                          f"first, its worst first (leave `mode` out and it follows the metric)", stacklevel=2)
         if self.mode is None:
             self.mode = metric_mode(self.metric)
         if self.n_jobs == 0 or self.n_jobs < -64:
@@ -853,6 +860,24 @@ class _SpecLoader(yaml.SafeLoader):
 
     max_aliases = 100
 
+    def construct_mapping(self, node, deep=False):
+        """A key written twice is an error: YAML would keep the second silently (`data:` twice)."""
+        if isinstance(node, yaml.MappingNode):
+            first: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    seen = first.setdefault(key, key_node.start_mark.line)
+                except TypeError:  # an unhashable key: the base class says what is wrong
+                    continue
+                if seen != key_node.start_mark.line:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key '{key}' is written twice (first at line {seen + 1}); "
+                        "only one of them would count", key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             self._aliases = getattr(self, "_aliases", 0) + 1
@@ -1017,7 +1042,8 @@ def experiment_from_dict(data: dict, path: Path, overrides=None) -> ExperimentSp
     if "data" in data:
         data["data"] = dict(data["data"])
     _resolve_dataset_path(data, path.parent)
-    data.setdefault("name", path.stem)
+    if data.get("name") is None:  # left out or left empty (`name:`)
+        data["name"] = path.stem
     return validate_experiment(data, str(path))
 
 
@@ -1094,10 +1120,34 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
     for key in spec.space:
         if key not in known:
             problems.append(f"{path}: space.{key}: unknown field{did_you_mean(key, known)}")
+    problems += [f"{path}: {problem}" for problem in _overlapping_dimensions(spec.space)]
     if problems:
         raise SpecError(problems)
     base_spec = validate_experiment(base_data, str(base_source))
     return LoadedSearch(spec=spec, base=base_data, base_spec=base_spec, source=str(path))
+
+
+def _overlapping_dimensions(space: dict) -> list[str]:
+    """Two dimensions that set the same field (`model: [{hidden: [8]}]` and `model.hidden`): the
+    longer path would win and the table would show a value that was never trained."""
+    problems = []
+    for outer in sorted(space):
+        dim = space[outer]
+        values = dim if isinstance(dim, list) else getattr(dim, "choice", [])
+        for inner in sorted(k for k in space if k.startswith(outer + ".")):
+            sub = inner[len(outer) + 1:].split(".")
+            for value in values:
+                node = value
+                for key in sub:
+                    node = node.get(key, _MISSING) if isinstance(node, dict) else _MISSING
+                if node is not _MISSING:
+                    problems.append(f"space.{outer} and space.{inner} both set {inner} ({outer}'s value "
+                                    f"{yaml_text(value)}); vary it in one of them")
+                    break
+    return problems
+
+
+_MISSING = object()
 
 
 def load_any(path: str | os.PathLike, overrides=None) -> ExperimentSpec | LoadedSearch:

@@ -337,7 +337,7 @@ def test_setting_a_kind_parameter_keeps_or_supplies_its_name(write_spec):
 FOLDER_NAME_PROBLEM = "name: must be a plain folder name (no '/', not '.' or '..')"
 
 
-@pytest.mark.parametrize("name", [".", "..", "a/b", "../up", "a\\b", "", "nul\x00"])
+@pytest.mark.parametrize("name", [".", "..", "a/b", "../up", "a\\b", "nul\x00"])
 def test_a_name_must_be_a_plain_folder_name(name, write_spec):
     """Results go to <results-dir>/<name>/: '..' or 'a/b' would write outside that folder."""
     assert errors_of({"name": name}) == [f"s.yaml: {FOLDER_NAME_PROBLEM}"]
@@ -345,6 +345,25 @@ def test_a_name_must_be_a_plain_folder_name(name, write_spec):
     with pytest.raises(SpecError) as info:
         specs.load_search(path)
     assert info.value.problems == [f"{path}: {FOLDER_NAME_PROBLEM}"]
+
+
+def test_an_empty_name_says_so_and_a_null_one_is_the_files_stem(write_spec):
+    assert errors_of({"name": ""}) == ["s.yaml: name: must not be empty (leave it out to use the spec file's name)"]
+    path = write_spec("name:\ndata: {dataset: iris}\n", "mine.yaml")
+    assert specs.load_experiment(path).name == "mine"
+    assert specs.load_experiment(path, specs.parse_overrides(["name="])).name == "mine"
+
+
+def test_a_key_written_twice_is_an_error(write_spec):
+    """YAML keeps the second silently: `data:` twice trained on the second data set."""
+    path = write_spec("data: {dataset: iris}\nmodel: {hidden: [4]}\ndata: {dataset: wine}\n")
+    with pytest.raises(SpecError) as info:
+        specs.load_any(path)
+    assert info.value.problems == [f"{path}: line 3, column 1: YAML syntax error: key 'data' is written twice "
+                                   "(first at line 1); only one of them would count"]
+    nested = write_spec("name: a\nspace:\n  train.epochs: [1, 2]\n  train.epochs: [3]\n", "g.yaml")
+    with pytest.raises(SpecError, match="key 'train.epochs' is written twice"):
+        specs.load_any(nested)
 
 
 def test_a_default_name_is_checked_like_a_written_one(write_spec):

@@ -79,6 +79,33 @@ def test_values_that_make_the_same_experiment_are_an_error(space, problem, searc
 
 
 
+@pytest.mark.parametrize("space, problem", [
+    ({"model.hidden": [[4]], "model": [{"hidden": [8]}]},
+     "space.model and space.model.hidden both set model.hidden (model's value {hidden: [8]}); vary it in one of them"),
+    ({"optimizer": ["sgd", {"name": "momentum", "lr": 0.5}], "optimizer.lr": [0.1]},
+     "space.optimizer and space.optimizer.lr both set optimizer.lr (optimizer's value {lr: 0.5, name: momentum}); "
+     "vary it in one of them"),
+])
+def test_two_dimensions_that_set_the_same_field_are_an_error(space, problem, search_file):
+    """The longer path would win, and the table would show the other value, never trained."""
+    path = search_file(space)
+    with pytest.raises(SpecError) as info:
+        load_search(path)
+    assert info.value.problems == [f"{path}: {problem}"]
+
+
+def test_a_kind_and_its_parameter_may_both_be_searched(search_file):
+    """`optimizer: [sgd, momentum]` with `optimizer.lr`: names switch the kind, the other key sets its lr."""
+    plan = plan_search(load_search(search_file({"optimizer": ["sgd", "momentum"], "optimizer.lr": [0.1, 0.01]})))
+    assert sorted((c.spec.optimizer.name, c.spec.optimizer.lr) for c in plan.configs) == [
+        ("momentum", 0.01), ("momentum", 0.1), ("sgd", 0.01), ("sgd", 0.1)]
+
+
+def test_a_mode_against_the_metric_is_warned_about(search_file):
+    with pytest.warns(UserWarning, match="mode: min ranks val_accuracy lowest first, its worst first"):
+        load_search(search_file({"optimizer.lr": [0.1]}, mode="min"))
+
+
 @pytest.mark.parametrize("permuted_grid", [1_000_000, 4])  # one shuffle; or draws one by one (huge grids)
 def test_more_random_trials_extend_the_sample_of_fewer(search_file, monkeypatch, permuted_grid):
     """Raising --trials on a finite space must resume the trials run so far, not replace them
