@@ -120,20 +120,24 @@ def run(spec: ExperimentArg, set_: SetOpt = None, results_dir: ResultsOpt = Path
 def predict(
     model: Annotated[Path, typer.Argument(help="A model.npz written by `nnexp run` (or its folder).", show_default=False)],
     data: Annotated[Path, typer.Argument(help="A .csv, .parquet or .npz file with the training columns.", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write predictions to this CSV (default: stdout).")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Write predictions to this file: .csv, or .parquet (default: CSV on stdout).")] = None,
     proba: Annotated[bool, typer.Option("--proba", help="Add one probability column per class.")] = False,
 ):
     """Predict with a saved model, applying its saved preprocessing."""
     with user_errors(), warnings_as_lines():
         from nnexp.api import predict as predict_table
 
+        suffix = output.suffix.lower() if output is not None else ".csv"
+        if suffix not in (".csv", ".parquet"):
+            raise NnexpError(f"--output: {output}: write .csv or .parquet (the suffix says which), got '{suffix}'")
         frame = predict_table(model, data, proba=proba)
         if output is None:
             typer.echo(frame.to_csv(index=False), nl=False)
         else:
             from nnexp.results import atomic_write
 
-            atomic_write(output, frame.to_csv(index=False))
+            atomic_write(output, frame.to_csv(index=False) if suffix == ".csv" else frame.to_parquet(index=False))
 
 
 @app.command()

@@ -164,6 +164,12 @@ def test_csv_with_string_labels_trains_and_predicts_by_name(tmp_path, write_spec
     frame.drop(columns="answer").head(5).to_csv(tmp_path / "new.csv", index=False)
     result = run_cli("predict", model, tmp_path / "new.csv")
     assert result.exit_code == 0 and result.stdout.splitlines()[0] == "prediction"
+    # the suffix of --output picks the format; any other suffix is refused before predicting
+    assert run_cli("predict", model, tmp_path / "new.csv", "-o", tmp_path / "pred.parquet").exit_code == 0
+    assert pd.read_parquet(tmp_path / "pred.parquet")["prediction"].tolist() == result.stdout.splitlines()[1:]
+    refused = run_cli("predict", model, tmp_path / "new.csv", "-o", tmp_path / "pred.xlsx")
+    assert refused.exit_code == 2 and not (tmp_path / "pred.xlsx").exists()
+    assert f"error: --output: {tmp_path / 'pred.xlsx'}: write .csv or .parquet" in refused.stderr
 
 
 def test_changing_test_rows_does_not_change_the_scaler(tmp_path, write_spec):
