@@ -16,17 +16,24 @@ def load_spec(spec: str | os.PathLike | dict | ExperimentSpec, overrides: dict[s
     (a mapping of paths to values, or (path, value) pairs)."""
     pairs = _override_pairs(overrides)
     _check_spec_argument(spec, "a path, a mapping or an ExperimentSpec")
+    known = experiment_paths()
+    for path, _ in pairs:  # named as overrides here, not as the CLI's --set
+        if path not in known:
+            raise SpecError(f"overrides: {path}: unknown field{did_you_mean(path, known)}")
     if isinstance(spec, ExperimentSpec):
         spec = spec.model_dump(mode="json")
     if isinstance(spec, dict):
         tree = dict(spec)
-        known = experiment_paths()
         for path, value in pairs:
-            if path not in known:
-                raise SpecError(f"overrides: {path}: unknown field{did_you_mean(path, known)}")
             apply_override(tree, path, value)
         return validate_experiment(tree, "<dict>")
     return load_experiment(spec, pairs)
+
+
+def _check_folder_argument(value, name: str, optional: bool = False) -> None:
+    if not (isinstance(value, (str, os.PathLike)) or (optional and value is None)):
+        expected = "a folder path" + (" or None" if optional else "")
+        raise NnexpError(f"{name}: expected {expected}, got {type(value).__name__} {value!r:.40}")
 
 
 def _check_spec_argument(spec, expected: str, kinds: tuple[type, ...] = (str, os.PathLike, dict, ExperimentSpec)) -> None:
@@ -68,6 +75,7 @@ def run_experiment(spec: str | os.PathLike | dict | ExperimentSpec, *, results_d
     """
     from nnexp.results import write_run
 
+    _check_folder_argument(results_dir, "results_dir", optional=True)
     resolved = load_spec(spec, _keyword_overrides(overrides, ("results_dir", "progress"), experiment_paths().__contains__))
     result = train_experiment(resolved, progress=progress)
     result.files = {}
@@ -87,6 +95,10 @@ def predict(model: str | os.PathLike, data, proba: bool = False):
     from nnexp.metrics import class_probabilities
     from nnexp.results import load_model
 
+    if not isinstance(data, (str, os.PathLike, pd.DataFrame)):
+        raise NnexpError(f"data: expected a table file's path or a pandas DataFrame, got {type(data).__name__} {data!r:.40}")
+    if not isinstance(proba, bool):
+        raise NnexpError(f"proba: expected True or False, got {proba!r:.40}")
     saved = load_model(model)
     if proba and saved.task == "regression":
         raise NnexpError(f"--proba: {model} is a regression model; class probabilities need a classification one")
@@ -163,6 +175,7 @@ def run_search(spec: str | os.PathLike, *, results_dir: str | os.PathLike = "res
     _check_spec_argument(spec, "a path or a mapping", (str, os.PathLike, dict))
     if results_dir is None:
         raise NnexpError("results_dir: a search needs a folder for its trials.jsonl and tables")
+    _check_folder_argument(results_dir, "results_dir")
     pairs = _keyword_overrides(overrides, SEARCH_ARGUMENTS, _is_search_field)
     if isinstance(spec, dict):  # named by its `name`, else 'search'; relative paths from here
         loaded = load_search(Path("search"), pairs, data=dict(spec))

@@ -106,6 +106,13 @@ def test_run_search_takes_a_mapping(tmp_path):
     (lambda: nnexp.rebuild_report(None), "folder: expected the path of a search results folder, got None"),
     (lambda: nnexp.gradcheck({"data": {"dataset": "iris"}}, rows=0), "--rows: must be a whole number of at least 2"),
     (lambda: nnexp.gradcheck({"data": {"dataset": "iris"}}, rows=-1), "--rows: must be a whole number of at least 2"),
+    (lambda: nnexp.run_experiment({"data": {"dataset": "iris"}}, results_dir=5),
+     "results_dir: expected a folder path or None, got int 5"),
+    (lambda: nnexp.run_search("grid.yaml", results_dir=5), "results_dir: expected a folder path, got int 5"),
+    (lambda: nnexp.predict("model.npz", [[1, 2, 3]]),
+     "data: expected a table file's path or a pandas DataFrame, got list [[1, 2, 3]]"),
+    (lambda: nnexp.predict("model.npz", "rows.csv", proba="yes"), "proba: expected True or False, got 'yes'"),
+    (lambda: nnexp.load_spec("spec.yaml", {"train.epoch": 2}), "overrides: train.epoch: unknown field; did you mean"),
 ])
 def test_wrong_argument_types_are_one_line_errors(call, message):
     """Not a TypeError deep inside (int has no path, a list has no .items, zero rows have no maximum)."""
