@@ -34,6 +34,8 @@ METRIC_PREFIXES = ("val_", "test_")
 DIAGNOSTICS = ("train_loss", "grad_ratio", "grad_norm_first", "grad_norm_last", "saturated", "dead", "epochs_to_target")
 MARKDOWN_DIAGNOSTICS = ("grad_ratio", "saturated", "dead", "epochs_to_target")  # the CSV has all of them
 CURVES = 3  # configurations whose learning curves are plotted
+EFFECT_LEVELS = 8  # a numeric parameter with more distinct values (a random search's) is shown in ranges
+EFFECT_BINS = 5
 NO_TRIALS = "no trials finished yet"  # a search interrupted before its first trial: legitimate, not an error
 # A std below this fraction of |mean| is rounding noise, not spread: the mean of n identical
 # doubles can be off by a few ulps (e.g. three 14/15 give std 1.4e-16). That noise is about
@@ -237,8 +239,11 @@ def effects(frame, metric: str, params: list[str]) -> dict[str, Any]:
     for p in params:
         column = param_column(p)
         rows = []
-        for value, group in frame.groupby(column, sort=True, dropna=False):
+        keys = value_ranges(frame[column]) if is_continuous(frame[column]) else frame[column]
+        for value, group in frame.groupby(keys, sort=True, dropna=False):
             ok = group.loc[group["status"] == "ok", metric].dropna() if metric in group else pd.Series(dtype=float)
+            if isinstance(value, tuple):  # a range of a continuous parameter: shown by its extremes
+                value = f"{fmt_param(value[1])} – {fmt_param(value[2])}"
             rows.append({
                 p: value,
                 "n_trials": len(group),
@@ -250,6 +255,28 @@ def effects(frame, metric: str, params: list[str]) -> dict[str, Any]:
             })
         out[p] = pd.DataFrame(rows)
     return out
+
+
+def is_continuous(values) -> bool:
+    """A numeric parameter with more distinct values than a table or a box plot can show one by one."""
+    import pandas as pd
+
+    present = values.dropna()
+    numeric = present.map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
+    return bool(len(present)) and bool(numeric.all()) and present.nunique() > EFFECT_LEVELS
+
+
+def value_ranges(values):
+    """Each value's range: EFFECT_BINS groups of about as many distinct values each, by rank (so
+    log-spaced samples split as evenly as uniform ones), as (group, lowest, highest) keys that sort in order."""
+    import pandas as pd
+
+    numbers = pd.to_numeric(values)
+    distinct = numbers.drop_duplicates().sort_values().to_numpy()
+    group_of = dict(zip(distinct, pd.qcut(range(len(distinct)), EFFECT_BINS, labels=False)))
+    groups = numbers.map(group_of)
+    low, high = numbers.groupby(groups).transform("min"), numbers.groupby(groups).transform("max")
+    return pd.Series(list(zip(groups, low, high)), index=values.index)
 
 
 # --------------------------------------------------------------------------- files
@@ -401,16 +428,29 @@ def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
     ok = trials[trials["status"] == "ok"] if m in trials else trials.iloc[0:0]
     rng = np.random.default_rng(0)
     for p, frame in result.effects.items() if m in trials else ():
-        values = list(frame[p])
-        data = [ok.loc[ok[param_column(p)] == v, m].dropna().to_numpy() for v in values]
-        if not any(len(d) for d in data):
-            continue
-        fig = new_figure(figsize=(max(4.0, 1.2 * len(values) + 2), 3.6))
-        ax = fig.subplots()
-        ax.boxplot([d if len(d) else [np.nan] for d in data], widths=0.5, showfliers=False)
-        for i, d in enumerate(data, start=1):
-            ax.scatter(i + rng.uniform(-0.12, 0.12, len(d)), d, s=14, alpha=0.7, color="tab:blue", zorder=3)
-        ax.set_xticks(range(1, len(values) + 1), [fmt_param(v) for v in values], rotation=20 if len(values) > 4 else 0)
+        column = param_column(p)
+        if is_continuous(trials[column]):  # a random search's values: the metric against the value itself
+            points = ok[[column, m]].dropna()
+            if not len(points):
+                continue
+            x = points[column].astype(float).to_numpy()
+            fig = new_figure(figsize=(5.2, 3.6))
+            ax = fig.subplots()
+            ax.scatter(x, points[m], s=14, alpha=0.7, color="tab:blue")
+            if x.min() > 0 and x.max() / x.min() > 20:
+                ax.set_xscale("log")
+        else:
+            values = list(frame[p])
+            data = [ok.loc[ok[column] == v, m].dropna().to_numpy() for v in values]
+            if not any(len(d) for d in data):
+                continue
+            fig = new_figure(figsize=(max(4.0, 1.2 * len(values) + 2), 3.6))
+            ax = fig.subplots()
+            ax.boxplot([d if len(d) else [np.nan] for d in data], widths=0.5, showfliers=False)
+            for i, d in enumerate(data, start=1):
+                ax.scatter(i + rng.uniform(-0.12, 0.12, len(d)), d, s=14, alpha=0.7, color="tab:blue", zorder=3)
+            ax.set_xticks(range(1, len(values) + 1), [fmt_param(v) for v in values],
+                          rotation=20 if len(values) > 4 else 0)
         ax.set_xlabel(p)
         ax.set_ylabel(m)
         ax.set_title(f"{m} by {p} (ok trials)")

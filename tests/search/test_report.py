@@ -229,6 +229,31 @@ def test_epochs_to_target_says_how_many_repeats_reached_the_target(tmp_path):
     assert column == {"some": "7.000 ± 0 (2/3)", "all": "9.000 ± 1.000 (3/3)", "none": "– (0/3)"}
 
 
+def test_a_continuous_parameter_is_shown_in_ranges(tmp_path):
+    """A random search's 12 learning rates are 5 ranges of about equal size by rank in effects.md
+    (not 12 rows of 2 trials), each with the mean of exactly its trials, and a scatter plot."""
+    folder = tmp_path
+    save_spec(folder, {"search": {"metric": "val_accuracy", "mode": "max", "space": {"lr": {"log_uniform": [1e-4, 1]}}},
+                       "experiment": {}})
+    store = TrialStore(folder)
+    rates = [10 ** (-4 + 4 * k / 11) for k in range(12)]
+    for k, lr in enumerate(rates):
+        for seed in range(2):
+            store.append({"trial_id": f"c{k}-s{seed}", "config_id": f"c{k}", "params": {"lr": lr}, "seed": seed,
+                          "status": "ok", "val_accuracy": 0.5 + k / 100 + seed / 1000, "epochs_run": 5,
+                          "history": {"val_accuracy": [0.5, 0.6]}})
+    result = report(folder)
+    effect = result.effects["lr"]
+    assert len(effect) == 5 and effect["n_trials"].sum() == 24 and set(effect["n_trials"]) <= {4, 6}
+    groups = pd.qcut(pd.Series(range(12)), 5, labels=False)  # the ranks of the 12 rates
+    expected = [np.mean([0.5 + k / 100 + s / 1000 for k in range(12) if groups[k] == g for s in range(2)])
+                for g in range(5)]
+    assert np.allclose(effect["mean_val_accuracy"], expected)
+    lows = [rates[min(k for k in range(12) if groups[k] == g)] for g in range(5)]
+    assert [row.split(" – ")[0] for row in effect["lr"]] == [f"{v:.6g}" for v in lows]
+    assert (folder / "effect_lr.png").exists()
+
+
 def test_fmt_epochs():
     from nnexp.report import fmt_epochs
 
