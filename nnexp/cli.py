@@ -143,16 +143,16 @@ def predict(
 @app.command()
 def datasets():
     """List the built-in data sets with rows, features and classes."""
-    from rich.console import Console
     from rich.table import Table
 
+    from nnexp.console import new_console
     from nnexp.data import list_datasets
 
     table = Table("name", "kind", "task", "rows", "features", "classes", title="built-in data sets")
     for row in list_datasets():
         table.add_row(row["name"], row["kind"], row["task"], str(row["rows"]), str(row["features"]),
                       "-" if row["classes"] is None else str(row["classes"]))
-    Console().print(table)
+    new_console().print(table)
 
 
 @app.command()

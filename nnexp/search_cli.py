@@ -169,9 +169,9 @@ def _require_dask() -> None:
 
 
 def _console():
-    from rich.console import Console
+    from nnexp.console import new_console
 
-    return Console()
+    return new_console()
 
 
 class SearchProgress:
