@@ -55,10 +55,6 @@ def search(
     set_: SetOpt = None,
 ):
     """Run a grid or random search over all cores, then print a leaderboard and write the tables."""
-    if backend == "loky" and n_jobs != 1:
-        from nnexp.search import fork_server
-
-        fork_server.start()  # the workers' imports, in the background while this process reads the spec
     from nnexp.cli import user_errors, warnings_as_lines
     from nnexp.errors import NnexpError
 

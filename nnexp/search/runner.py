@@ -53,13 +53,10 @@ class Backend:
 def _loky_context(n_workers: int, threads: int, scheduler: str | None):
     from joblib import parallel_config
 
-    from nnexp.search import fork_server
-
     if scheduler:
         raise NnexpError("--scheduler: only used with --backend dask")
-    # inner_max_num_threads sets the BLAS/OpenMP thread variables of workers loky starts as fresh
-    # interpreters; a forked worker caps its BLAS threads itself (run_trial's blas_limit)
-    with fork_server.forked_workers(), parallel_config(backend="loky", inner_max_num_threads=threads):
+    # inner_max_num_threads sets the BLAS/OpenMP thread variables of fresh workers
+    with parallel_config(backend="loky", inner_max_num_threads=threads):
         yield
 
 

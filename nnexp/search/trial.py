@@ -80,15 +80,12 @@ def _default_train(spec, prepared):
     return train_experiment(spec, prepared=prepared)
 
 
-def exit_with_search(search_pid: int) -> None:
-    """Make this pool worker exit once the search's main process is gone.
+def exit_with_parent() -> None:
+    """Make this pool worker exit once the process that started it is gone.
 
     A loky worker waits on its task queue for good: when the search's main process is
     killed (kill -9, the OOM killer), nothing else ends it, and it would sleep on with its
-    data in memory. A worker that process started watches its parent pid. One forked from
-    the fork server watches the search process itself (the server lives on while any of its
-    workers does), by the start time /proc gives it, so a new process with the pid is no match.
-    The watch starts with the worker's first trial and costs a wake-up a second.
+    data in memory. The watch starts with the worker's first trial and costs a wake-up a second.
     """
     global _parent_watch
     if _parent_watch is not None:
@@ -96,34 +93,14 @@ def exit_with_search(search_pid: int) -> None:
     import threading
 
     parent = os.getppid()
-    if parent == search_pid:
-        def alive() -> bool:
-            return os.getppid() == parent
-    else:
-        born = process_start(search_pid)
-        if born is None:  # no /proc to tell by
-            return
-
-        def alive() -> bool:
-            return process_start(search_pid) == born
 
     def watch() -> None:
-        while alive():
+        while os.getppid() == parent:
             time.sleep(PARENT_POLL_SECONDS)
         os._exit(1)
 
-    _parent_watch = threading.Thread(target=watch, name="nnexp-exit-with-search", daemon=True)
+    _parent_watch = threading.Thread(target=watch, name="nnexp-exit-with-parent", daemon=True)
     _parent_watch.start()
-
-
-def process_start(pid: int) -> str | None:
-    """When a process started (clock ticks after boot, from /proc); None once it is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def blas_limit(threads: int | None):
@@ -185,11 +162,11 @@ def run_trial(
     """Train one configuration with one seed and return its record (never raises for a training error).
 
     `search_pid`: the search's main process, when it runs trials in a pool of its own; a worker
-    of that pool ends with it and collects garbage as the CLI does (joblib may also run a
+    that is its child ends with it and collects garbage as the CLI does (joblib may also run a
     trial in the search's process itself, which keeps its settings).
     """
-    if search_pid is not None and os.getpid() != search_pid:  # a pool worker of the search's own
-        exit_with_search(search_pid)
+    if search_pid is not None and os.getppid() == search_pid:  # a pool worker of the search's own
+        exit_with_parent()
         collect_less_often()
     start = time.perf_counter()
     record = task.failed_record(None)

@@ -47,21 +47,6 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-def pool_processes(pid: int) -> tuple[list[int], list[int]]:
-    """(loky workers, fork servers) of a search's main process `pid`: a worker is a child that
-    loky started as a fresh interpreter, or a child of the fork server it was forked from."""
-    def cmdline(p: int) -> bytes:
-        try:
-            return Path(f"/proc/{p}/cmdline").read_bytes()
-        except OSError:
-            return b""
-
-    children = children_of(pid)
-    servers = [p for p in children if b"multiprocessing.forkserver" in cmdline(p)]
-    workers = [p for p in children if b"popen_loky" in cmdline(p)]
-    return workers + [w for server in servers for w in children_of(server)], servers
-
-
 def running(pid: int) -> bool:
     """Alive and not a zombie (an orphan's new parent may never reap it), from /proc."""
     try:

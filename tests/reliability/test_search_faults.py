@@ -25,8 +25,7 @@ from typer.testing import CliRunner
 
 from nnexp.cli import app
 
-from .processes import pool_processes, running, start_search, wait_for_lines
-from nnexp.search import fork_server
+from .processes import children_of, running, start_search, wait_for_lines
 from nnexp.search import store as store_module
 
 runner = CliRunner()
@@ -364,13 +363,12 @@ def test_workers_end_with_a_killed_search(tmp_path, procs):
     path = write_search(tmp_path, experiment=SLOW)
     procs.append(proc := start_search(path, tmp_path, n_jobs=2))
     wait_for_lines(tmp_path / "grid" / "trials.jsonl", 1, proc)
-    workers, servers = pool_processes(proc.pid)
+    workers = [pid for pid in children_of(proc.pid) if b"popen_loky" in Path(f"/proc/{pid}/cmdline").read_bytes()]
     assert len(workers) == 2 and all(running(pid) for pid in workers)
-    assert len(servers) == (1 if fork_server.available() else 0)
 
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     deadline = time.time() + 20
-    while time.time() < deadline and any(running(pid) for pid in workers + servers):
+    while time.time() < deadline and any(running(pid) for pid in workers):
         time.sleep(0.1)
-    assert not any(running(pid) for pid in workers + servers), [pid for pid in workers + servers if running(pid)]
+    assert not any(running(pid) for pid in workers), [pid for pid in workers if running(pid)]

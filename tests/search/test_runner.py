@@ -1,11 +1,9 @@
 """The runner: streaming into the log, resume, retries, failures, worker deaths, Ctrl-C, determinism."""
 
 import json
-import sys
 
 import pytest
 
-from nnexp.search import fork_server
 from nnexp.search.runner import release_workers, run_search, worker_plan
 from nnexp.search.store import TrialStore
 
@@ -126,50 +124,6 @@ def test_parallel_streams_with_capped_blas_threads(planned, tmp_path):
     assert len({r["pid"] for r in parallel.records}) == 2
     workers, threads = worker_plan(2, 6)
     assert {r["threads"] for r in parallel.records} <= {threads, None} and workers * threads <= max(2, workers)
-
-
-def parents_of(pids) -> set[int]:
-    with_stat = [open(f"/proc/{pid}/stat").read() for pid in pids]
-    return {int(stat.rsplit(")", 1)[1].split()[1]) for stat in with_stat}
-
-
-@pytest.mark.skipif(not fork_server.available(), reason="workers fork from the server on Linux only")
-def test_once_started_the_workers_fork_from_the_server_and_loky_is_left_as_it_was(planned, tmp_path, monkeypatch):
-    """The CLI starts the server: then the workers are its children, forked with a trial's modules
-    loaded; their records carry no warnings of their own; loky's start method is restored."""
-    import multiprocessing.forkserver
-    import os
-
-    from joblib.externals.loky.backend.context import get_start_method
-
-    monkeypatch.setattr(fork_server, "_started", False)  # what start() sets is undone after the test
-    release_workers()  # joblib would reuse an earlier test's pool of loky's own workers
-    before = get_start_method()
-    loaded, plan = planned({"optimizer.lr": [0.1, 0.01]})
-    fork_server.start()
-    outcome = run_search(loaded, plan, tmp_path / "two", n_jobs=2, **FAKE)
-    server = multiprocessing.forkserver._forkserver._forkserver_pid
-    pids = {r["pid"] for r in outcome.records}
-    assert parents_of(pids) == {server} and os.getpid() not in pids
-    assert fork_server.TRIAL_MODULES == tuple(multiprocessing.forkserver._forkserver._preload_modules)
-    assert outcome.count("ok") == len(plan.trials) and not any(r.get("warnings") for r in outcome.records)
-    assert get_start_method() == before
-    release_workers()
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_the_python_api_keeps_lokys_own_workers(planned, tmp_path, monkeypatch):
-    """Without the CLI's opt-in the workers are loky's fresh interpreters, children of this process
-    (a fork server's would import the caller's __main__ module first)."""
-    import os
-
-    monkeypatch.setattr(fork_server, "_started", False)  # as if no CLI command had run in this process
-    release_workers()  # no pool left from an earlier test
-    loaded, plan = planned({"optimizer.lr": [0.1, 0.01]})
-    outcome = run_search(loaded, plan, tmp_path / "two", n_jobs=2, **FAKE)
-    pids = {r["pid"] for r in outcome.records}
-    assert parents_of(pids) == {os.getpid()}
-    release_workers()
 
 
 def test_released_workers_exit_and_a_later_search_gets_new_ones(planned, tmp_path):

@@ -1,17 +1,11 @@
 """One trial: the record it returns, the per-process data cache, failures as records."""
 
 import json
-import os
-import sys
-import time
-import warnings
-
-import pytest
 
 import nnexp.data
 from nnexp.search import trial as trial_module
 from nnexp.search.store import dumps
-from nnexp.search.trial import TrialTask, compact_history, one_line, process_start, run_trial
+from nnexp.search.trial import TrialTask, compact_history, one_line, run_trial
 
 
 def task_of(planned, space=None, **fields):
@@ -62,32 +56,15 @@ def test_compact_history_and_one_line():
     assert one_line(ValueError()) == "ValueError"
 
 
-def test_only_a_worker_of_the_search_watches_it(planned, monkeypatch):
+def test_only_a_child_of_the_search_watches_its_parent(planned, monkeypatch):
     """A trial that joblib runs in the search's own process (a pool of one) must not tie that
-    process to its parent; in a worker of the search's pool, the watch starts once."""
+    process to its parent; in a worker whose parent is the search, the watch starts once."""
+    import os
+
     started = []
-    monkeypatch.setattr(trial_module, "exit_with_search", lambda pid: started.append("watch"))
+    monkeypatch.setattr(trial_module, "exit_with_parent", lambda: started.append("watch"))
     monkeypatch.setattr(trial_module, "collect_less_often", lambda: started.append("gc"))
     task = task_of(planned)
     assert run_trial(task, search_pid=os.getpid())["status"] == "ok" and started == []
     assert run_trial(task)["status"] == "ok" and started == []
     assert run_trial(task, search_pid=os.getppid())["status"] == "ok" and started == ["watch", "gc"]
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_process_start_tells_a_gone_process_from_a_running_one():
-    """What a forked worker's watch compares: a running process has a start time, one that
-    ended (a zombie not yet reaped, or reaped) has none; reading it leaves no file open."""
-    import subprocess
-
-    with warnings.catch_warnings(record=True) as caught:  # the watch thread calls it every second,
-        warnings.simplefilter("always")  # beside trials that record their warnings
-        assert process_start(os.getpid()) == process_start(os.getpid()) is not None
-    assert not caught, [str(w.message) for w in caught]
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    deadline = time.time() + 30
-    while process_start(child.pid) is not None and time.time() < deadline:  # a zombie until reaped
-        time.sleep(0.01)
-    assert process_start(child.pid) is None
-    child.wait()
-    assert process_start(child.pid) is None
