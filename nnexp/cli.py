@@ -228,6 +228,8 @@ def main():
     collect_less_often()
     try:
         sys.exit(_run_app())
+    except KeyboardInterrupt:  # a Ctrl-C outside any command's own handling (as the process ends)
+        sys.exit(130)
     finally:
         # Whatever is still alive at exit needs no cycle collection (files are closed, results
         # written): freezing it skips a final sweep over pandas and matplotlib's objects that

@@ -93,13 +93,18 @@ def search(
 
         from nnexp.report import report as build_report
 
-        result = build_report(folder)
-        extra = len(result.trials) - len(outcome.records)
-        if extra > 0:  # the report reads the whole log: say why its counts exceed the plan's
-            sys.stderr.write(f"note: {folder}/trials.jsonl also holds {extra} trial(s) outside this plan (an earlier "
-                             "run with more repeats or trials); the tables include them\n")
-        if not quiet:
-            print_leaderboard(console, result, outcome)
+        try:
+            result = build_report(folder)
+            extra = len(result.trials) - len(outcome.records)
+            if extra > 0:  # the report reads the whole log: say why its counts exceed the plan's
+                sys.stderr.write(f"note: {folder}/trials.jsonl also holds {extra} trial(s) outside this plan (an "
+                                 "earlier run with more repeats or trials); the tables include them\n")
+            if not quiet:
+                print_leaderboard(console, result, outcome)
+        except KeyboardInterrupt:  # every trial is in the log already; only tables may be missing
+            sys.stderr.write(f"interrupted while writing the tables: the trials are kept in {folder}; "
+                             f"`nnexp report {folder}` writes the tables and plots\n")
+            raise typer.Exit(130) from None
         if outcome.interrupted:
             sys.stderr.write(f"interrupted: {outcome.ran} trials finished this run are kept in {folder}; "
                              "run the same command again to resume\n")

@@ -369,6 +369,7 @@ def _run_parallel(tasks, options, workers, threads, backend: Backend, scheduler,
             parallel = Parallel(n_jobs=min(workers, len(pending)), return_as="generator_unordered",
                                 pre_dispatch="n_jobs", batch_size=1)
             results = parallel(_dispatch(list(pending.values()), in_flight, counts, workers, options))
+            interrupted = False
             try:
                 for record in results:
                     key = key_of(record)
@@ -386,10 +387,17 @@ def _run_parallel(tasks, options, workers, threads, backend: Backend, scheduler,
                 else:  # cannot tell which one died: run each alone, so only the culprit is lost
                     for task in suspects:
                         record_done(_run_alone(task, options, lost_errors))
+            except KeyboardInterrupt:
+                interrupted = True
+                raise
             finally:
                 close = getattr(results, "close", None)
-                if close is not None:
-                    close()  # Ctrl-C: joblib aborts the running trials, nothing new is scheduled
+                try:
+                    if close is not None:
+                        close()  # Ctrl-C: joblib aborts the running trials, nothing new is scheduled
+                except Exception:  # noqa: BLE001 - a Ctrl-C while loky was starting its workers can leave
+                    if not interrupted:  # it unable to shut them down cleanly; the interrupt is what matters
+                        raise
                 counts.running = 0
 
 

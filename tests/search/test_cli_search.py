@@ -71,6 +71,21 @@ def test_search_lets_its_workers_go_before_writing_the_report(search_file, tmp_p
     assert events == ["release", "report"]
 
 
+def test_ctrl_c_while_the_tables_are_written_exits_130_and_says_how_to_write_them(search_file, tmp_path, monkeypatch):
+    """Every trial is in the log by then: the message points at `nnexp report`, not at a resume."""
+    import nnexp.report
+
+    def interrupted(folder):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nnexp.report, "report", interrupted)
+    result = search(search_file({"optimizer.lr": [0.1, 0.01]}), "--results-dir", tmp_path, "--n-jobs", 1, "-q")
+    folder = tmp_path / "grid"
+    assert result.exit_code == 130 and len(trials(folder)) == 4
+    assert result.stderr.splitlines()[-1] == (f"interrupted while writing the tables: the trials are kept in {folder}; "
+                                              f"`nnexp report {folder}` writes the tables and plots")
+
+
 def test_diverging_configuration_is_recorded_while_others_complete(search_file, tmp_path):
     path = search_file({"optimizer.lr": [0.1, 1e6]}, repeats=1)
     result = search(path, "--results-dir", tmp_path, "--n-jobs", 1, "--quiet")

@@ -185,3 +185,27 @@ def test_pool_workers_collect_garbage_as_the_cli_does_and_the_callers_process_is
     assert all(r["pid"] != os.getpid() and r["gc_young"] == YOUNG_GENERATION for r in parallel.records)
     serial = run_search(loaded, plan, tmp_path / "one", n_jobs=1, train_fn=gc_train, data_fn=no_data)
     assert {r["gc_young"] for r in serial.records} == {ours[0]} and gc.get_threshold() == ours
+
+
+def test_ctrl_c_as_loky_starts_its_workers_is_an_interrupt_not_a_crash(planned, tmp_path, monkeypatch):
+    """A Ctrl-C inside loky's start-up can leave its pool unable to shut down ('cannot join thread
+    before it is started'): the search still ends as interrupted, with what finished kept."""
+    import joblib
+
+    class Aborted:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __call__(self, calls):
+            return self
+
+        def __iter__(self):
+            raise KeyboardInterrupt
+
+        def close(self):
+            raise RuntimeError("cannot join thread before it is started")
+
+    monkeypatch.setattr(joblib, "Parallel", Aborted)
+    loaded, plan = planned({"optimizer.lr": [0.1, 0.01]})
+    outcome = run_search(loaded, plan, tmp_path / "two", n_jobs=2, **FAKE)
+    assert outcome.interrupted and outcome.ran == 0 and not (tmp_path / "two" / ".lock").exists()
