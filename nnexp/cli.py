@@ -75,18 +75,26 @@ def _root(
 
 @app.command()
 def validate(spec: SpecArg, set_: SetOpt = None):
-    """Check a spec and print it with every default filled in (and a search's plan size)."""
+    """Check a spec (and the data file it names, as run and search would) and print it with every
+    default filled in (and a search's plan size)."""
     from nnexp import spec as specs
 
     with user_errors(), warnings_as_lines():
         overrides = specs.parse_overrides(set_)
         loaded = specs.load_any(spec, overrides)
         if isinstance(loaded, specs.ExperimentSpec):
+            if not loaded.data.is_builtin:  # a missing file, or a monitor its 'auto' task lacks, fails here too
+                from nnexp.train import check_monitors, first_split, load_data
+
+                with spec_named(spec):
+                    check_monitors(loaded, first_split(load_data(loaded)).task)
             typer.echo(specs.dump_yaml(loaded), nl=False)
             return
         from nnexp.search.space import plan_search
+        from nnexp.search_cli import check_data
 
         plan = plan_search(loaded)
+        check_data(plan, loaded.spec, loaded.source)
         # the output is itself a valid search spec: the base inline, as `experiment:`
         search = loaded.spec.model_dump(mode="json", exclude={"experiment", "base"})
         typer.echo(specs.dump_yaml(search), nl=False)

@@ -156,3 +156,25 @@ def test_tables_on_a_pipe_are_wide_enough_to_keep_values_whole(monkeypatch):
     assert not new_console().is_terminal and new_console().width == PIPED_WIDTH
     monkeypatch.setenv("COLUMNS", "90")
     assert new_console().width == 90
+
+
+def test_validate_checks_the_data_file_as_run_and_search_do(tmp_path, write_spec):
+    """A missing file, and a monitor or search metric a file's 'auto' task does not compute, used to
+    pass `validate` and fail `run` / `search`."""
+    import numpy as np
+    import pandas as pd
+
+    missing = write_spec({"data": {"dataset": "nothere.csv"}}, "missing.yaml")
+    result = runner.invoke(app, ["validate", str(missing)])
+    assert result.exit_code == 2 and f"{tmp_path / 'nothere.csv'}: data.dataset: file not found" in result.stderr
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"x": rng.normal(size=60), "y": rng.normal(size=60)}).to_csv(tmp_path / "reg.csv", index=False)
+    experiment = {"data": {"dataset": "reg.csv", "target": "y"}, "train": {"epochs": 1}}
+    path = write_spec({**experiment, "train": {"epochs": 1, "early_stopping": {"monitor": "val_accuracy"}}})
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert f"error: {path}: train.early_stopping.monitor: 'val_accuracy' is not computed for a regression task" in result.stderr
+    search = write_spec({"experiment": experiment, "metric": "val_accuracy", "space": {"optimizer.lr": [0.1]}}, "g.yaml")
+    result = runner.invoke(app, ["validate", str(search)])
+    assert result.exit_code == 2 and "metric: 'val_accuracy' is not computed for a regression task" in result.stderr
+    assert runner.invoke(app, ["validate", str(write_spec(experiment, "ok.yaml"))]).exit_code == 0
