@@ -259,8 +259,6 @@ def effects(frame, metric: str, params: list[str]) -> dict[str, Any]:
 
 def is_continuous(values) -> bool:
     """A numeric parameter with more distinct values than a table or a box plot can show one by one."""
-    import pandas as pd
-
     present = values.dropna()
     numeric = present.map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
     return bool(len(present)) and bool(numeric.all()) and present.nunique() > EFFECT_LEVELS

@@ -869,13 +869,13 @@ class _SpecLoader(yaml.SafeLoader):
                     continue
                 key = self.construct_object(key_node, deep=True)
                 try:
-                    seen = first.setdefault(key, key_node.start_mark.line)
+                    if key in first:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"key '{key}' is written twice (first at line {first[key] + 1}); "
+                            "only one of them would count", key_node.start_mark)
+                    first[key] = key_node.start_mark.line
                 except TypeError:  # an unhashable key: the base class says what is wrong
                     continue
-                if seen != key_node.start_mark.line:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"key '{key}' is written twice (first at line {seen + 1}); "
-                        "only one of them would count", key_node.start_mark)
         return super().construct_mapping(node, deep)
 
     def compose_node(self, parent, index):

@@ -364,6 +364,8 @@ def test_a_key_written_twice_is_an_error(write_spec):
     nested = write_spec("name: a\nspace:\n  train.epochs: [1, 2]\n  train.epochs: [3]\n", "g.yaml")
     with pytest.raises(SpecError, match="key 'train.epochs' is written twice"):
         specs.load_any(nested)
+    with pytest.raises(SpecError, match="key 'epochs' is written twice"):  # on one line, in a flow mapping
+        specs.load_any(write_spec("train: {epochs: 1, epochs: 2}\n", "flow.yaml"))
 
 
 def test_a_default_name_is_checked_like_a_written_one(write_spec):
