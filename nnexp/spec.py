@@ -643,6 +643,9 @@ def _check_dimension(value):
                 f" (a list of values, or one of {', '.join(DISTRIBUTIONS)})"
             )
         raise ValueError(f"expected a list of values or a distribution such as {{choice: [...]}}, got {_describe(value)}")
+    bounds = value.get(tag) if isinstance(value, dict) and tag.endswith("uniform") else None
+    if bounds is not None and not (isinstance(bounds, (list, tuple)) and len(bounds) >= 2):  # more: "at most 2"
+        raise ValueError(f"{tag}: expected [low, high], got {yaml_text(bounds)}")
     return value
 
 

@@ -101,6 +101,19 @@ def test_a_kind_and_its_parameter_may_both_be_searched(search_file):
         ("momentum", 0.01), ("momentum", 0.1), ("sgd", 0.01), ("sgd", 0.1)]
 
 
+@pytest.mark.parametrize("dimension, problem", [
+    ({"uniform": [0.1]}, "uniform: expected [low, high], got [0.1]"),
+    ({"log_uniform": 0.1}, "log_uniform: expected [low, high], got 0.1"),
+    ({"int_uniform": []}, "int_uniform: expected [low, high], got []"),
+])
+def test_a_distribution_without_two_bounds_says_so(dimension, problem, search_file):
+    """Not pydantic's 'space.optimizer.lr[1]: required field is missing'."""
+    path = search_file({"optimizer.lr": dimension})
+    with pytest.raises(SpecError) as info:
+        load_search(path)
+    assert info.value.problems == [f"{path}: space.optimizer.lr: {problem}"]
+
+
 def test_a_mode_against_the_metric_is_warned_about(search_file):
     with pytest.warns(UserWarning, match="mode: min ranks val_accuracy lowest first, its worst first"):
         load_search(search_file({"optimizer.lr": [0.1]}, mode="min"))
