@@ -977,7 +977,9 @@ def format_errors(source: str, error: ValidationError, prefix: str = "",
 
 _BOUND_WORDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
 _TYPE_WORDS = {"int_type": "a whole number", "int_parsing": "a whole number", "int_from_float": "a whole number",
-               "float_type": "a number", "float_parsing": "a number", "string_type": "text (quote it in YAML)"}
+               "float_type": "a number", "float_parsing": "a number", "string_type": "text (quote it in YAML)",
+               "model_type": "a mapping of fields (field: value, ...)", "dict_type": "a mapping (key: value, ...)",
+               "list_type": "a list ([a, b, ...])"}
 _UNION_TAGS = {"all-layers", "per-layer", "p", "rates", "values", "choice", "uniform", "log_uniform", "int_uniform"}
 
 

@@ -347,6 +347,15 @@ def test_a_name_must_be_a_plain_folder_name(name, write_spec):
     assert info.value.problems == [f"{path}: {FOLDER_NAME_PROBLEM}"]
 
 
+@pytest.mark.parametrize("spec, problem", [
+    ({"train": 5}, "train: expected a mapping of fields (field: value, ...), got int 5"),
+    ({"model": {"hidden": 8}}, "model.hidden: expected a list ([a, b, ...]), got int 8"),
+])
+def test_a_section_or_a_list_of_the_wrong_kind_is_told_in_words(spec, problem):
+    """Not pydantic's 'Input should be a valid dictionary or instance of TrainSpec'."""
+    assert errors_of(spec) == [f"s.yaml: {problem}"]
+
+
 def test_an_empty_name_says_so_and_a_null_one_is_the_files_stem(write_spec):
     assert errors_of({"name": ""}) == ["s.yaml: name: must not be empty (leave it out to use the spec file's name)"]
     path = write_spec("name:\ndata: {dataset: iris}\n", "mine.yaml")
