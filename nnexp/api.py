@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nnexp.spec import ExperimentSpec, apply_override, experiment_paths, did_you_mean, load_experiment, validate_experiment
-from nnexp.errors import NnexpError, SpecError
+from nnexp.errors import DataError, NnexpError, SpecError
 from nnexp.train import RunResult, train_experiment
 
 
@@ -102,7 +102,10 @@ def predict(model: str | os.PathLike, data, proba: bool = False):
     saved = load_model(model)
     if proba and saved.task == "regression":
         raise NnexpError(f"--proba: {model} is a regression model; class probabilities need a classification one")
-    X = load_features(data if isinstance(data, pd.DataFrame) else str(data), saved.preprocessor)
+    try:
+        X = load_features(data if isinstance(data, pd.DataFrame) else str(data), saved.preprocessor)
+    except DataError as exc:  # the loader speaks of training's spec fields; here there is only the file
+        raise DataError([_rows_problem(problem) for problem in exc.problems]) from None
     output = saved.predict_output(X.astype(saved.network.dtype, copy=False))
     if saved.task == "regression":
         return pd.DataFrame({"prediction": np.asarray(saved.preprocessor.inverse_target(output)).ravel()})
@@ -112,6 +115,18 @@ def predict(model: str | os.PathLike, data, proba: bool = False):
         for k, name in enumerate(saved.class_names):
             frame[f"proba_{name}"] = probabilities[:, k]
     return frame
+
+
+def _rows_problem(problem: str) -> str:
+    """A data problem as predict's caller can act on it: no `data.dataset:` field (the file is the
+    argument), and missing values explained by how the model was trained."""
+    problem = problem.replace(": data.dataset: ", ": ", 1)
+    head, impute, advice = problem.partition(": data.impute: ")
+    if impute:
+        advice = advice.split("; set data.impute", 1)[0]
+        return (f"{head}: {advice}; the model was trained without data.impute, so every value is needed "
+                "(clean the rows, or retrain with data.impute: mean or median)")
+    return problem
 
 
 class GradcheckReport:

@@ -148,7 +148,7 @@ def load_model(path: str | os.PathLike) -> SavedModel:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
+        raise DataError(f"{path}: file not found") from None
     except (OSError, ValueError):  # numpy's reasons (e.g. "load it unsafely") are no advice for a model
         raise DataError(f"{path}: not an nnexp model file (expected the model.npz that `nnexp run` "
                         "writes, or its folder)") from None

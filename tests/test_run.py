@@ -294,6 +294,21 @@ def test_predict_names_the_data_argument_not_a_spec_field(tmp_path):
     assert result.stderr.strip() == f"error: {tmp_path / 'missing.csv'}: file not found"
 
 
+def test_predict_speaks_of_the_rows_not_of_training_spec_fields(tmp_path):
+    """`data.dataset:` and `set data.impute` are training's words; at predict time the file is the argument."""
+    run_experiment({"name": "m", "data": {"dataset": "iris"}, "train": {"epochs": 1}}, results_dir=tmp_path)
+    model = tmp_path / "m" / "model.npz"
+    columns = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+    rows = tmp_path / "rows.csv"
+    rows.write_text(",".join(columns) + "\n5.1,3.5,,0.2\n4.9,3.0,1.4,inf\n")
+    result = run_cli("predict", model, rows)
+    assert result.exit_code == 2 and "data.dataset" not in result.stderr and "set data.impute" not in result.stderr
+    assert f"error: {rows}: 1 row(s) have missing values" in result.stderr
+    assert "the model was trained without data.impute, so every value is needed" in result.stderr
+    missing = run_cli("predict", tmp_path / "m" / "nothere.npz", rows)
+    assert missing.exit_code == 2 and missing.stderr.strip() == f"error: {tmp_path / 'm' / 'nothere.npz'}: file not found"
+
+
 def test_predict_with_a_table_for_a_model_says_what_a_model_is(tmp_path):
     """NumPy's own reason for refusing a CSV suggests loading it unsafely: not advice to pass on."""
     table = tmp_path / "rows.csv"
