@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ def load_spec(spec: str | os.PathLike | dict | ExperimentSpec, overrides: dict[s
     if isinstance(spec, ExperimentSpec):
         spec = spec.model_dump(mode="json")
     if isinstance(spec, dict):
-        tree = dict(spec)
+        tree = copy.deepcopy(spec)  # the caller's mapping stays as it was
         for path, value in pairs:
             apply_override(tree, path, value)
         return validate_experiment(tree, "<dict>")
@@ -193,7 +194,7 @@ def run_search(spec: str | os.PathLike, *, results_dir: str | os.PathLike = "res
     _check_folder_argument(results_dir, "results_dir")
     pairs = _keyword_overrides(overrides, SEARCH_ARGUMENTS, _is_search_field)
     if isinstance(spec, dict):  # named by its `name`, else 'search'; relative paths from here
-        loaded = load_search(Path("search"), pairs, data=dict(spec))
+        loaded = load_search(Path("search"), pairs, data=copy.deepcopy(spec))
     else:
         loaded = load_search(spec, pairs)
     plan = plan_search(loaded, strategy, trials)

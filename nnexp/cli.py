@@ -258,7 +258,9 @@ def _run_app() -> int:
             raise
         context = getattr(exc, "ctx", None)
         where = f" (see '{context.command_path} -h')" if context is not None else ""
-        sys.stderr.write(f"error: {' '.join(exc.format_message().split())}{where}\n")
+        message = " ".join(exc.format_message().split())
+        if message:  # none after `nnexp` alone, which has printed the help
+            sys.stderr.write(f"error: {message}{where}\n")
         return exc.exit_code
     return code if isinstance(code, int) else 0
 

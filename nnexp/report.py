@@ -106,7 +106,9 @@ def metric_columns(frame) -> list[str]:
     then the diagnostics that some trial reported."""
     metrics = [c for c in frame.columns if c.startswith(METRIC_PREFIXES) and not c.endswith("_std")
                and frame[c].dtype.kind in "fi"]
-    return metrics + [c for c in DIAGNOSTICS if c in frame.columns and frame[c].notna().any()]
+    # epochs_to_target is in the records whenever a target was set: that none got there is a result
+    return metrics + [c for c in DIAGNOSTICS
+                      if c in frame.columns and (frame[c].notna().any() or c == "epochs_to_target")]
 
 
 def t_halfwidth(std: float, n: int) -> float:

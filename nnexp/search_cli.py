@@ -37,7 +37,7 @@ def search(
     random_: Annotated[bool, typer.Option(
         "--random", help="Random search (sample --trials configurations).")] = False,
     trials: Annotated[Optional[int], typer.Option(
-        "--trials", min=1, help="Random search: configurations to sample.")] = None,
+        "--trials", min=1, max=1_000_000, help="Random search: configurations to sample.")] = None,
     n_jobs: Annotated[Optional[int], typer.Option(
         "--n-jobs", help="Worker processes (-1 = all cores, 1 = in this process). Default: the spec's n_jobs.")] = None,
     resume: Annotated[bool, typer.Option(
@@ -106,8 +106,9 @@ def search(
                              f"`nnexp report {folder}` writes the tables and plots\n")
             raise typer.Exit(130) from None
         if outcome.interrupted:
+            again = "the same command again" if resume else "it again without --fresh"  # --fresh would move them aside
             sys.stderr.write(f"interrupted: {outcome.ran} trials finished this run are kept in {folder}; "
-                             "run the same command again to resume\n")
+                             f"run {again} to resume\n")
             raise typer.Exit(130)
         if outcome.all_failed:
             first = next((r.get("error") for r in outcome.records if r.get("error")), None)

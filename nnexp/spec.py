@@ -731,7 +731,7 @@ def experiment_paths() -> list[str]:
     for prefix, choices in KIND_FAMILIES.items():
         for cls in choices:
             paths += [f"{prefix}.{f}" for f in cls.model_fields]
-    return sorted(set(paths) - {"optimizer.schedule.name"} | {"optimizer.schedule"})
+    return sorted(set(paths) | {"optimizer.schedule"})
 
 
 def set_path(tree: dict, path: str, value) -> None:
@@ -772,32 +772,16 @@ def apply_override(tree: dict, path: str, value) -> None:
     A mapping given for a whole section (`data`, `model`, `train`) is merged
     into it field by field, so one search dimension can vary several fields
     together, e.g. `data: [{normalize: zscore}, {normalize: pca, pca_whiten: true}]`.
-    A kind (optimizer, activation, init, schedule) given by name or as a mapping
-    switches the kind and keeps the parameters the old and new kinds share (an
-    optimizer's lr and schedule) unless the mapping sets them: `momentum` and
-    `{name: momentum}` make the same experiment.
+    A kind (optimizer, activation, init, schedule) given at its own path, by name
+    or as a mapping, replaces the whole kind: `momentum` and `{name: momentum}`
+    are momentum with its defaults, whatever the spec had, so a spec and its
+    resolved form (`nnexp validate`) take an override alike. Setting only the
+    name (`optimizer.name`) keeps the parameters both kinds have.
     """
     if path in SECTIONS and isinstance(value, dict):
         for key, item in value.items():
             apply_override(tree, f"{path}.{key}", item)
         return
-    family = path if path in KIND_FAMILIES else None
-    if family and isinstance(value, (str, dict)):
-        current = tree
-        for key in path.split("."):
-            current = current.get(key) if isinstance(current, dict) else None
-        if isinstance(current, str):
-            current = {"name": current}
-        if isinstance(current, dict):
-            fields = value if isinstance(value, dict) else {"name": value}
-            if "name" in fields:
-                set_path(tree, f"{path}.name", fields["name"])  # drops what the new kind does not take
-            else:
-                _name_kind(tree, family)
-            for key, item in fields.items():
-                if key != "name":
-                    set_path(tree, f"{path}.{key}", item)
-            return
     owner = max((f for f in KIND_FAMILIES if path.startswith(f + ".") and path != f + ".name"), key=len, default=None)
     if owner is not None:
         _name_kind(tree, owner)

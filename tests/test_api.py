@@ -99,6 +99,20 @@ def test_run_search_takes_a_mapping(tmp_path):
     assert len(result.summary) == 2 and result.folder == tmp_path / "inline"
 
 
+def test_the_callers_mapping_is_left_as_it_was(tmp_path):
+    """A second call in a notebook must not inherit the first call's overrides."""
+    import copy
+
+    search = {"name": "kept", "repeats": 1, "experiment": {"data": {"dataset": "iris"}, "train": {"epochs": 1}},
+              "space": {"model.hidden": [[3]]}}
+    before = copy.deepcopy(search)
+    nnexp.run_search(search, results_dir=tmp_path, n_jobs=1, train__epochs=2, optimizer__lr=0.05,
+                     space__optimizer__schedule=["constant"])
+    experiment = {"data": {"dataset": "iris"}, "optimizer": {"name": "sgd"}}
+    nnexp.load_spec(experiment, {"optimizer.lr": 0.3, "train.epochs": 3})
+    assert search == before and experiment == {"data": {"dataset": "iris"}, "optimizer": {"name": "sgd"}}
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: nnexp.run_experiment(123, results_dir=None), "spec: expected a path, a mapping or an ExperimentSpec, got int 123"),
     (lambda: nnexp.load_spec({}, 5), "overrides: expected a mapping of field paths to values, got 5"),

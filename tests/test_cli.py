@@ -134,6 +134,16 @@ def test_bad_arguments_get_one_error_line_at_the_entry_point(argv, message, monk
     assert exit_info.value.code == 2 and err == message + "\n"
 
 
+def test_nnexp_alone_prints_the_help_and_no_empty_error_line(monkeypatch, capsys):
+    from nnexp.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["nnexp"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 2 and "Usage: nnexp" in out + err and "error:" not in err
+
+
 def test_each_warning_text_is_shown_once(capsys):
     """The validation and test splits can raise the same warning from different places."""
     import warnings

@@ -86,6 +86,25 @@ def test_ctrl_c_while_the_tables_are_written_exits_130_and_says_how_to_write_the
                                               f"`nnexp report {folder}` writes the tables and plots")
 
 
+def test_ctrl_c_after_fresh_says_to_resume_without_fresh(search_file, tmp_path, monkeypatch):
+    """Running 'the same command' again would move the finished trials aside once more."""
+    import nnexp.search.trial
+
+    def interrupted(spec, prepared):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nnexp.search.trial, "_default_train", interrupted)
+    result = search(search_file({"optimizer.lr": [0.1]}), "--results-dir", tmp_path, "--n-jobs", 1, "-q", "--fresh")
+    assert result.exit_code == 130
+    assert result.stderr.splitlines()[-1].endswith("run it again without --fresh to resume")
+
+
+def test_trials_beyond_a_million_are_refused_before_planning(search_file, tmp_path):
+    result = search(search_file({"optimizer.lr": {"log_uniform": [1e-4, 1]}}), "--random", "--trials", 2_000_000,
+                    "--results-dir", tmp_path)
+    assert result.exit_code == 2 and not (tmp_path / "grid").exists()
+
+
 def test_diverging_configuration_is_recorded_while_others_complete(search_file, tmp_path):
     path = search_file({"optimizer.lr": [0.1, 1e6]}, repeats=1)
     result = search(path, "--results-dir", tmp_path, "--n-jobs", 1, "--quiet")

@@ -229,6 +229,18 @@ def test_epochs_to_target_says_how_many_repeats_reached_the_target(tmp_path):
     assert column == {"some": "7.000 ± 0 (2/3)", "all": "9.000 ± 1.000 (3/3)", "none": "– (0/3)"}
 
 
+def test_a_target_no_repeat_reached_is_still_shown(tmp_path):
+    """All-null epochs_to_target is a result (none got there), not a column to drop."""
+    write_scores(tmp_path, {})
+    store = TrialStore(tmp_path)
+    for seed in range(2):
+        store.append({"trial_id": f"slow-s{seed}", "config_id": "slow", "params": {"x": "slow"}, "seed": seed,
+                      "status": "ok", "val_accuracy": 0.5, "epochs_run": 2, "epochs_to_target": None})
+    result = report(tmp_path, plots=False)
+    assert result.summary.set_index("config_id").loc["slow", "n_reached_target"] == 0
+    assert markdown_column((tmp_path / "summary.md").read_text(), "epochs_to_target") == ["– (0/2)"]
+
+
 def test_a_continuous_parameter_is_shown_in_ranges(tmp_path):
     """A random search's 12 learning rates are 5 ranges of about equal size by rank in effects.md
     (not 12 rows of 2 trials), each with the mean of exactly its trials, and a scatter plot."""
