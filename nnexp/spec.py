@@ -997,7 +997,8 @@ def is_search_spec(data: dict) -> bool:
     return any(key in data for key in ("space", "base", "experiment", "strategy"))
 
 
-def _resolve_dataset_path(data: dict, spec_dir: Path) -> None:
+def resolve_dataset_path(data: dict, spec_dir: Path) -> None:
+    """A data file named relative to a spec is relative to the spec's folder, not the current one."""
     dataset = (data.get("data") or {}).get("dataset") if isinstance(data.get("data"), dict) else None
     if isinstance(dataset, str) and dataset not in BUILTIN_DATASETS and Path(dataset).suffix.lower() in DATA_FILE_SUFFIXES:
         path = Path(os.path.expanduser(dataset))
@@ -1030,7 +1031,7 @@ def experiment_from_dict(data: dict, path: Path, overrides=None) -> ExperimentSp
         raise SpecError(f"{path}: data: expected a mapping of data fields")
     if "data" in data:
         data["data"] = dict(data["data"])
-    _resolve_dataset_path(data, path.parent)
+    resolve_dataset_path(data, path.parent)
     if data.get("name") is None:  # left out or left empty (`name:`)
         data["name"] = path.stem
     return validate_experiment(data, str(path))
@@ -1101,7 +1102,7 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
     _apply_all(base_data, experiment_overrides, "--set")
     if isinstance(base_data.get("data"), dict):
         base_data["data"] = dict(base_data["data"])
-        _resolve_dataset_path(base_data, base_source.parent)
+        resolve_dataset_path(base_data, base_source.parent)
     base_data.setdefault("name", spec.name)
 
     problems = []

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from nnexp.spec import (
     apply_override,
     format_errors,
     metric_problem,
+    resolve_dataset_path,
     yaml_text,
 )
 from pydantic import ValidationError
@@ -208,6 +210,7 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
         experiment = copy.deepcopy(loaded.base)
         for path, value in params.items():
             apply_override(experiment, path, copy.deepcopy(value))
+        resolve_dataset_path(experiment, Path(loaded.source).parent)  # a searched data.dataset, as the base's
         cid = config_id(params)
         experiment["name"] = f"{loaded.spec.name}-{cid}"
         try:

@@ -114,6 +114,22 @@ def test_a_distribution_without_two_bounds_says_so(dimension, problem, search_fi
     assert info.value.problems == [f"{path}: space.optimizer.lr: {problem}"]
 
 
+def test_a_searched_data_file_is_found_beside_the_spec_as_the_bases_is(tmp_path, monkeypatch):
+    """Relative to the search file's folder, not to wherever the command runs."""
+    import yaml
+
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    for name in ("a.csv", "b.csv"):
+        (folder / name).write_text("x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(12)))
+    path = folder / "ds.yaml"
+    path.write_text(yaml.safe_dump({"name": "ds", "experiment": {"data": {"dataset": "a.csv", "target": "y"}},
+                                    "space": {"data.dataset": ["a.csv", "b.csv"]}}))
+    monkeypatch.chdir(tmp_path)
+    plan = plan_search(load_search(path))
+    assert sorted(c.spec.data.dataset for c in plan.configs) == [str(folder / "a.csv"), str(folder / "b.csv")]
+
+
 def test_a_mode_against_the_metric_is_warned_about(search_file):
     with pytest.warns(UserWarning, match="mode: min ranks val_accuracy lowest first, its worst first"):
         load_search(search_file({"optimizer.lr": [0.1]}, mode="min"))
