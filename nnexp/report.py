@@ -511,6 +511,8 @@ def report(folder: str | os.PathLike, plots: bool = True) -> ReportResult:
     """Rebuild summary.csv, summary.md, effects.md and the plots of a search folder from trials.jsonl."""
     folder = Path(folder)
     store = TrialStore(folder)
+    if not folder.is_dir():
+        raise NnexpError(f"{folder}: no such folder" if not folder.exists() else f"{folder}: not a folder")
     if not store.path.exists():
         raise NnexpError(f"{folder}: no {store.path.name} here; is it a search results folder?")
     with warnings.catch_warnings(record=True) as caught:

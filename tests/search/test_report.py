@@ -148,6 +148,16 @@ def test_report_of_a_folder_without_trials_is_a_user_error(tmp_path):
         report(tmp_path)
 
 
+def test_report_of_a_missing_folder_says_so(tmp_path):
+    from nnexp.errors import NnexpError
+
+    with pytest.raises(NnexpError, match="nothere: no such folder"):
+        report(tmp_path / "nothere")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NnexpError, match="file: not a folder"):
+        report(tmp_path / "file")
+
+
 def test_report_of_a_search_interrupted_before_its_first_trial(tmp_path):
     """An empty trials.jsonl is a legitimate folder: tables without rows that say so, no plots."""
     write_scores(tmp_path, {})
