@@ -226,6 +226,8 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
         if twin is not params:
             problems.append(_same_experiment(loaded.source, twin, params))
         configs.append(Config(cid, params, spec))
+    if strategy == "random":  # sampled configurations rarely coincide: compare each dimension's values
+        problems += _same_values(loaded)
     if problems:
         raise SpecError(list(dict.fromkeys(problems)))
     base_seed = loaded.base_spec.seed
@@ -244,6 +246,26 @@ def _same_experiment(source: str, first: dict, second: dict) -> str:
         key = differ[0]
         return f"{source}: space.{key}: {yaml_text(first[key])} and {yaml_text(second[key])} make the same experiment"
     return f"{source}: space: configurations {first} and {second} make the same experiment"
+
+
+def _same_values(loaded: LoadedSearch) -> list[str]:
+    """For a random search: two values of one list or choice that make the same experiment on the
+    base (relu and {name: relu}) would be two choices in effects.md that are one, and weigh double."""
+    problems = []
+    for key, dim in sorted(loaded.spec.space.items()):
+        values = dim if isinstance(dim, list) else dim.choice if isinstance(dim, ChoiceDist) else []
+        made_by: dict[str, Any] = {}
+        for value in values:
+            experiment = copy.deepcopy(loaded.base)
+            apply_override(experiment, key, copy.deepcopy(value))
+            try:
+                made = ExperimentSpec.model_validate(experiment).model_dump_json(exclude={"name"})
+            except ValidationError:  # alone on the base it may not validate: the configurations say why
+                continue
+            first = made_by.setdefault(made, value)
+            if first is not value:
+                problems.append(_same_experiment(loaded.source, {key: first}, {key: value}))
+    return problems
 
 
 def _attribute(source: str, exc: ValidationError, params: dict) -> list[str]:

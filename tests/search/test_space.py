@@ -130,6 +130,16 @@ def test_a_searched_data_file_is_found_beside_the_spec_as_the_bases_is(tmp_path,
     assert sorted(c.spec.data.dataset for c in plan.configs) == [str(folder / "a.csv"), str(folder / "b.csv")]
 
 
+@pytest.mark.parametrize("dimension", [["momentum", {"name": "momentum"}], {"choice": ["momentum", {"name": "momentum"}]}])
+def test_a_random_search_refuses_values_that_make_the_same_experiment_too(dimension, search_file):
+    """Sampled configurations rarely coincide, but effects.md would show one choice as two."""
+    path = search_file({"optimizer": dimension, "optimizer.lr": {"log_uniform": [1e-3, 0.1]}},
+                       strategy="random", trials=4)
+    with pytest.raises(SpecError) as info:
+        plan_search(load_search(path))
+    assert info.value.problems == [f"{path}: space.optimizer: momentum and {{name: momentum}} make the same experiment"]
+
+
 def test_a_mode_against_the_metric_is_warned_about(search_file):
     with pytest.warns(UserWarning, match="mode: min ranks val_accuracy lowest first, its worst first"):
         load_search(search_file({"optimizer.lr": [0.1]}, mode="min"))
