@@ -683,11 +683,6 @@ class SearchSpec(Strict):
             raise ValueError("@base: give either `base` (a spec file) or an inline `experiment`, not both")
         if self.metric.startswith("test_"):
             raise ValueError("@metric: never select on test data; rank by a val_ or train_ metric")
-        if self.mode is not None and self.mode != metric_mode(self.metric):
-            import warnings
-
-            warnings.warn(f"mode: {self.mode} ranks {self.metric} {'lowest' if self.mode == 'min' else 'highest'} "
-                          f"first, its worst first (leave `mode` out and it follows the metric)", stacklevel=2)
         if self.mode is None:
             self.mode = metric_mode(self.metric)
         if self.n_jobs == 0 or self.n_jobs < -64:
@@ -1082,6 +1077,11 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
         spec = SearchSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(format_errors(str(path), exc, schema=SearchSpec)) from None
+    if data.get("mode") is not None and spec.mode != metric_mode(spec.metric):
+        import warnings
+
+        warnings.warn(f"{path}: mode: {spec.mode} ranks {spec.metric} {'lowest' if spec.mode == 'min' else 'highest'} "
+                      "first, its worst first (leave `mode` out and it follows the metric)", stacklevel=2)
 
     if spec.base is not None:
         base_path = Path(os.path.expanduser(spec.base))

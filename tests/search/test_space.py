@@ -141,8 +141,10 @@ def test_a_random_search_refuses_values_that_make_the_same_experiment_too(dimens
 
 
 def test_a_mode_against_the_metric_is_warned_about(search_file):
-    with pytest.warns(UserWarning, match="mode: min ranks val_accuracy lowest first, its worst first"):
-        load_search(search_file({"optimizer.lr": [0.1]}, mode="min"))
+    path = search_file({"optimizer.lr": [0.1]}, mode="min")
+    with pytest.warns(UserWarning, match="mode: min ranks val_accuracy lowest first, its worst first") as caught:
+        load_search(path)
+    assert [str(w.message).split(": ", 1)[0] for w in caught] == [str(path)]
 
 
 @pytest.mark.parametrize("permuted_grid", [1_000_000, 4])  # one shuffle; or draws one by one (huge grids)
