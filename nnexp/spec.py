@@ -1120,6 +1120,10 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
 def _overlapping_dimensions(space: dict) -> list[str]:
     """Two dimensions that set the same field (`model: [{hidden: [8]}]` and `model.hidden`): the
     longer path would win and the table would show a value that was never trained."""
+    def expand(node, path: str):  # a dropout rate alone is the hidden rate, as set_path reads it
+        is_rate = isinstance(node, (int, float)) and not isinstance(node, bool)
+        return {"hidden": node} if path.endswith("dropout") and is_rate else node
+
     problems = []
     for outer in sorted(space):
         dim = space[outer]
@@ -1127,9 +1131,10 @@ def _overlapping_dimensions(space: dict) -> list[str]:
         for inner in sorted(k for k in space if k.startswith(outer + ".")):
             sub = inner[len(outer) + 1:].split(".")
             for value in values:
-                node = value
+                node, path = expand(value, outer), outer
                 for key in sub:
-                    node = node.get(key, _MISSING) if isinstance(node, dict) else _MISSING
+                    path += f".{key}"
+                    node = expand(node.get(key, _MISSING), path) if isinstance(node, dict) else _MISSING
                 if node is not _MISSING:
                     problems.append(f"space.{outer} and space.{inner} both set {inner} ({outer}'s value "
                                     f"{yaml_text(value)}); vary it in one of them")

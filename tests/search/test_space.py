@@ -82,6 +82,12 @@ def test_values_that_make_the_same_experiment_are_an_error(space, problem, searc
 @pytest.mark.parametrize("space, problem", [
     ({"model.hidden": [[4]], "model": [{"hidden": [8]}]},
      "space.model and space.model.hidden both set model.hidden (model's value {hidden: [8]}); vary it in one of them"),
+    ({"model.dropout": [0.1], "model.dropout.hidden": [0.3]},
+     "space.model.dropout and space.model.dropout.hidden both set model.dropout.hidden (model.dropout's value 0.1); "
+     "vary it in one of them"),
+    ({"model": [{"dropout": 0.1}], "model.dropout.hidden": [0.2]},
+     "space.model and space.model.dropout.hidden both set model.dropout.hidden (model's value {dropout: 0.1}); "
+     "vary it in one of them"),
     ({"optimizer": ["sgd", {"name": "momentum", "lr": 0.5}], "optimizer.lr": [0.1]},
      "space.optimizer and space.optimizer.lr both set optimizer.lr (optimizer's value {lr: 0.5, name: momentum}); "
      "vary it in one of them"),
