@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
 
@@ -1029,7 +1030,25 @@ def experiment_from_dict(data: dict, path: Path, overrides=None) -> ExperimentSp
     resolve_dataset_path(data, path.parent)
     if data.get("name") is None:  # left out or left empty (`name:`)
         data["name"] = path.stem
-    return validate_experiment(data, str(path))
+    with _blaming_overrides(str(path), overrides or []):
+        return validate_experiment(data, str(path))
+
+
+@contextmanager
+def _blaming_overrides(source: str, overrides: list[tuple[str, Any]]):
+    """A problem in a field that a --set override gave is the override's, not the file's
+    (`--set train.epochs=abc` said `base.yaml: train.epochs: ...`, a value the file does not hold)."""
+    try:
+        yield
+    except SpecError as exc:
+        paths = [path for path, _ in overrides]
+        lines = []
+        for line in exc.problems:
+            field = line[len(source) + 2:] if line.startswith(f"{source}: ") else None
+            given = field is not None and any(field.startswith(f"{path}: ") or field.startswith(f"{path}.")
+                                               or field.startswith(f"{path}[") for path in paths)
+            lines.append(f"--set {field}" if given else line)
+        raise SpecError(lines) from None
 
 
 class LoadedSearch(BaseModel):
@@ -1073,10 +1092,11 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
             set_path(data, key, value)
     if data.get("name") is None:  # the default name is checked like a written one (a file '..yaml' has stem '.')
         data["name"] = path.stem
-    try:
-        spec = SearchSpec.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(format_errors(str(path), exc, schema=SearchSpec)) from None
+    with _blaming_overrides(str(path), search_overrides):
+        try:
+            spec = SearchSpec.model_validate(data)
+        except ValidationError as exc:
+            raise SpecError(format_errors(str(path), exc, schema=SearchSpec)) from None
     if data.get("mode") is not None and spec.mode != metric_mode(spec.metric):
         import warnings
 
@@ -1113,7 +1133,8 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
     problems += [f"{path}: {problem}" for problem in _overlapping_dimensions(spec.space)]
     if problems:
         raise SpecError(problems)
-    base_spec = validate_experiment(base_data, str(base_source))
+    with _blaming_overrides(str(base_source), experiment_overrides):
+        base_spec = validate_experiment(base_data, str(base_source))
     return LoadedSearch(spec=spec, base=base_data, base_spec=base_spec, source=str(path))
 
 

@@ -543,8 +543,23 @@ def test_booleans_and_fractions_from_set_name_the_field(write_spec):
                            ("1e9", "must be <= 1000000, got 1000000000.0")):
         with pytest.raises(SpecError) as info:
             specs.load_experiment(path, specs.parse_overrides([f"train.epochs={value}"]))
-        assert info.value.problems == [f"{path}: train.epochs: {problem}"]
+        assert info.value.problems == [f"--set train.epochs: {problem}"]
     assert specs.load_experiment(path, specs.parse_overrides(["train.epochs=1e2"])).train.epochs == 100
+
+
+def test_a_bad_value_is_blamed_on_where_it_was_written(write_spec):
+    """On --set when an override gave it (the file holds no such value), on the file otherwise."""
+    path = write_spec({"data": {"dataset": "iris"}, "train": {"epochs": "abc"}})
+    with pytest.raises(SpecError) as info:
+        specs.load_experiment(path, specs.parse_overrides(["train.batch_size=0"]))
+    assert info.value.problems == [f"{path}: train.epochs: expected a whole number, got str 'abc'",
+                                   "--set train.batch_size: must be >= 1, got 0"]
+    search = write_spec({"experiment": {"data": {"dataset": "iris"}}, "space": {"optimizer.lr": [0.1]}}, "g.yaml")
+    for override, problem in (("trials=abc", "--set trials: expected a whole number, got str 'abc'"),
+                              ("optimizer.lr=-1", "--set optimizer.lr: must be > 0.0, got -1")):
+        with pytest.raises(SpecError) as info:
+            specs.load_search(search, specs.parse_overrides([override]))
+        assert info.value.problems == [problem]
 
 
 def test_batch_norm_needs_two_rows_per_batch():
