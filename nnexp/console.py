@@ -73,22 +73,16 @@ def print_run_summary(result) -> None:
                 cells.append(value)
             table.add_row(split, *cells)
     console.print(table)
-    epochs = _epochs(metrics["epochs_run"]) + (" per fold (mean)" if metrics.get("cv_folds") else "")
+    from nnexp.report import fmt_epochs  # here, not at import: the report's modules are no start-up cost of a run
+
+    epochs = f"{fmt_epochs(metrics['epochs_run'])} epoch{'' if metrics['epochs_run'] == 1 else 's'}"
+    epochs += " per fold (mean)" if metrics.get("cv_folds") else ""
     best = metrics.get("best_epoch")
     if best and best != metrics["epochs_run"]:
-        epochs += f" (best weights from epoch {_number(best)})"
+        epochs += f" (best weights from epoch {fmt_epochs(best)})"
     console.print(f"{epochs} in {metrics['seconds']:.2f} s ({1000 * metrics['seconds_per_epoch']:.1f} ms/epoch)")
     for name, path in getattr(result, "files", {}).items():
         console.print(f"  {name:<20} {path}")
-
-
-def _number(value) -> str:
-    """A count as a count (5), a mean of counts over folds with one decimal (12.3)."""
-    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
-
-
-def _epochs(value) -> str:
-    return f"{_number(value)} epoch{'' if value == 1 else 's'}"
 
 
 def print_gradcheck(report, tolerance: float) -> None:

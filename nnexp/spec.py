@@ -730,16 +730,19 @@ def experiment_paths() -> list[str]:
     return sorted(set(paths) | {"optimizer.schedule"})
 
 
+def _dropout_as_mapping(key: str, value):
+    """`dropout: 0.2` is the hidden layers' rate: as a mapping, {hidden: 0.2}."""
+    return {"hidden": value} if key == "dropout" and isinstance(value, (int, float)) else value
+
+
 def set_path(tree: dict, path: str, value) -> None:
     """Set `a.b.c` in a nested dict, turning a bare kind name into a mapping on the way."""
     keys = path.split(".")
     node = tree
     for key in keys[:-1]:
-        child = node.get(key)
+        child = _dropout_as_mapping(key, node.get(key))
         if isinstance(child, str):  # e.g. init: gaussian  ->  init: {name: gaussian}
             child = {"name": child}
-        elif isinstance(child, (int, float)) and key == "dropout":
-            child = {"hidden": child}
         elif not isinstance(child, dict):
             child = {}
         node[key] = child
@@ -1138,24 +1141,22 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
     return LoadedSearch(spec=spec, base=base_data, base_spec=base_spec, source=str(path))
 
 
+def listed_values(dim) -> list:
+    """The values a dimension lists (a list, or a choice's); none for a continuous distribution."""
+    return dim if isinstance(dim, list) else dim.choice if isinstance(dim, ChoiceDist) else []
+
+
 def _overlapping_dimensions(space: dict) -> list[str]:
     """Two dimensions that set the same field (`model: [{hidden: [8]}]` and `model.hidden`): the
     longer path would win and the table would show a value that was never trained."""
-    def expand(node, path: str):  # a dropout rate alone is the hidden rate, as set_path reads it
-        is_rate = isinstance(node, (int, float)) and not isinstance(node, bool)
-        return {"hidden": node} if path.endswith("dropout") and is_rate else node
-
     problems = []
     for outer in sorted(space):
-        dim = space[outer]
-        values = dim if isinstance(dim, list) else getattr(dim, "choice", [])
         for inner in sorted(k for k in space if k.startswith(outer + ".")):
             sub = inner[len(outer) + 1:].split(".")
-            for value in values:
-                node, path = expand(value, outer), outer
+            for value in listed_values(space[outer]):
+                node = _dropout_as_mapping(outer.rsplit(".", 1)[-1], value)  # a rate alone sets dropout.hidden
                 for key in sub:
-                    path += f".{key}"
-                    node = expand(node.get(key, _MISSING), path) if isinstance(node, dict) else _MISSING
+                    node = _dropout_as_mapping(key, node.get(key, _MISSING)) if isinstance(node, dict) else _MISSING
                 if node is not _MISSING:
                     problems.append(f"space.{outer} and space.{inner} both set {inner} ({outer}'s value "
                                     f"{yaml_text(value)}); vary it in one of them")

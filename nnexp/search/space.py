@@ -28,6 +28,7 @@ from nnexp.spec import (
     UniformDist,
     apply_override,
     format_errors,
+    listed_values,
     metric_problem,
     resolve_dataset_path,
     yaml_text,
@@ -253,9 +254,8 @@ def _same_values(loaded: LoadedSearch) -> list[str]:
     base (relu and {name: relu}) would be two choices in effects.md that are one, and weigh double."""
     problems = []
     for key, dim in sorted(loaded.spec.space.items()):
-        values = dim if isinstance(dim, list) else dim.choice if isinstance(dim, ChoiceDist) else []
         made_by: dict[str, Any] = {}
-        for value in values:
+        for value in listed_values(dim):
             experiment = copy.deepcopy(loaded.base)
             apply_override(experiment, key, copy.deepcopy(value))
             try:
