@@ -110,6 +110,8 @@ class Nesterov(Momentum):
     """Nesterov momentum, look-ahead form: v <- mu v - lr g; p <- p + mu v - lr g."""
 
     def _update(self, i, p, g, lr):
+        if not self.momentum:  # mu = 0: the formula is plain SGD, and no velocity is kept
+            return super()._update(i, p, g, lr)
         tmp, v = self._tmp[i], self.velocity[i]
         np.multiply(g, lr, out=tmp)
         v *= self.momentum

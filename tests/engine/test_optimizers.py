@@ -32,8 +32,9 @@ def test_momentum_two_steps():
     assert_allclose(run("momentum", [G1, G2], 0.1), P0 + v1 + v2)
 
 
-def test_momentum_zero_is_sgd():
-    assert_allclose(run("momentum", [G1, G2], 0.1, momentum=0.0), run("sgd", [G1, G2], 0.1))
+@pytest.mark.parametrize("name", ["momentum", "nesterov"])
+def test_momentum_zero_is_sgd(name):
+    assert_allclose(run(name, [G1, G2], 0.1, momentum=0.0), run("sgd", [G1, G2], 0.1))
 
 
 def test_nesterov_two_steps():
