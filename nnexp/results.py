@@ -197,7 +197,8 @@ def plot_learning_curves(history: list[dict], task: str, path: Path) -> None:
         for c in grads:
             axes[1].plot(frame["epoch"], frame[c], label=c)
         axes[1].set(xlabel="epoch", ylabel="||dJ/dW||", yscale="log", title="gradient norm per layer")
-        axes[1].legend()
+        if grads:  # none recorded when training stopped in its first epoch
+            axes[1].legend()
     if fold is not None:
         fig.suptitle(f"fold {fold} of the cross-validation (metrics.json has the means over folds)")
     save_figure(fig, path)

@@ -41,3 +41,21 @@ def test_regression_metrics_in_target_units():
     assert got["mae"] == pytest.approx(sk.mean_absolute_error(true, pred))
     assert got["r2"] == pytest.approx(sk.r2_score(true, pred))
     assert got["loss"] == pytest.approx(0.5 * np.mean((pred_scaled - y_scaled) ** 2))
+
+
+def test_r2_of_a_constant_target_follows_sklearn():
+    same = lambda v: np.asarray(v)  # noqa: E731
+    y = np.full(5, 2.0)
+    for pred in (y, y + np.arange(5)):
+        assert regression_metrics(pred, y, same)["r2"] == sk.r2_score(y, pred)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log_loss_charges_a_confident_mistake_in_full(dtype):
+    """Unlike scikit-learn (clipped at eps), a probability far below eps costs its own -log p."""
+    p_wrong = np.finfo(dtype).eps / 1e3
+    proba = np.array([[1 - p_wrong, p_wrong], [0.5, 0.5]], dtype=dtype)
+    got = classification_metrics(proba, np.array([1, 0]), 2)["loss"]
+    expected = (-np.log(np.float64(dtype(p_wrong))) + np.log(2.0)) / 2
+    assert got == pytest.approx(expected, rel=1e-6)
+    assert got > sk.log_loss([1, 0], proba, labels=[0, 1]) + 1.0

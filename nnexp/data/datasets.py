@@ -226,13 +226,70 @@ def read_frame(path: str, field: str | None = "data.dataset") -> pd.DataFrame:
         raise DataError.at(path, "data.dataset", "the file is empty (no header, no rows)") from None
     except PermissionError:
         raise DataError.at(path, "data.dataset", "no permission to read this file") from None
+    except UnicodeDecodeError as exc:
+        raise DataError.at(path, "data.dataset", f"cannot be read as {kind}: not UTF-8 text (byte "
+                                                 f"{exc.object[exc.start:exc.start + 1]!r} at offset {exc.start}); save it as UTF-8") from None
     except Exception as exc:  # noqa: BLE001 - parsers raise many types; all mean "bad file"
         raise DataError.at(path, "data.dataset", f"cannot be read as {kind} ({first_line(exc, 200)})") from None
     if frame.shape[1] == 0:
         raise DataError.at(path, "data.dataset", "the file has no columns")
     if len(frame) == 0:
         raise DataError.at(path, "data.dataset", f"the file has a header ({', '.join(map(str, frame.columns[:8]))}) but no data rows")
+    if kind == "CSV":
+        frame = _check_csv_header(frame, _csv_header(p), path, field)
     frame.columns = [str(c) for c in frame.columns]
+    return tidy_text(frame)
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The header cells as written: pandas renames a repeated name ('label.1') and an empty one ('Unnamed: 3')."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
+        return next(csv.reader(fh), [])
+
+
+def _check_csv_header(frame: pd.DataFrame, header: list[str], path: str, field: str | None) -> pd.DataFrame:
+    """Refuse repeated column names (a copy of the target would become a feature); drop empty columns
+    without a name, which a separator at the end of every line leaves (with a warning)."""
+    import warnings
+
+    from nnexp.data.preprocess import DataWarning
+
+    if len(header) != frame.shape[1]:  # pandas read the file some other way (e.g. an index column): trust it
+        return frame
+    repeated = _repeated([name for name in header if name])
+    if repeated:
+        raise DataError.at(path, field, f"column name(s) {', '.join(repr(n) for n in repeated)} appear more than once; "
+                                        "give every column its own name")
+    blank = [col for col, name in zip(frame.columns, header) if not name.strip() and frame[col].isna().all()]
+    if blank:
+        warnings.warn(f"{path}: ignoring {len(blank)} empty column(s) without a name (a separator at the end of "
+                      "each line?)", DataWarning, stacklevel=3)
+        frame = frame.drop(columns=blank)
+    return frame
+
+
+def _repeated(names: list[str]) -> list[str]:
+    from collections import Counter
+
+    return sorted(name for name, count in Counter(names).items() if count > 1)
+
+
+def tidy_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells as a person reads them: surrounding blanks stripped, a blank cell missing, and a
+    text column whose every cell is then a number read as numbers (' 2.5 ' in a CSV, an npz X
+    saved as strings). Otherwise one stray blank turned a numeric column into categories."""
+    import pandas as pd
+
+    for col in frame.columns:
+        series = frame[col]
+        if pd.api.types.infer_dtype(series, skipna=True) != "string":
+            continue
+        text = series.str.strip()
+        text = text.mask(text.eq("").fillna(False).astype(bool))
+        numbers = pd.to_numeric(text, errors="coerce")
+        frame[col] = numbers if numbers.notna().sum() == text.notna().sum() else text
     return frame
 
 
@@ -241,6 +298,9 @@ def read_npz(path: str, *, need_y: bool = True, field: str | None = "data.datase
     import zipfile
 
     p = _check_path(path, field)
+    with open(p, "rb") as fh:
+        if fh.read(4) != b"PK\x03\x04":  # else numpy tries to unpickle it and says so
+            raise DataError.at(path, "data.dataset", "is not an npz file (np.savez writes a zip archive)")
     try:
         with open(p, "rb") as fh, np.load(fh, allow_pickle=False) as npz:  # our `with` closes a bad file too
             arrays = {k: npz[k] for k in npz.files}
@@ -262,6 +322,8 @@ def read_npz(path: str, *, need_y: bool = True, field: str | None = "data.datase
         raise DataError.at(path, "data.dataset", "X has no rows")
     if X.shape[1] == 0:
         raise DataError.at(path, "data.dataset", "X has no feature columns")
+    if X.dtype.kind == "c":
+        raise DataError.at(path, "data.dataset", "X holds complex numbers; a network takes real ones")
     out = {"X": X}
     if need_y:
         y = arrays["y"]
@@ -276,6 +338,10 @@ def read_npz(path: str, *, need_y: bool = True, field: str | None = "data.datase
         names = [str(n) for n in np.asarray(arrays["feature_names"]).ravel()]
         if len(names) != X.shape[1]:
             raise DataError.at(path, "data.dataset", f"feature_names has {len(names)} entries for {X.shape[1]} columns of X")
+        repeated = _repeated(names)
+        if repeated:
+            raise DataError.at(path, "data.dataset", f"feature_names repeats {', '.join(repr(n) for n in repeated)}; "
+                                                     "give every column its own name")
         out["feature_names"] = np.array(names)
     return out
 
@@ -283,7 +349,8 @@ def read_npz(path: str, *, need_y: bool = True, field: str | None = "data.datase
 def npz_frame(X: np.ndarray, names: list[str] | None = None) -> pd.DataFrame:
     import pandas as pd
 
-    return pd.DataFrame(X, columns=names if names is not None else _xy_names(X.shape[1]))
+    frame = pd.DataFrame(X, columns=names if names is not None else _xy_names(X.shape[1]))
+    return tidy_text(frame) if X.dtype.kind in "US" else frame
 
 
 def load_file(path: str, *, target: str | None = None, task: str = "auto") -> Table:
@@ -302,6 +369,9 @@ def load_file(path: str, *, target: str | None = None, task: str = "auto") -> Ta
         if target is None:
             target = columns[-1]
         elif target not in frame.columns:
+            if len(columns) == 1 and any(c in columns[0] for c in ";\t|"):
+                raise DataError.at(path, "data.dataset", f"has one column '{columns[0]}'; is it separated by something "
+                                                         "other than commas?")
             shown = ", ".join(columns[:20]) + (", ..." if len(columns) > 20 else "")
             raise DataError.at(path, "data.target", f"no column '{target}'{did_you_mean(target, columns)} (columns: {shown})")
         if frame.shape[1] < 2:
@@ -344,6 +414,8 @@ def encode_target(raw: pd.Series, task: str, *, source: str, target: str) -> tup
         values = values.astype(np.float64)
         if not np.isfinite(values).all():
             raise DataError.at(source, "data.target", f"column '{target}' has {int((~np.isfinite(values)).sum())} infinite values")
+    if not numeric and task in ("auto", "regression"):
+        _check_stray_text(raw, task, source=source, target=target)
     if task == "auto":
         task = "regression" if numeric and not _looks_like_labels(values) else "classification"
     if task == "regression":
@@ -361,6 +433,24 @@ def encode_target(raw: pd.Series, task: str, *, source: str, target: str) -> tup
     if len(class_names) < 2:
         raise DataError.at(source, "data.target", f"column '{target}' has a single class ({class_names[0]!r}); classification needs at least 2")
     return y.astype(np.int64), task, class_names
+
+
+def _check_stray_text(raw: pd.Series, task: str, *, source: str, target: str) -> None:
+    """A text target that is nearly all numbers has a typo or a unit in a few cells ('?', '12 kg',
+    '1,467'): name them, rather than call the numbers labels. Under task auto, integer numbers
+    with a few texts may well be labels ('1', '2', 'other'), so only fractions count there."""
+    import pandas as pd
+
+    from nnexp.data.preprocess import _names, _not_numbers
+
+    strays = _not_numbers(raw, np.ones(len(raw), dtype=bool))
+    if not strays:
+        return
+    numbers = pd.to_numeric(raw, errors="coerce").dropna().to_numpy(dtype=np.float64)
+    if task == "auto" and _looks_like_labels(numbers):
+        return
+    raise DataError.at(source, "data.target", f"column '{target}' holds numbers except {len(strays)} value(s) that are "
+                                              f"not ({_names(sorted(set(strays)), 3)}); fix or remove those rows")
 
 
 def _looks_like_labels(values: np.ndarray) -> bool:

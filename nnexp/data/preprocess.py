@@ -21,6 +21,7 @@ without pickle.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import TYPE_CHECKING
 
@@ -129,18 +130,24 @@ class Preprocessor:
     def _fit_scaling(self, X: np.ndarray, names: list[str], normalize: str, source: str) -> None:
         lo, hi = X.min(axis=0), X.max(axis=0)
         constant = lo == hi  # exact: np.std of a constant column can be a rounding error above 0
+        self.keep = np.flatnonzero(~constant)
+        if len(self.keep) == 0:
+            raise DataError.at(source, "data.normalize", "every feature is constant on the training rows; nothing to learn from")
         if constant.any():
             dropped = [n for n, c in zip(names, constant) if c]
             warnings.warn(f"{source}: dropping {len(dropped)} feature(s) constant on the training rows: {_names(dropped)}",
                           DataWarning, stacklevel=4)
-        self.keep = np.flatnonzero(~constant)
-        if len(self.keep) == 0:
-            raise DataError.at(source, "data.normalize", "every feature is constant on the training rows; nothing to learn from")
         kept = X[:, self.keep]
-        if normalize == "minmax":
-            self.shift, self.scale = lo[self.keep], (hi - lo)[self.keep]
-        else:  # zscore, and the standardisation before pca
-            self.shift, self.scale = kept.mean(axis=0), kept.std(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):  # values near the float64 limit: named below
+            if normalize == "minmax":
+                self.shift, self.scale = lo[self.keep], (hi - lo)[self.keep]
+            else:  # zscore, and the standardisation before pca
+                self.shift, self.scale = kept.mean(axis=0), kept.std(axis=0)
+        overflow = ~(np.isfinite(self.shift) & np.isfinite(self.scale))
+        if overflow.any():
+            cols = [names[i] for i in self.keep[overflow]]
+            raise DataError.at(source, "data.dataset", f"column(s) {_names(cols)} hold values too large to normalise "
+                                                       f"(up to {np.abs(kept[:, overflow]).max():.3g}); rescale them")
         self.feature_names = [names[i] for i in self.keep]
 
     def _fit_pca(self, Z: np.ndarray, n_components: int | float, whiten: bool, source: str) -> None:
@@ -165,7 +172,11 @@ class Preprocessor:
         self.feature_names = [f"pc{i + 1}" for i in range(k)]
 
     def _fit_target(self, y: np.ndarray, source: str) -> None:
-        mean, std = float(y.mean()), float(y.std())
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, std = float(y.mean()), float(y.std())
+        if not (math.isfinite(mean) and math.isfinite(std)):
+            raise DataError.at(source, "data.target", f"'{self.target}' holds values too large to standardise "
+                                                      f"(up to {np.abs(y).max():.3g}); rescale it")
         if not std > 0:
             raise DataError.at(source, "data.target", f"'{self.target}' is constant on the training rows ({mean:g}); nothing to learn")
         self.target_mean, self.target_std = mean, std
@@ -183,7 +194,10 @@ class Preprocessor:
             X = (X[:, self.keep] - self.shift) / self.scale
         if self.components is not None:
             X = (X - self.pca_mean) @ self.components.T / self.pca_scale
-        return np.ascontiguousarray(X, dtype=dtype or self.dtype)
+        dtype = np.dtype(dtype or self.dtype)
+        if dtype.itemsize < X.dtype.itemsize and X.size:
+            _check_fits(X, self.feature_names, dtype, source)
+        return np.ascontiguousarray(X, dtype=dtype)
 
     def transform_target(self, y, dtype: str | None = None) -> np.ndarray:
         """Training form of the target: class indices as int64, regression values standardised."""
@@ -397,6 +411,18 @@ def _numeric(series: pd.Series, col: str, source: str) -> np.ndarray:
     return values
 
 
+def _check_fits(X: np.ndarray, names: list[str], dtype: np.dtype, source: str) -> None:
+    """Values beyond float32's range would become inf on the way into the network (normalize: none)."""
+    limit = np.finfo(dtype).max
+    largest = np.maximum(X.max(axis=0), -X.min(axis=0))  # no |X| copy of a large data set
+    big = largest > limit
+    if big.any():
+        cols = [n for n, b in zip(names, big) if b]
+        raise DataError.at(source, "data.normalize", f"column(s) {_names(cols)} hold values too large for {dtype} "
+                                                     f"(up to {largest.max():.3g}); normalise them or use "
+                                                     "train.dtype: float64")
+
+
 def _check_missing(frame: pd.DataFrame, columns: list[str], fill: dict, source: str) -> None:
     """Missing values are refused, except in columns with a fitted fill value."""
     from nnexp.data.datasets import _is_missing
@@ -464,12 +490,17 @@ def check_features(frame: pd.DataFrame, columns: list[str], fill: dict | None, s
 
     if fill is not None:
         _check_missing(frame, columns, fill, source)
+    counts = {}
     for col in columns:
         series = frame[col]
         if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
             infinite = int(np.isinf(series.to_numpy(dtype=np.float64, na_value=np.nan)).sum())
             if infinite:
-                raise DataError.at(source, "data.dataset", f"column '{col}' has {infinite} infinite value(s); replace them or drop those rows")
+                counts[col] = infinite
+    if counts:  # every column at once: fixing the file should not take one run per column
+        detail = ", ".join(f"'{c}' ({n})" for c, n in list(counts.items())[:8])
+        more = f" and {len(counts) - 8} more columns" if len(counts) > 8 else ""
+        raise DataError.at(source, "data.dataset", f"infinite values in column(s) {detail}{more}; replace them or drop those rows")
 
 
 def _check_level_count(col: str, count: int, max_categories: int, source: str) -> None:

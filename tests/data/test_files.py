@@ -138,7 +138,8 @@ def test_missing_target_and_infinite_values_are_errors(tmp_path):
         _prepare(_csv(tmp_path, frame))
     frame = _fruit()
     frame.loc[4, "size"] = np.inf
-    with pytest.raises(DataError, match=r"column 'size' has 1 infinite value"):
+    frame.loc[[5, 6], "weight"] = -np.inf
+    with pytest.raises(DataError, match=r"data.dataset: infinite values in column\(s\) 'weight' \(2\), 'size' \(1\)"):
         _prepare(_csv(tmp_path, frame))
     frame = _fruit().assign(kind=np.r_[np.inf, np.arange(59.0)])
     with pytest.raises(DataError, match=r"data.target: column 'kind' has 1 infinite values"):
@@ -274,6 +275,70 @@ def test_bad_files_are_data_errors(tmp_path, name, content, message):
     assert "\n" not in str(info.value)
 
 
+def _rows(n, cell, seed=0):
+    rng = np.random.default_rng(seed)
+    return "".join(cell(i, rng) for i in range(n))
+
+
+def test_repeated_column_names_are_errors(tmp_path):
+    """pandas would rename the second 'label' to 'label.1': a copy of the target among the features."""
+    path = _write(tmp_path, "dup.csv", "a,label,label\n" + _rows(40, lambda i, r: f"{r.normal():.3f},{'ab'[i % 2]},{'ab'[i % 2]}\n"))
+    with pytest.raises(DataError, match=r"dup.csv: data.dataset: column name\(s\) 'label' appear more than once"):
+        _prepare(path)
+    npz = tmp_path / "dup.npz"
+    np.savez(npz, X=np.ones((6, 3)), y=np.arange(6) % 2, feature_names=np.array(["p", "p", "q"]))
+    with pytest.raises(DataError, match=r"dup.npz: data.dataset: feature_names repeats 'p'"):
+        _prepare(npz)
+
+
+def test_an_empty_unnamed_column_from_trailing_commas_is_dropped_with_a_warning(tmp_path):
+    path = _write(tmp_path, "tc.csv", "a,b,label,\n" + _rows(40, lambda i, r: f"{r.normal():.3f},{r.normal():.3f},{'xy'[i % 2]},\n"))
+    with pytest.warns(DataWarning, match=r"ignoring 1 empty column\(s\) without a name"):
+        p = _prepare(path, normalize="none")
+    assert p.feature_names == ["a", "b"] and p.class_names == ["x", "y"]
+
+
+def test_blank_cells_and_padded_numbers_read_as_a_person_reads_them(tmp_path):
+    """' 2.5 ' is a number and ' ' a missing value; one blank used to turn the column into categories."""
+    body = _rows(40, lambda i, r: f" {r.normal():.3f} ,{' ' if i == 2 else f'{r.normal():.3f} '}, {'xy'[i % 2]}\n")
+    path = _write(tmp_path, "pad.csv", "a,b,label\n" + body)
+    with pytest.raises(DataError, match=r"data.impute: 1 row\(s\) have missing values in column\(s\) 'b' \(1\)"):
+        _prepare(path)
+    p = _prepare(path, impute="mean", normalize="none")
+    assert p.feature_names == ["a", "b"] and p.class_names == ["x", "y"]
+    X = load_features(str(path), p.preprocessor, "float64")  # prediction reads the file the same way
+    assert X[2, 1] == pytest.approx(p.preprocessor.fill["b"])
+    npz = tmp_path / "text.npz"
+    np.savez(npz, X=np.arange(80.0).reshape(40, 2).astype(str), y=np.arange(40) % 2)
+    assert _prepare(npz, normalize="none").feature_names == ["x1", "x2"]  # numbers saved as text
+
+
+@pytest.mark.parametrize("task", ["regression", "auto"])
+def test_a_numeric_target_with_a_stray_text_names_it(tmp_path, task):
+    ys = [f"{v:.3f}" for v in np.random.default_rng(1).normal(size=40)]
+    ys[7] = "?"
+    path = _write(tmp_path, "reg.csv", "a,y\n" + "".join(f"{i},{y}\n" for i, y in enumerate(ys)))
+    with pytest.raises(DataError, match=r"reg.csv: data.target: column 'y' holds numbers except 1 value\(s\) that are not \('\?'\)"):
+        _prepare(path, task=task)
+
+
+def test_whole_number_labels_with_a_text_one_stay_classes(tmp_path):
+    path = _write(tmp_path, "lab.csv", "a,y\n" + "".join(f"{i},{'other' if i % 10 == 0 else i % 3}\n" for i in range(60)))
+    assert _prepare(path).class_names == ["0", "1", "2", "other"]
+
+
+def test_values_beyond_what_normalising_or_float32_can_hold_are_named(tmp_path):
+    rng = np.random.default_rng(0)
+    path = _write(tmp_path, "huge.csv", "a,b,label\n" + "".join(f"{rng.normal() * 1e200:.3e},{rng.normal():.3f},{'xy'[i % 2]}\n" for i in range(40)))
+    with pytest.raises(DataError, match=r"huge.csv: data.dataset: column\(s\) 'a' hold values too large to normalise"):
+        _prepare(path)
+    with pytest.raises(DataError, match=r"huge.csv: data.normalize: column\(s\) 'a' hold values too large for float32"):
+        prepare(DataSpec(dataset=str(path), normalize="none"), seed=0, dtype="float32")
+    target = _write(tmp_path, "huget.csv", "a,y\n" + "".join(f"{rng.normal():.3f},{rng.normal() * 1e300:.3e}\n" for i in range(40)))
+    with pytest.raises(DataError, match=r"huget.csv: data.target: 'y' holds values too large to standardise"):
+        _prepare(target, task="regression")
+
+
 def test_non_numeric_target_with_regression_is_an_error(tmp_path):
     path = _write(tmp_path, "text.csv", "a,label\n" + "".join(f"{i},c{i % 2}\n" for i in range(20)))
     with pytest.raises(DataError, match=r"text.csv: data.task: regression needs a numeric target, but column 'label' holds labels \(e.g. 'c0'\)"):
@@ -310,6 +375,20 @@ def test_wrong_npz_keys_list_the_keys_found(tmp_path):
     np.savez(tmp_path / "f.npz", X=np.ones((4, 2)), y=np.ones(4))
     with pytest.raises(DataError, match=r"data.target: npz files hold arrays X and y"):
         _prepare(tmp_path / "f.npz", target="label")
+
+
+def test_files_that_are_not_what_their_name_says(tmp_path):
+    latin = _write(tmp_path, "latin.csv", ("a,label\n" + "".join(f"{i},caf\xe9{i % 2}\n" for i in range(10))).encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin.csv: data.dataset: cannot be read as CSV: not UTF-8 text \(byte b'\\xe9' at offset \d+\); save it as UTF-8"):
+        _prepare(latin)
+    with pytest.raises(DataError, match=r"text.npz: data.dataset: is not an npz file"):
+        _prepare(_write(tmp_path, "text.npz", "a,b\n1,2\n"))
+    np.savez(tmp_path / "complex.npz", X=np.ones((6, 2)) * 1j, y=np.arange(6) % 2)
+    with pytest.raises(DataError, match=r"complex.npz: data.dataset: X holds complex numbers"):
+        _prepare(tmp_path / "complex.npz")
+    semi = _write(tmp_path, "semi.csv", "a;b;label\n1;2;x\n")
+    with pytest.raises(DataError, match=r"semi.csv: data.dataset: has one column 'a;b;label'; is it separated by something other"):
+        _prepare(semi, target="label")
 
 
 def test_pickled_npz_is_refused(tmp_path):
