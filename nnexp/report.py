@@ -102,10 +102,13 @@ def trials_frame(records: list[dict], params: list[str] | None = None):
 
 
 def metric_columns(frame) -> list[str]:
-    """The val_ and test_ metrics present in the trials (without cross-validation `_std` columns),
-    then the diagnostics that some trial reported."""
-    metrics = [c for c in frame.columns if c.startswith(METRIC_PREFIXES) and not c.endswith("_std")
-               and frame[c].dtype.kind in "fi"]
+    """The val_, test_ and then train_ metrics present in the trials (without cross-validation
+    `_std` columns or timings), then the diagnostics that some trial reported."""
+    def present(prefixes):
+        return [c for c in frame.columns if c.startswith(prefixes) and not c.endswith(("_std", "_seconds"))
+                and frame[c].dtype.kind in "fi"]
+
+    metrics = present(METRIC_PREFIXES) + [c for c in present("train_") if c not in DIAGNOSTICS]
     # epochs_to_target is in the records whenever a target was set: that none got there is a result
     return metrics + [c for c in DIAGNOSTICS
                       if c in frame.columns and (frame[c].notna().any() or c == "epochs_to_target")]
@@ -204,7 +207,7 @@ def _tied_best(frame, summary, metric: str) -> tuple[list[str], list[float]]:
             marks.append("yes" if len(best) >= 2 else "n/a (<2 repeats)")
             pvalues.append(math.nan)
         elif len(values) == 0:
-            marks.append("no")
+            marks.append("n/a (no ok repeat)")
             pvalues.append(math.nan)
         elif len(values) < 2 or len(best) < 2:
             marks.append("n/a (<2 repeats)")
@@ -338,7 +341,8 @@ def summary_markdown(result: ReportResult) -> str:
         for other in metric_columns(result.trials):
             if other == "epochs_to_target":  # how many got there matters as much as how fast
                 line[other] = f"{pm(row[f'mean_{other}'], row[f'std_{other}'], 3)} ({row['n_reached_target']}/{row['n_ok']})"
-            elif other != m and (other.endswith(("_accuracy", "_rmse", "_loss")) or other in MARKDOWN_DIAGNOSTICS):
+            elif other != m and (other in MARKDOWN_DIAGNOSTICS or other == "train_loss" or (
+                    other.startswith(METRIC_PREFIXES) and other.endswith(("_accuracy", "_rmse", "_loss")))):
                 line[other] = pm(row[f"mean_{other}"], row[f"std_{other}"])
         line.update({"ok": int(row["n_ok"]), "failed": int(row["n_failed"]), "diverged": int(row["n_diverged"]),
                      "epochs": fmt_epochs(row["epochs"]), "seconds": _fmt(row["seconds"], 3),
@@ -351,7 +355,8 @@ def summary_markdown(result: ReportResult) -> str:
     head = (f"# {result.folder.name}: summary\n\n"
             f"{len(s)} configurations, {n} trials ({_counts(result.trials)}); ranked by {m} ({result.mode}).\n"
             f"Mean ± std over ok repeats; ci95 is the half-width of the 95% t-interval of the mean; "
-            f"tied_best = Welch's t-test cannot separate it from the best (p > {ALPHA}); "
+            f"tied_best = Welch's t-test cannot separate it from the best (p > {ALPHA}): a wide spread "
+            f"over few repeats can tie a weak configuration, so read it with the std; "
             f"seconds = mean training time of the ok trials."
             + (" epochs_to_target: mean over the ok repeats that reached train.target, (reached/ok)."
                if "n_reached_target" in s else "") + "\n\n")
@@ -444,13 +449,18 @@ def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
             data = [ok.loc[ok[column] == v, m].dropna().to_numpy() for v in values]
             if not any(len(d) for d in data):
                 continue
-            fig = new_figure(figsize=(max(4.0, 1.2 * len(values) + 2), 3.6))
+            labels = [fmt_param(v) for v in values]
+            # room for each value's label (about 0.075 in a character), up to a 12 in figure; then slanted
+            per_value = max(1.2, 0.075 * max(map(len, labels)))
+            fig = new_figure(figsize=(min(12.0, max(4.0, per_value * len(values) + 2)), 3.6))
             ax = fig.subplots()
             ax.boxplot([d if len(d) else [np.nan] for d in data], widths=0.5, showfliers=False)
             for i, d in enumerate(data, start=1):
                 ax.scatter(i + rng.uniform(-0.12, 0.12, len(d)), d, s=14, alpha=0.7, color="tab:blue", zorder=3)
-            ax.set_xticks(range(1, len(values) + 1), [fmt_param(v) for v in values],
-                          rotation=20 if len(values) > 4 else 0)
+            slanted = per_value * len(values) + 2 > 12.0
+            ax.set_xticks(range(1, len(values) + 1), labels, rotation=20 if slanted else 0,
+                          ha="right" if slanted else "center")
+        _log_scale_if_wide(ax, ok[m])
         ax.set_xlabel(p)
         ax.set_ylabel(m)
         ax.set_title(f"{m} by {p} (ok trials)")
@@ -467,6 +477,8 @@ def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
             fig = new_figure(figsize=(5.2 * len(keys), 3.6))
             axes = fig.subplots(1, len(keys), squeeze=False)
             colors = {cid: f"C{i}" for i, cid in enumerate(best)}
+            from matplotlib.ticker import MaxNLocator
+
             for ax, k in zip(axes[0], keys):
                 for cid in best:
                     runs = [r["history"][k] for r in curves if r["config_id"] == cid and k in r["history"]]
@@ -474,15 +486,25 @@ def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
                         y = np.array([np.nan if v is None else v for v in run], dtype=float)
                         label = _config_label(result, cid) if j == 0 else None
                         ax.plot(np.arange(1, len(y) + 1), y, color=colors[cid], alpha=0.8, lw=1.2, label=label)
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are counts
                 ax.set_xlabel("epoch")
                 ax.set_ylabel(k)
-            axes[0][0].legend(fontsize=7)
+            # below the panels, one configuration per line: inside, several parameters' labels hid the curves
+            fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", fontsize=7, frameon=False)
             fig.suptitle(f"learning curves of the best {len(best)} configurations (one line per seed)")
-            fig.tight_layout()
+            fig.tight_layout(rect=(0, 0.06 * len(best), 1, 1))
             path = result.folder / "learning_curves.png"
             save_figure(fig, path)
             files.append(path)
     return files
+
+
+def _log_scale_if_wide(ax, values) -> None:
+    """A log axis when positive values span more than three orders of magnitude (losses from 1e-11
+    to 30 all sat on the zero line of a linear axis)."""
+    values = values.dropna()
+    if len(values) and values.min() > 0 and values.max() / values.min() > 1e3:
+        ax.set_yscale("log")
 
 
 def _config_label(result: ReportResult, cid: str) -> str:

@@ -45,6 +45,11 @@ def test_summary_matches_an_independent_groupby(searched):
         half = stats.t.ppf(0.975, row["count"] - 1) * row["std"] / np.sqrt(row["count"])
         assert summary.loc[cid, "ci95_val_accuracy"] == pytest.approx(half, rel=1e-9)
         assert summary.loc[cid, "mean_test_loss"] == pytest.approx(ok[ok.config_id == cid]["test_loss"].mean())
+    # every metric of the records has its mean and std, train_ ones included (not timings)
+    metrics = [c for c in frame.columns if c.startswith(("train_", "val_", "test_")) and c != "train_seconds"
+               and pd.api.types.is_numeric_dtype(frame[c])]
+    assert metrics and all(f"{stat}_{m}" in summary.columns for m in metrics for stat in ("mean", "std"))
+    assert "mean_train_seconds" not in summary.columns
     counts = frame.groupby(["config_id", "status"]).size().unstack(fill_value=0)
     for status in ("ok", "failed", "diverged"):
         got = summary[f"n_{status}"].reindex(counts.index)
@@ -124,6 +129,14 @@ def test_one_lucky_seed_does_not_take_rank_1(tmp_path):
     summary = report(tmp_path, plots=False).summary.set_index("config_id")
     assert summary["rank"].to_dict() == {"steady": 1, "close": 2, "low": 3, "lucky": 4}
     assert summary.loc[["steady", "close", "low", "lucky"], "tied_best"].tolist() == ["yes", "yes", "no", "n/a (<2 repeats)"]
+
+
+def test_a_configuration_without_an_ok_repeat_is_not_marked(tmp_path):
+    write_scores(tmp_path, {"a": [0.9, 0.91], "b": [0.8, 0.82]})
+    TrialStore(tmp_path).append({"trial_id": "dead-s0", "config_id": "dead", "params": {"x": "dead"}, "seed": 0,
+                                 "repeat": 0, "status": "failed", "error": "boom", "history": {}})
+    summary = report(tmp_path, plots=False).summary.set_index("config_id")
+    assert summary.loc["dead", "tied_best"] == "n/a (no ok repeat)" and summary.loc["b", "tied_best"] == "no"
 
 
 def test_the_tables_do_not_depend_on_the_order_of_the_log(tmp_path):
@@ -337,3 +350,13 @@ def test_a_hand_edited_metric_that_is_not_a_number_is_reported(tmp_path):
     assert result.notes == ["trials.jsonl: val_accuracy of 1 trial(s) is not a number (e.g. 'high' in a-s0); "
                             "left out of the statistics"]
     assert result.summary.set_index("config_id").loc["a", "mean_val_accuracy"] == 0.8
+
+
+def test_a_metric_spanning_orders_of_magnitude_is_plotted_on_a_log_axis():
+    from nnexp.report import _log_scale_if_wide
+    from nnexp.results import new_figure
+
+    wide, narrow = new_figure().subplots(), new_figure().subplots()
+    _log_scale_if_wide(wide, pd.Series([1e-11, 0.5, 30.0]))
+    _log_scale_if_wide(narrow, pd.Series([0.2, 0.5, 0.9]))
+    assert wide.get_yscale() == "log" and narrow.get_yscale() == "linear"
