@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from nnexp import __version__
-from nnexp.errors import DataError, StorageError
+from nnexp.errors import DataError, StorageError, first_line
 from nnexp.spec import ExperimentSpec, dump_yaml
 
 MODEL_FORMAT = 1
@@ -92,12 +92,19 @@ def write_run(result, folder: Path, plots: bool = True) -> dict[str, Path]:
     atomic_write(files["history.csv"], pd.DataFrame(result.history).to_csv(index=False))
     if result.network is not None and result.status == "ok":
         atomic_write(files["model.npz"], model_bytes(result))
-    else:
-        files.pop("model.npz")
+    else:  # an earlier run's model would sit beside this run's spec and metrics, and predict would use it
+        _remove(files.pop("model.npz"))
     if plots and result.history:
         files["learning_curves.png"] = folder / "learning_curves.png"
         plot_learning_curves(result.history, result.prepared.task, files["learning_curves.png"])
     return files
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise StorageError.writing(path, exc) from None
 
 
 def model_bytes(result) -> bytes:
@@ -141,6 +148,9 @@ def load_model(path: str | os.PathLike) -> SavedModel:
     from nnexp.build import build_network
     from nnexp.data import Preprocessor
 
+    import zipfile
+    import zlib
+
     path = Path(path)
     if path.is_dir():
         path = path / "model.npz"
@@ -149,18 +159,23 @@ def load_model(path: str | os.PathLike) -> SavedModel:
             arrays = {k: npz[k] for k in npz.files}
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (OSError, ValueError):  # numpy's reasons (e.g. "load it unsafely") are no advice for a model
-        raise DataError(f"{path}: not an nnexp model file (expected the model.npz that `nnexp run` "
-                        "writes, or its folder)") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):  # numpy's reasons ("load it
+        # unsafely") are no advice for a model; an empty or cut-off file is one of these too
+        raise DataError(f"{path}: not an nnexp model file, or a damaged one (expected the model.npz that "
+                        "`nnexp run` writes, or its folder)") from None
     if "meta" not in arrays:
         raise DataError(f"{path}: not an nnexp model file (no 'meta' entry)")
-    meta = json.loads(str(arrays["meta"]))
-    spec = ExperimentSpec.model_validate(meta["spec"])
-    network = build_network(spec.model, meta["n_in"], meta["task"], meta["n_outputs"],
-                            np.random.default_rng(0), spec.train.dtype)
-    network.set_state({k[len("net."):]: v for k, v in arrays.items() if k.startswith("net.")})
-    preprocessor = Preprocessor.from_arrays({k: v for k, v in arrays.items() if k.startswith("prep.")})
-    return SavedModel(spec, meta["task"], meta["class_names"], network, preprocessor)
+    try:
+        meta = json.loads(str(arrays["meta"]))
+        spec = ExperimentSpec.model_validate(meta["spec"])
+        network = build_network(spec.model, meta["n_in"], meta["task"], meta["n_outputs"],
+                                np.random.default_rng(0), spec.train.dtype)
+        network.set_state({k[len("net."):]: v for k, v in arrays.items() if k.startswith("net.")})
+        preprocessor = Preprocessor.from_arrays({k: v for k, v in arrays.items() if k.startswith("prep.")})
+        return SavedModel(spec, meta["task"], meta["class_names"], network, preprocessor)
+    except (KeyError, ValueError, TypeError, IndexError, DataError) as exc:  # edited, or from another program
+        reason = str(exc).removeprefix("model: ") if isinstance(exc, DataError) else first_line(exc, 120)
+        raise DataError(f"{path}: a damaged nnexp model file ({reason}); train it again with `nnexp run`") from None
 
 
 def new_figure(**kwargs):

@@ -130,10 +130,14 @@ def test_cross_validation_gives_k_folds():
 def test_diverging_run_exits_1_and_still_writes_files(tmp_path, write_spec):
     path = write_spec({"name": "boom", "data": {"dataset": "iris"}, "optimizer": {"name": "sgd", "lr": 1e6},
                        "model": {"activation": "identity"}, "train": {"epochs": 20}})
+    assert run_cli("run", path, "--results-dir", tmp_path / "out", "--quiet", "--set", "optimizer.lr=0.01").exit_code == 0
+    assert (tmp_path / "out" / "boom" / "model.npz").exists()
     result = run_cli("run", path, "--results-dir", tmp_path / "out", "--quiet")
     assert result.exit_code == 1 and "diverged" in result.stderr
     metrics = json.loads((tmp_path / "out" / "boom" / "metrics.json").read_text())
     assert metrics["status"] == "diverged" and metrics["diverged_epoch"] >= 1
+    # the good run's model would otherwise sit beside the diverged run's spec and metrics
+    assert not (tmp_path / "out" / "boom" / "model.npz").exists()
 
 
 def string_label_table(tmp_path):
@@ -315,8 +319,28 @@ def test_predict_with_a_table_for_a_model_says_what_a_model_is(tmp_path):
     table.write_text("a,b\n1,2\n")
     result = run_cli("predict", table, table)
     assert result.exit_code == 2
-    assert result.stderr.strip() == (f"error: {table}: not an nnexp model file "
+    assert result.stderr.strip() == (f"error: {table}: not an nnexp model file, or a damaged one "
                                      "(expected the model.npz that `nnexp run` writes, or its folder)")
+
+
+def test_a_damaged_model_file_is_one_error_line(tmp_path):
+    run_experiment({"name": "m", "data": {"dataset": "iris"}, "train": {"epochs": 1}}, results_dir=tmp_path)
+    model = tmp_path / "m" / "model.npz"
+    rows = tmp_path / "rows.csv"
+    rows.write_text("sepal length (cm),sepal width (cm),petal length (cm),petal width (cm)\n5.1,3.5,1.4,0.2\n")
+    arrays = dict(np.load(model))
+    damaged = {"cut.npz": model.read_bytes()[:2000], "empty.npz": b""}
+    for name, edit in {"meta.npz": {"meta": np.array("{bad")}, "weight.npz": {"net.layer1.W": None},
+                       "prep.npz": {"prep.columns": None}}.items():
+        edited = {k: v for k, v in {**arrays, **edit}.items() if v is not None}
+        np.savez(tmp_path / name, **edited)
+    for name, content in damaged.items():
+        (tmp_path / name).write_bytes(content)
+    for name in ("cut.npz", "empty.npz", "meta.npz", "weight.npz", "prep.npz"):
+        result = run_cli("predict", tmp_path / name, rows)
+        assert result.exit_code == 2, name
+        assert result.stderr.startswith(f"error: {tmp_path / name}: ") and result.stderr.count("\n") == 1, result.stderr
+        assert "damaged" in result.stderr, result.stderr
 
 
 def test_probabilities_of_a_regression_model_are_an_error(tmp_path):
