@@ -144,8 +144,9 @@ def _a(word: str) -> str:
     return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
-def kind_type(family: str, choices: list[type[Kind]], aliases: dict[str, str] | None = None):
-    """An annotated union of Kind classes selected by `name`, with friendly errors."""
+def kind_type(family: str, choices: list[type[Kind]], aliases: dict[str, str] | None = None, default: str | None = None):
+    """An annotated union of Kind classes selected by `name`, with friendly errors. A mapping
+    without `name` means the `default` choice when that takes all of its keys (`{lr: 0.01}`)."""
     by_name = {c.model_fields["name"].default: c for c in choices}
     aliases = aliases or {}
 
@@ -156,6 +157,8 @@ def kind_type(family: str, choices: list[type[Kind]], aliases: dict[str, str] | 
             value = {"name": value}
         if not isinstance(value, dict):
             raise ValueError(f"expected {_a(family)} name or a mapping with 'name', got {_describe(value)}")
+        if "name" not in value and default is not None and all(k in by_name[default].model_fields for k in value):
+            value = {"name": default, **value}  # as `--set optimizer.lr=0.01` gives the default optimizer
         if "name" not in value:
             raise ValueError(f"{_a(family)} mapping needs a 'name' (one of {', '.join(by_name)})")
         name = value["name"]
@@ -200,6 +203,13 @@ def _kind(name: str, family: str, base: type[Kind] = Kind, **fields) -> type[Kin
     return type(cls_name, (base,), namespace)
 
 
+KIND_DEFAULTS = {  # the choice each family's field defaults to
+    "model.activation": "relu",
+    "model.init": "he",
+    "optimizer": "adam",
+    "optimizer.schedule": "constant",
+}
+
 PositiveFloat = Annotated[float, Field(gt=0)]
 UnitFloat = Annotated[float, Field(ge=0, lt=1)]
 
@@ -218,7 +228,7 @@ ACTIVATION_CHOICES = [
     _kind("swish", "activation"),
     _kind("identity", "activation"),
 ]
-Activation = kind_type("activation", ACTIVATION_CHOICES, ACTIVATION_ALIASES)
+Activation = kind_type("activation", ACTIVATION_CHOICES, ACTIVATION_ALIASES, default=KIND_DEFAULTS["model.activation"])
 
 INIT_CHOICES = [
     _kind("zeros", "initialiser"),
@@ -230,7 +240,7 @@ INIT_CHOICES = [
     _kind("he_uniform", "initialiser"),
     _kind("lecun", "initialiser"),
 ]
-Init = kind_type("initialiser", INIT_CHOICES)
+Init = kind_type("initialiser", INIT_CHOICES, default=KIND_DEFAULTS["model.init"])
 
 SCHEDULE_CHOICES = [
     _kind("constant", "schedule"),
@@ -238,7 +248,7 @@ SCHEDULE_CHOICES = [
     _kind("exponential", "schedule", gamma=(Annotated[float, Field(gt=0, le=1)], 0.95)),
     _kind("cosine", "schedule", min_lr=(Annotated[float, Field(ge=0)], 0.0)),
 ]
-Schedule = kind_type("schedule", SCHEDULE_CHOICES)
+Schedule = kind_type("schedule", SCHEDULE_CHOICES, default=KIND_DEFAULTS["optimizer.schedule"])
 
 _Momentum = Annotated[float, Field(ge=0, lt=1)]
 _Beta = Annotated[float, Field(ge=0, lt=1)]
@@ -258,7 +268,7 @@ class _OptimizerKind(Kind):
 
 def _optimizer(name: str, lr: float, **fields) -> type[Kind]:
     """Every optimizer takes a learning rate (with its own default) and a schedule."""
-    return _kind(name, "optimizer", _OptimizerKind, lr=(PositiveFloat, lr), **fields, schedule=(Schedule, "constant"))
+    return _kind(name, "optimizer", _OptimizerKind, lr=(PositiveFloat, lr), **fields, schedule=(Schedule, KIND_DEFAULTS["optimizer.schedule"]))
 
 
 OPTIMIZER_CHOICES = [
@@ -270,7 +280,7 @@ OPTIMIZER_CHOICES = [
     _optimizer("adadelta", 1.0, rho=(_Beta, 0.95), eps=(PositiveFloat, 1e-6)),
     _optimizer("adam", 0.001, beta1=(_Beta, 0.9), beta2=(_Beta, 0.999), eps=(PositiveFloat, 1e-8)),
 ]
-Optimizer = kind_type("optimizer", OPTIMIZER_CHOICES)
+Optimizer = kind_type("optimizer", OPTIMIZER_CHOICES, default=KIND_DEFAULTS["optimizer"])
 
 ACTIVATION_NAMES = tuple(c.model_fields["name"].default for c in ACTIVATION_CHOICES)
 INIT_NAMES = tuple(c.model_fields["name"].default for c in INIT_CHOICES)
@@ -397,8 +407,8 @@ class ModelSpec(Strict):
     """The network: widths, activations, initialisation, dropout, batch norm."""
 
     hidden: list[Annotated[int, Field(ge=1, le=100_000)]] = Field(default_factory=lambda: [64])
-    activation: ActivationSetting = "relu"
-    init: Init = "he"
+    activation: ActivationSetting = KIND_DEFAULTS["model.activation"]
+    init: Init = KIND_DEFAULTS["model.init"]
     dropout: Dropout = 0.0
     batch_norm: bool = False
 
@@ -491,7 +501,7 @@ class ExperimentSpec(Strict):
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
-    optimizer: Optimizer = "adam"
+    optimizer: Optimizer = KIND_DEFAULTS["optimizer"]
     train: TrainSpec = Field(default_factory=TrainSpec)
 
     @model_validator(mode="after")
@@ -700,13 +710,6 @@ KIND_FAMILIES = {
     "optimizer.schedule": SCHEDULE_CHOICES,
 }
 
-
-KIND_DEFAULTS = {
-    "model.activation": "relu",
-    "model.init": "he",
-    "optimizer": "adam",
-    "optimizer.schedule": "constant",
-}
 
 
 def experiment_paths() -> list[str]:

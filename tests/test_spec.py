@@ -501,7 +501,7 @@ def test_an_unknown_field_never_suggests_itself(write_spec):
 
 
 @pytest.mark.parametrize("data, line", [
-    ({"optimizer": {"lr": 0.1}}, "s.yaml: optimizer: an optimizer mapping needs a 'name' (one of sgd,"),
+    ({"optimizer": {"momentum": 0.5}}, "s.yaml: optimizer: an optimizer mapping needs a 'name' (one of sgd,"),
     ({"model": {"activation": {"slope": 0.1}}}, "s.yaml: model.activation: an activation mapping needs a 'name' (one of"),
     ({"model": {"init": {"std": 0.1}}}, "s.yaml: model.init: an initialiser mapping needs a 'name' (one of"),
     ({"optimizer": {"name": "sgd", "schedule": {"every": 3}}}, "s.yaml: optimizer.schedule: a schedule mapping needs a 'name'"),
@@ -510,6 +510,13 @@ def test_an_unknown_field_never_suggests_itself(write_spec):
 def test_kind_messages_use_the_right_article(data, line):
     (problem,) = errors_of(data)
     assert problem.startswith(line), problem
+
+
+def test_a_mapping_without_name_is_the_default_choice_when_it_takes_those_keys(write_spec):
+    """`optimizer: {lr: 0.01}` is what `--set optimizer.lr=0.01` gives: the default optimizer (adam)."""
+    spec = specs.load_experiment(write_spec({"data": {"dataset": "iris"}, "optimizer": {"lr": 0.01, "beta1": 0.8}}))
+    assert (spec.optimizer.name, spec.optimizer.lr, spec.optimizer.beta1) == ("adam", 0.01, 0.8)
+    assert spec.optimizer.schedule.name == "constant"
 
 
 @pytest.mark.parametrize("data, path, shown", [
