@@ -121,16 +121,20 @@ def check_data(plan, search, source: str) -> None:
     """Bad data is bad input (exit 2, nothing written), not a search whose every trial fails:
     prepare the first trial's data here before any worker starts, and check that the search
     metric and the monitors are computed for its task (a file's 'auto' task is known only now).
-    Configurations whose data differs (a searched `data.*` field) can still fail one by one,
-    recorded as failed trials.
+    Every other data file a searched `data.dataset` names must exist and be readable; beyond
+    that, configurations whose data differs can still fail one by one, recorded as failed trials.
     Built-in data sets are not checked: they cannot be unreadable, and loading one here could
     cost a scikit-learn import (2-3 s while the data-set cache is cold) before any worker starts."""
     import warnings
 
+    from nnexp.data.datasets import check_path
     from nnexp.errors import SpecError
     from nnexp.spec import metric_problem, monitor_problems
     from nnexp.train import first_split, load_data
 
+    files = dict.fromkeys(t.spec.data.dataset for t in plan.trials if not t.spec.data.is_builtin)
+    for path in files:  # a searched data.dataset: each file at least exists and can be read
+        check_path(path)
     if not plan.trials or plan.trials[0].spec.data.is_builtin:
         return
     with warnings.catch_warnings():

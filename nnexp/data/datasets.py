@@ -198,7 +198,7 @@ def load_builtin(name: str, *, n_samples: int = _SYNTHETIC_ROWS, noise: float | 
 # --------------------------------------------------------------------------- files
 
 
-def _check_path(path: str, field: str | None = "data.dataset") -> Path:
+def check_path(path: str, field: str | None = "data.dataset") -> Path:
     """`field` names where the path came from (None: a command-line argument, e.g. of `nnexp predict`)."""
     p = Path(path)
     if not p.exists():
@@ -218,7 +218,7 @@ def read_frame(path: str, field: str | None = "data.dataset") -> pd.DataFrame:
     """A CSV or Parquet file as a DataFrame with string column names and >= 1 row."""
     import pandas as pd
 
-    p = _check_path(path, field)
+    p = check_path(path, field)
     kind = "CSV" if p.suffix.lower() == ".csv" else "Parquet"
     try:
         frame = pd.read_csv(p) if kind == "CSV" else pd.read_parquet(p)
@@ -297,7 +297,7 @@ def read_npz(path: str, *, need_y: bool = True, field: str | None = "data.datase
     """Arrays X (2-D) and, when needed, y (1-D) of an npz file; optional feature_names."""
     import zipfile
 
-    p = _check_path(path, field)
+    p = check_path(path, field)
     with open(p, "rb") as fh:
         if fh.read(4) != b"PK\x03\x04":  # else numpy tries to unpickle it and says so
             raise DataError.at(path, "data.dataset", "is not an npz file (np.savez writes a zip archive)")

@@ -137,6 +137,13 @@ def test_bad_input_exits_2_with_one_line(search_file, tmp_path, args, message):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_every_searched_data_file_must_exist_before_any_trial(search_file, tmp_path):
+    path = search_file({"data.dataset": ["iris", "nope.csv"]})
+    result = search(path, "--results-dir", tmp_path / "out", "--quiet")
+    assert result.exit_code == 2 and result.stderr.strip() == f"error: {tmp_path / 'nope.csv'}: data.dataset: file not found"
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_metric_the_task_of_a_data_file_lacks_exits_2_before_any_trial(search_file, tmp_path):
     """A file's 'auto' task is known once it is read: the search reads it before any worker starts."""
     import numpy as np
