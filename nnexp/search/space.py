@@ -207,6 +207,7 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
     check_strategy(strategy, trials)
     points, grid_size = expand_params(loaded, strategy, trials)
     configs, problems, made_by = [], [], {}
+    invalid: dict[tuple, list[str]] = {}  # (space key, problem) -> the lines of each value that has it
     for params in points:
         experiment = copy.deepcopy(loaded.base)
         for path, value in params.items():
@@ -217,7 +218,8 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
         try:
             spec = ExperimentSpec.model_validate(experiment)
         except ValidationError as exc:
-            problems += _attribute(loaded.source, exc, params)
+            for key, line in _attribute(loaded.source, exc, params):
+                invalid.setdefault(key, []).append(line)
             continue
         task = spec.data.known_task
         wrong_metric = metric_problem(loaded.spec.metric, task) if task else None
@@ -229,6 +231,9 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
         configs.append(Config(cid, params, spec))
     if strategy == "random":  # sampled configurations rarely coincide: compare each dimension's values
         problems += _same_values(loaded)
+    # one line per space key and problem: a bad range sampled 200 times is one mistake
+    problems = [lines[0] + (f" (and {len(set(lines)) - 1} more values)" if len(set(lines)) > 1 else "")
+                for lines in invalid.values()] + problems
     if problems:
         raise SpecError(list(dict.fromkeys(problems)))
     base_seed = loaded.base_spec.seed
@@ -268,8 +273,9 @@ def _same_values(loaded: LoadedSearch) -> list[str]:
     return problems
 
 
-def _attribute(source: str, exc: ValidationError, params: dict) -> list[str]:
-    """Name the space entry (and value) behind each validation problem of a configuration."""
+def _attribute(source: str, exc: ValidationError, params: dict) -> list[tuple[tuple, str]]:
+    """Name the space entry (and value) behind each validation problem of a configuration, as
+    ((space key, problem), line) pairs, so that values with the same problem can be told as one."""
     lines = []
     for line in format_errors(source, exc):
         problem = line.split(": ", 1)[1]
@@ -278,7 +284,8 @@ def _attribute(source: str, exc: ValidationError, params: dict) -> list[str]:
                     key=len, default=None)
         if owner is not None:
             rest = problem.split(": ", 1)[1]
-            lines.append(f"{source}: space.{owner}: value {params[owner]!r}: {rest}")
+            kind = rest.split(", got ", 1)[0]  # 'must be < 1.0', whatever value broke it
+            lines.append(((owner, path, kind), f"{source}: space.{owner}: value {params[owner]!r}: {rest}"))
         else:
-            lines.append(f"{source}: space: configuration {params}: {problem}")
+            lines.append(((None, problem), f"{source}: space: configuration {params}: {problem}"))
     return lines

@@ -166,3 +166,16 @@ def test_more_random_trials_extend_the_sample_of_fewer(search_file, monkeypatch,
     samples = [[c.params for c in plan_search(loaded, "random", n).configs] for n in (3, 5, 24)]
     assert samples[1][:3] == samples[0] and samples[2][:5] == samples[1]
     assert len({str(p) for p in samples[2]}) == 24
+
+
+def test_a_bad_range_is_one_line_however_many_values_it_gives(search_file):
+    """200 samples of a range reaching past dropout's limit are one mistake, not 100 error lines."""
+    path = search_file({"model.dropout": {"uniform": [0.5, 1.5]}, "train.batch_size": {"uniform": [1, 10]}},
+                       strategy="random", trials=200)
+    with pytest.raises(SpecError) as info:
+        plan_search(load_search(path))
+    problems = info.value.problems
+    assert len(problems) == 2, problems
+    dropout = next(p for p in problems if "space.model.dropout" in p)
+    assert "must be < 1.0" in dropout and dropout.endswith("more values)")
+    assert any("space.train.batch_size" in p and "expected a whole number" in p for p in problems)
