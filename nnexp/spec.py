@@ -940,7 +940,9 @@ def format_errors(source: str, error: ValidationError, prefix: str = "",
         path = _dotted(loc)
         if err["type"] == "extra_forbidden":
             parent = ".".join(str(p) for p in loc[:-1] if not isinstance(p, int))
-            msg = f"unknown field{did_you_mean(loc[-1], _siblings(prefix + parent, schema or ExperimentSpec))}"
+            tag = next((part for part in err["loc"] if part in DISTRIBUTIONS), None)  # inside a space distribution
+            known = list(DISTRIBUTIONS[tag].model_fields) if tag else _siblings(parent, schema or ExperimentSpec)
+            msg = f"unknown field{did_you_mean(loc[-1], known)}"
         elif err["type"] == "missing":
             msg = "required field is missing"
         elif err["type"] in ("too_short", "too_long"):
@@ -984,12 +986,13 @@ def _siblings(parent: str, schema: type[BaseModel]) -> list[str]:
     return sorted({p.split(".")[depth] for p in experiment_paths() if p.startswith(f"{parent}.") or not parent})
 
 
-def validate_experiment(data: dict, source: str) -> ExperimentSpec:
-    """Validate an experiment mapping; all problems are reported at once."""
+def validate_experiment(data: dict, source: str, prefix: str = "") -> ExperimentSpec:
+    """Validate an experiment mapping; all problems are reported at once (paths after `prefix`,
+    e.g. `experiment.` for one written inside a search spec)."""
     try:
         return ExperimentSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(format_errors(source, exc)) from None
+        raise SpecError(format_errors(source, exc, prefix=prefix)) from None
     except RecursionError:
         raise SpecError(f"{source}: spec is nested too deeply") from None
 
@@ -1041,7 +1044,7 @@ def experiment_from_dict(data: dict, path: Path, overrides=None) -> ExperimentSp
 
 
 @contextmanager
-def _blaming_overrides(source: str, overrides: list[tuple[str, Any]]):
+def _blaming_overrides(source: str, overrides: list[tuple[str, Any]], prefix: str = ""):
     """A problem in a field that a --set override gave is the override's, not the file's
     (`--set train.epochs=abc` said `base.yaml: train.epochs: ...`, a value the file does not hold)."""
     try:
@@ -1051,6 +1054,8 @@ def _blaming_overrides(source: str, overrides: list[tuple[str, Any]]):
         lines = []
         for line in exc.problems:
             field = line[len(source) + 2:] if line.startswith(f"{source}: ") else None
+            if field is not None and prefix:
+                field = field.removeprefix(prefix)
             given = field is not None and any(field.startswith(f"{path}: ") or field.startswith(f"{path}.")
                                                or field.startswith(f"{path}[") for path in paths)
             lines.append(f"--set {field}" if given else line)
@@ -1139,8 +1144,9 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
     problems += [f"{path}: {problem}" for problem in _overlapping_dimensions(spec.space)]
     if problems:
         raise SpecError(problems)
-    with _blaming_overrides(str(base_source), experiment_overrides):
-        base_spec = validate_experiment(base_data, str(base_source))
+    inline = "experiment." if spec.base is None else ""  # its fields are named as the search file writes them
+    with _blaming_overrides(str(base_source), experiment_overrides, inline):
+        base_spec = validate_experiment(base_data, str(base_source), inline)
     return LoadedSearch(spec=spec, base=base_data, base_spec=base_spec, source=str(path))
 
 

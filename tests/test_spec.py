@@ -584,3 +584,19 @@ def test_pca_components_1_0_is_ambiguous_not_one_component():
     assert errors_of(parsed)[0].startswith("s.yaml: data.pca_components: 1.0 is ambiguous")
     assert specs.validate_experiment({"data": {"pca_components": 1}}, "s.yaml").data.pca_components == 1
     assert specs.validate_experiment({"data": {"pca_components": 3.0}}, "s.yaml").data.pca_components == 3
+
+
+def test_unknown_keys_of_a_distribution_and_of_an_inline_experiment_are_named_in_full(write_spec):
+    assert search_errors(write_spec, {"optimizer.lr": {"log_uniform": [0.01, 1], "point": 3}}) == [
+        "space.optimizer.lr.point: unknown field; did you mean 'points'?"]
+    assert search_errors(write_spec, {"train.batch_size": {"int_uniform": [1, 5], "scal": 2}}) == [
+        "space.train.batch_size.scal: unknown field; did you mean 'scale'?"]
+    path = write_spec({"experiment": {"data": {"dataset": "iris"}, "model": {"hiden": [3]}},
+                       "space": {"optimizer.lr": [0.1]}}, "inline.yaml")
+    with pytest.raises(SpecError) as info:
+        specs.load_search(path)
+    assert info.value.problems == [f"{path}: experiment.model.hiden: unknown field; did you mean 'hidden'?"]
+    with pytest.raises(SpecError) as info:  # a bad --set value is still the override's
+        specs.load_search(write_spec({"experiment": {"data": {"dataset": "iris"}}, "space": {"optimizer.lr": [0.1]}},
+                                     "ok.yaml"), [("train.epochs", "abc")])
+    assert info.value.problems == ["--set train.epochs: expected a whole number, got str 'abc'"]
