@@ -74,7 +74,8 @@ def _root(
 
 
 @app.command()
-def validate(spec: SpecArg, set_: SetOpt = None):
+def validate(spec: SpecArg, set_: SetOpt = None,
+             quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; the exit code says.")] = False):
     """Check a spec (and the data file it names, as run and search would) and print it with every
     default filled in (and a search's plan size)."""
     from nnexp import spec as specs
@@ -88,20 +89,21 @@ def validate(spec: SpecArg, set_: SetOpt = None):
 
                 with spec_named(spec):
                     check_monitors(loaded, first_split(load_data(loaded)).task)
-            typer.echo(specs.dump_yaml(loaded), nl=False)
-            return
-        from nnexp.search.space import plan_search
-        from nnexp.search_cli import check_data
+            text = specs.dump_yaml(loaded)
+        else:
+            from nnexp.search.space import plan_search
+            from nnexp.search_cli import check_data
 
-        plan = plan_search(loaded)
-        check_data(plan, loaded.spec, loaded.source)
-        # the output is itself a valid search spec: the base inline, as `experiment:`
-        search = loaded.spec.model_dump(mode="json", exclude={"experiment", "base"})
-        typer.echo(specs.dump_yaml(search), nl=False)
-        origin = f" (from base: {loaded.spec.base})" if loaded.spec.base is not None else ""
-        typer.echo(f"# base experiment, resolved{origin}:")
-        typer.echo(specs.dump_yaml({"experiment": loaded.base_spec.model_dump(mode="json")}), nl=False)
-        typer.echo(f"# plan: {describe_plan(plan, loaded.spec)}")
+            plan = plan_search(loaded)
+            check_data(plan, loaded.spec, loaded.source)
+            # the output is itself a valid search spec: the base inline, as `experiment:`
+            search = loaded.spec.model_dump(mode="json", exclude={"experiment", "base"})
+            origin = f" (from base: {loaded.spec.base})" if loaded.spec.base is not None else ""
+            text = (specs.dump_yaml(search) + f"# base experiment, resolved{origin}:\n"
+                    + specs.dump_yaml({"experiment": loaded.base_spec.model_dump(mode="json")})
+                    + f"# plan: {describe_plan(plan, loaded.spec)}\n")
+        if not quiet:
+            typer.echo(text, nl=False)
 
 
 @app.command()
@@ -131,9 +133,10 @@ def predict(
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", help="Write predictions to this file: .csv, or .parquet (default: CSV on stdout).")] = None,
     proba: Annotated[bool, typer.Option("--proba", help="Add one probability column per class.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No warnings; only the predictions and errors.")] = False,
 ):
     """Predict with a saved model, applying its saved preprocessing."""
-    with user_errors(), warnings_as_lines():
+    with user_errors(), warnings_as_lines(show=not quiet):
         from nnexp.api import predict as predict_table
 
         suffix = output.suffix.lower() if output is not None else ".csv"
@@ -149,13 +152,16 @@ def predict(
 
 
 @app.command()
-def datasets():
+def datasets(quiet: Annotated[bool, typer.Option("--quiet", "-q", help="The names alone, one per line.")] = False):
     """List the built-in data sets with rows, features and classes."""
     from rich.table import Table
 
     from nnexp.console import new_console
     from nnexp.data import list_datasets
 
+    if quiet:
+        typer.echo("".join(f"{row['name']}\n" for row in list_datasets()), nl=False)
+        return
     table = Table("name", "kind", "task", "rows", "features", "classes", title="built-in data sets")
     for row in list_datasets():
         table.add_row(row["name"], row["kind"], row["task"], str(row["rows"]), str(row["features"]),
@@ -169,6 +175,7 @@ def gradcheck(
     set_: SetOpt = None,
     rows: Annotated[int, typer.Option("--rows", min=2, help="Training rows in the checked batch.")] = 8,
     tolerance: Annotated[float, typer.Option("--tolerance", help="Largest accepted relative error (> 0).")] = 1e-5,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table; a failure is one error line.")] = False,
 ):
     """Compare backprop with central differences (eq. 5.59) for the spec's network, in float64."""
     from nnexp import spec as specs
@@ -181,27 +188,32 @@ def gradcheck(
         from nnexp.console import print_gradcheck
 
         report = check_gradients(experiment, rows=rows)
-        print_gradcheck(report, tolerance)
-        if max(report.errors.values()) > tolerance:
+        worst = max(report.errors, key=report.errors.get)
+        if not quiet:
+            print_gradcheck(report, tolerance)
+        elif report.errors[worst] > tolerance:
+            sys.stderr.write(f"error: {spec}: gradient check failed: relative error {report.errors[worst]:.2e} "
+                             f"in {worst} (tolerance {tolerance:.0e})\n")
+        if report.errors[worst] > tolerance:
             raise typer.Exit(1)
 
 
 @contextmanager
-def warnings_as_lines():
+def warnings_as_lines(show: bool = True):
     """Show warnings (dropped constant features, unseen categories) as one `warning:` line each,
-    each text once (the validation and test splits can raise the same one)."""
+    each text once (the validation and test splits can raise the same one); none when not `show`."""
     import warnings
 
     shown: set[str] = set()
 
-    def show(message, category, filename, lineno, file=None, line=None):
-        if str(message) not in shown:
+    def show_line(message, category, filename, lineno, file=None, line=None):
+        if show and str(message) not in shown:
             shown.add(str(message))
             sys.stderr.write(f"warning: {message}\n")
 
     with warnings.catch_warnings():
         warnings.simplefilter("default")
-        warnings.showwarning = show
+        warnings.showwarning = show_line
         yield
 
 
@@ -213,11 +225,15 @@ def describe_plan(plan, search) -> str:
 
         sizes = [str(len(grid_values(k, search.space[k], ""))) for k in sorted(search.space)]
         shape = f"{' x '.join(sizes)} = " if len(sizes) > 1 else ""
-        head = f"grid: {shape}{n_configs} configurations"
+        head = f"grid: {shape}{_count(n_configs, 'configuration')}"
     else:
         of = f" (of a {plan.grid_size}-point grid, without replacement)" if plan.grid_size else ""
-        head = f"random: {n_configs} configurations{of}"
-    return f"{head} x {search.repeats} repeats = {len(plan.trials)} trials"
+        head = f"random: {_count(n_configs, 'configuration')}{of}"
+    return f"{head} x {_count(search.repeats, 'repeat')} = {_count(len(plan.trials), 'trial')}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _register_search_commands():

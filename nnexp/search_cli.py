@@ -150,10 +150,14 @@ def check_data(plan, search, source: str) -> None:
 def report(
     folder: Annotated[Path, typer.Argument(help="A search results folder (with trials.jsonl).", show_default=False)],
     quiet: QuietOpt = False,
+    results_dir: Annotated[Optional[Path], typer.Option(
+        "--results-dir", help="Where the search wrote its folder: FOLDER may then be the search's name.")] = None,
 ):
     """Rebuild the tables and plots of a finished or interrupted search from its trials.jsonl."""
     from nnexp.cli import user_errors, warnings_as_lines
 
+    if results_dir is not None and not folder.exists() and (results_dir / folder).exists():
+        folder = results_dir / folder
     with user_errors(), warnings_as_lines():
         from nnexp.report import report as build_report
 

@@ -188,3 +188,19 @@ def test_validate_checks_the_data_file_as_run_and_search_do(tmp_path, write_spec
     result = runner.invoke(app, ["validate", str(search)])
     assert result.exit_code == 2 and "metric: 'val_accuracy' is not computed for a regression task" in result.stderr
     assert runner.invoke(app, ["validate", str(write_spec(experiment, "ok.yaml"))]).exit_code == 0
+
+
+def test_quiet_is_accepted_by_every_command_that_prints(tmp_path):
+    """The contract's common --quiet: nothing on stdout but what the command is for."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text("data: {dataset: iris}\nmodel: {hidden: [3]}\ntrain: {epochs: 1}\n")
+    validate = runner.invoke(app, ["validate", str(spec), "--quiet"])
+    assert validate.exit_code == 0 and validate.stdout == ""
+    bad = runner.invoke(app, ["validate", str(spec), "--quiet", "--set", "train.epochs=0"])
+    assert bad.exit_code == 2 and bad.stdout == "" and "train.epochs" in bad.stderr
+    gradcheck = runner.invoke(app, ["gradcheck", str(spec), "-q"])
+    assert gradcheck.exit_code == 0 and gradcheck.stdout == ""
+    failed = runner.invoke(app, ["gradcheck", str(spec), "-q", "--tolerance", "1e-300"])
+    assert failed.exit_code == 1 and failed.stderr.startswith(f"error: {spec}: gradient check failed: relative error")
+    names = runner.invoke(app, ["datasets", "-q"])
+    assert names.exit_code == 0 and names.stdout.split()[:2] == ["iris", "wine"]

@@ -195,6 +195,9 @@ def test_report_command(search_file, tmp_path):
     result = runner.invoke(app, ["report", str(tmp_path / "grid")])
     assert result.exit_code == 0 and (tmp_path / "grid" / "summary.md").exists() and "lr" in result.stdout
     assert runner.invoke(app, ["report", str(tmp_path / "nothing")]).exit_code == 2
+    (tmp_path / "grid" / "summary.md").unlink()  # by the search's name, under the results folder it was given
+    named = runner.invoke(app, ["report", "grid", "--results-dir", str(tmp_path), "--quiet"])
+    assert named.exit_code == 0 and named.stdout == "" and (tmp_path / "grid" / "summary.md").exists()
 
 
 def start(path, results, n_jobs=1):
