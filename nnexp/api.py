@@ -111,7 +111,10 @@ def predict(model: str | os.PathLike, data, proba: bool = False):
     if saved.task == "regression":
         return pd.DataFrame({"prediction": np.asarray(saved.preprocessor.inverse_target(output)).ravel()})
     probabilities = class_probabilities(output)
-    frame = pd.DataFrame({"prediction": saved.preprocessor.decode_labels(probabilities.argmax(axis=1))})
+    labels = saved.preprocessor.decode_labels(probabilities.argmax(axis=1))
+    if all(name.lstrip("-").isdigit() for name in saved.class_names):  # a numeric target's classes stay numbers
+        labels = labels.astype(np.int64)
+    frame = pd.DataFrame({"prediction": labels})
     if proba:
         for k, name in enumerate(saved.class_names):
             frame[f"proba_{name}"] = probabilities[:, k]

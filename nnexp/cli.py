@@ -76,8 +76,9 @@ def _root(
 @app.command()
 def validate(spec: SpecArg, set_: SetOpt = None,
              quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; the exit code says.")] = False):
-    """Check a spec (and the data file it names, as run and search would) and print it with every
-    default filled in (and a search's plan size)."""
+    """Check a spec and its data file, then print it with every default filled in (and a search's plan).
+
+    The data file is read as run and search would read it."""
     from nnexp import spec as specs
 
     with user_errors(), warnings_as_lines():

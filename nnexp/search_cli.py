@@ -39,7 +39,7 @@ def search(
     trials: Annotated[Optional[int], typer.Option(
         "--trials", min=1, max=1_000_000, help="Random search: configurations to sample.")] = None,
     n_jobs: Annotated[Optional[int], typer.Option(
-        "--n-jobs", help="Worker processes (-1 = all cores, 1 = in this process). Default: the spec's n_jobs.")] = None,
+        "--n-jobs", help="Worker processes (-1 = all cores, -2 all but one, 1 = in this process). Default: the spec's n_jobs.")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume/--fresh",
         help="Resume from trials.jsonl, or start over (the old log is moved aside to trials-<time>.jsonl.old).")] = True,

@@ -697,7 +697,7 @@ class SearchSpec(Strict):
         if self.mode is None:
             self.mode = metric_mode(self.metric)
         if self.n_jobs == 0 or self.n_jobs < -64:
-            raise ValueError("@n_jobs: must be a positive number of workers, or -1 for all cores")
+            raise ValueError("@n_jobs: must be a positive number of workers, or -1 for all cores (-2 all but one, ...)")
         return self
 
 

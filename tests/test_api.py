@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -25,8 +26,8 @@ def test_run_search_and_report(tmp_path, write_spec):
     ({"strategy": "random", "trials": 0}, "--trials: must be a positive whole number, got 0"),
     ({"strategy": "random", "trials": 2.5}, "--trials: must be a positive whole number, got 2.5"),
     ({"trials": 2}, "--trials: only for random search"),
-    ({"n_jobs": "2"}, "--n-jobs: must be a positive number of workers, or -1 for all cores, got '2'"),
-    ({"n_jobs": 1.5}, "--n-jobs: must be a positive number of workers, or -1 for all cores, got 1.5"),
+    ({"n_jobs": "2"}, "--n-jobs: must be a positive number of workers, or -1 for all cores (-2 all but one, ...), got '2'"),
+    ({"n_jobs": 1.5}, "--n-jobs: must be a positive number of workers, or -1 for all cores (-2 all but one, ...), got 1.5"),
     ({"n_jobs": 0}, "--n-jobs: must be a positive number of workers"),
 ])
 def test_run_search_checks_its_arguments_as_the_cli_does(tmp_path, write_spec, arguments, message):
@@ -151,3 +152,14 @@ def test_a_misspelt_keyword_is_named_with_the_closest_argument_or_field(call, me
     with pytest.raises(SpecError) as info:
         call()
     assert str(info.value) == message
+
+
+def test_classes_of_a_numeric_target_are_predicted_as_numbers(tmp_path):
+    """digits' classes are 0-9: a parquet of predictions holds integers, not the text '0'..'9'."""
+    nnexp.run_experiment({"name": "d", "data": {"dataset": "digits"}, "train": {"epochs": 1}}, results_dir=tmp_path)
+    from sklearn.datasets import load_digits
+
+    rows = load_digits(as_frame=True).frame.head(5)
+    rows.columns = [str(c) for c in rows.columns]
+    predicted = nnexp.predict(tmp_path / "d" / "model.npz", rows)["prediction"]
+    assert predicted.dtype == np.int64 and set(predicted) <= set(range(10))
