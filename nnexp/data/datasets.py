@@ -238,7 +238,7 @@ def read_frame(path: str, field: str | None = "data.dataset") -> pd.DataFrame:
     if kind == "CSV":
         frame = _check_csv_header(frame, _csv_header(p), path, field)
     frame.columns = [str(c) for c in frame.columns]
-    return tidy_text(frame)
+    return tidy_text(frame, numbers=kind == "CSV")  # a Parquet text column was typed so by its writer ('02134')
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -276,10 +276,11 @@ def _repeated(names: list[str]) -> list[str]:
     return sorted(name for name, count in Counter(names).items() if count > 1)
 
 
-def tidy_text(frame: pd.DataFrame) -> pd.DataFrame:
-    """Text cells as a person reads them: surrounding blanks stripped, a blank cell missing, and a
-    text column whose every cell is then a number read as numbers (' 2.5 ' in a CSV, an npz X
-    saved as strings). Otherwise one stray blank turned a numeric column into categories."""
+def tidy_text(frame: pd.DataFrame, numbers: bool = True) -> pd.DataFrame:
+    """Text cells as a person reads them: surrounding blanks stripped, a blank cell missing, and
+    (with `numbers`, for untyped sources) a text column whose every cell is then a number read as
+    numbers (' 2.5 ' in a CSV, an npz X saved as strings). Otherwise one stray blank turned a
+    numeric column into categories."""
     import pandas as pd
 
     for col in frame.columns:
@@ -288,8 +289,8 @@ def tidy_text(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         text = series.str.strip()
         text = text.mask(text.eq("").fillna(False).astype(bool))
-        numbers = pd.to_numeric(text, errors="coerce")
-        frame[col] = numbers if numbers.notna().sum() == text.notna().sum() else text
+        parsed = pd.to_numeric(text, errors="coerce") if numbers else None
+        frame[col] = parsed if parsed is not None and parsed.notna().sum() == text.notna().sum() else text
     return frame
 
 

@@ -311,6 +311,9 @@ def test_blank_cells_and_padded_numbers_read_as_a_person_reads_them(tmp_path):
     npz = tmp_path / "text.npz"
     np.savez(npz, X=np.arange(80.0).reshape(40, 2).astype(str), y=np.arange(40) % 2)
     assert _prepare(npz, normalize="none").feature_names == ["x1", "x2"]  # numbers saved as text
+    typed = tmp_path / "zip.parquet"  # a Parquet text column was made text by its writer: it stays categories
+    pd.DataFrame({"zip": [" 02134", "02139 "] * 20, "a": range(40), "y": ["u", "v"] * 20}).to_parquet(typed)
+    assert _prepare(typed, normalize="none").feature_names == ["zip=02134", "zip=02139", "a"]
 
 
 @pytest.mark.parametrize("task", ["regression", "auto"])
