@@ -285,8 +285,8 @@ def tidy_text(frame: pd.DataFrame, numbers: bool = True) -> pd.DataFrame:
 
     for col in frame.columns:
         series = frame[col]
-        if pd.api.types.infer_dtype(series, skipna=True) != "string":
-            continue
+        if series.dtype.kind in "biufcmM" or pd.api.types.infer_dtype(series, skipna=True) != "string":
+            continue  # numbers, dates, and object columns that are not all text
         text = series.str.strip()
         text = text.mask(text.eq("").fillna(False).astype(bool))
         parsed = pd.to_numeric(text, errors="coerce") if numbers else None
