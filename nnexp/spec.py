@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
@@ -374,6 +375,27 @@ class DataSpec(Strict):
     def known_task(self) -> str | None:
         """The task before any row is read: data.task, or a built-in's own; None for a file left to 'auto'."""
         return self.builtin_task or (None if self.task == "auto" else self.task)
+
+    def ignored_fields(self, searched: Iterable[str] = ()) -> list[str]:
+        """Fields set to something that this data set or normalisation does not use, as
+        `data.<field>: why` lines (warnings: in a search another configuration may use them).
+        Nothing is said of a field whose meaning depends on a `searched` path."""
+        from nnexp.data.datasets import DATASETS
+
+        synthetic = self.is_builtin and DATASETS[self.dataset].kind == "synthetic"
+        fields = type(self).model_fields
+        lines = []
+        if "data.dataset" not in searched:
+            if self.target is not None and self.is_builtin:
+                lines.append(f"data.target: '{self.dataset}' is a built-in data set with its own target; target is ignored")
+            for name in ("n_samples", "noise"):
+                if getattr(self, name) != fields[name].default and not synthetic:
+                    lines.append(f"data.{name}: only the synthetic data sets use it; '{self.dataset}' ignores it")
+        if "data.normalize" not in searched and self.normalize != "pca":
+            for name in ("pca_components", "pca_whiten"):
+                if getattr(self, name) != fields[name].default:
+                    lines.append(f"data.{name}: only used with normalize: pca (here {self.normalize}); ignored")
+        return lines
 
 
 class DropoutSpec(Strict):
@@ -1040,7 +1062,16 @@ def experiment_from_dict(data: dict, path: Path, overrides=None) -> ExperimentSp
     if data.get("name") is None:  # left out or left empty (`name:`)
         data["name"] = path.stem
     with _blaming_overrides(str(path), overrides or []):
-        return validate_experiment(data, str(path))
+        spec = validate_experiment(data, str(path))
+    _warn_ignored(str(path), spec.data.ignored_fields())
+    return spec
+
+
+def _warn_ignored(source: str, lines: list[str]) -> None:
+    import warnings
+
+    for line in lines:
+        warnings.warn(f"{source}: {line}", stacklevel=3)
 
 
 @contextmanager
@@ -1147,6 +1178,8 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
     inline = "experiment." if spec.base is None else ""  # its fields are named as the search file writes them
     with _blaming_overrides(str(base_source), experiment_overrides, inline):
         base_spec = validate_experiment(base_data, str(base_source), inline)
+    searched = {p for key in spec.space for p in (key, *(f"{key}.{f}" for f in DataSpec.model_fields))}
+    _warn_ignored(str(base_source), base_spec.data.ignored_fields(searched))
     return LoadedSearch(spec=spec, base=base_data, base_spec=base_spec, source=str(path))
 
 

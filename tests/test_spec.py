@@ -600,3 +600,21 @@ def test_unknown_keys_of_a_distribution_and_of_an_inline_experiment_are_named_in
         specs.load_search(write_spec({"experiment": {"data": {"dataset": "iris"}}, "space": {"optimizer.lr": [0.1]}},
                                      "ok.yaml"), [("train.epochs", "abc")])
     assert info.value.problems == ["--set train.epochs: expected a whole number, got str 'abc'"]
+
+
+def test_fields_the_data_set_does_not_use_are_named_in_warnings(write_spec):
+    path = write_spec({"data": {"dataset": "iris", "target": "x", "noise": 0.3, "pca_whiten": True}})
+    with pytest.warns(UserWarning) as caught:
+        specs.load_experiment(path)
+    assert sorted(str(w.message) for w in caught) == [
+        f"{path}: data.noise: only the synthetic data sets use it; 'iris' ignores it",
+        f"{path}: data.pca_whiten: only used with normalize: pca (here zscore); ignored",
+        f"{path}: data.target: 'iris' is a built-in data set with its own target; target is ignored"]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every default (a resolved spec.yaml holds them all) is fine
+        specs.load_experiment(write_spec(specs.ExperimentSpec().model_dump(mode="json"), "full.yaml"))
+        # in a search, the data set is one of the searched values: its noise may be for another one
+        specs.load_search(write_spec({"experiment": {"data": {"dataset": "moons", "noise": 0.2}},
+                                      "space": {"data.dataset": ["moons", "iris"]}}, "grid.yaml"))
