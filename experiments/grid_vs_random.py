@@ -9,7 +9,7 @@ then tabulates the best configuration found (mean of the metric over its
 repeats) against the number of configurations tried, and writes
 summary.md and grid_vs_random.png into --out.
 
-    python experiments/grid_vs_random.py                 # ~3 minutes on 2 cores
+    python experiments/grid_vs_random.py                 # under a minute on 2 cores
     python experiments/grid_vs_random.py --tiny          # seconds: a smoke test
 
 Random search's best-so-far after n trials is the best of the first n
