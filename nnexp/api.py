@@ -112,13 +112,20 @@ def predict(model: str | os.PathLike, data, proba: bool = False):
         return pd.DataFrame({"prediction": np.asarray(saved.preprocessor.inverse_target(output)).ravel()})
     probabilities = class_probabilities(output)
     labels = saved.preprocessor.decode_labels(probabilities.argmax(axis=1))
-    if all(name.lstrip("-").isdigit() for name in saved.class_names):  # a numeric target's classes stay numbers
+    if all(_is_integer_text(name) for name in saved.class_names):  # a numeric target's classes stay numbers
         labels = labels.astype(np.int64)
     frame = pd.DataFrame({"prediction": labels})
     if proba:
         for k, name in enumerate(saved.class_names):
             frame[f"proba_{name}"] = probabilities[:, k]
     return frame
+
+
+def _is_integer_text(name) -> bool:
+    """'3' or '-12', as a whole-number label prints, and small enough for int64; not '007', '-0' or '²'."""
+    import re
+
+    return isinstance(name, str) and re.fullmatch(r"0|-?[1-9][0-9]{0,17}", name) is not None
 
 
 def _rows_problem(problem: str) -> str:

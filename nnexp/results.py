@@ -10,6 +10,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,7 +160,7 @@ def load_model(path: str | os.PathLike) -> SavedModel:
             arrays = {k: npz[k] for k in npz.files}
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):  # numpy's reasons ("load it
+    except (OSError, ValueError, EOFError, MemoryError, zipfile.BadZipFile, zlib.error):  # numpy's reasons ("load it
         # unsafely") are no advice for a model; an empty or cut-off file is one of these too
         raise DataError(f"{path}: not an nnexp model file, or a damaged one (expected the model.npz that "
                         "`nnexp run` writes, or its folder)") from None
@@ -172,10 +173,31 @@ def load_model(path: str | os.PathLike) -> SavedModel:
                                 np.random.default_rng(0), spec.train.dtype)
         network.set_state({k[len("net."):]: v for k, v in arrays.items() if k.startswith("net.")})
         preprocessor = Preprocessor.from_arrays({k: v for k, v in arrays.items() if k.startswith("prep.")})
-        return SavedModel(spec, meta["task"], meta["class_names"], network, preprocessor)
-    except (KeyError, ValueError, TypeError, IndexError, DataError) as exc:  # edited, or from another program
+        model = SavedModel(spec, meta["task"], meta["class_names"], network, preprocessor)
+        _check_consistent(model)
+        return model
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError, DataError) as exc:  # edited, or not ours
         reason = str(exc).removeprefix("model: ") if isinstance(exc, DataError) else first_line(exc, 120)
         raise DataError(f"{path}: a damaged nnexp model file ({reason}); train it again with `nnexp run`") from None
+
+
+def _check_consistent(model: SavedModel) -> None:
+    """One made-up row through the preprocessing and the network: parts that do not fit each other
+    (an array cut short, names of the wrong type) fail here, as a damaged file, not mid-prediction."""
+    import pandas as pd
+
+    pre = model.preprocessor
+    names = model.class_names
+    if model.task == "classification" and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise ValueError("class_names must be a list of texts")
+    row = pd.DataFrame({c: [pre.levels[c][0] if cat and pre.levels.get(c) else 0.0]
+                        for c, cat in zip(pre.columns, pre.categorical)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an unseen level, a constant column: this row is made up
+        X = pre.transform_features(row, source="model")
+    output = model.network.predict(X.astype(model.network.dtype, copy=False))
+    if model.task == "classification" and np.asarray(output).reshape(1, -1).shape[1] not in (1, len(names)):
+        raise ValueError(f"the network has {np.asarray(output).shape[-1]} outputs for {len(names)} classes")
 
 
 def new_figure(**kwargs):

@@ -163,3 +163,17 @@ def test_classes_of_a_numeric_target_are_predicted_as_numbers(tmp_path):
     rows.columns = [str(c) for c in rows.columns]
     predicted = nnexp.predict(tmp_path / "d" / "model.npz", rows)["prediction"]
     assert predicted.dtype == np.int64 and set(predicted) <= set(range(10))
+
+
+def test_only_labels_that_print_as_whole_numbers_become_numbers(tmp_path):
+    """'007' and '-0' are names (int() would lose the zeros); digits' '3' is the number 3."""
+    from nnexp.api import _is_integer_text
+
+    assert [_is_integer_text(n) for n in ("0", "3", "-12", "007", "-0", "1e5", "²", "1" * 19, 3)] == [
+        True, True, True, False, False, False, False, False, False]
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=60), "y": ["007", "008"] * 30})
+    frame.to_parquet(tmp_path / "codes.parquet")
+    nnexp.run_experiment({"name": "c", "data": {"dataset": str(tmp_path / "codes.parquet")}, "train": {"epochs": 1}},
+                         results_dir=tmp_path)
+    assert set(nnexp.predict(tmp_path / "c" / "model.npz", frame)["prediction"]) <= {"007", "008"}

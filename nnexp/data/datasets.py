@@ -221,42 +221,64 @@ def read_frame(path: str, field: str | None = "data.dataset") -> pd.DataFrame:
     p = check_path(path, field)
     kind = "CSV" if p.suffix.lower() == ".csv" else "Parquet"
     try:
-        frame = pd.read_csv(p) if kind == "CSV" else pd.read_parquet(p)
+        # low_memory=False: typed from the whole column, not chunk by chunk (a blank near the end of a
+        # long file left a column of floats and strings that no later step could read)
+        frame = pd.read_csv(p, low_memory=False) if kind == "CSV" else pd.read_parquet(p)
     except pd.errors.EmptyDataError:
         raise DataError.at(path, "data.dataset", "the file is empty (no header, no rows)") from None
     except PermissionError:
         raise DataError.at(path, "data.dataset", "no permission to read this file") from None
-    except UnicodeDecodeError as exc:
-        raise DataError.at(path, "data.dataset", f"cannot be read as {kind}: not UTF-8 text (byte "
-                                                 f"{exc.object[exc.start:exc.start + 1]!r} at offset {exc.start}); save it as UTF-8") from None
+    except UnicodeDecodeError:
+        raise DataError.at(path, "data.dataset", f"cannot be read as {kind}: not UTF-8 text ({_first_non_utf8(p)}); "
+                                                 "save it as UTF-8") from None
     except Exception as exc:  # noqa: BLE001 - parsers raise many types; all mean "bad file"
         raise DataError.at(path, "data.dataset", f"cannot be read as {kind} ({first_line(exc, 200)})") from None
     if frame.shape[1] == 0:
         raise DataError.at(path, "data.dataset", "the file has no columns")
     if len(frame) == 0:
         raise DataError.at(path, "data.dataset", f"the file has a header ({', '.join(map(str, frame.columns[:8]))}) but no data rows")
-    if kind == "CSV":
-        frame = _check_csv_header(frame, _csv_header(p), path, field)
     frame.columns = [str(c) for c in frame.columns]
-    return tidy_text(frame, numbers=kind == "CSV")  # a Parquet text column was typed so by its writer ('02134')
+    frame = tidy_text(frame, numbers=kind == "CSV")  # a Parquet text column was typed so by its writer ('02134')
+    if kind == "CSV":
+        frame = _check_csv_header(frame, *_csv_head(p), path, field)
+    return frame
 
 
-def _csv_header(path: Path) -> list[str]:
-    """The header cells as written: pandas renames a repeated name ('label.1') and an empty one ('Unnamed: 3')."""
+def _first_non_utf8(path: Path) -> str:
+    """Where the first byte that is not UTF-8 is, as `byte 0xe9 on line 3`."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8-sig")
+        return "an encoding pandas could not read"
+    except UnicodeDecodeError as exc:
+        start = exc.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+        line = data.count(b"\n", 0, start) + 1
+        return f"byte 0x{data[start]:02x} on line {line}"
+
+
+def _csv_head(path: Path) -> tuple[list[str], list[str]]:
+    """The header cells as written (pandas renames a repeated name 'label.1' and an empty one
+    'Unnamed: 3'), and the first data row's."""
     import csv
 
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
-        return next(csv.reader(fh), [])
+        rows = (row for row in csv.reader(fh) if row)  # pandas skips blank lines too
+        return next(rows, []), next(rows, [])
 
 
-def _check_csv_header(frame: pd.DataFrame, header: list[str], path: str, field: str | None) -> pd.DataFrame:
-    """Refuse repeated column names (a copy of the target would become a feature); drop empty columns
-    without a name, which a separator at the end of every line leaves (with a warning)."""
+def _check_csv_header(frame: pd.DataFrame, header: list[str], first: list[str], path: str,
+                      field: str | None) -> pd.DataFrame:
+    """Refuse repeated column names (a copy of the target would become a feature) and data rows
+    longer than the header (pandas would shift every column); drop empty columns without a name,
+    which a separator at the end of every line leaves (with a warning)."""
     import warnings
 
     from nnexp.data.preprocess import DataWarning
 
-    if len(header) != frame.shape[1]:  # pandas read the file some other way (e.g. an index column): trust it
+    if len(first) > len(header):
+        raise DataError.at(path, field, f"the data rows have {len(first)} fields but the header {len(header)} (a "
+                                        "separator at the end of each data line?)")
+    if len(header) != frame.shape[1]:  # pandas read the file some other way: trust it
         return frame
     repeated = _repeated([name for name in header if name])
     if repeated:
@@ -276,6 +298,9 @@ def _repeated(names: list[str]) -> list[str]:
     return sorted(name for name, count in Counter(names).items() if count > 1)
 
 
+NA_TEXTS = ("nan", "NaN", "NA", "N/A", "null", "NULL", "None")  # missing, as pandas reads a CSV cell
+
+
 def tidy_text(frame: pd.DataFrame, numbers: bool = True) -> pd.DataFrame:
     """Text cells as a person reads them: surrounding blanks stripped, a blank cell missing, and
     (with `numbers`, for untyped sources) a text column whose every cell is then a number read as
@@ -288,7 +313,7 @@ def tidy_text(frame: pd.DataFrame, numbers: bool = True) -> pd.DataFrame:
         if series.dtype.kind in "biufcmM" or pd.api.types.infer_dtype(series, skipna=True) != "string":
             continue  # numbers, dates, and object columns that are not all text
         text = series.str.strip()
-        text = text.mask(text.eq("").fillna(False).astype(bool))
+        text = text.mask(text.isin(("", *NA_TEXTS) if numbers else ("",)).fillna(False).astype(bool))
         parsed = pd.to_numeric(text, errors="coerce") if numbers else None
         frame[col] = parsed if parsed is not None and parsed.notna().sum() == text.notna().sum() else text
     return frame
@@ -350,8 +375,10 @@ def read_npz(path: str, *, need_y: bool = True, field: str | None = "data.datase
 def npz_frame(X: np.ndarray, names: list[str] | None = None) -> pd.DataFrame:
     import pandas as pd
 
+    if X.dtype.kind == "S":  # bytes: as text
+        X = np.char.decode(X, "utf-8", errors="replace")
     frame = pd.DataFrame(X, columns=names if names is not None else _xy_names(X.shape[1]))
-    return tidy_text(frame) if X.dtype.kind in "US" else frame
+    return tidy_text(frame) if X.dtype.kind == "U" else frame
 
 
 def load_file(path: str, *, target: str | None = None, task: str = "auto") -> Table:

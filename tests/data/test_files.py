@@ -298,6 +298,26 @@ def test_an_empty_unnamed_column_from_trailing_commas_is_dropped_with_a_warning(
     assert p.feature_names == ["a", "b"] and p.class_names == ["x", "y"]
 
 
+def test_rows_longer_than_the_header_and_blank_lines_before_it(tmp_path):
+    """A comma at the end of the data lines only made pandas shift every column by one."""
+    shifted = _write(tmp_path, "shift.csv", "a,b,label\n" + "".join(f"{i},{i * 2},{'xy'[i % 2]},\n" for i in range(40)))
+    with pytest.raises(DataError, match=r"shift.csv: data.dataset: the data rows have 4 fields but the header 3"):
+        _prepare(shifted)
+    late = _write(tmp_path, "late.csv", "\n\na,a,label\n" + "".join(f"{i},{i},{'xy'[i % 2]}\n" for i in range(40)))
+    with pytest.raises(DataError, match=r"late.csv: data.dataset: column name\(s\) 'a' appear more than once"):
+        _prepare(late)
+
+
+def test_a_blank_near_the_end_of_a_long_file_is_missing_too(tmp_path):
+    """pandas types a long CSV chunk by chunk: one blank late in it left floats and strings in one column."""
+    rng = np.random.default_rng(0)
+    lines = [f"{a:.3f},{b:.3f},{'xy'[i % 2]}" for i, (a, b) in enumerate(rng.normal(size=(150_000, 2)))]
+    lines[-5] = "0.1, ,y"
+    path = _write(tmp_path, "long.csv", "a,b,label\n" + "\n".join(lines) + "\n")
+    p = _prepare(path, impute="mean", normalize="none")
+    assert p.feature_names == ["a", "b"]
+
+
 def test_blank_cells_and_padded_numbers_read_as_a_person_reads_them(tmp_path):
     """' 2.5 ' is a number and ' ' a missing value; one blank used to turn the column into categories."""
     body = _rows(40, lambda i, r: f" {r.normal():.3f} ,{' ' if i == 2 else f'{r.normal():.3f} '}, {'xy'[i % 2]}\n")
@@ -311,6 +331,10 @@ def test_blank_cells_and_padded_numbers_read_as_a_person_reads_them(tmp_path):
     npz = tmp_path / "text.npz"
     np.savez(npz, X=np.arange(80.0).reshape(40, 2).astype(str), y=np.arange(40) % 2)
     assert _prepare(npz, normalize="none").feature_names == ["x1", "x2"]  # numbers saved as text
+    as_bytes = np.arange(80.0).reshape(40, 2).astype("S")
+    as_bytes[3, 1] = b"nan"  # missing, as a CSV reader takes it
+    np.savez(tmp_path / "bytes.npz", X=as_bytes, y=np.arange(40) % 2)
+    assert _prepare(tmp_path / "bytes.npz", normalize="none", impute="mean").feature_names == ["x1", "x2"]
     typed = tmp_path / "zip.parquet"  # a Parquet text column was made text by its writer: it stays categories
     pd.DataFrame({"zip": [" 02134", "02139 "] * 20, "a": range(40), "y": ["u", "v"] * 20}).to_parquet(typed)
     assert _prepare(typed, normalize="none").feature_names == ["zip=02134", "zip=02139", "a"]
@@ -382,7 +406,7 @@ def test_wrong_npz_keys_list_the_keys_found(tmp_path):
 
 def test_files_that_are_not_what_their_name_says(tmp_path):
     latin = _write(tmp_path, "latin.csv", ("a,label\n" + "".join(f"{i},caf\xe9{i % 2}\n" for i in range(10))).encode("latin-1"))
-    with pytest.raises(DataError, match=r"latin.csv: data.dataset: cannot be read as CSV: not UTF-8 text \(byte b'\\xe9' at offset \d+\); save it as UTF-8"):
+    with pytest.raises(DataError, match=r"latin.csv: data.dataset: cannot be read as CSV: not UTF-8 text \(byte 0xe9 on line 2\); save it as UTF-8"):
         _prepare(latin)
     with pytest.raises(DataError, match=r"text.npz: data.dataset: is not an npz file"):
         _prepare(_write(tmp_path, "text.npz", "a,b\n1,2\n"))
