@@ -800,9 +800,11 @@ def apply_override(tree: dict, path: str, value) -> None:
     or as a mapping, replaces the whole kind: `momentum` and `{name: momentum}`
     are momentum with its defaults, whatever the spec had, so a spec and its
     resolved form (`nnexp validate`) take an override alike. Setting only the
-    name (`optimizer.name`) keeps the parameters both kinds have.
+    name (`optimizer.name`) keeps the parameters both kinds have, and a mapping
+    without a name (`optimizer: {lr: 0.5}`) sets those parameters of the spec's kind.
     """
-    if path in SECTIONS and isinstance(value, dict):
+    merged = path in SECTIONS or (path in KIND_FAMILIES and "name" not in value) if isinstance(value, dict) else False
+    if merged:
         for key, item in value.items():
             apply_override(tree, f"{path}.{key}", item)
         return

@@ -618,3 +618,16 @@ def test_fields_the_data_set_does_not_use_are_named_in_warnings(write_spec):
         # in a search, the data set is one of the searched values: its noise may be for another one
         specs.load_search(write_spec({"experiment": {"data": {"dataset": "moons", "noise": 0.2}},
                                       "space": {"data.dataset": ["moons", "iris"]}}, "grid.yaml"))
+
+
+def test_a_nameless_kind_mapping_as_an_override_sets_parameters_of_the_kind_in_the_spec(write_spec):
+    """`--set optimizer={lr: 0.5}` on an sgd spec is sgd at 0.5, as --set optimizer.lr=0.5 (not the default adam)."""
+    path = write_spec({"data": {"dataset": "iris"}, "optimizer": {"name": "sgd", "lr": 0.01}})
+    spec = specs.load_experiment(path, [("optimizer", {"lr": 0.5})])
+    assert (spec.optimizer.name, spec.optimizer.lr) == ("sgd", 0.5)
+    grid = write_spec({"experiment": {"data": {"dataset": "iris"}, "optimizer": {"name": "sgd"}},
+                       "space": {"optimizer": [{"lr": 0.1}, {"lr": 0.01}]}}, "grid.yaml")
+    from nnexp.search.space import plan_search
+
+    plan = plan_search(specs.load_search(grid))
+    assert sorted((c.spec.optimizer.name, c.spec.optimizer.lr) for c in plan.configs) == [("sgd", 0.01), ("sgd", 0.1)]

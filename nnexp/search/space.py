@@ -9,6 +9,7 @@ carries its own seed. So results never depend on the worker count or backend.
 from __future__ import annotations
 
 import copy
+import re
 import hashlib
 import json
 import math
@@ -232,8 +233,9 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
     if strategy == "random":  # sampled configurations rarely coincide: compare each dimension's values
         problems += _same_values(loaded)
     # one line per space key and problem: a bad range sampled 200 times is one mistake
-    problems = [lines[0] + (f" (and {len(set(lines)) - 1} more values)" if len(set(lines)) > 1 else "")
-                for lines in invalid.values()] + problems
+    problems = [lines[0] + (f" (and {len(set(lines)) - 1} more {'values' if key[0] else 'configurations'})"
+                            if len(set(lines)) > 1 else "")
+                for key, lines in invalid.items()] + problems
     if problems:
         raise SpecError(list(dict.fromkeys(problems)))
     base_seed = loaded.base_spec.seed
@@ -284,8 +286,12 @@ def _attribute(source: str, exc: ValidationError, params: dict) -> list[tuple[tu
                     key=len, default=None)
         if owner is not None:
             rest = problem.split(": ", 1)[1]
-            kind = rest.split(", got ", 1)[0]  # 'must be < 1.0', whatever value broke it
-            lines.append(((owner, path, kind), f"{source}: space.{owner}: value {params[owner]!r}: {rest}"))
+            lines.append(((owner, _whatever_value(rest)), f"{source}: space.{owner}: value {params[owner]!r}: {rest}"))
         else:
-            lines.append(((None, problem), f"{source}: space: configuration {params}: {problem}"))
+            lines.append(((None, _whatever_value(problem)), f"{source}: space: configuration {params}: {problem}"))
     return lines
+
+
+def _whatever_value(problem: str) -> str:
+    """A problem without the numbers in it ('must be <= lr (#), got #'), to tell values that share it as one."""
+    return re.sub(r"\d+(\.\d+)?(e[-+]?\d+)?", "#", problem)

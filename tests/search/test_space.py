@@ -179,3 +179,13 @@ def test_a_bad_range_is_one_line_however_many_values_it_gives(search_file):
     dropout = next(p for p in problems if "space.model.dropout" in p)
     assert "must be < 1.0" in dropout and dropout.endswith("more values)")
     assert any("space.train.batch_size" in p and "expected a whole number" in p for p in problems)
+
+
+def test_a_problem_between_fields_is_one_line_for_all_the_configurations_it_hits(search_file):
+    """cosine's min_lr 0.01 above 88 sampled learning rates: one line, not 88."""
+    experiment = {"data": {"dataset": "iris"}, "optimizer": {"name": "sgd", "schedule": {"name": "cosine", "min_lr": 0.01}}}
+    path = search_file({"optimizer.lr": {"log_uniform": [0.0001, 1]}}, experiment=experiment, strategy="random", trials=200)
+    with pytest.raises(SpecError) as info:
+        plan_search(load_search(path))
+    (problem,) = info.value.problems
+    assert "optimizer.schedule.min_lr: must be <= lr" in problem and problem.endswith("more configurations)")
