@@ -44,8 +44,9 @@ def user_errors():
     try:
         yield
     except NnexpError as exc:
-        for line in exc.problems:
-            sys.stderr.write(f"error: {line}\n")
+        for line in exc.problems:  # a line break inside a name or a value stays visible, on its line
+            one_line = line.replace("\r", "\\r").replace("\n", "\\n")
+            sys.stderr.write(f"error: {one_line}\n")
         raise typer.Exit(exc.exit_code) from None
 
 
@@ -75,7 +76,8 @@ def _root(
 
 @app.command()
 def validate(spec: SpecArg, set_: SetOpt = None,
-             quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; the exit code says.")] = False):
+             quiet: Annotated[bool, typer.Option(
+                 "--quiet", "-q", help="Print only warnings and errors; the exit code says.")] = False):
     """Check a spec and its data file, then print it with every default filled in (and a search's plan).
 
     The data file is read as run and search would read it."""

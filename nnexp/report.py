@@ -474,7 +474,9 @@ def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
     if curves:
         keys = [k for k in ("val_loss", m if m != "val_loss" else None) if k and any(k in r["history"] for r in curves)]
         if keys:
-            fig = new_figure(figsize=(5.2 * len(keys), 3.6))
+            # wide enough for the title and the legend's longest label (about 0.055 in a character at size 7)
+            longest = max(len(_config_label(result, cid)) for cid in best)
+            fig = new_figure(figsize=(min(16.0, max(5.2 * len(keys), 6.5, 0.055 * longest + 0.8)), 3.6))
             axes = fig.subplots(1, len(keys), squeeze=False)
             colors = {cid: f"C{i}" for i, cid in enumerate(best)}
             from matplotlib.ticker import MaxNLocator
@@ -491,7 +493,7 @@ def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
                 ax.set_ylabel(k)
             # below the panels, one configuration per line: inside, several parameters' labels hid the curves
             fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", fontsize=7, frameon=False)
-            fig.suptitle(f"learning curves of the best {len(best)} configurations (one line per seed)")
+            fig.suptitle(f"learning curves of the best {len(best)} configurations (one line per seed)", fontsize=11)
             fig.tight_layout(rect=(0, 0.06 * len(best), 1, 1))
             path = result.folder / "learning_curves.png"
             save_figure(fig, path)

@@ -128,13 +128,18 @@ def check_data(plan, search, source: str) -> None:
     import warnings
 
     from nnexp.data.datasets import check_path
-    from nnexp.errors import SpecError
+    from nnexp.errors import DataError, SpecError
     from nnexp.spec import metric_problem, monitor_problems
     from nnexp.train import first_split, load_data
 
-    files = dict.fromkeys(t.spec.data.dataset for t in plan.trials if not t.spec.data.is_builtin)
-    for path in files:  # a searched data.dataset: each file at least exists and can be read
-        check_path(path)
+    problems = []
+    for path in dict.fromkeys(t.spec.data.dataset for t in plan.trials if not t.spec.data.is_builtin):
+        try:  # a searched data.dataset: each file at least exists and can be read
+            check_path(path)
+        except DataError as exc:
+            problems += exc.problems
+    if problems:
+        raise DataError(problems)
     if not plan.trials or plan.trials[0].spec.data.is_builtin:
         return
     with warnings.catch_warnings():

@@ -449,6 +449,9 @@ def encode_target(raw: pd.Series, task: str, *, source: str, target: str) -> tup
     if task == "regression":
         if not numeric:
             example = raw.iloc[0]
+            if pd.to_numeric(raw, errors="coerce").notna().all():  # a Parquet text column of numbers
+                raise DataError.at(source, "data.target", f"column '{target}' holds numbers stored as text (e.g. "
+                                                          f"{example!r}); store it as a numeric column")
             raise DataError.at(source, "data.task", f"regression needs a numeric target, but column '{target}' holds labels (e.g. {example!r}); use task: classification")
         return values, task, None
     if numeric:

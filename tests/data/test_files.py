@@ -338,6 +338,9 @@ def test_blank_cells_and_padded_numbers_read_as_a_person_reads_them(tmp_path):
     typed = tmp_path / "zip.parquet"  # a Parquet text column was made text by its writer: it stays categories
     pd.DataFrame({"zip": [" 02134", "02139 "] * 20, "a": range(40), "y": ["u", "v"] * 20}).to_parquet(typed)
     assert _prepare(typed, normalize="none").feature_names == ["zip=02134", "zip=02139", "a"]
+    pd.DataFrame({"a": range(40), "y": [f"{v:.2f}" for v in np.linspace(0, 1, 40)]}).to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(DataError, match=r"t.parquet: data.target: column 'y' holds numbers stored as text"):
+        _prepare(tmp_path / "t.parquet", task="regression")
 
 
 @pytest.mark.parametrize("task", ["regression", "auto"])

@@ -138,9 +138,10 @@ def test_bad_input_exits_2_with_one_line(search_file, tmp_path, args, message):
 
 
 def test_every_searched_data_file_must_exist_before_any_trial(search_file, tmp_path):
-    path = search_file({"data.dataset": ["iris", "nope.csv"]})
+    path = search_file({"data.dataset": ["iris", "nope.csv", "nope2.csv"]})
     result = search(path, "--results-dir", tmp_path / "out", "--quiet")
-    assert result.exit_code == 2 and result.stderr.strip() == f"error: {tmp_path / 'nope.csv'}: data.dataset: file not found"
+    assert result.exit_code == 2 and result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / name}: data.dataset: file not found" for name in ("nope.csv", "nope2.csv")]
     assert not (tmp_path / "out").exists()
 
 
