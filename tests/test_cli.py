@@ -204,3 +204,12 @@ def test_quiet_is_accepted_by_every_command_that_prints(tmp_path):
     assert failed.exit_code == 1 and failed.stderr.startswith(f"error: {spec}: gradient check failed: relative error")
     names = runner.invoke(app, ["datasets", "-q"])
     assert names.exit_code == 0 and names.stdout.split()[:2] == ["iris", "wine"]
+
+
+def test_a_line_break_inside_a_column_name_stays_on_the_error_line(tmp_path):
+    data = tmp_path / "nl.csv"
+    data.write_text('"a\nx",b,label\n' + "".join(f"inf,{i},{'xy'[i % 2]}\n" for i in range(40)))
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"data: {{dataset: {data}}}\n")
+    result = runner.invoke(app, ["validate", str(spec)])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "'a\\nx'" in result.stderr
