@@ -146,11 +146,11 @@ class SavedModel:
 
 def load_model(path: str | os.PathLike) -> SavedModel:
     """Rebuild a network and its preprocessing from model.npz."""
-    from nnexp.build import build_network
-    from nnexp.data import Preprocessor
-
     import zipfile
     import zlib
+
+    from nnexp.build import build_network
+    from nnexp.data import Preprocessor
 
     path = Path(path)
     if path.is_dir():

@@ -9,10 +9,10 @@ carries its own seed. So results never depend on the worker count or backend.
 from __future__ import annotations
 
 import copy
-import re
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
