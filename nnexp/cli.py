@@ -212,7 +212,8 @@ def warnings_as_lines(show: bool = True):
     def show_line(message, category, filename, lineno, file=None, line=None):
         if show and str(message) not in shown:
             shown.add(str(message))
-            sys.stderr.write(f"warning: {message}\n")
+            one_line = str(message).replace("\r", "\\r").replace("\n", "\\n")
+            sys.stderr.write(f"warning: {one_line}\n")
 
     with warnings.catch_warnings():
         warnings.simplefilter("default")

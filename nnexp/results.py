@@ -188,16 +188,19 @@ def _check_consistent(model: SavedModel) -> None:
 
     pre = model.preprocessor
     names = model.class_names
-    if model.task == "classification" and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-        raise ValueError("class_names must be a list of texts")
+    if model.task == "classification":
+        if not (isinstance(names, list) and len(names) >= 2 and all(isinstance(n, str) for n in names)):
+            raise ValueError("class_names must be a list of at least 2 texts")
+        if names != pre.class_names:
+            raise ValueError("the class names of the network and of the preprocessing differ")
     row = pd.DataFrame({c: [pre.levels[c][0] if cat and pre.levels.get(c) else 0.0]
                         for c, cat in zip(pre.columns, pre.categorical)})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # an unseen level, a constant column: this row is made up
         X = pre.transform_features(row, source="model")
-    output = model.network.predict(X.astype(model.network.dtype, copy=False))
-    if model.task == "classification" and np.asarray(output).reshape(1, -1).shape[1] not in (1, len(names)):
-        raise ValueError(f"the network has {np.asarray(output).shape[-1]} outputs for {len(names)} classes")
+    outputs = np.asarray(model.network.predict(X.astype(model.network.dtype, copy=False))).reshape(1, -1).shape[1]
+    if model.task == "classification" and outputs != (1 if len(names) == 2 else len(names)):
+        raise ValueError(f"the network has {outputs} outputs for {len(names)} classes")
 
 
 def new_figure(**kwargs):

@@ -333,12 +333,15 @@ def test_a_damaged_model_file_is_one_error_line(tmp_path):
     meta = json.loads(str(arrays["meta"]))
     for name, edit in {"meta.npz": {"meta": np.array("{bad")}, "weight.npz": {"net.layer1.W": None},
                        "prep.npz": {"prep.columns": None}, "keep.npz": {"prep.keep": arrays["prep.keep"][:2]},
-                       "names.npz": {"meta": np.array(json.dumps({**meta, "class_names": [1, 2, 3]}))}}.items():
+                       "names.npz": {"meta": np.array(json.dumps({**meta, "class_names": [1, 2, 3]}))},
+                       "other.npz": {"meta": np.array(json.dumps({**meta, "class_names": ["x", "y", "z"]}))},
+                       "none.npz": {"meta": np.array(json.dumps({**meta, "class_names": []}))}}.items():
         edited = {k: v for k, v in {**arrays, **edit}.items() if v is not None}
         np.savez(tmp_path / name, **edited)
     for name, content in damaged.items():
         (tmp_path / name).write_bytes(content)
-    for name in ("cut.npz", "empty.npz", "meta.npz", "weight.npz", "prep.npz", "keep.npz", "names.npz"):
+    for name in ("cut.npz", "empty.npz", "meta.npz", "weight.npz", "prep.npz", "keep.npz", "names.npz", "other.npz",
+                 "none.npz"):
         result = run_cli("predict", tmp_path / name, rows)
         assert result.exit_code == 2, name
         assert result.stderr.startswith(f"error: {tmp_path / name}: ") and result.stderr.count("\n") == 1, result.stderr

@@ -252,7 +252,8 @@ def _first_non_utf8(path: Path) -> str:
         return "an encoding pandas could not read"
     except UnicodeDecodeError as exc:
         start = exc.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
-        line = data.count(b"\n", 0, start) + 1
+        before = data[:start]
+        line = len(before.splitlines()) + (1 if not before or before.endswith((b"\n", b"\r")) else 0)  # \r alone too
         return f"byte 0x{data[start]:02x} on line {line}"
 
 
@@ -262,7 +263,7 @@ def _csv_head(path: Path) -> tuple[list[str], list[str]]:
     import csv
 
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
-        rows = (row for row in csv.reader(fh) if row)  # pandas skips blank lines too
+        rows = (row for row in csv.reader(fh) if any(cell.strip() for cell in row))  # pandas skips blank lines too
         return next(rows, []), next(rows, [])
 
 
@@ -275,7 +276,7 @@ def _check_csv_header(frame: pd.DataFrame, header: list[str], first: list[str], 
 
     from nnexp.data.preprocess import DataWarning
 
-    if len(first) > len(header):
+    if len(first) == len(header) + 1 and not first[-1].strip():  # (a row-name column first, as R writes, is fine)
         raise DataError.at(path, field, f"the data rows have {len(first)} fields but the header {len(header)} (a "
                                         "separator at the end of each data line?)")
     if len(header) != frame.shape[1]:  # pandas read the file some other way: trust it
@@ -449,7 +450,8 @@ def encode_target(raw: pd.Series, task: str, *, source: str, target: str) -> tup
     if task == "regression":
         if not numeric:
             example = raw.iloc[0]
-            if pd.to_numeric(raw, errors="coerce").notna().all():  # a Parquet text column of numbers
+            text = pd.api.types.infer_dtype(raw, skipna=True) == "string"
+            if text and pd.to_numeric(raw, errors="coerce").notna().all():  # a Parquet text column of numbers
                 raise DataError.at(source, "data.target", f"column '{target}' holds numbers stored as text (e.g. "
                                                           f"{example!r}); store it as a numeric column")
             raise DataError.at(source, "data.task", f"regression needs a numeric target, but column '{target}' holds labels (e.g. {example!r}); use task: classification")

@@ -286,7 +286,8 @@ def _attribute(source: str, exc: ValidationError, params: dict) -> list[tuple[tu
                     key=len, default=None)
         if owner is not None:
             rest = problem.split(": ", 1)[1]
-            lines.append(((owner, _whatever_value(rest)), f"{source}: space.{owner}: value {params[owner]!r}: {rest}"))
+            kind = _whatever_value(rest.split(", got ", 1)[0])  # what is wrong, whatever value it is wrong for
+            lines.append(((owner, path, kind), f"{source}: space.{owner}: value {params[owner]!r}: {rest}"))
         else:
             lines.append(((None, _whatever_value(problem)), f"{source}: space: configuration {params}: {problem}"))
     return lines

@@ -303,6 +303,10 @@ def test_rows_longer_than_the_header_and_blank_lines_before_it(tmp_path):
     shifted = _write(tmp_path, "shift.csv", "a,b,label\n" + "".join(f"{i},{i * 2},{'xy'[i % 2]},\n" for i in range(40)))
     with pytest.raises(DataError, match=r"shift.csv: data.dataset: the data rows have 4 fields but the header 3"):
         _prepare(shifted)
+    rows = "".join(f'"{i}",{i},{i * 2},"{"xy"[i % 2]}"\n' for i in range(40))  # R's write.table: row names first
+    assert _prepare(_write(tmp_path, "r.csv", '"a","b","label"\n' + rows), normalize="none").feature_names == ["a", "b"]
+    spaced = _write(tmp_path, "spaced.csv", "   \na,b,label\n" + "".join(f"{i},{i * 2},{'xy'[i % 2]}\n" for i in range(40)))
+    assert _prepare(spaced, normalize="none").feature_names == ["a", "b"]
     late = _write(tmp_path, "late.csv", "\n\na,a,label\n" + "".join(f"{i},{i},{'xy'[i % 2]}\n" for i in range(40)))
     with pytest.raises(DataError, match=r"late.csv: data.dataset: column name\(s\) 'a' appear more than once"):
         _prepare(late)
@@ -341,6 +345,9 @@ def test_blank_cells_and_padded_numbers_read_as_a_person_reads_them(tmp_path):
     pd.DataFrame({"a": range(40), "y": [f"{v:.2f}" for v in np.linspace(0, 1, 40)]}).to_parquet(tmp_path / "t.parquet")
     with pytest.raises(DataError, match=r"t.parquet: data.target: column 'y' holds numbers stored as text"):
         _prepare(tmp_path / "t.parquet", task="regression")
+    flags = _write(tmp_path, "flags.csv", "a,y\n" + "".join(f"{i},{i % 2 == 0}\n" for i in range(40)))
+    with pytest.raises(DataError, match=r"flags.csv: data.task: regression needs a numeric target"):
+        _prepare(flags, task="regression")
 
 
 @pytest.mark.parametrize("task", ["regression", "auto"])

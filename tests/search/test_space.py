@@ -189,3 +189,14 @@ def test_a_problem_between_fields_is_one_line_for_all_the_configurations_it_hits
         plan_search(load_search(path))
     (problem,) = info.value.problems
     assert "optimizer.schedule.min_lr: must be <= lr" in problem and problem.endswith("more configurations)")
+
+
+def test_bad_values_are_grouped_by_field_and_problem_not_by_value(search_file):
+    path = search_file({"train.batch_size": ["a", "b", "c"],
+                        "optimizer": [{"name": "adam", "beta1": 1.5}, {"name": "adam", "beta2": 1.5}]})
+    with pytest.raises(SpecError) as info:
+        plan_search(load_search(path))
+    problems = info.value.problems
+    assert sum("space.train.batch_size" in p for p in problems) == 1
+    assert any("more values" in p for p in problems if "batch_size" in p)
+    assert any("beta1" in p for p in problems) and any("beta2" in p for p in problems)
