@@ -360,7 +360,7 @@ def read_npz(path: str, *, need_y: bool = True, field: str | None = "data.datase
             raise DataError.at(path, "data.dataset", f"y must be 1-D (one target per row), got shape {y.shape}")
         if len(y) != len(X):
             raise DataError.at(path, "data.dataset", f"X has {len(X)} rows but y has {len(y)}")
-        out["y"] = y
+        out["y"] = np.char.decode(y, "utf-8", errors="replace") if y.dtype.kind == "S" else y  # b'cat' -> cat
     if "feature_names" in arrays:
         names = [str(n) for n in np.asarray(arrays["feature_names"]).ravel()]
         if len(names) != X.shape[1]:

@@ -335,6 +335,8 @@ def test_blank_cells_and_padded_numbers_read_as_a_person_reads_them(tmp_path):
     npz = tmp_path / "text.npz"
     np.savez(npz, X=np.arange(80.0).reshape(40, 2).astype(str), y=np.arange(40) % 2)
     assert _prepare(npz, normalize="none").feature_names == ["x1", "x2"]  # numbers saved as text
+    np.savez(tmp_path / "labels.npz", X=np.arange(80.0).reshape(40, 2), y=np.array([b"cat", b"dog"] * 20))
+    assert _prepare(tmp_path / "labels.npz").class_names == ["cat", "dog"]
     as_bytes = np.arange(80.0).reshape(40, 2).astype("S")
     as_bytes[3, 1] = b"nan"  # missing, as a CSV reader takes it
     np.savez(tmp_path / "bytes.npz", X=as_bytes, y=np.arange(40) % 2)
