@@ -394,7 +394,7 @@ class DataSpec(Strict):
         if "data.normalize" not in searched and self.normalize != "pca":
             for name in ("pca_components", "pca_whiten"):
                 if getattr(self, name) != fields[name].default:
-                    lines.append(f"data.{name}: only used with normalize: pca (here {self.normalize}); ignored")
+                    lines.append(f"data.{name}: only used with normalize: pca; {self.normalize} ignores it")
         return lines
 
 

@@ -608,7 +608,7 @@ def test_fields_the_data_set_does_not_use_are_named_in_warnings(write_spec):
         specs.load_experiment(path)
     assert sorted(str(w.message) for w in caught) == [
         f"{path}: data.noise: only the synthetic data sets use it; 'iris' ignores it",
-        f"{path}: data.pca_whiten: only used with normalize: pca (here zscore); ignored",
+        f"{path}: data.pca_whiten: only used with normalize: pca; zscore ignores it",
         f"{path}: data.target: 'iris' is a built-in data set with its own target; target is ignored"]
     import warnings
 

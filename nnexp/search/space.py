@@ -232,6 +232,7 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
         configs.append(Config(cid, params, spec))
     if strategy == "random":  # sampled configurations rarely coincide: compare each dimension's values
         problems += _same_values(loaded)
+    _warn_ignored_dimensions(loaded, configs)
     # one line per space key and problem: a bad range sampled 200 times is one mistake
     problems = [lines[0] + (f" (and {len(set(lines)) - 1} more {'values' if key[0] else 'configurations'})"
                             if len(set(lines)) > 1 else "")
@@ -245,6 +246,19 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
         for r in range(loaded.spec.repeats)
     ]
     return SearchPlan(strategy, configs, trial_list, grid_size)
+
+
+def _warn_ignored_dimensions(loaded: LoadedSearch, configs: list[Config]) -> None:
+    """A searched data field that a configuration's data set ignores (noise on iris) trains the same
+    network for each of its values there: say so once per field and reason."""
+    import warnings
+
+    searched = set(loaded.spec.space)
+    lines = dict.fromkeys(line for c in configs for line in c.spec.data.ignored_fields()
+                          if line.split(":", 1)[0] in searched)
+    for line in lines:
+        field, reason = line.split(": ", 1)
+        warnings.warn(f"{loaded.source}: space.{field}: {reason}; its values train the same network there", stacklevel=3)
 
 
 def _same_experiment(source: str, first: dict, second: dict) -> str:

@@ -200,3 +200,13 @@ def test_bad_values_are_grouped_by_field_and_problem_not_by_value(search_file):
     assert sum("space.train.batch_size" in p for p in problems) == 1
     assert any("more values" in p for p in problems if "batch_size" in p)
     assert any("beta1" in p for p in problems) and any("beta2" in p for p in problems)
+
+
+def test_a_searched_data_field_that_a_data_set_ignores_is_named(search_file):
+    """noise on iris: its values train the same network; a warning, since moons in the same grid uses it."""
+    path = search_file({"data.dataset": ["moons", "iris"], "data.noise": [0.1, 0.3]},
+                       experiment={"data": {"dataset": "moons"}})
+    with pytest.warns(UserWarning, match=r"space.data.noise: only the synthetic data sets use it; 'iris' ignores it; "
+                                         r"its values train the same network there"):
+        plan = plan_search(load_search(path))
+    assert len(plan.configs) == 4
