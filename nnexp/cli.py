@@ -38,15 +38,19 @@ ResultsOpt = Annotated[Path, typer.Option("--results-dir", help="Where result fo
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables; errors still go to stderr.")]
 
 
+def on_one_line(text: str) -> str:
+    """A line break inside a name or a value (a CSV header can hold one) shown as \\n, not taken."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 @contextmanager
 def user_errors():
     """Turn the user's mistakes into one line per problem and exit code 2."""
     try:
         yield
     except NnexpError as exc:
-        for line in exc.problems:  # a line break inside a name or a value stays visible, on its line
-            one_line = line.replace("\r", "\\r").replace("\n", "\\n")
-            sys.stderr.write(f"error: {one_line}\n")
+        for line in exc.problems:
+            sys.stderr.write(f"error: {on_one_line(line)}\n")
         raise typer.Exit(exc.exit_code) from None
 
 
@@ -212,8 +216,7 @@ def warnings_as_lines(show: bool = True):
     def show_line(message, category, filename, lineno, file=None, line=None):
         if show and str(message) not in shown:
             shown.add(str(message))
-            one_line = str(message).replace("\r", "\\r").replace("\n", "\\n")
-            sys.stderr.write(f"warning: {one_line}\n")
+            sys.stderr.write(f"warning: {on_one_line(str(message))}\n")
 
     with warnings.catch_warnings():
         warnings.simplefilter("default")

@@ -440,10 +440,14 @@ def _check_missing(frame: pd.DataFrame, columns: list[str], fill: dict, source: 
         raise _missing_values(counts, int(rows.sum()), source)
 
 
+def _per_column(counts: dict[str, int], limit: int = 8) -> str:
+    """`'a' (2), 'b' (1)`, and how many more columns beyond `limit`."""
+    detail = ", ".join(f"'{c}' ({n})" for c, n in list(counts.items())[:limit])
+    return detail + (f" and {len(counts) - limit} more columns" if len(counts) > limit else "")
+
+
 def _missing_values(counts: dict[str, int], rows: int, source: str) -> DataError:
-    detail = ", ".join(f"'{c}' ({n})" for c, n in list(counts.items())[:8])
-    more = f" and {len(counts) - 8} more columns" if len(counts) > 8 else ""
-    return DataError.at(source, "data.impute", f"{rows} row(s) have missing values in column(s) {detail}{more}; set data.impute: mean or median, or clean the file")
+    return DataError.at(source, "data.impute", f"{rows} row(s) have missing values in column(s) {_per_column(counts)}; set data.impute: mean or median, or clean the file")
 
 
 def _infinite_values(col: str, count: int, source: str) -> DataError:
@@ -498,9 +502,7 @@ def check_features(frame: pd.DataFrame, columns: list[str], fill: dict | None, s
             if infinite:
                 counts[col] = infinite
     if counts:  # every column at once: fixing the file should not take one run per column
-        detail = ", ".join(f"'{c}' ({n})" for c, n in list(counts.items())[:8])
-        more = f" and {len(counts) - 8} more columns" if len(counts) > 8 else ""
-        raise DataError.at(source, "data.dataset", f"infinite values in column(s) {detail}{more}; replace them or drop those rows")
+        raise DataError.at(source, "data.dataset", f"infinite values in column(s) {_per_column(counts)}; replace them or drop those rows")
 
 
 def _check_level_count(col: str, count: int, max_categories: int, source: str) -> None:
