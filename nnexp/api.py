@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nnexp.spec import ExperimentSpec, apply_override, experiment_paths, did_you_mean, load_experiment, validate_experiment
+from nnexp.spec import (ExperimentSpec, apply_override, did_you_mean, experiment_paths, load_experiment,
+                         validate_experiment, warn_ignored)
 from nnexp.errors import DataError, NnexpError, SpecError
 from nnexp.train import RunResult, train_experiment
 
@@ -27,7 +28,9 @@ def load_spec(spec: str | os.PathLike | dict | ExperimentSpec, overrides: dict[s
         tree = copy.deepcopy(spec)  # the caller's mapping stays as it was
         for path, value in pairs:
             apply_override(tree, path, value)
-        return validate_experiment(tree, "<dict>")
+        resolved = validate_experiment(tree, "<dict>")
+        warn_ignored("spec", resolved.data.ignored_fields(), pairs)
+        return resolved
     return load_experiment(spec, pairs)
 
 
@@ -35,6 +38,18 @@ def _check_folder_argument(value, name: str, optional: bool = False) -> None:
     if not (isinstance(value, (str, os.PathLike)) or (optional and value is None)):
         expected = "a folder path" + (" or None" if optional else "")
         raise NnexpError(f"{name}: expected {expected}, got {type(value).__name__} {value!r:.40}")
+
+
+def _check_flag(value, name: str) -> None:
+    """True or False only: any non-empty string is truthy, and fresh='no' would start a search over."""
+    if not isinstance(value, bool):
+        raise NnexpError(f"{name}: expected True or False, got {type(value).__name__} {value!r:.40}")
+
+
+def _check_progress(progress) -> None:
+    if progress is not None and not callable(progress):
+        raise NnexpError(f"progress: expected a function called after each epoch or trial, or None, "
+                         f"got {type(progress).__name__} {progress!r:.40}")
 
 
 def _check_spec_argument(spec, expected: str, kinds: tuple[type, ...] = (str, os.PathLike, dict, ExperimentSpec)) -> None:
@@ -77,6 +92,7 @@ def run_experiment(spec: str | os.PathLike | dict | ExperimentSpec, *, results_d
     from nnexp.results import write_run
 
     _check_folder_argument(results_dir, "results_dir", optional=True)
+    _check_progress(progress)
     resolved = load_spec(spec, _keyword_overrides(overrides, ("results_dir", "progress"), experiment_paths().__contains__))
     result = train_experiment(resolved, progress=progress)
     result.files = {}
@@ -96,10 +112,11 @@ def predict(model: str | os.PathLike, data, proba: bool = False):
     from nnexp.metrics import class_probabilities
     from nnexp.results import load_model
 
+    if not isinstance(model, (str, os.PathLike)):
+        raise NnexpError(f"model: expected the path of a model.npz (or its folder), got {type(model).__name__} {model!r:.40}")
     if not isinstance(data, (str, os.PathLike, pd.DataFrame)):
         raise NnexpError(f"data: expected a table file's path or a pandas DataFrame, got {type(data).__name__} {data!r:.40}")
-    if not isinstance(proba, bool):
-        raise NnexpError(f"proba: expected True or False, got {proba!r:.40}")
+    _check_flag(proba, "proba")
     saved = load_model(model)
     if proba and saved.task == "regression":
         raise NnexpError(f"--proba: {model} is a regression model; class probabilities need a classification one")
@@ -202,6 +219,14 @@ def run_search(spec: str | os.PathLike, *, results_dir: str | os.PathLike = "res
     if results_dir is None:
         raise NnexpError("results_dir: a search needs a folder for its trials.jsonl and tables")
     _check_folder_argument(results_dir, "results_dir")
+    _check_flag(fresh, "fresh")
+    _check_flag(retry_failed, "retry_failed")
+    _check_progress(progress)
+    if scheduler is not None and not isinstance(scheduler, str):
+        raise NnexpError(f"scheduler: expected a dask scheduler address or file, got {type(scheduler).__name__} "
+                         f"{scheduler!r:.40}")
+    if scheduler is not None and backend != "dask":
+        raise NnexpError("scheduler: only used with backend='dask'")
     pairs = _keyword_overrides(overrides, SEARCH_ARGUMENTS, _is_search_field)
     if isinstance(spec, dict):  # named by its `name`, else 'search'; relative paths from here
         loaded = load_search(Path("search"), pairs, data=copy.deepcopy(spec))

@@ -156,7 +156,7 @@ def load_model(path: str | os.PathLike) -> SavedModel:
     if path.is_dir():
         path = path / "model.npz"
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:  # our `with` closes a bad file too
             arrays = {k: npz[k] for k in npz.files}
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None

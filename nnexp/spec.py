@@ -1065,15 +1065,20 @@ def experiment_from_dict(data: dict, path: Path, overrides=None) -> ExperimentSp
         data["name"] = path.stem
     with _blaming_overrides(str(path), overrides or []):
         spec = validate_experiment(data, str(path))
-    _warn_ignored(str(path), spec.data.ignored_fields())
+    warn_ignored(str(path), spec.data.ignored_fields(), overrides or [])
     return spec
 
 
-def _warn_ignored(source: str, lines: list[str]) -> None:
+def warn_ignored(source: str, lines: list[str], overrides: list[tuple[str, Any]] = ()) -> None:
+    """One warning per `DataSpec.ignored_fields` line, named by the file, or by `--set` when an
+    override gave that field."""
     import warnings
 
+    given = [path for path, _ in overrides]
     for line in lines:
-        warnings.warn(f"{source}: {line}", stacklevel=3)
+        field = line.split(":", 1)[0]
+        by_set = any(field == path or field.startswith(path + ".") for path in given)
+        warnings.warn(f"--set {line}" if by_set else f"{source}: {line}", stacklevel=3)
 
 
 @contextmanager
@@ -1181,7 +1186,7 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
     with _blaming_overrides(str(base_source), experiment_overrides, inline):
         base_spec = validate_experiment(base_data, str(base_source), inline)
     searched = {p for key in spec.space for p in (key, *(f"{key}.{f}" for f in DataSpec.model_fields))}
-    _warn_ignored(str(base_source), base_spec.data.ignored_fields(searched))
+    warn_ignored(str(base_source), base_spec.data.ignored_fields(searched), experiment_overrides)
     return LoadedSearch(spec=spec, base=base_data, base_spec=base_spec, source=str(path))
 
 

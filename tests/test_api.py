@@ -29,6 +29,11 @@ def test_run_search_and_report(tmp_path, write_spec):
     ({"n_jobs": "2"}, "--n-jobs: must be a positive number of workers, or -1 for all cores (-2 all but one, ...), got '2'"),
     ({"n_jobs": 1.5}, "--n-jobs: must be a positive number of workers, or -1 for all cores (-2 all but one, ...), got 1.5"),
     ({"n_jobs": 0}, "--n-jobs: must be a positive number of workers"),
+    ({"fresh": "no"}, "fresh: expected True or False, got str 'no'"),
+    ({"retry_failed": 1}, "retry_failed: expected True or False, got int 1"),
+    ({"scheduler": 5, "backend": "dask"}, "scheduler: expected a dask scheduler address or file, got int 5"),
+    ({"scheduler": "tcp://x:8786"}, "scheduler: only used with backend='dask'"),
+    ({"progress": 1}, "progress: expected a function called after each epoch or trial, or None, got int 1"),
 ])
 def test_run_search_checks_its_arguments_as_the_cli_does(tmp_path, write_spec, arguments, message):
     """A strategy the spec would refuse used to run a grid recorded as 'bayes'; trials=0 ran everything."""
@@ -126,7 +131,10 @@ def test_the_callers_mapping_is_left_as_it_was(tmp_path):
     (lambda: nnexp.run_search("grid.yaml", results_dir=5), "results_dir: expected a folder path, got int 5"),
     (lambda: nnexp.predict("model.npz", [[1, 2, 3]]),
      "data: expected a table file's path or a pandas DataFrame, got list [[1, 2, 3]]"),
-    (lambda: nnexp.predict("model.npz", "rows.csv", proba="yes"), "proba: expected True or False, got 'yes'"),
+    (lambda: nnexp.predict("model.npz", "rows.csv", proba="yes"), "proba: expected True or False, got str 'yes'"),
+    (lambda: nnexp.predict(5, "rows.csv"), "model: expected the path of a model.npz (or its folder), got int 5"),
+    (lambda: nnexp.run_experiment({"data": {"dataset": "iris"}}, results_dir=None, progress=1),
+     "progress: expected a function called after each epoch or trial, or None, got int 1"),
     (lambda: nnexp.load_spec("spec.yaml", {"train.epoch": 2}), "overrides: train.epoch: unknown field; did you mean"),
 ])
 def test_wrong_argument_types_are_one_line_errors(call, message):

@@ -631,3 +631,9 @@ def test_a_nameless_kind_mapping_as_an_override_sets_parameters_of_the_kind_in_t
 
     plan = plan_search(specs.load_search(grid))
     assert sorted((c.spec.optimizer.name, c.spec.optimizer.lr) for c in plan.configs) == [("sgd", 0.01), ("sgd", 0.1)]
+
+
+def test_an_unused_data_field_given_by_set_is_blamed_on_set(write_spec):
+    path = write_spec({"data": {"dataset": "iris"}})
+    with pytest.warns(UserWarning, match=r"^--set data.noise: only the synthetic data sets use it"):
+        specs.load_experiment(path, [("data.noise", 0.2)])

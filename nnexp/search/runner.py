@@ -288,6 +288,7 @@ def run_search(
         if store.repair():
             notes.append(f"{store.path}: cut off an incomplete last line before appending")
         store.create()
+        lines_before = store.lines()
 
         todo, kept = [], []
         for trial in plan.trials:
@@ -338,7 +339,8 @@ def run_search(
 
         latest = store.latest()
         records = [latest[t.key] for t in plan.trials if t.key in latest]
-    return SearchOutcome(folder, records, counts.done, counts.skipped, interrupted, time.perf_counter() - start, notes)
+        ran = store.lines() - lines_before  # not counts.done: a Ctrl-C may fall between an append and its count
+    return SearchOutcome(folder, records, ran, counts.skipped, interrupted, time.perf_counter() - start, notes)
 
 
 def _run_in_process(tasks, options, counts: Progress, record_done) -> None:
@@ -394,7 +396,7 @@ def _run_parallel(tasks, options, workers, threads, backend: Backend, scheduler,
                 close = getattr(results, "close", None)
                 try:
                     if close is not None:
-                        close()  # Ctrl-C: joblib aborts the running trials, nothing new is scheduled
+                        _close_quietly(close)  # Ctrl-C: joblib aborts the running trials, nothing new is scheduled
                 except Exception:  # noqa: BLE001 - a Ctrl-C while loky was starting its workers can leave
                     if not interrupted:  # it unable to shut them down cleanly; the interrupt is what matters
                         raise
@@ -599,8 +601,17 @@ def _dask_rounds(client, pending, refs, options, workers, lost_errors, counts: P
         finally:
             close = getattr(results, "close", None)
             if close is not None:
-                close()  # Ctrl-C: joblib stops waiting; dask drops the tasks nobody wants any more
+                _close_quietly(close)  # Ctrl-C: joblib stops waiting; dask drops the tasks nobody wants any more
             counts.running = 0
+
+
+def _close_quietly(close) -> None:
+    """Close joblib's result generator without its warning that tasks were 'executed but not used'
+    or 'cancelled' and that 'you could benefit from adjusting the input task iterator': after a
+    Ctrl-C every finished trial is already in the log, and there is nothing for the user to adjust."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"(?s).*You could benefit from adjusting the input task iterator")
+        close()
 
 
 def _culprit(exc: BaseException, in_flight: dict) -> TrialTask | None:

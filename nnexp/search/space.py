@@ -255,7 +255,7 @@ def _warn_ignored_dimensions(loaded: LoadedSearch, configs: list[Config]) -> Non
 
     searched = set(loaded.spec.space)
     lines = dict.fromkeys(line for c in configs for line in c.spec.data.ignored_fields()
-                          if line.split(":", 1)[0] in searched)
+                          if {line.split(":", 1)[0], "data"} & searched)  # the field, or the whole data section
     for line in lines:
         field, reason = line.split(": ", 1)
         warnings.warn(f"{loaded.source}: space.{field}: {reason}; its values train the same network there", stacklevel=3)

@@ -103,6 +103,14 @@ class TrialStore:
             records.append(record)
         return records
 
+    def lines(self) -> int:
+        """Complete lines in the log: what appends add to, whatever stopped the search between
+        an append and its bookkeeping (a Ctrl-C can land there)."""
+        try:
+            return self.path.read_bytes().count(b"\n") if self.path.exists() else 0
+        except OSError as exc:
+            raise StorageError.writing(self.path, exc, "cannot read the trials log") from None
+
     def latest(self) -> dict[tuple[str, int], dict]:
         """The last record of each (config_id, seed), in first-seen order."""
         latest: dict[tuple[str, int], dict] = {}

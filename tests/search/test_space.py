@@ -210,3 +210,6 @@ def test_a_searched_data_field_that_a_data_set_ignores_is_named(search_file):
                                          r"its values train the same network there"):
         plan = plan_search(load_search(path))
     assert len(plan.configs) == 4
+    section = search_file({"data": [{"dataset": "iris", "noise": 0.1}, {"dataset": "iris", "noise": 0.2}]}, name="sec")
+    with pytest.warns(UserWarning, match=r"space.data.noise: only the synthetic data sets use it; 'iris' ignores it"):
+        plan_search(load_search(section))
