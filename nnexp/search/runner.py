@@ -129,10 +129,30 @@ def _dask_client(n_workers: int, scheduler: str | None, Client, LocalCluster):
         return
     # its scheduler and worker processes log below CRITICAL to this terminal otherwise (a Ctrl-C
     # printed 'Async instruction ... ended with CancelledError' warnings beside nnexp's own line)
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=":0", silence_logs=logging.CRITICAL) as cluster, \
-            Client(cluster, set_as_default=False) as client:
+    with _children_ignore_ctrl_c():
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=":0", silence_logs=logging.CRITICAL)
+    with cluster, Client(cluster, set_as_default=False) as client:
         yield client
+
+
+@contextmanager
+def _children_ignore_ctrl_c():
+    """Start processes that ignore the terminal's Ctrl-C: it reaches the whole process group, and
+    pool and cluster workers printed a traceback each (one caught mid-import, as it started); this
+    process stops them itself. SIGINT ignored at a Python process's start stays ignored: it installs
+    no KeyboardInterrupt handler. A Ctrl-C in this short window is ignored too."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield  # only the main thread may set handlers, and one installed outside Python cannot be put back
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _scheduler_lost_errors():
@@ -370,7 +390,8 @@ def _run_parallel(tasks, options, workers, threads, backend: Backend, scheduler,
             # pre_dispatch n_jobs: nothing waits in a queue, so "dispatched, not returned" = running
             parallel = Parallel(n_jobs=min(workers, len(pending)), return_as="generator_unordered",
                                 pre_dispatch="n_jobs", batch_size=1)
-            results = parallel(_dispatch(list(pending.values()), in_flight, counts, workers, options))
+            with _children_ignore_ctrl_c():  # joblib starts its worker processes (and loky's tracker) here
+                results = parallel(_dispatch(list(pending.values()), in_flight, counts, workers, options))
             interrupted = False
             try:
                 for record in results:

@@ -372,3 +372,11 @@ def test_the_local_cluster_keeps_its_processes_logs_off_the_terminal():
     clients = _dask_client(2, None, Client, Cluster)
     assert isinstance(next(clients), Client)
     assert seen["silence_logs"] == logging.CRITICAL and seen["n_workers"] == 2
+
+
+def test_local_cluster_workers_ignore_the_terminals_ctrl_c(planned, tmp_path):
+    """Each worker process of a local cluster printed a KeyboardInterrupt traceback on a terminal's Ctrl-C."""
+    loaded, plan = planned({"optimizer.lr": [0.1, 0.01]})
+    outcome = run_search(loaded, plan, tmp_path / "out", backend="dask", n_jobs=2, train_fn=fakes.sigint_train,
+                         data_fn=fakes.no_data)
+    assert [r["val_accuracy"] for r in outcome.records] == [1.0] * len(plan.trials)

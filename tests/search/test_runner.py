@@ -7,7 +7,7 @@ import pytest
 from nnexp.search.runner import release_workers, run_search, worker_plan
 from nnexp.search.store import TrialStore
 
-from .fakes import fake_train, gc_train, no_data
+from .fakes import fake_train, gc_train, no_data, sigint_train
 
 SPACE = {"model.activation": ["relu", "tanh", "logistic"], "optimizer.lr": [0.01, 0.1]}
 FAKE = dict(train_fn=fake_train, data_fn=no_data)
@@ -210,3 +210,16 @@ def test_ctrl_c_as_loky_starts_its_workers_is_an_interrupt_not_a_crash(planned, 
     loaded, plan = planned({"optimizer.lr": [0.1, 0.01]})
     outcome = run_search(loaded, plan, tmp_path / "two", n_jobs=2, **FAKE)
     assert outcome.interrupted and outcome.ran == 0 and not (tmp_path / "two" / ".lock").exists()
+
+
+def test_pool_workers_ignore_the_terminals_ctrl_c_and_the_search_stops_them(planned, tmp_path):
+    """A terminal's Ctrl-C reaches every process of the group: workers caught mid-import printed
+    tracebacks. They start with SIGINT ignored; the caller's own handler is put back."""
+    import signal
+
+    release_workers()  # a fresh pool, started by this search
+    before = signal.getsignal(signal.SIGINT)
+    loaded, plan = planned({"optimizer.lr": [0.1, 0.01]})
+    outcome = run_search(loaded, plan, tmp_path / "out", n_jobs=2, train_fn=sigint_train, data_fn=no_data)
+    assert [r["val_accuracy"] for r in outcome.records] == [1.0] * len(plan.trials)
+    assert signal.getsignal(signal.SIGINT) is before
