@@ -379,23 +379,29 @@ class DataSpec(Strict):
     def ignored_fields(self, searched: Iterable[str] = ()) -> list[str]:
         """Fields set to something that this data set or normalisation does not use, as
         `data.<field>: why` lines (warnings: in a search another configuration may use them).
-        Nothing is said of a field whose meaning depends on a `searched` path."""
+        Nothing is said of a field whose meaning depends on a `searched` space key."""
         from nnexp.data.datasets import DATASETS
 
         synthetic = self.is_builtin and DATASETS[self.dataset].kind == "synthetic"
         fields = type(self).model_fields
         lines = []
-        if "data.dataset" not in searched:
+        if not is_searched("data.dataset", searched):
             if self.target is not None and self.is_builtin:
                 lines.append(f"data.target: '{self.dataset}' is a built-in data set with its own target; target is ignored")
             for name in ("n_samples", "noise"):
                 if getattr(self, name) != fields[name].default and not synthetic:
                     lines.append(f"data.{name}: only the synthetic data sets use it; '{self.dataset}' ignores it")
-        if "data.normalize" not in searched and self.normalize != "pca":
+        if not is_searched("data.normalize", searched) and self.normalize != "pca":
             for name in ("pca_components", "pca_whiten"):
                 if getattr(self, name) != fields[name].default:
                     lines.append(f"data.{name}: only used with normalize: pca; {self.normalize} ignores it")
         return lines
+
+
+def is_searched(path: str, space: Iterable[str]) -> bool:
+    """Whether a search varies `path`: by its own key or by its whole section's (`data: [...]`)."""
+    space = set(space)
+    return path in space or path.split(".", 1)[0] in space
 
 
 class DropoutSpec(Strict):
@@ -733,7 +739,6 @@ KIND_FAMILIES = {
 }
 
 
-
 def experiment_paths() -> list[str]:
     """Every dotted path a search space or --set may name in an experiment spec."""
     paths: list[str] = []
@@ -803,8 +808,7 @@ def apply_override(tree: dict, path: str, value) -> None:
     name (`optimizer.name`) keeps the parameters both kinds have, and a mapping
     without a name (`optimizer: {lr: 0.5}`) sets those parameters of the spec's kind.
     """
-    merged = path in SECTIONS or (path in KIND_FAMILIES and "name" not in value) if isinstance(value, dict) else False
-    if merged:
+    if isinstance(value, dict) and (path in SECTIONS or (path in KIND_FAMILIES and "name" not in value)):
         for key, item in value.items():
             apply_override(tree, f"{path}.{key}", item)
         return
@@ -1076,9 +1080,13 @@ def warn_ignored(source: str, lines: list[str], overrides: list[tuple[str, Any]]
 
     given = [path for path, _ in overrides]
     for line in lines:
-        field = line.split(":", 1)[0]
-        by_set = any(field == path or field.startswith(path + ".") for path in given)
+        by_set = _given_by(line.split(":", 1)[0], given)
         warnings.warn(f"--set {line}" if by_set else f"{source}: {line}", stacklevel=3)
+
+
+def _given_by(field: str, paths: list[str]) -> bool:
+    """Whether an override at one of `paths` set `field` (itself, or a section or kind around it)."""
+    return any(field == path or field.startswith((f"{path}.", f"{path}[")) for path in paths)
 
 
 @contextmanager
@@ -1094,8 +1102,7 @@ def _blaming_overrides(source: str, overrides: list[tuple[str, Any]], prefix: st
             field = line[len(source) + 2:] if line.startswith(f"{source}: ") else None
             if field is not None and prefix:
                 field = field.removeprefix(prefix)
-            given = field is not None and any(field.startswith(f"{path}: ") or field.startswith(f"{path}.")
-                                               or field.startswith(f"{path}[") for path in paths)
+            given = field is not None and _given_by(field.split(": ", 1)[0], paths)
             lines.append(f"--set {field}" if given else line)
         raise SpecError(lines) from None
 
@@ -1185,8 +1192,7 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
     inline = "experiment." if spec.base is None else ""  # its fields are named as the search file writes them
     with _blaming_overrides(str(base_source), experiment_overrides, inline):
         base_spec = validate_experiment(base_data, str(base_source), inline)
-    searched = {p for key in spec.space for p in (key, *(f"{key}.{f}" for f in DataSpec.model_fields))}
-    warn_ignored(str(base_source), base_spec.data.ignored_fields(searched), experiment_overrides)
+    warn_ignored(str(base_source), base_spec.data.ignored_fields(spec.space), experiment_overrides)
     return LoadedSearch(spec=spec, base=base_data, base_spec=base_spec, source=str(path))
 
 

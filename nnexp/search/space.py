@@ -29,6 +29,7 @@ from nnexp.spec import (
     UniformDist,
     apply_override,
     format_errors,
+    is_searched,
     listed_values,
     metric_problem,
     resolve_dataset_path,
@@ -210,10 +211,7 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
     configs, problems, made_by = [], [], {}
     invalid: dict[tuple, list[str]] = {}  # (space key, problem) -> the lines of each value that has it
     for params in points:
-        experiment = copy.deepcopy(loaded.base)
-        for path, value in params.items():
-            apply_override(experiment, path, copy.deepcopy(value))
-        resolve_dataset_path(experiment, Path(loaded.source).parent)  # a searched data.dataset, as the base's
+        experiment = _experiment(loaded, params)
         cid = config_id(params)
         experiment["name"] = f"{loaded.spec.name}-{cid}"
         try:
@@ -248,14 +246,22 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
     return SearchPlan(strategy, configs, trial_list, grid_size)
 
 
+def _experiment(loaded: LoadedSearch, params: dict) -> dict:
+    """The base experiment with these space values set (a searched data.dataset resolved as the base's)."""
+    experiment = copy.deepcopy(loaded.base)
+    for path, value in params.items():
+        apply_override(experiment, path, copy.deepcopy(value))
+    resolve_dataset_path(experiment, Path(loaded.source).parent)
+    return experiment
+
+
 def _warn_ignored_dimensions(loaded: LoadedSearch, configs: list[Config]) -> None:
     """A searched data field that a configuration's data set ignores (noise on iris) trains the same
     network for each of its values there: say so once per field and reason."""
     import warnings
 
-    searched = set(loaded.spec.space)
     lines = dict.fromkeys(line for c in configs for line in c.spec.data.ignored_fields()
-                          if {line.split(":", 1)[0], "data"} & searched)  # the field, or the whole data section
+                          if is_searched(line.split(":", 1)[0], loaded.spec.space))
     for line in lines:
         field, reason = line.split(": ", 1)
         warnings.warn(f"{loaded.source}: space.{field}: {reason}; its values train the same network there", stacklevel=3)
@@ -277,10 +283,8 @@ def _same_values(loaded: LoadedSearch) -> list[str]:
     for key, dim in sorted(loaded.spec.space.items()):
         made_by: dict[str, Any] = {}
         for value in listed_values(dim):
-            experiment = copy.deepcopy(loaded.base)
-            apply_override(experiment, key, copy.deepcopy(value))
             try:
-                made = ExperimentSpec.model_validate(experiment).model_dump_json(exclude={"name"})
+                made = ExperimentSpec.model_validate(_experiment(loaded, {key: value})).model_dump_json(exclude={"name"})
             except ValidationError:  # alone on the base it may not validate: the configurations say why
                 continue
             first = made_by.setdefault(made, value)
