@@ -682,6 +682,9 @@ def _check_dimension(value):
                 f" (a list of values, or one of {', '.join(DISTRIBUTIONS)})"
             )
         raise ValueError(f"expected a list of values or a distribution such as {{choice: [...]}}, got {_describe(value)}")
+    named = [key for key in DISTRIBUTIONS if isinstance(value, dict) and key in value]
+    if len(named) > 1:  # pydantic would call the second one an unknown field of the first, unnamed
+        raise ValueError(f"one distribution per entry, got {' and '.join(named)}")
     bounds = value.get(tag) if isinstance(value, dict) and tag.endswith("uniform") else None
     if bounds is not None and not (isinstance(bounds, (list, tuple)) and len(bounds) >= 2):  # more: "at most 2"
         raise ValueError(f"{tag}: expected [low, high], got {yaml_text(bounds)}")

@@ -111,8 +111,9 @@ def test_a_kind_and_its_parameter_may_both_be_searched(search_file):
     ({"uniform": [0.1]}, "uniform: expected [low, high], got [0.1]"),
     ({"log_uniform": 0.1}, "log_uniform: expected [low, high], got 0.1"),
     ({"int_uniform": []}, "int_uniform: expected [low, high], got []"),
+    ({"uniform": [0.1, 1], "log_uniform": [0.1, 1]}, "one distribution per entry, got uniform and log_uniform"),
 ])
-def test_a_distribution_without_two_bounds_says_so(dimension, problem, search_file):
+def test_a_distribution_without_two_bounds_or_with_two_kinds_says_so(dimension, problem, search_file):
     """Not pydantic's 'space.optimizer.lr[1]: required field is missing'."""
     path = search_file({"optimizer.lr": dimension})
     with pytest.raises(SpecError) as info:
