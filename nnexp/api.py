@@ -13,6 +13,9 @@ from nnexp.errors import DataError, NnexpError, SpecError
 from nnexp.train import RunResult, train_experiment
 
 
+MAPPING = "<dict>"  # how messages name a spec given as a mapping, where a file would be named by its path
+
+
 def load_spec(spec: str | os.PathLike | dict | ExperimentSpec, overrides: dict[str, Any] | None = None) -> ExperimentSpec:
     """An ExperimentSpec from a path, a mapping or a spec, with dotted-path overrides applied
     (a mapping of paths to values, or (path, value) pairs)."""
@@ -28,8 +31,8 @@ def load_spec(spec: str | os.PathLike | dict | ExperimentSpec, overrides: dict[s
         tree = copy.deepcopy(spec)  # the caller's mapping stays as it was
         for path, value in pairs:
             apply_override(tree, path, value)
-        resolved = validate_experiment(tree, "<dict>")
-        warn_ignored("spec", resolved.data.ignored_fields(), pairs)
+        resolved = validate_experiment(tree, MAPPING)
+        warn_ignored(MAPPING, resolved.data.ignored_fields(), pairs)
         return resolved
     return load_experiment(spec, pairs)
 
@@ -228,8 +231,8 @@ def run_search(spec: str | os.PathLike, *, results_dir: str | os.PathLike = "res
     if scheduler is not None and backend != "dask":
         raise NnexpError("scheduler: only used with backend='dask'")
     pairs = _keyword_overrides(overrides, SEARCH_ARGUMENTS, _is_search_field)
-    if isinstance(spec, dict):  # named by its `name`, else 'search'; relative paths from here
-        loaded = load_search(Path("search"), pairs, data=copy.deepcopy(spec))
+    if isinstance(spec, dict):  # named '<dict>' in messages, as an experiment mapping is; relative paths from here
+        loaded = load_search(Path("search"), pairs, data=copy.deepcopy(spec), source=MAPPING)
     else:
         loaded = load_search(spec, pairs)
     plan = plan_search(loaded, strategy, trials)

@@ -6,11 +6,28 @@ is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import os
+import sys
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
 
 def first_line(exc: BaseException, limit: int | None = None) -> str:
     """`Type: first line of the message` (the type alone when there is none), for one-line errors."""
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0][:limit]}" if lines else type(exc).__name__
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """Warn about the user's input at the first line outside nnexp (as pandas does): a notebook
+    then shows the user's own call, not nnexp's internals, and Python's once-per-place filter
+    counts the user's places."""
+    import warnings
+
+    frame, level = sys._getframe(), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 class NnexpError(Exception):

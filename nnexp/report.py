@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nnexp.errors import NnexpError
+from nnexp.errors import NnexpError, warn
 from nnexp.search.store import TrialStore, read_saved_spec
 
 ALPHA = 0.05
@@ -93,7 +93,7 @@ def trials_frame(records: list[dict], params: list[str] | None = None):
             text = frame.loc[numbers.isna() & frame[column].notna(), ["trial_id", column]]
             if len(text):  # a hand-edited log: say what the statistics leave out
                 trial, value = text.iloc[0]
-                warnings.warn(f"trials.jsonl: {column} of {len(text)} trial(s) is not a number (e.g. {value!r} in "
+                warn(f"trials.jsonl: {column} of {len(text)} trial(s) is not a number (e.g. {value!r} in "
                               f"{trial}); left out of the statistics")
             frame[column] = numbers
     if len(frame):  # workers append in finishing order: a fixed order makes every sum, so every mean, the same

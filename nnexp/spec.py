@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from nnexp.errors import SpecError
+from nnexp.errors import SpecError, warn
 
 # --------------------------------------------------------------------------- names
 # Registries elsewhere (engine, data) are keyed by exactly these names; tests
@@ -1079,12 +1079,10 @@ def experiment_from_dict(data: dict, path: Path, overrides=None) -> ExperimentSp
 def warn_ignored(source: str, lines: list[str], overrides: list[tuple[str, Any]] = ()) -> None:
     """One warning per `DataSpec.ignored_fields` line, named by the file, or by `--set` when an
     override gave that field."""
-    import warnings
-
     given = [path for path, _ in overrides]
     for line in lines:
         by_set = _given_by(line.split(":", 1)[0], given)
-        warnings.warn(f"--set {line}" if by_set else f"{source}: {line}", stacklevel=3)
+        warn(f"--set {line}" if by_set else f"{source}: {line}")
 
 
 def _given_by(field: str, paths: list[str]) -> bool:
@@ -1125,13 +1123,17 @@ SEARCH_ONLY_KEYS = ("name", "base", "experiment", "strategy", "trials", "repeats
 
 
 def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None = None,
-                data: dict | None = None) -> LoadedSearch:
-    """Load a search spec, its base experiment and the `--set` overrides, and check every space path."""
+                data: dict | None = None, source: str | None = None) -> LoadedSearch:
+    """Load a search spec, its base experiment and the `--set` overrides, and check every space path.
+
+    `data`: the spec as a mapping instead of the file's; `path` then only names its default name
+    and the folder its relative paths start from, and `source` names it in messages."""
     path = Path(path)
+    source = source or str(path)
     data = read_yaml(path) if data is None else data
     sections = [key for key in EXPERIMENT_ONLY_KEYS if key in data]
     if sections and not is_search_spec(data):
-        raise SpecError(f"{path}: this looks like an experiment spec (it has {'/'.join(sections)} at the top); "
+        raise SpecError(f"{source}: this looks like an experiment spec (it has {'/'.join(sections)} at the top); "
                         "use `nnexp run`, or write a search spec with `experiment:` (or `base:`) and `space:`")
     search_overrides, experiment_overrides = [], []
     for key, value in overrides or []:
@@ -1151,16 +1153,14 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
             set_path(data, key, value)
     if data.get("name") is None:  # the default name is checked like a written one (a file '..yaml' has stem '.')
         data["name"] = path.stem
-    with _blaming_overrides(str(path), search_overrides):
+    with _blaming_overrides(source, search_overrides):
         try:
             spec = SearchSpec.model_validate(data)
         except ValidationError as exc:
-            raise SpecError(format_errors(str(path), exc, schema=SearchSpec)) from None
+            raise SpecError(format_errors(source, exc, schema=SearchSpec)) from None
     if data.get("mode") is not None and spec.mode != metric_mode(spec.metric):
-        import warnings
-
-        warnings.warn(f"{path}: mode: {spec.mode} ranks {spec.metric} {'lowest' if spec.mode == 'min' else 'highest'} "
-                      "first, its worst first (leave `mode` out and it follows the metric)", stacklevel=2)
+        warn(f"{source}: mode: {spec.mode} ranks {spec.metric} {'lowest' if spec.mode == 'min' else 'highest'} "
+                      "first, its worst first (leave `mode` out and it follows the metric)")
 
     if spec.base is not None:
         base_path = Path(os.path.expanduser(spec.base))
@@ -1170,33 +1170,33 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
         except SpecError as exc:  # a bad base file is named by its own path; a wrong `base` is this file's mistake
             if base_path.is_file():
                 raise
-            raise SpecError(f"{path}: base: {exc.problems[0]}") from None
+            raise SpecError(f"{source}: base: {exc.problems[0]}") from None
         if is_search_spec(base_data):
-            raise SpecError(f"{path}: base: {spec.base} is itself a search spec; point at an experiment spec")
-        base_source = base_path
+            raise SpecError(f"{source}: base: {spec.base} is itself a search spec; point at an experiment spec")
+        base_folder, base_source = base_path.parent, str(base_path)
     else:
         base_data = dict(spec.experiment or {})
-        base_source = path
+        base_folder, base_source = path.parent, source
     base_data = dict(base_data)
     _apply_all(base_data, experiment_overrides, "--set")
     if isinstance(base_data.get("data"), dict):
         base_data["data"] = dict(base_data["data"])
-        resolve_dataset_path(base_data, base_source.parent)
+        resolve_dataset_path(base_data, base_folder)
     base_data.setdefault("name", spec.name)
 
     problems = []
     known = experiment_paths()
     for key in spec.space:
         if key not in known:
-            problems.append(f"{path}: space.{key}: unknown field{did_you_mean(key, known)}")
-    problems += [f"{path}: {problem}" for problem in _overlapping_dimensions(spec.space)]
+            problems.append(f"{source}: space.{key}: unknown field{did_you_mean(key, known)}")
+    problems += [f"{source}: {problem}" for problem in _overlapping_dimensions(spec.space)]
     if problems:
         raise SpecError(problems)
     inline = "experiment." if spec.base is None else ""  # its fields are named as the search file writes them
-    with _blaming_overrides(str(base_source), experiment_overrides, inline):
-        base_spec = validate_experiment(base_data, str(base_source), inline)
-    warn_ignored(str(base_source), base_spec.data.ignored_fields(spec.space), experiment_overrides)
-    return LoadedSearch(spec=spec, base=base_data, base_spec=base_spec, source=str(path))
+    with _blaming_overrides(base_source, experiment_overrides, inline):
+        base_spec = validate_experiment(base_data, base_source, inline)
+    warn_ignored(base_source, base_spec.data.ignored_fields(spec.space), experiment_overrides)
+    return LoadedSearch(spec=spec, base=base_data, base_spec=base_spec, source=source)
 
 
 def listed_values(dim) -> list:

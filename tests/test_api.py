@@ -105,6 +105,24 @@ def test_run_search_takes_a_mapping(tmp_path):
     assert len(result.summary) == 2 and result.folder == tmp_path / "inline"
 
 
+def test_a_mapping_is_named_dict_in_errors_and_warnings_of_both_entry_points(tmp_path):
+    """A file is named by its path; a mapping has none, and neither 'spec' nor 'search' says which argument."""
+    experiment = {"data": {"dataset": "iris", "target": "x"}, "train": {"epochs": 1}}
+    search = {"name": "mine", "repeats": 1, "experiment": experiment, "space": {"optimizer.lr": [0.1]}}
+    ignored = "data.target: 'iris' is a built-in data set with its own target; target is ignored"
+    with pytest.warns(UserWarning) as caught:
+        nnexp.load_spec(experiment)
+        nnexp.run_search(search, results_dir=tmp_path, n_jobs=1)
+    assert [str(w.message) for w in caught if "ignored" in str(w.message)] == [f"<dict>: {ignored}"] * 2
+    assert {w.filename for w in caught} == {__file__}  # the caller's lines, not nnexp's
+    with pytest.raises(SpecError, match=r"^<dict>: train.epochs: expected a whole number"):
+        nnexp.load_spec({"train": {"epochs": "x"}})
+    with pytest.raises(SpecError, match=r"^<dict>: experiment.train.epochs: expected a whole number"):
+        nnexp.run_search({**search, "experiment": {"train": {"epochs": "x"}}}, results_dir=tmp_path)
+    with pytest.raises(SpecError, match=r"^<dict>: space.optimizer.rate: unknown field"):
+        nnexp.run_search({**search, "space": {"optimizer.rate": [0.1]}}, results_dir=tmp_path)
+
+
 def test_the_callers_mapping_is_left_as_it_was(tmp_path):
     """A second call in a notebook must not inherit the first call's overrides."""
     import copy

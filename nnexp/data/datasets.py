@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nnexp.data.cache import cached
-from nnexp.errors import DataError, first_line
+from nnexp.errors import DataError, first_line, warn
 from nnexp.spec import DATA_FILE_SUFFIXES, did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -272,8 +272,6 @@ def _check_csv_header(frame: pd.DataFrame, header: list[str], first: list[str], 
     """Refuse repeated column names (a copy of the target would become a feature) and data rows
     longer than the header (pandas would shift every column); drop empty columns without a name,
     which a separator at the end of every line leaves (with a warning)."""
-    import warnings
-
     from nnexp.data.preprocess import DataWarning
 
     if len(first) == len(header) + 1 and not first[-1].strip():  # (a row-name column first, as R writes, is fine)
@@ -287,8 +285,8 @@ def _check_csv_header(frame: pd.DataFrame, header: list[str], first: list[str], 
                                         "give every column its own name")
     blank = [col for col, name in zip(frame.columns, header) if not name.strip() and frame[col].isna().all()]
     if blank:
-        warnings.warn(f"{path}: ignoring {len(blank)} empty column(s) without a name (a separator at the end of "
-                      "each line?)", DataWarning, stacklevel=3)
+        warn(f"{path}: ignoring {len(blank)} empty column(s) without a name (a separator at the end of "
+                      "each line?)", DataWarning)
         frame = frame.drop(columns=blank)
     return frame
 

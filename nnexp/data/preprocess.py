@@ -22,12 +22,11 @@ without pickle.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nnexp.errors import DataError
+from nnexp.errors import DataError, warn
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -117,7 +116,7 @@ class Preprocessor:
                   scale=np.ones(len(encoded_names)), pca_mean=None, components=None, pca_scale=None,
                   feature_names=encoded_names, task=task, target=target, class_names=class_names,
                   target_mean=0.0, target_std=1.0, dtype=dtype)
-        X = pre._encode_numeric(frame, source) if numeric else pre._encode(frame, source, warn=False)
+        X = pre._encode_numeric(frame, source) if numeric else pre._encode(frame, source, warn_unseen=False)
         pre.normalize = normalize
         if normalize != "none":
             pre._fit_scaling(X, encoded_names, normalize, source)
@@ -135,8 +134,8 @@ class Preprocessor:
             raise DataError.at(source, "data.normalize", "every feature is constant on the training rows; nothing to learn from")
         if constant.any():
             dropped = [n for n, c in zip(names, constant) if c]
-            warnings.warn(f"{source}: dropping {len(dropped)} feature(s) constant on the training rows: {_names(dropped)}",
-                          DataWarning, stacklevel=4)
+            warn(f"{source}: dropping {len(dropped)} feature(s) constant on the training rows: {_names(dropped)}",
+                 DataWarning)
         kept = X[:, self.keep]
         with np.errstate(over="ignore", invalid="ignore"):  # values near the float64 limit: named below
             if normalize == "minmax":
@@ -189,7 +188,7 @@ class Preprocessor:
         if isinstance(data, np.ndarray) and data.dtype.kind in "biuf" and not any(self.categorical):
             X = self._encode_numeric(self._as_matrix(data, source), source)
         else:
-            X = self._encode(self._as_frame(data, source), source, warn=True)
+            X = self._encode(self._as_frame(data, source), source, warn_unseen=True)
         if self.normalize != "none":
             X = (X[:, self.keep] - self.shift) / self.scale
         if self.components is not None:
@@ -287,7 +286,7 @@ class Preprocessor:
                 X[missing[:, j], j] = self.fill[col]
         return X
 
-    def _encode(self, frame: pd.DataFrame, source: str, *, warn: bool) -> np.ndarray:
+    def _encode(self, frame: pd.DataFrame, source: str, *, warn_unseen: bool) -> np.ndarray:
         """Impute, check and one-hot encode: (n_samples, n_encoded) float64."""
         import pandas as pd
 
@@ -310,9 +309,9 @@ class Preprocessor:
             seen = index >= 0
             onehot[np.flatnonzero(seen), index[seen]] = 1.0
             unseen = int((~seen).sum())  # missing values were refused or filled above
-            if warn and unseen:
-                warnings.warn(f"{source}: column '{col}': {unseen} row(s) have categories not seen in training; encoded as all zeros",
-                              DataWarning, stacklevel=4)
+            if warn_unseen and unseen:
+                warn(f"{source}: column '{col}': {unseen} row(s) have categories not seen in training; encoded as all zeros",
+                     DataWarning)
             blocks.append(onehot)
         if not blocks:
             return np.zeros((len(frame), 0))
@@ -543,5 +542,5 @@ def check_levels(frame: pd.DataFrame, max_categories: int, source: str) -> None:
                        f"({_names(sorted(set(strays)), 3)})")
             if count > max_categories:
                 raise DataError.at(source, "data.dataset", f"{problem}; fix or remove those cells")
-            warnings.warn(f"{source}: {problem}, so it is encoded as categories; fix those cells "
-                          "if it is a numeric column", DataWarning, stacklevel=2)
+            warn(f"{source}: {problem}, so it is encoded as categories; fix those cells "
+                 "if it is a numeric column", DataWarning)

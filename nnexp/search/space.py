@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from nnexp.errors import SpecError
+from nnexp.errors import SpecError, warn
 from nnexp.spec import (
     ChoiceDist,
     ExperimentSpec,
@@ -258,13 +258,11 @@ def _experiment(loaded: LoadedSearch, params: dict) -> dict:
 def _warn_ignored_dimensions(loaded: LoadedSearch, configs: list[Config]) -> None:
     """A searched data field that a configuration's data set ignores (noise on iris) trains the same
     network for each of its values there: say so once per field and reason."""
-    import warnings
-
     lines = dict.fromkeys(line for c in configs for line in c.spec.data.ignored_fields()
                           if is_searched(line.split(":", 1)[0], loaded.spec.space))
     for line in lines:
         field, reason = line.split(": ", 1)
-        warnings.warn(f"{loaded.source}: space.{field}: {reason}; its values train the same network there", stacklevel=3)
+        warn(f"{loaded.source}: space.{field}: {reason}; its values train the same network there")
 
 
 def _same_experiment(source: str, first: dict, second: dict) -> str:

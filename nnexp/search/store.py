@@ -17,12 +17,11 @@ import math
 import os
 import socket
 import time
-import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from nnexp.errors import NnexpError, StorageError
+from nnexp.errors import NnexpError, StorageError, warn
 
 TRIALS_FILE = "trials.jsonl"
 SPEC_FILE = "search.yaml"
@@ -94,7 +93,7 @@ class TrialStore:
                 record = json.loads(line)
             except ValueError:  # not JSON, or not even text (garbage left by a crash)
                 if number == len(lines):  # unterminated: the write was cut off
-                    warnings.warn(f"{self.path}: ignoring a torn last line (a crash cut it off)", TornLineWarning, stacklevel=2)
+                    warn(f"{self.path}: ignoring a torn last line (a crash cut it off)", TornLineWarning)
                     continue
                 raise NnexpError(f"{self.path}: line {number} is not valid JSON; the trials log is damaged") from None
             if not is_record(record):
