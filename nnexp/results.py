@@ -188,6 +188,8 @@ def _check_consistent(model: SavedModel) -> None:
 
     pre = model.preprocessor
     names = model.class_names
+    if model.task not in ("classification", "regression") or pre.task != model.task:
+        raise ValueError(f"the task of the network ({model.task!r}) and of the preprocessing ({pre.task!r}) differ")
     if model.task == "classification":
         if not (isinstance(names, list) and len(names) >= 2 and all(isinstance(n, str) for n in names)):
             raise ValueError("class_names must be a list of at least 2 texts")
@@ -201,6 +203,8 @@ def _check_consistent(model: SavedModel) -> None:
     outputs = np.asarray(model.network.predict(X.astype(model.network.dtype, copy=False))).reshape(1, -1).shape[1]
     if model.task == "classification" and outputs != (1 if len(names) == 2 else len(names)):
         raise ValueError(f"the network has {outputs} outputs for {len(names)} classes")
+    if model.task == "regression" and outputs != 1:
+        raise ValueError(f"the network has {outputs} outputs for one regression target")
 
 
 def new_figure(**kwargs):

@@ -335,13 +335,17 @@ def test_a_damaged_model_file_is_one_error_line(tmp_path):
                        "prep.npz": {"prep.columns": None}, "keep.npz": {"prep.keep": arrays["prep.keep"][:2]},
                        "names.npz": {"meta": np.array(json.dumps({**meta, "class_names": [1, 2, 3]}))},
                        "other.npz": {"meta": np.array(json.dumps({**meta, "class_names": ["x", "y", "z"]}))},
-                       "none.npz": {"meta": np.array(json.dumps({**meta, "class_names": []}))}}.items():
+                       "none.npz": {"meta": np.array(json.dumps({**meta, "class_names": []}))},
+                       "task.npz": {"meta": np.array(json.dumps({**meta, "task": "regression"}))},  # 3 outputs a row
+                       "tasks.npz": {"meta": np.array(json.dumps({**meta, "task": "regression"})),
+                                     "prep.task": np.array("regression")},
+                       "weird.npz": {"prep.task": np.array("weird")}}.items():
         edited = {k: v for k, v in {**arrays, **edit}.items() if v is not None}
         np.savez(tmp_path / name, **edited)
     for name, content in damaged.items():
         (tmp_path / name).write_bytes(content)
     for name in ("cut.npz", "empty.npz", "meta.npz", "weight.npz", "prep.npz", "keep.npz", "names.npz", "other.npz",
-                 "none.npz"):
+                 "none.npz", "task.npz", "tasks.npz", "weird.npz"):
         result = run_cli("predict", tmp_path / name, rows)
         assert result.exit_code == 2, name
         assert result.stderr.startswith(f"error: {tmp_path / name}: ") and result.stderr.count("\n") == 1, result.stderr
