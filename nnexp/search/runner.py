@@ -452,8 +452,10 @@ def _run_alone(task: TrialTask, options: dict, lost_errors) -> dict:
     """Re-run one suspect of a worker death in a pool of its own."""
     from joblib import Parallel, delayed
 
-    try:
-        (record,) = Parallel(n_jobs=2, batch_size=1)([delayed(run_trial)(task, **options)])
+    try:  # n_jobs=2: a pool, not this process (a second death must not end the search)
+        with _children_ignore_ctrl_c():  # its worker starts here, as the search's own pool does
+            results = Parallel(n_jobs=2, batch_size=1, return_as="generator")([delayed(run_trial)(task, **options)])
+        (record,) = results
         return record
     except lost_errors as exc:
         return killed_record(task, exc)

@@ -223,3 +223,13 @@ def test_pool_workers_ignore_the_terminals_ctrl_c_and_the_search_stops_them(plan
     outcome = run_search(loaded, plan, tmp_path / "out", n_jobs=2, train_fn=sigint_train, data_fn=no_data)
     assert [r["val_accuracy"] for r in outcome.records] == [1.0] * len(plan.trials)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_suspect_run_alone_after_a_worker_death_ignores_ctrl_c_too(planned, tmp_path):
+    """`identity` kills its worker while `swish` (0.3 s) runs in the other: either may be the
+    culprit, so each runs again in a pool of its own, whose worker must also ignore Ctrl-C."""
+    release_workers()
+    loaded, plan = planned({"model.activation": ["identity", "swish"]}, repeats=1)
+    outcome = run_search(loaded, plan, tmp_path / "out", n_jobs=2, train_fn=sigint_train, data_fn=no_data)
+    by_activation = {r["params"]["model.activation"]: r for r in outcome.records}
+    assert by_activation["identity"]["status"] == "failed" and by_activation["swish"]["val_accuracy"] == 1.0
