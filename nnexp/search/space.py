@@ -208,7 +208,7 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
     strategy = strategy or loaded.spec.strategy
     check_strategy(strategy, trials)
     points, grid_size = expand_params(loaded, strategy, trials)
-    configs, problems, made_by = [], [], {}
+    configs, problems, made_by, unsplit = [], [], {}, []
     invalid: dict[tuple, list[str]] = {}  # (space key, problem) -> the lines of each value that has it
     for params in points:
         experiment = _experiment(loaded, params)
@@ -224,10 +224,14 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
         wrong_metric = metric_problem(loaded.spec.metric, task) if task else None
         if wrong_metric:
             problems.append(f"{loaded.source}: {wrong_metric}")
+        if _lacks_validation(loaded.spec.metric, spec):
+            unsplit.append(params)
         twin = made_by.setdefault(spec.model_dump_json(exclude={"name"}), params)
         if twin is not params:
             problems.append(_same_experiment(loaded.source, twin, params))
         configs.append(Config(cid, params, spec))
+    if unsplit:
+        problems.append(_unsplit_problem(loaded, unsplit, len(configs)))
     if strategy == "random":  # sampled configurations rarely coincide: compare each dimension's values
         problems += _same_values(loaded)
     _warn_ignored_dimensions(loaded, configs)
@@ -244,6 +248,20 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
         for r in range(loaded.spec.repeats)
     ]
     return SearchPlan(strategy, configs, trial_list, grid_size)
+
+
+def _lacks_validation(metric: str, spec: ExperimentSpec) -> bool:
+    """A val_ metric is never computed without a validation split: its trials would finish
+    `ok` and rank nowhere."""
+    return metric.startswith("val_") and spec.data.val_fraction == 0 and spec.data.cv_folds == 0
+
+
+def _unsplit_problem(loaded: LoadedSearch, unsplit: list[dict], n_configs: int) -> str:
+    advice = "set data.val_fraction above 0 or data.cv_folds, or rank by a train_ metric"
+    where = "" if len(unsplit) == n_configs else (
+        f" in {len(unsplit)} of {n_configs} configurations (e.g. "
+        f"{', '.join(f'{key}={yaml_text(value)}' for key, value in unsplit[0].items())})")
+    return f"{loaded.source}: metric: {loaded.spec.metric} needs a validation split; data.val_fraction is 0{where}: {advice}"
 
 
 def _experiment(loaded: LoadedSearch, params: dict) -> dict:

@@ -214,3 +214,22 @@ def test_a_searched_data_field_that_a_data_set_ignores_is_named(search_file):
     section = search_file({"data": [{"dataset": "iris", "noise": 0.1}, {"dataset": "iris", "noise": 0.2}]}, name="sec")
     with pytest.warns(UserWarning, match=r"space.data.noise: only the synthetic data sets use it; 'iris' ignores it"):
         plan_search(load_search(section))
+
+
+def test_a_val_metric_without_a_validation_split_is_refused(search_file):
+    """Its trials would finish ok and rank nowhere (a table of `-`, exit 0); as early stopping is refused."""
+    unsplit = {"data": {"dataset": "iris", "val_fraction": 0.0}, "train": {"epochs": 1}}
+    path = search_file({"optimizer.lr": [0.1, 0.01]}, experiment=unsplit)
+    advice = "set data.val_fraction above 0 or data.cv_folds, or rank by a train_ metric"
+    with pytest.raises(SpecError) as info:
+        plan_search(load_search(path))
+    assert info.value.problems == [f"{path}: metric: val_accuracy needs a validation split; data.val_fraction is 0: "
+                                   f"{advice}"]
+    path = search_file({"data.val_fraction": [0.0, 0.2], "optimizer.lr": [0.1, 0.01]})
+    with pytest.raises(SpecError) as info:
+        plan_search(load_search(path))
+    assert info.value.problems == [f"{path}: metric: val_accuracy needs a validation split; data.val_fraction is 0 "
+                                   f"in 2 of 4 configurations (e.g. data.val_fraction=0.0, optimizer.lr=0.1): {advice}"]
+    folds = {**unsplit, "data": {**unsplit["data"], "cv_folds": 3}}
+    for fields in ({"metric": "train_loss", "experiment": unsplit}, {"experiment": folds}):
+        assert len(plan_search(load_search(search_file({"optimizer.lr": [0.1]}, **fields))).configs) == 1
