@@ -180,34 +180,47 @@ def summarize(frame, metric: str, mode: str, params: list[str]):
 
 
 def _ranks(summary, key: str, mode: str):
-    """Ranks by the metric's mean; configurations with fewer than 2 ok repeats come after those
-    with 2 or more (when there are any), so one lucky seed never takes rank 1."""
+    """Ranks by the metric's mean, in tiers of trust: configurations whose every repeat finished
+    ok, then those with 2 or more ok repeats beside failed or diverged ones, then those with
+    fewer than 2. One lucky seed, or two lucky seeds of a configuration that diverged with
+    the rest, never take rank 1 from one that trained with every seed."""
     import pandas as pd
 
     def rank(rows):
         return rows[key].rank(method="min", ascending=(mode == "min"), na_option="keep")
 
-    enough = summary["n_ok"] >= 2
-    if not enough.any() or enough.all():
-        return rank(summary)
-    return pd.concat([rank(summary[enough]), rank(summary[~enough]) + int(enough.sum())]).reindex(summary.index)
+    tiers = trust_tiers(summary)
+    ranks, ranked = [], 0
+    for tier in sorted(tiers.unique()):
+        members = summary[tiers == tier]
+        ranks.append(rank(members) + ranked)
+        ranked += int(members[key].notna().sum())
+    return pd.concat(ranks).reindex(summary.index) if ranks else rank(summary)
+
+
+def trust_tiers(summary):
+    """0: every repeat ok (2 or more); 1: 2 or more ok beside failed or diverged ones; 2: fewer than 2 ok."""
+    complete = (summary["n_ok"] == summary["n_trials"]) & (summary["n_ok"] >= 2)
+    return (~complete).astype(int) + (summary["n_ok"] < 2).astype(int)
 
 
 def _tied_best(frame, summary, metric: str) -> tuple[list[str], list[float]]:
-    """`yes` for the best and every configuration Welch's t-test cannot separate from it (p > 0.05)."""
+    """`yes` for the best and every configuration Welch's t-test cannot separate from it (p > 0.05),
+    unless the best trained with every seed and it did not."""
     if summary.empty or metric not in frame or summary["rank"].isna().all():
         return ["n/a"] * len(summary), [math.nan] * len(summary)
     scores = {cid: g.loc[g["status"] == "ok", metric].dropna().to_numpy()
               for cid, g in frame.groupby("config_id", sort=False)}
     best = scores[summary["config_id"].iloc[0]]
+    tiers = trust_tiers(summary)
     marks, pvalues = [], []
     for i, cid in enumerate(summary["config_id"]):
         values = scores[cid]
         if i == 0:
             marks.append("yes" if len(best) >= 2 else "n/a (<2 repeats)")
             pvalues.append(math.nan)
-        elif len(values) == 0:
-            marks.append("n/a (no ok repeat)")
+        elif len(values) == 0:  # ok repeats without the metric: an old log, before splits were checked
+            marks.append(f"n/a (no {metric})" if summary["n_ok"].iloc[i] else "n/a (no ok repeat)")
             pvalues.append(math.nan)
         elif len(values) < 2 or len(best) < 2:
             marks.append("n/a (<2 repeats)")
@@ -215,7 +228,11 @@ def _tied_best(frame, summary, metric: str) -> tuple[list[str], list[float]]:
         else:
             p = welch_p(best, values)
             pvalues.append(p)
-            marks.append("yes" if p > ALPHA else "no")
+            if tiers.iloc[i] > tiers.iloc[0]:  # as good on its ok repeats, perhaps, but it did not train with every seed
+                failed = int(summary["n_trials"].iloc[i] - summary["n_ok"].iloc[i])
+                marks.append(f"no ({failed} of {summary['n_trials'].iloc[i]} repeats not ok)")
+            else:
+                marks.append("yes" if p > ALPHA else "no")
     return marks, pvalues
 
 
@@ -354,8 +371,11 @@ def summary_markdown(result: ReportResult) -> str:
     n = len(result.trials)
     head = (f"# {result.folder.name}: summary\n\n"
             f"{len(s)} configurations, {n} trials ({_counts(result.trials)}); ranked by {m} ({result.mode}).\n"
-            f"Mean ± std over ok repeats; ci95 is the half-width of the 95% t-interval of the mean; "
-            f"tied_best = Welch's t-test cannot separate it from the best (p > {ALPHA}): a wide spread "
+            f"Mean ± std (n-1) over ok repeats; ci95 is the half-width of the 95% t-interval of the mean; "
+            f"configurations that trained with every seed rank first, then those with a failed or diverged "
+            f"repeat, then those with fewer than 2 ok; "
+            f"tied_best = Welch's t-test cannot separate it from the best (p > {ALPHA}; repeats all equal: "
+            f"tied when the means are): a wide spread "
             f"over few repeats can tie a weak configuration, so read it with the std; "
             f"seconds = mean training time of the ok trials."
             + (" epochs_to_target: mean over the ok repeats that reached train.target, (reached/ok)."

@@ -131,6 +131,32 @@ def test_one_lucky_seed_does_not_take_rank_1(tmp_path):
     assert summary.loc[["steady", "close", "low", "lucky"], "tied_best"].tolist() == ["yes", "yes", "no", "n/a (<2 repeats)"]
 
 
+def test_two_lucky_seeds_of_a_configuration_that_diverged_do_not_take_rank_1(tmp_path):
+    """2 ok trials of 6 (four diverged), the highest scores: ranked after every configuration that
+    trained with all its seeds, and not marked tied with the best; a search in which every
+    configuration lost a repeat ranks them by their means alone."""
+    write_scores(tmp_path, {"steady": [0.90, 0.91, 0.92, 0.90, 0.91, 0.92], "low": [0.6, 0.62, 0.61, 0.6, 0.6, 0.6]})
+    store = TrialStore(tmp_path)
+    for seed in range(6):
+        status = "ok" if seed < 2 else "diverged"
+        store.append({"trial_id": f"shaky-s{seed}", "config_id": "shaky", "params": {"x": "shaky"}, "seed": seed,
+                      "repeat": seed, "status": status, "error": None,
+                      "val_accuracy": 0.95 + seed / 100 if status == "ok" else None, "epochs_run": 5, "seconds": 1.0,
+                      "history": {}})
+    summary = report(tmp_path, plots=False).summary.set_index("config_id")
+    assert summary["rank"].to_dict() == {"steady": 1, "low": 2, "shaky": 3}
+    assert summary["tied_best"].to_dict() == {"steady": "yes", "low": "no", "shaky": "no (4 of 6 repeats not ok)"}
+    assert summary.loc["shaky", "p_vs_best"] < 0.05  # better on the repeats it finished: the mark says why it is not best
+    for seed in (4, 5):  # now every configuration lost two repeats: no tier of trust is above another
+        for name in ("steady", "low"):
+            store.append({"trial_id": f"{name}-s{seed}", "config_id": name, "params": {"x": name}, "seed": seed,
+                          "repeat": seed, "status": "diverged", "error": None, "val_accuracy": None,
+                          "epochs_run": 5, "seconds": 1.0, "history": {}})
+    summary = report(tmp_path, plots=False).summary.set_index("config_id")
+    assert summary["rank"].to_dict() == {"shaky": 1, "steady": 2, "low": 3}
+    assert summary.loc["steady", "tied_best"] == "no"
+
+
 def test_a_configuration_without_an_ok_repeat_is_not_marked(tmp_path):
     write_scores(tmp_path, {"a": [0.9, 0.91], "b": [0.8, 0.82]})
     TrialStore(tmp_path).append({"trial_id": "dead-s0", "config_id": "dead", "params": {"x": "dead"}, "seed": 0,
