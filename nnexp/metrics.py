@@ -31,7 +31,8 @@ def log_loss(proba: np.ndarray, y: np.ndarray) -> float:
 
     Probabilities are floored at the smallest positive float, not at machine epsilon as in
     scikit-learn: a confidently wrong prediction (p = 1e-10 is common in float32) costs its
-    full -log p, as in the loss training minimises, instead of at most -log(eps) = 15.9."""
+    full -log p instead of at most -log(eps) = 15.9. Below the smallest float (-log p above
+    87 in float32) only the logits know the loss: training's metrics take it from them."""
     tiny = np.finfo(proba.dtype).tiny if np.issubdtype(proba.dtype, np.floating) else 1e-300
     picked = proba[np.arange(len(y)), y]
     return float(-np.mean(np.log(np.maximum(picked, tiny), dtype=np.float64)))
@@ -47,11 +48,12 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     return float(np.mean(2.0 * hits[present] / denominator))
 
 
-def classification_metrics(output: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, float]:
+def classification_metrics(output: np.ndarray, y: np.ndarray, n_classes: int, loss: float | None = None) -> dict[str, float]:
+    """`loss`: the cross-entropy from the logits, when known (training's; exact where p rounds to 0)."""
     proba = class_probabilities(output)
     pred = proba.argmax(axis=1)
     return {
-        "loss": log_loss(proba, y),
+        "loss": log_loss(proba, y) if loss is None else loss,
         "accuracy": float(np.mean(pred == y)),
         "f1": macro_f1(y, pred, n_classes),
     }

@@ -196,9 +196,10 @@ def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None
 
 def evaluate(net: Network, data, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Loss and task metrics of one split in inference mode (one forward pass)."""
-    output = net.predict(X)
     if data.task == "classification":
-        return classification_metrics(output, y, data.n_outputs)
+        output, loss = net.predict_and_loss(X, y)
+        return classification_metrics(output, y, data.n_outputs, loss)
+    output = net.predict(X)
     return regression_metrics(output, y, data.preprocessor.inverse_target)
 
 

@@ -204,14 +204,21 @@ class Network:
 
     def evaluate(self, X: np.ndarray, y: np.ndarray) -> float:
         """Mean data loss (no penalty) in inference mode, in chunks."""
+        return self.predict_and_loss(X, y)[1]
+
+    def predict_and_loss(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+        """predict(X) and the mean data loss from the same pass, computed from the logits as
+        training computes it: a confident mistake costs its full log-sum-exp - z_y, which
+        probabilities rounded to 0 could no longer tell."""
         X = self._as_input(X)
         y = self.head.prepare_targets(y, self.n_out, self.dtype)
-        n = X.shape[0]
+        out = np.empty((X.shape[0], self.n_out), dtype=self.dtype)
         total = 0.0
-        for s in range(0, n, INFERENCE_CHUNK):
+        for s in range(0, X.shape[0], INFERENCE_CHUNK):
             z = self._forward(X[s:s + INFERENCE_CHUNK], False)
-            total += self.head.forward_loss(z, y[s:s + INFERENCE_CHUNK]) * z.shape[0]
-        return total / n
+            total += self.head.forward_loss(z, y[s:s + INFERENCE_CHUNK]) * z.shape[0]  # z becomes the output
+            out[s:s + INFERENCE_CHUNK] = z
+        return self.head.to_user(out), total / X.shape[0]
 
     def train_epoch(self, X: np.ndarray, y: np.ndarray, *, batch_size: int, optimizer, lr: float,
                     rng: np.random.Generator, l1: float = 0.0, l2: float = 0.0) -> EpochStats:

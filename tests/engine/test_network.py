@@ -174,6 +174,25 @@ def test_evaluate_matches_hand_computation_in_chunks(monkeypatch):
     assert net.evaluate(X, y) == pytest.approx(full, rel=1e-12)
 
 
+@pytest.mark.parametrize("output, n_out", [("softmax", 3), ("logistic", 1)])
+def test_predict_and_loss_charges_confident_mistakes_in_full_where_probabilities_round_to_zero(output, n_out):
+    """float32 probabilities of 0 floor -log p at 87.3; the logits give the loss training minimises."""
+    X, y = blobs(n=60, dtype=np.float32)
+    y = y % 2 if n_out == 1 else y
+    net = make(output=output, n_out=n_out, init=("gaussian", {"std": 60.0}), act="relu", seed=3)
+    out, loss = net.predict_and_loss(X, y)
+    np.testing.assert_array_equal(out, net.predict(X))
+    z = np.asarray(X, np.float64)  # the logits again, in float64
+    for layer in net.layers:
+        z = layer.forward(z.astype(np.float32), False).astype(np.float64)
+    if output == "softmax":
+        reference = np.mean(np.log(np.exp(z - z.max(1, keepdims=True)).sum(1)) + z.max(1) - z[np.arange(60), y])
+    else:
+        reference = np.mean(np.logaddexp(0.0, z[:, 0]) - y * z[:, 0])
+    assert reference > 200 and loss == pytest.approx(reference, rel=1e-5)
+    assert net.evaluate(X, y) == loss
+
+
 def test_epoch_loss_is_the_batch_weighted_mean_objective():
     X, y = blobs(n=100, dtype=np.float64)
     net = make(dtype=np.float64)
