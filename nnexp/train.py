@@ -20,6 +20,10 @@ from nnexp.metrics import classification_metrics, metric_names, regression_metri
 from nnexp.spec import ExperimentSpec, metric_mode
 
 PROBE_ROWS = 256  # training rows used each epoch to measure saturation and dead units
+# A training loss this many times its first epoch's (or 1, if that was lower) has exploded:
+# SGD at batch 1 on digits grew ~1000-fold an epoch (103, 2.4e4, 9.2e6, ...) for a dozen
+# epochs before float32 overflowed, and its metrics were those of a broken network.
+DIVERGENCE_GROWTH = 1e4
 SMALL_GEMM = 1_000_000  # multiply-adds per batch GEMM below which extra BLAS threads cost more than they give
 
 
@@ -149,7 +153,9 @@ def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None
         row: dict[str, Any] = {"epoch": epoch, "train_loss": stats.loss}
         if stats.finite and data.X_val is not None:
             row.update({f"val_{k}": v for k, v in evaluate(net, data, data.X_val, data.y_val).items()})
-        if not stats.finite or not math.isfinite(row.get("val_loss", 0.0)):
+        first_loss = history[0]["train_loss"] if history else stats.loss
+        exploded = stats.finite and stats.loss > DIVERGENCE_GROWTH * max(first_loss, 1.0)
+        if not stats.finite or exploded or not math.isfinite(row.get("val_loss", 0.0)):
             status, diverged_epoch = "diverged", epoch
             history.append({**row, "lr": lr})
             break

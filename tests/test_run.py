@@ -140,6 +140,22 @@ def test_diverging_run_exits_1_and_still_writes_files(tmp_path, write_spec):
     assert not (tmp_path / "out" / "boom" / "model.npz").exists()
 
 
+def test_a_loss_that_explodes_while_still_finite_is_diverged():
+    """SGD at batch 1, lr 0.1 on digits: the loss grows ~1000-fold an epoch (103, 2.4e4, 9.2e6) long
+    before float32 overflows; past 10,000 times its first epoch's it is diverged, not `ok`."""
+    from nnexp.train import DIVERGENCE_GROWTH
+
+    spec = {"data": {"dataset": "digits"}, "model": {"hidden": [100], "activation": "relu"},
+            "optimizer": {"name": "sgd", "lr": 0.1}, "train": {"epochs": 6, "batch_size": 1}}
+    result = run_experiment(spec, results_dir=None)
+    losses = [row["train_loss"] for row in result.history]
+    assert result.status == "diverged" and result.metrics["diverged_epoch"] == len(losses) < 6
+    assert losses[-1] > DIVERGENCE_GROWTH * losses[0] and all(np.isfinite(losses))
+    assert max(losses[:-1]) <= DIVERGENCE_GROWTH * losses[0]
+    steady = run_experiment({**spec, "train": {"epochs": 6, "batch_size": 32}}, results_dir=None)
+    assert steady.status == "ok"
+
+
 def string_label_table(tmp_path):
     rng = np.random.default_rng(0)
     n = 240
