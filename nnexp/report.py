@@ -470,8 +470,11 @@ def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
             if not any(len(d) for d in data):
                 continue
             labels = [fmt_param(v) for v in values]
+            totals = [int((trials[column] == v).sum()) for v in values]
+            if any(len(d) < t for d, t in zip(data, totals)):  # a box of the ok trials alone hides the others
+                labels = [f"{label}\n{len(d)}/{t} ok" for label, d, t in zip(labels, data, totals)]
             # room for each value's label (about 0.075 in a character), up to a 12 in figure; then slanted
-            per_value = max(1.2, 0.075 * max(map(len, labels)))
+            per_value = max(1.2, 0.075 * max(len(line) for label in labels for line in label.split("\n")))
             fig = new_figure(figsize=(min(12.0, max(4.0, per_value * len(values) + 2)), 3.6))
             ax = fig.subplots()
             ax.boxplot([d if len(d) else [np.nan] for d in data], widths=0.5, showfliers=False)
@@ -483,7 +486,8 @@ def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
         _log_scale_if_wide(ax, ok[m])
         ax.set_xlabel(p)
         ax.set_ylabel(m)
-        ax.set_title(f"{m} by {p} (ok trials)")
+        shown = len(ok[[column, m]].dropna())
+        ax.set_title(f"{m} by {p} (ok trials: {shown} of {len(trials)})" if shown < len(trials) else f"{m} by {p}")
         fig.tight_layout()
         path = result.folder / f"effect_{_safe_name(p)}.png"
         save_figure(fig, path)
@@ -510,10 +514,12 @@ def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
                         ax.plot(np.arange(1, len(y) + 1), y, color=colors[cid], alpha=0.8, lw=1.2, label=label)
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are counts
                 ax.set_xlabel("epoch")
-                ax.set_ylabel(k)
+                ax.set_ylabel(f"{k} (running, training mode)" if k == "train_loss" else k)
             # below the panels, one configuration per line: inside, several parameters' labels hid the curves
             fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", fontsize=7, frameon=False)
-            fig.suptitle(f"learning curves of the best {len(best)} configurations (one line per seed)", fontsize=11)
+            folds = " - first cross-validation fold" if any("fold" in r["history"] for r in curves) else ""
+            fig.suptitle(f"learning curves of the first {len(best)} configurations by rank (one line per seed"
+                         f"{folds})", fontsize=11)
             fig.tight_layout(rect=(0, 0.06 * len(best), 1, 1))
             path = result.folder / "learning_curves.png"
             save_figure(fig, path)

@@ -231,6 +231,10 @@ def plot_learning_curves(history: list[dict], task: str, path: Path) -> None:
     axes[0].plot(frame["epoch"], frame["train_loss"], label="train (running, training mode)")
     if "val_loss" in frame:
         axes[0].plot(frame["epoch"], frame["val_loss"], label="validation")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are counts (a 4-epoch run showed 1.25, 1.5)
     axes[0].set(xlabel="epoch", ylabel="loss", title="Loss")
     axes[0].legend()
     if metric in frame:

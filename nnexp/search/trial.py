@@ -134,13 +134,19 @@ def one_line(exc: BaseException) -> str:
 
 
 def compact_history(history: list[dict], metric: str | None = None) -> dict[str, list]:
-    """The learning curves a report plots: train_loss, val_loss and the main validation metric."""
+    """The learning curves a report plots: train_loss, val_loss and the main validation metric;
+    under cross-validation the first fold's (`fold` names it), as `nnexp run` plots them: the
+    folds back to back read as one run of k times the epochs."""
     if not history:
         return {}
+    fold = history[0].get("fold")
+    if fold is not None:
+        history = [row for row in history if row.get("fold") == fold]
     keys = ["train_loss", "val_loss", *[m for m in MAIN_METRICS if m in history[0]][:1]]
     if metric and metric not in keys and metric in history[0]:
         keys.append(metric)
-    return {k: [_round(row.get(k)) for row in history] for k in keys if k in history[0]}
+    curves = {k: [_round(row.get(k)) for row in history] for k in keys if k in history[0]}
+    return curves if fold is None else {**curves, "fold": fold}
 
 
 def _round(value):

@@ -53,6 +53,8 @@ def test_compact_history_and_one_line():
     history = [{"epoch": 1, "train_loss": 1.0, "val_loss": float("nan"), "val_accuracy": 0.123456789, "lr": 0.1}]
     assert compact_history(history) == {"train_loss": [1.0], "val_loss": [None], "val_accuracy": [0.123457]}
     assert compact_history([]) == {}
+    folds = [{"fold": f, "epoch": e, "train_loss": f + e / 10, "val_loss": 1.0} for f in (0, 1, 2) for e in (1, 2)]
+    assert compact_history(folds) == {"train_loss": [0.1, 0.2], "val_loss": [1.0, 1.0], "fold": 0}
     assert one_line(ValueError()) == "ValueError"
 
 
