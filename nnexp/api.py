@@ -254,11 +254,11 @@ def _is_search_field(path: str) -> bool:
     return path.split(".", 1)[0] in SEARCH_ONLY_KEYS or path in known or path.removeprefix("experiment.") in known
 
 
-def rebuild_report(folder: str | os.PathLike):
-    """Rebuild a search folder's tables and plots from its trials.jsonl."""
+def rebuild_report(folder: str | os.PathLike, metric: str | None = None, mode: str | None = None):
+    """Rebuild a search folder's tables and plots from its trials.jsonl, ranked by the search's
+    metric, or by `metric` (and `mode`) when given."""
     from nnexp.report import report as build_report
 
     if not isinstance(folder, (str, os.PathLike)):
         raise NnexpError(f"folder: expected the path of a search results folder, got {folder!r:.40}")
-
-    return build_report(folder)
+    return build_report(folder, metric=metric, mode=mode)

@@ -543,23 +543,31 @@ def _config_label(result: ReportResult, cid: str) -> str:
 # --------------------------------------------------------------------------- entry point
 
 
-def search_settings(folder: Path, records: list[dict]) -> tuple[str, str, list[str]]:
-    """(metric, mode, params) from the saved search.yaml; sensible guesses when it is missing."""
+def search_settings(folder: Path, records: list[dict], metric: str | None = None,
+                    mode: str | None = None) -> tuple[str, str, list[str]]:
+    """(metric, mode, params): the given metric and mode, else the saved search.yaml's; a guess,
+    said in a warning, when that file is missing."""
     from nnexp.spec import metric_mode
 
     saved = read_saved_spec(folder) or {}
     search = saved.get("search") or {}
     params = sorted(search.get("space") or {}) or sorted({p for r in records for p in r.get("params", {})})
-    metric = search.get("metric")
-    if metric is None:
+    if metric is None and search.get("metric") is None:
         present = {k for r in records for k in r}
         metric = next((m for m in ("val_accuracy", "val_rmse", "val_loss") if m in present), "val_loss")
-    return metric, search.get("mode") or metric_mode(metric), params
+        warn(f"{folder / 'search.yaml'}: missing, so the search's metric is unknown; ranked by {metric}, a guess "
+             "(give --metric to choose)")
+    elif metric is None:
+        metric, mode = search["metric"], mode or search.get("mode")
+    return metric, mode or metric_mode(metric), params
 
 
-def report(folder: str | os.PathLike, plots: bool = True) -> ReportResult:
-    """Rebuild summary.csv, summary.md, effects.md and the plots of a search folder from trials.jsonl."""
+def report(folder: str | os.PathLike, plots: bool = True, metric: str | None = None,
+           mode: str | None = None) -> ReportResult:
+    """Rebuild summary.csv, summary.md, effects.md and the plots of a search folder from trials.jsonl,
+    ranked by the search's metric, or by `metric` (and `mode`) when given."""
     folder = Path(folder)
+    _check_ranking(metric, mode)
     store = TrialStore(folder)
     if not folder.is_dir():
         raise NnexpError(f"{folder}: no such folder" if not folder.exists() else f"{folder}: not a folder")
@@ -568,7 +576,7 @@ def report(folder: str | os.PathLike, plots: bool = True) -> ReportResult:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         records = list(store.latest().values())
-        metric, mode, params = search_settings(folder, records)
+        metric, mode, params = search_settings(folder, records, metric, mode)
         frame = trials_frame(records, params)
     if frame.empty:
         import pandas as pd
@@ -590,6 +598,25 @@ def report(folder: str | os.PathLike, plots: bool = True) -> ReportResult:
         result.files += drawn
         _remove_stale_plots(folder, keep=drawn)
     return result
+
+
+def _check_ranking(metric: str | None, mode: str | None) -> None:
+    from pydantic import TypeAdapter, ValidationError
+
+    from nnexp.errors import SpecError
+    from nnexp.spec import Metric
+
+    if mode is not None and mode not in ("max", "min"):
+        raise SpecError(f"--mode: '{mode}' is not allowed (one of max, min)")
+    if mode is not None and metric is None:
+        raise SpecError("--mode: give --metric too (without it the search's own mode applies)")
+    if metric is not None:
+        try:
+            TypeAdapter(Metric).validate_python(metric)
+        except ValidationError as exc:
+            raise SpecError(f"--metric: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+        if metric.startswith("test_"):  # as a search's own metric: the test split judges the choice, never makes it
+            raise SpecError("--metric: never select on test data; rank by a val_ or train_ metric")
 
 
 def _remove_stale_plots(folder: Path, keep: list[Path]) -> None:

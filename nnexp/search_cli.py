@@ -157,6 +157,11 @@ def report(
     quiet: QuietOpt = False,
     results_dir: Annotated[Optional[Path], typer.Option(
         "--results-dir", help="Where the search wrote its folder: FOLDER may then be the search's name.")] = None,
+    metric: Annotated[Optional[str], typer.Option(
+        "--metric", help="Rank by this metric instead of the search's (val_loss, val_f1, train_loss, ...); "
+                         "no trial is trained again.", show_default=False)] = None,
+    mode: Annotated[Optional[str], typer.Option(
+        "--mode", help="max or min, with --metric (default: follows the metric).", show_default=False)] = None,
 ):
     """Rebuild the tables and plots of a finished or interrupted search from its trials.jsonl."""
     from nnexp.cli import user_errors, warnings_as_lines
@@ -166,7 +171,7 @@ def report(
     with user_errors(), warnings_as_lines():
         from nnexp.report import report as build_report
 
-        result = build_report(folder)
+        result = build_report(folder, metric=metric, mode=mode)
         for note in result.notes:
             sys.stderr.write(f"warning: {note}\n")
         if not quiet:

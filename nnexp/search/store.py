@@ -27,8 +27,8 @@ TRIALS_FILE = "trials.jsonl"
 SPEC_FILE = "search.yaml"
 LOCK_FILE = ".lock"
 # Fields that may change between runs of the same search: they add or drop
-# trials, or only change how they are run, never what one trial computes.
-RESUMABLE_FIELDS = ("n_jobs", "trials", "repeats")
+# trials, change how they are run or how the tables rank them, never what one trial computes.
+RESUMABLE_FIELDS = ("n_jobs", "trials", "repeats", "metric", "mode")
 
 
 class LockError(NnexpError):

@@ -287,3 +287,32 @@ def test_fewer_repeats_on_resume_says_the_tables_hold_more_trials(search_file, t
     assert again.stderr.strip() == (f"note: {tmp_path / 'grid'}/trials.jsonl also holds 2 trial(s) outside this plan "
                                     "(an earlier run with more repeats or trials); the tables include them")
     assert set(pd.read_csv(tmp_path / "grid" / "summary.csv")["n_trials"]) == {3}
+
+
+def test_report_ranks_by_another_metric_on_request_and_warns_when_it_must_guess(search_file, tmp_path):
+    """--metric re-ranks without training; without search.yaml the metric is a guess, said so;
+    a search run again with another metric resumes (nothing to train) and ranks by it."""
+    path = search_file({"optimizer.lr": [0.01, 1.0]}, repeats=2)
+    assert search(path, "--results-dir", tmp_path, "--quiet").exit_code == 0
+    folder = tmp_path / "grid"
+    by_loss = runner.invoke(app, ["report", str(folder), "--quiet", "--metric", "val_loss"])
+    assert by_loss.exit_code == 0, by_loss.output
+    summary = pd.read_csv(folder / "summary.csv")
+    assert list(summary["mean_val_loss"]) == sorted(summary["mean_val_loss"])
+    assert "ranked by val_loss (min)" in (folder / "summary.md").read_text()
+    assert yaml.safe_load((folder / "search.yaml").read_text())["search"]["metric"] == "val_accuracy"
+    for args, message in ((["--metric", "val_los"], "error: --metric: unknown metric 'val_los'; did you mean 'val_loss'?"),
+                          (["--metric", "test_accuracy"], "error: --metric: never select on test data"),
+                          (["--mode", "min"], "error: --mode: give --metric too"),
+                          (["--metric", "val_loss", "--mode", "up"], "error: --mode: 'up' is not allowed")):
+        bad = runner.invoke(app, ["report", str(folder), *args])
+        assert bad.exit_code == 2 and bad.stderr.startswith(message), (args, bad.stderr)
+
+    rerun = search(path, "--results-dir", tmp_path, "--quiet", "--set", "metric=val_loss")
+    assert rerun.exit_code == 0, rerun.output
+    assert len(trials(folder)) == 4 and "ranked by val_loss (min)" in (folder / "summary.md").read_text()
+
+    (folder / "search.yaml").unlink()
+    guessed = runner.invoke(app, ["report", str(folder), "--quiet"])
+    assert guessed.exit_code == 0 and "search.yaml: missing, so the search's metric is unknown; ranked by " \
+        "val_accuracy, a guess (give --metric to choose)" in guessed.stderr

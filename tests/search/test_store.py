@@ -110,6 +110,8 @@ def test_changed_search_is_refused_but_resumable_fields_may_change(tmp_path):
              "experiment": {"train": {"epochs": 5}}}
     save_spec(tmp_path, saved)
     check_same_search(tmp_path, {**saved, "search": {**saved["search"], "n_jobs": 2, "repeats": 5}})
+    # ranking by another metric trains nothing again
+    check_same_search(tmp_path, {**saved, "search": {**saved["search"], "metric": "val_accuracy", "mode": "max"}})
     changed = {**saved, "experiment": {"train": {"epochs": 10}}}
     with pytest.raises(SearchChangedError, match=r"experiment.train.epochs: 5 -> 10.*--fresh"):
         check_same_search(tmp_path, changed)
