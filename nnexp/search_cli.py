@@ -24,6 +24,7 @@ SetOpt = Annotated[
 ResultsOpt = Annotated[Path, typer.Option("--results-dir", help="Results go to <results-dir>/<search name>/.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or tables; errors still go to stderr.")]
 LEADERBOARD_ROWS = 10
+FAILURE_REASONS = 3  # distinct errors of failed trials shown after the leaderboard
 
 
 def register(app: typer.Typer) -> None:
@@ -255,5 +256,10 @@ def print_leaderboard(console, result, outcome) -> None:
         console.print(f"ran {outcome.ran} trials, resumed {outcome.skipped} from an earlier run "
                       f"({outcome.count('ok')} ok, {outcome.count('failed')} failed, {outcome.count('diverged')} diverged) "
                       f"in {outcome.seconds:.1f} s")
+    errors = result.trials["error"].dropna().value_counts() if "error" in result.trials else []
+    for text, count in list(errors.items())[:FAILURE_REASONS]:  # a count alone leaves the user to dig in the log
+        console.print(f"failed: {count} x {text}", markup=False, highlight=False)
+    if len(errors) > FAILURE_REASONS:
+        console.print(f"... and {len(errors) - FAILURE_REASONS} more reasons in summary.md")
     names = ", ".join(p.name for p in result.files)
     console.print(f"results: {result.folder}/  ({names}, trials.jsonl)")

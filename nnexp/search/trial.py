@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from nnexp.collector import collect_less_often
-from nnexp.errors import first_line
+from nnexp.errors import NnexpError, first_line
 
 CACHE_SIZE = 8
 MAIN_METRICS = ("val_accuracy", "val_rmse")
@@ -127,7 +127,10 @@ def blas_threads() -> int | None:
 
 
 def one_line(exc: BaseException) -> str:
-    """`Type: message (at file.py:line)`: enough to find the problem, short enough for a table."""
+    """`Type: message (at file.py:line)`: enough to find the problem, short enough for a table;
+    an error in the user's input (a spec or data error) names its field, not nnexp's line."""
+    if isinstance(exc, NnexpError):
+        return first_line(exc)
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
     return first_line(exc) + where

@@ -316,3 +316,15 @@ def test_report_ranks_by_another_metric_on_request_and_warns_when_it_must_guess(
     guessed = runner.invoke(app, ["report", str(folder), "--quiet"])
     assert guessed.exit_code == 0 and "search.yaml: missing, so the search's metric is unknown; ranked by " \
         "val_accuracy, a guess (give --metric to choose)" in guessed.stderr
+
+
+def test_the_reasons_of_failed_trials_are_on_the_console(search_file, tmp_path):
+    """Not only a count: each distinct error once, with its number of trials; a data error names its
+    field, not a line of nnexp's source."""
+    experiment = {"data": {"dataset": "iris", "normalize": "pca"}, "train": {"epochs": 1}}
+    path = search_file({"data.pca_components": [2, 10]}, experiment=experiment, repeats=2)
+    result = search(path, "--results-dir", tmp_path, "--n-jobs", 1)
+    assert result.exit_code == 0, result.output
+    failed = [line for line in result.stdout.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 1 and failed[0].startswith("failed: 2 x DataError: ") and "pca_components" in failed[0]
+    assert "(at " not in failed[0]
