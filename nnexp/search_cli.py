@@ -3,13 +3,15 @@
 Thin on purpose: planning is nnexp.search.space, running nnexp.search.runner,
 tables nnexp.report. Exit codes: 0 done, 1 no trial finished ok or results cannot be
 written (disk full, read-only folder), 2 bad input (including a data file that cannot
-be prepared), 130 interrupted (Ctrl-C; finished trials and the tables are kept).
+be prepared), 130 interrupted (Ctrl-C; finished trials and the tables are kept), 143
+the same after SIGTERM.
 """
 
 from __future__ import annotations
 
 import math
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -59,7 +61,7 @@ def search(
     from nnexp.cli import user_errors, warnings_as_lines
     from nnexp.errors import NnexpError
 
-    with user_errors(), warnings_as_lines():
+    with user_errors(), warnings_as_lines(), sigterm_as_interrupt() as signals:
         from nnexp.search.runner import BACKENDS, check_n_jobs, quiet_cluster_logs, release_workers, run_search
         from nnexp.search.space import plan_search
         from nnexp.spec import load_search, parse_overrides
@@ -103,14 +105,14 @@ def search(
             if not quiet:
                 print_leaderboard(console, result, outcome)
         except KeyboardInterrupt:  # every trial is in the log already; only tables may be missing
-            sys.stderr.write(f"interrupted while writing the tables: the trials are kept in {folder}; "
+            sys.stderr.write(f"{signals.stopped_by} while writing the tables: the trials are kept in {folder}; "
                              f"`nnexp report {folder}` writes the tables and plots\n")
-            raise typer.Exit(130) from None
+            raise typer.Exit(signals.exit_code) from None
         if outcome.interrupted:
             again = "the same command again" if resume else "it again without --fresh"  # --fresh would move them aside
-            sys.stderr.write(f"interrupted: {outcome.ran} trials finished this run are kept in {folder}; "
+            sys.stderr.write(f"{signals.stopped_by}: {outcome.ran} trials finished this run are kept in {folder}; "
                              f"run {again} to resume\n")
-            raise typer.Exit(130)
+            raise typer.Exit(signals.exit_code)
         if outcome.all_failed:
             first = next((r.get("error") for r in outcome.records if r.get("error")), None)
             sys.stderr.write(f"error: no trial finished ok ({outcome.count('failed')} failed, "
@@ -177,6 +179,45 @@ def report(
             sys.stderr.write(f"warning: {note}\n")
         if not quiet:
             print_leaderboard(_console(), result, None)
+
+
+class StopSignals:
+    """Which signal stopped a search: Ctrl-C (SIGINT, exit 130) or SIGTERM (exit 143)."""
+
+    def __init__(self) -> None:
+        self.terminated = False
+
+    @property
+    def stopped_by(self) -> str:
+        return "terminated (SIGTERM)" if self.terminated else "interrupted"
+
+    @property
+    def exit_code(self) -> int:
+        return 143 if self.terminated else 130
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (`timeout`, a batch scheduler's time limit, `docker stop`) stops a search as Ctrl-C
+    does: finished trials kept, tables written. By default it ended the process at once, with
+    no tables, and loky's tracker warning of leaked semaphores."""
+    import signal
+    import threading
+
+    signals = StopSignals()
+    if threading.current_thread() is not threading.main_thread():
+        yield signals  # only the main thread may set handlers
+        return
+
+    def stop(signum, frame):
+        signals.terminated = True
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield signals
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _require_dask() -> None:

@@ -356,6 +356,21 @@ def test_parallel_search_ctrl_c_then_kill_9_then_resume(tmp_path, procs, interru
     assert not (folder / ".lock").exists()
 
 
+def test_sigterm_stops_a_search_as_ctrl_c_does(tmp_path, procs):
+    """`timeout`, a batch scheduler's time limit and `docker stop` send SIGTERM: finished trials
+    and the tables are kept, one line says so, exit 143 (128 + 15) instead of dying at once."""
+    path = write_search(tmp_path, experiment=SLOW)
+    folder = tmp_path / "grid"
+    procs.append(proc := start_search(path, tmp_path, n_jobs=2))
+    wait_for_lines(folder / "trials.jsonl", 1, proc)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err.decode()
+    assert "terminated (SIGTERM): " in err.decode() and "Traceback" not in err.decode(), err.decode()
+    assert "leaked" not in err.decode()  # loky's tracker saw its pool shut down, not orphaned
+    assert 1 <= len(lines(folder)) < 12 and (folder / "summary.md").exists() and not (folder / ".lock").exists()
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_workers_end_with_a_killed_search(tmp_path, procs):
     """kill -9 of the main process alone: its loky workers, which would wait on their task
