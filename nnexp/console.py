@@ -58,11 +58,21 @@ class EpochProgress:
         self.progress.update(self.task, advance=1, info=fold + info)
 
 
+def _task_words(result) -> str:
+    """`classification, 10 classes` or `regression`: which one data.task auto chose shows here."""
+    prepared = result.prepared
+    if prepared is None:
+        return ""
+    names = prepared.class_names
+    return f"classification, {len(names)} classes" if prepared.task == "classification" and names else prepared.task
+
+
 def print_run_summary(result) -> None:
     """Train / validation / test metrics and where the files went."""
     metrics = result.metrics
     names = [m for m in ("loss", "accuracy", "f1", "rmse", "mae", "r2") if any(f"{s}_{m}" in metrics for s in ("train", "val", "test"))]
-    table = Table("split", *names, title=f"{result.spec.name}: {result.status}")
+    task = _task_words(result)
+    table = Table("split", *names, title=f"{result.spec.name}: {result.status}" + (f" ({task})" if task else ""))
     for split in ("train", "val", "test"):
         if any(f"{split}_{m}" in metrics for m in names):
             cells = []

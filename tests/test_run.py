@@ -405,3 +405,11 @@ def test_result_files_get_the_permissions_the_umask_allows(tmp_path):
             os.umask(old)
         modes = {name: path.stat().st_mode & 0o777 for name, path in result.files.items()}
         assert set(modes.values()) == {mode}, modes
+
+
+def test_the_run_summary_names_the_task_it_trained(tmp_path, write_spec):
+    """data.task auto decides between classes and a quantity: the title says which it chose."""
+    for dataset, words in (("iris", "(classification, 3 classes)"), ("diabetes", "(regression)")):
+        path = write_spec({"name": dataset, "data": {"dataset": dataset}, "train": {"epochs": 1}})
+        result = run_cli("run", path, "--results-dir", tmp_path)
+        assert result.exit_code == 0 and f"{dataset}: ok {words}" in result.stdout, result.stdout

@@ -56,7 +56,7 @@ def prepare(spec: DataSpec, seed: int, dtype: str = "float32") -> PreparedData:
     table = _load(spec, seed)
     train, val, test = split_indices(table.y, task=table.task, class_names=table.class_names,
                                      val_fraction=spec.val_fraction, test_fraction=spec.test_fraction,
-                                     seed=seed, source=table.source)
+                                     seed=seed, source=table.source, task_setting=spec.task)
     return _build(table, spec, train, val, test, seed=seed, dtype=dtype)
 
 
@@ -72,9 +72,9 @@ def prepare_folds(spec: DataSpec, seed: int, dtype: str = "float32") -> list[Pre
     _check_dtype(dtype)
     table = _load(spec, seed)
     rest, _, test = split_indices(table.y, task=table.task, class_names=table.class_names, val_fraction=0.0,
-                                  test_fraction=spec.test_fraction, seed=seed, source=table.source)
+                                  test_fraction=spec.test_fraction, seed=seed, source=table.source, task_setting=spec.task)
     folds = fold_indices(table.y, rest, task=table.task, class_names=table.class_names, k=spec.cv_folds,
-                         seed=seed, source=table.source)
+                         seed=seed, source=table.source, task_setting=spec.task)
     return [_build(table, spec, train, val, test, seed=seed, dtype=dtype, fold=i) for i, (train, val) in enumerate(folds)]
 
 

@@ -46,9 +46,21 @@ def _split(idx: np.ndarray, y: np.ndarray | None, n_out: int, random_state: int,
     return idx[kept], np.sort(taken)
 
 
+def guessed_classes_hint(class_names: list[str] | None, task_setting: str) -> str:
+    """Why a class may be too small: task auto took a whole-number target for labels (a count,
+    a score from 0 to 11); said where a split cannot be made."""
+    numbers = class_names is not None and all(name.lstrip("-").isdigit() for name in class_names)
+    if task_setting != "auto" or not numbers:
+        return ""
+    return (f" (data.task auto read the target's {len(class_names)} distinct whole numbers as classes; "
+            "set data.task: regression if it is a quantity)")
+
+
 def split_indices(y: np.ndarray, *, task: str, class_names: list[str] | None, val_fraction: float,
-                  test_fraction: float, seed: int, source: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """(train, val, test) row indices; val/test are None when their fraction is 0."""
+                  test_fraction: float, seed: int, source: str,
+                  task_setting: str = "classification") -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(train, val, test) row indices; val/test are None when their fraction is 0.
+    `task_setting`: the spec's data.task, which may have left the task to the auto rule."""
     n = len(y)
     n_test = math.ceil(test_fraction * n) if test_fraction > 0 else 0
     n_val = math.ceil(val_fraction * n) if val_fraction > 0 else 0
@@ -59,7 +71,8 @@ def split_indices(y: np.ndarray, *, task: str, class_names: list[str] | None, va
         counts = _class_counts(y, class_names)
         small = int(counts.argmin())
         if counts[small] < parts:
-            raise DataError.at(source, "data.target", f"class '{class_names[small]}' has only {counts[small]} row(s); stratified train/val/test splits need at least {parts} per class")
+            raise DataError.at(source, "data.target", f"class '{class_names[small]}' has only {counts[small]} row(s); stratified train/val/test splits need at least {parts} per class"
+                               + guessed_classes_hint(class_names, task_setting))
     need = len(class_names) if strat else 1
     sizes = [s for s in (n_train, n_val, n_test) if s]
     if n_train < max(need, 2) or min(sizes) < need:
@@ -76,7 +89,7 @@ def split_indices(y: np.ndarray, *, task: str, class_names: list[str] | None, va
 
 
 def fold_indices(y: np.ndarray, rest: np.ndarray, *, task: str, class_names: list[str] | None, k: int,
-                 seed: int, source: str) -> list[tuple[np.ndarray, np.ndarray]]:
+                 seed: int, source: str, task_setting: str = "classification") -> list[tuple[np.ndarray, np.ndarray]]:
     """k (train, val) index pairs partitioning `rest` (sorted) into folds whose sizes differ by at most one.
 
     Classification folds are stratified: the rows are shuffled within each class,
@@ -90,7 +103,8 @@ def fold_indices(y: np.ndarray, rest: np.ndarray, *, task: str, class_names: lis
         counts = _class_counts(y[rest], class_names)
         small = int(counts.argmin())
         if counts[small] < k:
-            raise DataError.at(source, "data.cv_folds", f"class '{class_names[small]}' has only {counts[small]} row(s) outside the test split; {k} stratified folds need at least {k} per class")
+            raise DataError.at(source, "data.cv_folds", f"class '{class_names[small]}' has only {counts[small]} row(s) outside the test split; {k} stratified folds need at least {k} per class"
+                               + guessed_classes_hint(class_names, task_setting))
         labels = y[rest]
         order = np.concatenate([rng.permutation(rest[labels == c]) for c in np.flatnonzero(counts)])
     else:

@@ -395,6 +395,22 @@ def test_class_too_small_to_stratify(tmp_path):
     assert "durian" in _prepare(_csv(tmp_path, frame)).class_names
 
 
+def test_a_whole_number_target_too_thin_for_its_classes_names_the_auto_rule(tmp_path):
+    """A score from 0 to 11 over 397 rows: task auto reads 12 classes, the rarest with one row. The
+    error says that was a guess and how to say 'quantity'; text labels get no such hint (above)."""
+    scores = np.r_[np.repeat(np.arange(11), 36), 11]  # 397 rows; 11 once
+    path = _csv(tmp_path, pd.DataFrame({"a": np.arange(397.0), "score": scores}))
+    hint = ("(data.task auto read the target's 12 distinct whole numbers as classes; set data.task: regression if "
+            "it is a quantity)")
+    with pytest.raises(DataError) as info:
+        _prepare(path)
+    assert str(info.value).endswith("stratified train/val/test splits need at least 3 per class " + hint)
+    with pytest.raises(DataError) as info:
+        _prepare(path, task="classification")
+    assert "data.task auto" not in str(info.value)
+    assert _prepare(path, task="regression").task == "regression"
+
+
 def test_too_few_rows_for_the_splits(tmp_path):
     frame = pd.DataFrame({"a": np.arange(9.0), "y": ["p", "q", "r"] * 3})
     with pytest.raises(DataError, match=r"data.val_fraction: 9 rows are too few for val_fraction 0.2 and test_fraction 0.2: the splits would get 5/2/2 rows \(each split needs at least 3 rows, one per class\)"):
