@@ -320,6 +320,8 @@ def fmt_epochs(value) -> str:
 
 def fmt_param(value) -> str:
     """Searched values, readably: 0.01, 1e+06, relu, [64], gaussian(std=1), normalize=pca, pca_whiten=true."""
+    if type(value).__name__ in ("bool", "bool_"):  # numpy's too; as YAML writes them, as inside a mapping
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, str) and value.startswith("{"):
@@ -340,10 +342,20 @@ def short_names(params: list[str]) -> dict[str, str]:
 
 
 def pm(mean, std, digits: int = 4) -> str:
-    """`0.9512 ± 0.0031`, or the mean alone when there is no spread to show."""
+    """`0.9512 ± 0.0031`, or the mean alone when there is no spread to show. A mean written with
+    `digits` decimals has its std written with as many (`0.0027 ± 0.0002`, not `± 0.0002163`),
+    unless that would round a real spread to 0 (`0.9512 ± 3e-05`)."""
     if isinstance(std, float) and math.isnan(std):
         return _fmt(mean, digits)
-    return f"{_fmt(mean, digits)} ± {_fmt(std, digits)}"
+    shown = _fmt(mean, digits)
+    fixed = isinstance(mean, float) and "e" not in shown and "." in shown
+    if isinstance(std, float) and std == 0:
+        return f"{shown} ± 0"  # identical repeats: no spread at all, not a rounded one
+    if fixed and isinstance(std, float) and std >= 10 ** -digits:
+        return f"{shown} ± {std:.{digits}f}"
+    if fixed and isinstance(std, float):
+        return f"{shown} ± {std:.1g}"
+    return f"{shown} ± {_fmt(std, digits)}"
 
 
 def summary_markdown(result: ReportResult) -> str:

@@ -386,3 +386,15 @@ def test_a_metric_spanning_orders_of_magnitude_is_plotted_on_a_log_axis():
     _log_scale_if_wide(wide, pd.Series([1e-11, 0.5, 30.0]))
     _log_scale_if_wide(narrow, pd.Series([0.2, 0.5, 0.9]))
     assert wide.get_yscale() == "log" and narrow.get_yscale() == "linear"
+
+
+def test_mean_and_std_are_written_alike_and_booleans_as_in_yaml():
+    """`0.0027 ± 0.0002163` mixed two styles in one cell; `True` beside `pca_whiten=true` two spellings."""
+    import numpy as np
+
+    from nnexp.report import fmt_param, pm
+
+    assert pm(0.0027, 0.0002163) == "0.0027 ± 0.0002" and pm(0.9512, 0.0031) == "0.9512 ± 0.0031"
+    assert pm(0.9512, 3e-05) == "0.9512 ± 3e-05"  # a real spread is not rounded away
+    assert pm(4.8e-10, 1.7e-10) == "4.8e-10 ± 1.7e-10" and pm(0.5, 0.0) == "0.5000 ± 0"
+    assert [fmt_param(v) for v in (True, np.bool_(False), 0.01)] == ["true", "false", "0.01"]
