@@ -867,7 +867,11 @@ def read_yaml(path: Path) -> dict:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    return parse_yaml(text, str(path))
+    data = parse_yaml(text, str(path))
+    if isinstance(data.get("search"), dict) and "source" in data:  # what a search folder keeps (store.save_spec)
+        raise SpecError(f"{path}: the record a search keeps in its results folder, not a spec (the spec was "
+                        f"{data['source']}); `nnexp report {path.parent}` rebuilds its tables")
+    return data
 
 
 class _SpecLoader(yaml.SafeLoader):

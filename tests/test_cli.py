@@ -213,3 +213,15 @@ def test_a_line_break_inside_a_column_name_stays_on_the_error_line(tmp_path):
     spec.write_text(f"data: {{dataset: {data}}}\n")
     result = runner.invoke(app, ["validate", str(spec)])
     assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "'a\\nx'" in result.stderr
+
+
+def test_a_search_folders_record_is_not_taken_for_a_spec(tmp_path):
+    """search.yaml in a results folder read as a spec gave 'search: unknown field', 'source: unknown field'."""
+    from nnexp.search.store import save_spec
+
+    save_spec(tmp_path, {"search": {"name": "g", "space": {}}, "experiment": {}, "source": "specs/g.yaml"})
+    for command in ("validate", "run", "search"):
+        result = runner.invoke(app, [command, str(tmp_path / "search.yaml")])
+        assert result.exit_code == 2 and result.stderr == (
+            f"error: {tmp_path / 'search.yaml'}: the record a search keeps in its results folder, not a spec (the "
+            f"spec was specs/g.yaml); `nnexp report {tmp_path}` rebuilds its tables\n"), result.stderr
