@@ -324,6 +324,7 @@ class DataSpec(Strict):
     dataset: str = "iris"
     target: str | None = None
     task: Literal["auto", "classification", "regression"] = "auto"
+    drop: list[str] = Field(default_factory=list)  # feature columns left out (an id, a leak)
     val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2
     test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2
     normalize: Literal["none", "zscore", "minmax", "pca"] = "zscore"
@@ -345,6 +346,9 @@ class DataSpec(Strict):
             )
         if self.cv_folds == 1:
             raise ValueError("@cv_folds: must be 0 (one validation split) or >= 2 folds")
+        twice = sorted({c for c in self.drop if self.drop.count(c) > 1})
+        if twice:
+            raise ValueError(f"@drop: '{twice[0]}' is listed twice")
         if not self.is_builtin and Path(self.dataset).suffix.lower() not in DATA_FILE_SUFFIXES:
             raise ValueError(
                 f"@dataset: unknown dataset '{self.dataset}'{did_you_mean(self.dataset, BUILTIN_DATASETS)}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -493,7 +493,30 @@ def _looks_like_labels(values: np.ndarray) -> bool:
 
 
 def load_table(spec: DataSpec, seed: int) -> Table:
-    """The rows a DataSpec names: a built-in (drawn with `seed`) or a user file."""
+    """The rows a DataSpec names: a built-in (drawn with `seed`) or a user file, without the
+    feature columns of `data.drop`."""
     if spec.dataset in DATASETS:
-        return load_builtin(spec.dataset, n_samples=spec.n_samples, noise=spec.noise, seed=seed, task=spec.task)
-    return load_file(spec.dataset, target=spec.target, task=spec.task)
+        table = load_builtin(spec.dataset, n_samples=spec.n_samples, noise=spec.noise, seed=seed, task=spec.task)
+    else:
+        table = load_file(spec.dataset, target=spec.target, task=spec.task)
+    return without_columns(table, spec.drop)
+
+
+def without_columns(table: Table, drop: list[str]) -> Table:
+    """The table without these feature columns (an id column would be one-hot encoded, a leak learnt)."""
+    if not drop:
+        return table
+    names = table.names if table.numeric is not None else [str(c) for c in table.frame.columns]
+    if table.target in drop and table.target not in names:
+        raise DataError.at(table.source, "data.drop", f"'{table.target}' is the target, not a feature column")
+    unknown = [c for c in drop if c not in names]
+    if unknown:
+        shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+        raise DataError.at(table.source, "data.drop", f"no feature column '{unknown[0]}'"
+                                                      f"{did_you_mean(unknown[0], names)} (features: {shown})")
+    if len(drop) == len(names):
+        raise DataError.at(table.source, "data.drop", "leaves no feature column to learn from")
+    if table.numeric is not None:
+        keep = [i for i, name in enumerate(names) if name not in drop]
+        return replace(table, numeric=np.ascontiguousarray(table.numeric[:, keep]), names=[names[i] for i in keep])
+    return replace(table, frame=table.frame.drop(columns=[c for c in table.frame.columns if str(c) in drop]))

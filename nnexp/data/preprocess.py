@@ -506,7 +506,7 @@ def check_features(frame: pd.DataFrame, columns: list[str], fill: dict | None, s
 
 def _check_level_count(col: str, count: int, max_categories: int, source: str) -> None:
     if count > max_categories:
-        raise DataError.at(source, "data.max_categories", f"column '{col}' has {count} distinct levels, more than the cap of {max_categories}; raise data.max_categories or drop the column")
+        raise DataError.at(source, "data.max_categories", f"column '{col}' has {count} distinct levels, more than the cap of {max_categories}; raise data.max_categories, or leave the column out with data.drop: ['{col}']")
 
 
 NUMERIC_LOOKALIKE = 0.9  # share of a text column's values that are numbers, above which the rest look like typos

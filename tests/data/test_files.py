@@ -471,3 +471,22 @@ def test_unreadable_file(tmp_path, monkeypatch):
             _prepare(path)
     finally:
         os.chmod(path, 0o644)
+
+
+def test_data_drop_leaves_feature_columns_out_of_a_file_and_of_a_built_in(tmp_path):
+    """An id column would be one-hot encoded (or refused past max_categories); data.drop leaves it out."""
+    frame = _fruit().assign(id=[f"r{i}" for i in range(60)])
+    path = _csv(tmp_path, frame[["id", "weight", "colour", "size", "kind"]])
+    with pytest.raises(DataError, match=r"data.max_categories: column 'id' has 60 distinct levels.*data.drop: \['id'\]"):
+        _prepare(path, max_categories=50)
+    p = _prepare(path, drop=["id", "colour"], max_categories=50)
+    assert p.feature_names == ["weight", "size"] and p.class_names == ["apple", "banana", "cherry"]
+    iris = prepare(DataSpec(dataset="iris", drop=["petal width (cm)"]), seed=0)
+    assert iris.feature_names == ["sepal length (cm)", "sepal width (cm)", "petal length (cm)"]
+    full = prepare(DataSpec(dataset="iris"), seed=0)
+    np.testing.assert_array_equal(iris.y_train, full.y_train)  # the same rows and split, one column fewer
+    for drop, problem in ((["idd"], "data.drop: no feature column 'idd'; did you mean 'id'?"),
+                          (["kind"], "data.drop: 'kind' is the target, not a feature column"),
+                          (["id", "weight", "colour", "size"], "data.drop: leaves no feature column to learn from")):
+        with pytest.raises(DataError, match=problem):
+            _prepare(path, drop=drop)
