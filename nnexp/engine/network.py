@@ -209,15 +209,17 @@ class Network:
     def predict_and_loss(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
         """predict(X) and the mean data loss from the same pass, computed from the logits as
         training computes it: a confident mistake costs its full log-sum-exp - z_y, which
-        probabilities rounded to 0 could no longer tell."""
+        probabilities rounded to 0 could no longer tell. The loss is taken in float64: in
+        float32 a row's loss below ~6e-8 rounds to 0, and a well-fitted network's mean loss
+        to a multiple of 1.2e-7 / n."""
         X = self._as_input(X)
-        y = self.head.prepare_targets(y, self.n_out, self.dtype)
+        y = self.head.prepare_targets(y, self.n_out, np.float64)
         out = np.empty((X.shape[0], self.n_out), dtype=self.dtype)
         total = 0.0
         for s in range(0, X.shape[0], INFERENCE_CHUNK):
             z = self._forward(X[s:s + INFERENCE_CHUNK], False)
-            total += self.head.forward_loss(z, y[s:s + INFERENCE_CHUNK]) * z.shape[0]  # z becomes the output
-            out[s:s + INFERENCE_CHUNK] = z
+            total += self.head.forward_loss(z.astype(np.float64), y[s:s + INFERENCE_CHUNK]) * z.shape[0]
+            out[s:s + INFERENCE_CHUNK] = self.head.output(z)
         return self.head.to_user(out), total / X.shape[0]
 
     def train_epoch(self, X: np.ndarray, y: np.ndarray, *, batch_size: int, optimizer, lr: float,

@@ -193,6 +193,29 @@ def test_predict_and_loss_charges_confident_mistakes_in_full_where_probabilities
     assert net.evaluate(X, y) == loss
 
 
+@pytest.mark.parametrize("output, n_out", [("softmax", 3), ("logistic", 1)])
+def test_a_confident_networks_loss_is_not_rounded_to_float32s_resolution(output, n_out):
+    """Logits 20|x| apart: each row's loss is ~2e-9, below what float32 resolves next to 1; the
+    mean loss is that, not 0 or a multiple of 1.2e-7 / n."""
+    X = np.array([[1.0], [-1.5], [2.0], [-1.0], [1.2]], dtype=np.float32)
+    net = make(n_in=1, hidden=[1], n_out=n_out, act="identity", output=output)
+    state = net.get_state()
+    state["layer1.W"], state["layer1.b"] = np.ones_like(state["layer1.W"]), np.zeros_like(state["layer1.b"])
+    state["output.W"] = np.array([[20.0, -20.0, 0.0]] if n_out == 3 else [[20.0]], dtype=np.float32)
+    state["output.b"] = np.zeros_like(state["output.b"])
+    net.set_state(state)
+    x = X[:, 0].astype(np.float64)
+    if output == "softmax":
+        y = (x < 0).astype(int)
+        z = np.column_stack([20 * x, -20 * x, 0 * x])
+        reference = np.mean(np.log(np.exp(z - z.max(1, keepdims=True)).sum(1)) + z.max(1) - z[np.arange(5), y])
+    else:
+        y = (x > 0).astype(int)
+        reference = np.mean(np.logaddexp(0.0, 20 * x) - y * 20 * x)
+    _, loss = net.predict_and_loss(X, y)
+    assert 0 < reference < 1e-8 and loss == pytest.approx(reference, rel=1e-9)
+
+
 def test_epoch_loss_is_the_batch_weighted_mean_objective():
     X, y = blobs(n=100, dtype=np.float64)
     net = make(dtype=np.float64)
