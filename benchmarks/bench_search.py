@@ -207,7 +207,8 @@ def cpu_lines(one_wall: list[float], one_cpu: list[float], two_cpu: list[float],
     counted = "" if reaped else " (loky's trackers not counted: no subreaper here)"
     return (f"  CPU of 2 jobs over 1 job:        {median(two_cpu) / median(one_cpu):5.2f}x   "
             f"(medians {median(two_cpu):.1f} / {median(one_cpu):.1f} s){counted}\n"
-            f"  1-job wall minus CPU:            {withheld} s   (time the host gave to others)")
+            f"  1-job wall minus CPU:            {withheld} s   (time the host gave to others; a host that "
+            f"slows the CPU instead shows in the CPU times)")
 
 
 def main() -> None:
