@@ -55,8 +55,11 @@ def _loky_context(n_workers: int, threads: int, scheduler: str | None):
 
     if scheduler:
         raise NnexpError("--scheduler: only used with --backend dask")
+    from nnexp.search.trial import pool_worker_started
+
     # inner_max_num_threads sets the BLAS/OpenMP thread variables of fresh workers
-    with parallel_config(backend="loky", inner_max_num_threads=threads):
+    with parallel_config(backend="loky", inner_max_num_threads=threads, initializer=pool_worker_started,
+                         initargs=(os.getpid(),)):
         yield
 
 
@@ -379,7 +382,6 @@ def _run_parallel(tasks, options, workers, threads, backend: Backend, scheduler,
     from nnexp.report import preload
 
     lost_errors = backend.lost_worker_errors()
-    options = {**options, "search_pid": os.getpid()}
     pending: OrderedDict[tuple, TrialTask] = OrderedDict((t.key, t) for t in tasks)
     # The main process only waits from here on: it imports the report's libraries now, beside
     # the workers, instead of alone on one core after the last trial.

@@ -80,19 +80,25 @@ def _default_train(spec, prepared):
     return train_experiment(spec, prepared=prepared)
 
 
-def exit_with_parent() -> None:
-    """Make this pool worker exit once the process that started it is gone.
+def pool_worker_started(search_pid: int) -> None:
+    """The initializer of the search's own pool workers: they end with the search, and collect
+    garbage as the CLI does."""
+    exit_with_parent(search_pid)
+    collect_less_often()
 
-    A loky worker waits on its task queue for good: when the search's main process is
-    killed (kill -9, the OOM killer), nothing else ends it, and it would sleep on with its
-    data in memory. The watch starts with the worker's first trial and costs a wake-up a second.
+
+def exit_with_parent(parent: int) -> None:
+    """Make this pool worker exit once `parent` (the search that started it) is gone.
+
+    A loky worker waits on its task queue for good, idle for up to 300 s: when the search's
+    main process is killed (kill -9, the OOM killer), nothing else ends it, and it would sleep
+    on with its data in memory. The watch starts as the worker does, so one that was still
+    importing when the search died exits too, and costs a wake-up a second.
     """
     global _parent_watch
     if _parent_watch is not None:
         return
     import threading
-
-    parent = os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -166,17 +172,8 @@ def run_trial(
     data_fn: Callable | None = None,
     threads: int | None = None,
     metric: str | None = None,
-    search_pid: int | None = None,
 ) -> dict:
-    """Train one configuration with one seed and return its record (never raises for a training error).
-
-    `search_pid`: the search's main process, when it runs trials in a pool of its own; a worker
-    that is its child ends with it and collects garbage as the CLI does (joblib may also run a
-    trial in the search's process itself, which keeps its settings).
-    """
-    if search_pid is not None and os.getppid() == search_pid:  # a pool worker of the search's own
-        exit_with_parent()
-        collect_less_often()
+    """Train one configuration with one seed and return its record (never raises for a training error)."""
     start = time.perf_counter()
     record = task.failed_record(None)
     history: dict = {}

@@ -58,15 +58,25 @@ def test_compact_history_and_one_line():
     assert one_line(ValueError()) == "ValueError"
 
 
-def test_only_a_child_of_the_search_watches_its_parent(planned, monkeypatch):
-    """A trial that joblib runs in the search's own process (a pool of one) must not tie that
-    process to its parent; in a worker whose parent is the search, the watch starts once."""
-    import os
-
+def test_a_trial_run_in_the_searchs_own_process_does_not_tie_it_to_its_parent(planned, monkeypatch):
+    """joblib may run a trial in the calling process (a pool of one): only the pool's initializer
+    starts the watch, never a trial."""
     started = []
-    monkeypatch.setattr(trial_module, "exit_with_parent", lambda: started.append("watch"))
+    monkeypatch.setattr(trial_module, "exit_with_parent", lambda parent: started.append("watch"))
     monkeypatch.setattr(trial_module, "collect_less_often", lambda: started.append("gc"))
-    task = task_of(planned)
-    assert run_trial(task, search_pid=os.getpid())["status"] == "ok" and started == []
-    assert run_trial(task)["status"] == "ok" and started == []
-    assert run_trial(task, search_pid=os.getppid())["status"] == "ok" and started == ["watch", "gc"]
+    assert run_trial(task_of(planned))["status"] == "ok" and started == []
+    trial_module.pool_worker_started(12345)
+    assert started == ["watch", "gc"]
+
+
+def test_a_worker_whose_search_died_before_it_started_exits_at_once():
+    """The search was killed while this worker was still importing: its parent is already
+    another process when the watch starts, so it exits within a second, not after loky's 300 s."""
+    import subprocess
+    import sys
+    import time
+
+    code = "import time; from nnexp.search.trial import exit_with_parent; exit_with_parent(1); time.sleep(30)"
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], timeout=20)
+    assert done.returncode == 1 and time.monotonic() - start < 10
