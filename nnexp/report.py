@@ -94,7 +94,7 @@ def trials_frame(records: list[dict], params: list[str] | None = None):
             if len(text):  # a hand-edited log: say what the statistics leave out
                 trial, value = text.iloc[0]
                 warn(f"trials.jsonl: {column} of {len(text)} trial(s) is not a number (e.g. {value!r} in "
-                              f"{trial}); left out of the statistics")
+                     f"{trial}); left out of the statistics")
             frame[column] = numbers
     if len(frame):  # workers append in finishing order: a fixed order makes every sum, so every mean, the same
         frame = frame.sort_values(["config_id", "seed"], kind="stable").reset_index(drop=True)

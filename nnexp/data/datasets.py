@@ -286,7 +286,7 @@ def _check_csv_header(frame: pd.DataFrame, header: list[str], first: list[str], 
     blank = [col for col, name in zip(frame.columns, header) if not name.strip() and frame[col].isna().all()]
     if blank:
         warn(f"{path}: ignoring {len(blank)} empty column(s) without a name (a separator at the end of "
-                      "each line?)", DataWarning)
+             "each line?)", DataWarning)
         frame = frame.drop(columns=blank)
     return frame
 
