@@ -128,9 +128,22 @@ def run(spec: ExperimentArg, set_: SetOpt = None, results_dir: ResultsOpt = Path
         if not quiet:
             print_run_summary(result)
         if result.status != "ok":
-            sys.stderr.write(f"error: {spec}: training diverged (non-finite loss) at epoch "
+            sys.stderr.write(f"error: {spec}: training diverged ({_divergence(result)}) at epoch "
                              f"{result.metrics.get('diverged_epoch')}; try a smaller optimizer.lr\n")
             raise typer.Exit(1)
+
+
+def _divergence(result) -> str:
+    """Which of train.py's two signs of divergence the run showed."""
+    import math
+
+    from nnexp.train import DIVERGENCE_GROWTH
+
+    losses = [row.get("train_loss") for row in result.history]
+    last = losses[-1] if losses else None
+    if last is not None and math.isfinite(last) and last > DIVERGENCE_GROWTH * max(losses[0], 1.0):
+        return f"the loss grew past {DIVERGENCE_GROWTH:,.0f} times its first epoch's"
+    return "non-finite loss"
 
 
 @app.command()

@@ -140,7 +140,7 @@ def test_diverging_run_exits_1_and_still_writes_files(tmp_path, write_spec):
     assert not (tmp_path / "out" / "boom" / "model.npz").exists()
 
 
-def test_a_loss_that_explodes_while_still_finite_is_diverged():
+def test_a_loss_that_explodes_while_still_finite_is_diverged(tmp_path, write_spec):
     """SGD at batch 1, lr 0.1 on digits: the loss grows ~1000-fold an epoch (103, 2.4e4, 9.2e6) long
     before float32 overflows; past 10,000 times its first epoch's it is diverged, not `ok`."""
     from nnexp.train import DIVERGENCE_GROWTH
@@ -154,6 +154,10 @@ def test_a_loss_that_explodes_while_still_finite_is_diverged():
     assert max(losses[:-1]) <= DIVERGENCE_GROWTH * losses[0]
     steady = run_experiment({**spec, "train": {"epochs": 6, "batch_size": 32}}, results_dir=None)
     assert steady.status == "ok"
+    cli = run_cli("run", write_spec({**spec, "name": "boom"}), "--results-dir", tmp_path, "--quiet")
+    assert cli.exit_code == 1 and cli.stderr.endswith(
+        "training diverged (the loss grew past 10,000 times its first epoch's) at epoch 3; try a smaller "
+        "optimizer.lr\n"), cli.stderr
 
 
 def string_label_table(tmp_path):
