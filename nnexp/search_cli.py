@@ -206,7 +206,7 @@ def sigterm_as_interrupt():
 
     signals = StopSignals()
     if threading.current_thread() is not threading.main_thread():
-        yield signals  # only the main thread may set handlers
+        yield signals  # only the main thread may set handlers (and a Ctrl-C is the main thread's)
         return
 
     def stop(signum, frame):
@@ -216,6 +216,9 @@ def sigterm_as_interrupt():
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         yield signals
+    except KeyboardInterrupt:  # not caught by the search or its report: the trials had not started
+        sys.stderr.write(f"{signals.stopped_by} before the first trial of this run; nothing new was run\n")
+        raise typer.Exit(signals.exit_code) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -328,3 +328,21 @@ def test_the_reasons_of_failed_trials_are_on_the_console(search_file, tmp_path):
     failed = [line for line in result.stdout.splitlines() if line.startswith("failed: ")]
     assert len(failed) == 1 and failed[0].startswith("failed: 2 x DataError: ") and "pca_components" in failed[0]
     assert "(at " not in failed[0]
+
+
+def test_sigterm_before_the_first_trial_is_one_line_and_exit_143(search_file, tmp_path, monkeypatch):
+    """While the search is still being planned: no tables to write, but the same exit code and a
+    line saying so (it ended silently with 130)."""
+    import nnexp.search.space as space
+
+    def planning_then_terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler raises here
+        raise AssertionError("SIGTERM did not stop the search")
+
+    monkeypatch.setattr(space, "plan_search", planning_then_terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    result = search(search_file(SPACE), "--results-dir", tmp_path)
+    assert result.exit_code == 143 and result.stderr == (
+        "terminated (SIGTERM) before the first trial of this run; nothing new was run\n"), result.stderr
+    assert signal.getsignal(signal.SIGTERM) is before
