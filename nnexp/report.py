@@ -575,11 +575,12 @@ def search_settings(folder: Path, records: list[dict], metric: str | None = None
 
 
 def report(folder: str | os.PathLike, plots: bool = True, metric: str | None = None,
-           mode: str | None = None) -> ReportResult:
+           mode: str | None = None, names: tuple[str, str] = ("metric", "mode")) -> ReportResult:
     """Rebuild summary.csv, summary.md, effects.md and the plots of a search folder from trials.jsonl,
-    ranked by the search's metric, or by `metric` (and `mode`) when given."""
+    ranked by the search's metric, or by `metric` (and `mode`) when given; `names` are how
+    messages call those two (the CLI's options)."""
     folder = Path(folder)
-    _check_ranking(metric, mode)
+    _check_ranking(metric, mode, names)
     store = TrialStore(folder)
     if not folder.is_dir():
         raise NnexpError(f"{folder}: no such folder" if not folder.exists() else f"{folder}: not a folder")
@@ -588,6 +589,8 @@ def report(folder: str | os.PathLike, plots: bool = True, metric: str | None = N
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         records = list(store.latest().values())
+        if metric is not None:
+            _check_metric_recorded(metric, records, folder, names[0])
         metric, mode, params = search_settings(folder, records, metric, mode)
         frame = trials_frame(records, params)
     if frame.empty:
@@ -612,23 +615,36 @@ def report(folder: str | os.PathLike, plots: bool = True, metric: str | None = N
     return result
 
 
-def _check_ranking(metric: str | None, mode: str | None) -> None:
+def _check_ranking(metric: str | None, mode: str | None, names: tuple[str, str]) -> None:
     from pydantic import TypeAdapter, ValidationError
 
     from nnexp.errors import SpecError
     from nnexp.spec import Metric
 
     if mode is not None and mode not in ("max", "min"):
-        raise SpecError(f"--mode: '{mode}' is not allowed (one of max, min)")
+        raise SpecError(f"{names[1]}: '{mode}' is not allowed (one of max, min)")
     if mode is not None and metric is None:
-        raise SpecError("--mode: give --metric too (without it the search's own mode applies)")
+        raise SpecError(f"{names[1]}: give {names[0]} too (without it the search's own mode applies)")
     if metric is not None:
         try:
             TypeAdapter(Metric).validate_python(metric)
         except ValidationError as exc:
-            raise SpecError(f"--metric: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+            raise SpecError(f"{names[0]}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
         if metric.startswith("test_"):  # as a search's own metric: the test split judges the choice, never makes it
-            raise SpecError("--metric: never select on test data; rank by a val_ or train_ metric")
+            raise SpecError(f"{names[0]}: never select on test data; rank by a val_ or train_ metric")
+
+
+def _check_metric_recorded(metric: str, records: list[dict], folder: Path, name: str) -> None:
+    """A metric no trial computed (val_rmse of a classifier, val_loss without a validation split)
+    would rank nothing: a table of dashes, and the plots removed."""
+    from nnexp.errors import SpecError
+
+    if not records or any(isinstance(r.get(metric), (int, float)) for r in records):
+        return
+    present = sorted({k for r in records for k, v in r.items()
+                      if k.startswith(("val_", "train_")) and not k.endswith(("_std", "_seconds"))
+                      and isinstance(v, (int, float)) and not isinstance(v, bool)})
+    raise SpecError(f"{name}: no trial in {folder} has {metric} (they have {', '.join(present) or 'no metric'})")
 
 
 def _remove_stale_plots(folder: Path, keep: list[Path]) -> None:

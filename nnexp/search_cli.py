@@ -174,7 +174,7 @@ def report(
     with user_errors(), warnings_as_lines():
         from nnexp.report import report as build_report
 
-        result = build_report(folder, metric=metric, mode=mode)
+        result = build_report(folder, metric=metric, mode=mode, names=("--metric", "--mode"))
         for note in result.notes:
             sys.stderr.write(f"warning: {note}\n")
         if not quiet:

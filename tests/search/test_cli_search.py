@@ -304,9 +304,12 @@ def test_report_ranks_by_another_metric_on_request_and_warns_when_it_must_guess(
     for args, message in ((["--metric", "val_los"], "error: --metric: unknown metric 'val_los'; did you mean 'val_loss'?"),
                           (["--metric", "test_accuracy"], "error: --metric: never select on test data"),
                           (["--mode", "min"], "error: --mode: give --metric too"),
-                          (["--metric", "val_loss", "--mode", "up"], "error: --mode: 'up' is not allowed")):
+                          (["--metric", "val_loss", "--mode", "up"], "error: --mode: 'up' is not allowed"),
+                          (["--metric", "val_rmse"], f"error: --metric: no trial in {folder} has val_rmse (they have "
+                                                     "train_accuracy")):
         bad = runner.invoke(app, ["report", str(folder), *args])
         assert bad.exit_code == 2 and bad.stderr.startswith(message), (args, bad.stderr)
+    assert (folder / "learning_curves.png").exists()  # a refused ranking leaves the files as they were
 
     rerun = search(path, "--results-dir", tmp_path, "--quiet", "--set", "metric=val_loss")
     assert rerun.exit_code == 0, rerun.output
