@@ -349,6 +349,7 @@ class DataSpec(Strict):
         twice = sorted({c for c in self.drop if self.drop.count(c) > 1})
         if twice:
             raise ValueError(f"@drop: '{twice[0]}' is listed twice")
+        self.drop = sorted(self.drop)  # a set of columns: [id, city] and [city, id] are one experiment
         if not self.is_builtin and Path(self.dataset).suffix.lower() not in DATA_FILE_SUFFIXES:
             raise ValueError(
                 f"@dataset: unknown dataset '{self.dataset}'{did_you_mean(self.dataset, BUILTIN_DATASETS)}"

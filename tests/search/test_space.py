@@ -69,6 +69,9 @@ def test_random_trials_option_overrides_spec(search_file):
      "space.optimizer: momentum and {name: momentum} make the same experiment"),
     ({"model.init": [{"name": "gaussian"}, {"name": "gaussian", "std": 0.01}]},
      "space.model.init: {name: gaussian} and {name: gaussian, std: 0.01} make the same experiment"),
+    ({"data.drop": [["sepal width (cm)", "petal width (cm)"], ["petal width (cm)", "sepal width (cm)"]]},
+     "space.data.drop: [sepal width (cm), petal width (cm)] and [petal width (cm), sepal width (cm)] make the same "
+     "experiment"),
 ])
 def test_values_that_make_the_same_experiment_are_an_error(space, problem, search_file):
     """Written differently but equal once resolved: each would train the same networks twice under two names."""
