@@ -71,8 +71,7 @@ def print_run_summary(result) -> None:
     """Train / validation / test metrics and where the files went."""
     metrics = result.metrics
     names = [m for m in ("loss", "accuracy", "f1", "rmse", "mae", "r2") if any(f"{s}_{m}" in metrics for s in ("train", "val", "test"))]
-    task = _task_words(result)
-    table = Table("split", *names, title=f"{result.spec.name}: {result.status}" + (f" ({task})" if task else ""))
+    table = Table("split", *names, title=f"{result.spec.name}: {result.status}")
     for split in ("train", "val", "test"):
         if any(f"{split}_{m}" in metrics for m in names):
             cells = []
@@ -90,7 +89,9 @@ def print_run_summary(result) -> None:
     best = metrics.get("best_epoch")
     if best and best != metrics["epochs_run"]:
         epochs += f" (best weights from epoch {fmt_epochs(best)})"
-    console.print(f"{epochs} in {metrics['seconds']:.2f} s ({1000 * metrics['seconds_per_epoch']:.1f} ms/epoch)")
+    task = _task_words(result)  # which task data.task auto chose, said where it cannot be missed
+    console.print(f"{task + ': ' if task else ''}{epochs} in {metrics['seconds']:.2f} s "
+                  f"({1000 * metrics['seconds_per_epoch']:.1f} ms/epoch)")
     for name, path in getattr(result, "files", {}).items():
         console.print(f"  {name:<20} {path}")
 

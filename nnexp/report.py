@@ -57,6 +57,7 @@ class ReportResult:
     effects: dict[str, Any]  # parameter -> DataFrame, one row per value
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    metric_guessed: bool = False  # no search.yaml said which metric the search ranks by
 
 
 # --------------------------------------------------------------------------- frames
@@ -207,8 +208,9 @@ def trust_tiers(summary):
 def _tied_best(frame, summary, metric: str) -> tuple[list[str], list[float]]:
     """`yes` for the best and every configuration Welch's t-test cannot separate from it (p > 0.05),
     unless the best trained with every seed and it did not."""
-    if summary.empty or metric not in frame or summary["rank"].isna().all():
-        return ["n/a"] * len(summary), [math.nan] * len(summary)
+    if summary.empty or metric not in frame or summary["rank"].isna().all():  # nothing to compare with
+        marks = ["n/a (no ok repeat)" if n == 0 else f"n/a (no {metric})" for n in summary["n_ok"]]
+        return marks, [math.nan] * len(summary)
     scores = {cid: g.loc[g["status"] == "ok", metric].dropna().to_numpy()
               for cid, g in frame.groupby("config_id", sort=False)}
     best = scores[summary["config_id"].iloc[0]]
@@ -217,13 +219,13 @@ def _tied_best(frame, summary, metric: str) -> tuple[list[str], list[float]]:
     for i, cid in enumerate(summary["config_id"]):
         values = scores[cid]
         if i == 0:
-            marks.append("yes" if len(best) >= 2 else "n/a (<2 repeats)")
+            marks.append("yes" if len(best) >= 2 else "n/a (<2 ok repeats)")
             pvalues.append(math.nan)
         elif len(values) == 0:  # ok repeats without the metric: an old log, before splits were checked
             marks.append(f"n/a (no {metric})" if summary["n_ok"].iloc[i] else "n/a (no ok repeat)")
             pvalues.append(math.nan)
         elif len(values) < 2 or len(best) < 2:
-            marks.append("n/a (<2 repeats)")
+            marks.append("n/a (<2 ok repeats)")
             pvalues.append(math.nan)
         else:
             p = welch_p(best, values)
@@ -382,7 +384,8 @@ def summary_markdown(result: ReportResult) -> str:
     body = pd.DataFrame(table).to_markdown(index=False) if table else f"({NO_TRIALS})"
     n = len(result.trials)
     head = (f"# {result.folder.name}: summary\n\n"
-            f"{len(s)} configurations, {n} trials ({_counts(result.trials)}); ranked by {m} ({result.mode}).\n"
+            f"{len(s)} configurations, {n} trials ({_counts(result.trials)}); ranked by {m} ({result.mode}"
+            f"{'; a guess: no search.yaml says which metric the search ranks by' if result.metric_guessed else ''}).\n"
             f"Mean ± std (n-1) over ok repeats; ci95 is the half-width of the 95% t-interval of the mean; "
             f"configurations that trained with every seed rank first, then those with a failed or diverged "
             f"repeat, then those with fewer than 2 ok; "
@@ -473,9 +476,20 @@ def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
             x = points[column].astype(float).to_numpy()
             fig = new_figure(figsize=(5.2, 3.6))
             ax = fig.subplots()
-            ax.scatter(x, points[m], s=14, alpha=0.7, color="tab:blue")
-            if x.min() > 0 and x.max() / x.min() > 20:
+            ax.scatter(x, points[m], s=14, alpha=0.7, color="tab:blue", label="ok")
+            _mark_lost_trials(ax, trials, column, m)
+            every = trials[column].dropna().astype(float)  # where the lost trials were, too
+            lo, hi = float(every.min()), float(every.max())
+            if lo > 0 and hi / lo > 20:
+                from matplotlib.ticker import NullFormatter
+
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())  # 2x10^-2, 3x10^-2, ... ran into each other
+                lo, hi = lo / (hi / lo) ** 0.04, hi * (hi / lo) ** 0.04
+            else:
+                lo, hi = lo - 0.04 * (hi - lo), hi + 0.04 * (hi - lo)
+            if hi > lo:
+                ax.set_xlim(lo, hi)
         else:
             values = list(frame[p])
             data = [ok.loc[ok[column] == v, m].dropna().to_numpy() for v in values]
@@ -510,9 +524,13 @@ def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
     if curves:
         keys = [k for k in ("val_loss", m if m != "val_loss" else None) if k and any(k in r["history"] for r in curves)]
         if keys:
-            # wide enough for the title and the legend's longest label (about 0.055 in a character at size 7)
+            folds = ", first cross-validation fold" if any("fold" in r["history"] for r in curves) else ""
+            title = f"learning curves of the first {len(best)} configurations by rank (one line per seed{folds})"
+            # wide enough for the title (about 0.085 in a character at size 11) and the legend's longest
+            # label (about 0.055 at size 7)
             longest = max(len(_config_label(result, cid)) for cid in best)
-            fig = new_figure(figsize=(min(16.0, max(5.2 * len(keys), 6.5, 0.055 * longest + 0.8)), 3.6))
+            width = max(5.2 * len(keys), 6.5, 0.055 * longest + 0.8, 0.085 * len(title) + 0.5)
+            fig = new_figure(figsize=(min(16.0, width), 3.6))
             axes = fig.subplots(1, len(keys), squeeze=False)
             colors = {cid: f"C{i}" for i, cid in enumerate(best)}
             from matplotlib.ticker import MaxNLocator
@@ -529,14 +547,26 @@ def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
                 ax.set_ylabel(f"{k} (running, training mode)" if k == "train_loss" else k)
             # below the panels, one configuration per line: inside, several parameters' labels hid the curves
             fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", fontsize=7, frameon=False)
-            folds = " - first cross-validation fold" if any("fold" in r["history"] for r in curves) else ""
-            fig.suptitle(f"learning curves of the first {len(best)} configurations by rank (one line per seed"
-                         f"{folds})", fontsize=11)
+            fig.suptitle(title, fontsize=11)
             fig.tight_layout(rect=(0, 0.06 * len(best), 1, 1))
             path = result.folder / "learning_curves.png"
             save_figure(fig, path)
             files.append(path)
     return files
+
+
+def _mark_lost_trials(ax, trials, column: str, metric: str) -> None:
+    """Failed and diverged trials as crosses along the bottom edge, at their values: where a
+    learning rate starts to diverge is part of its effect."""
+    import numpy as np
+
+    for status, color in (("diverged", "tab:red"), ("failed", "tab:gray")):
+        lost = trials.loc[trials["status"] == status, column].dropna()
+        if len(lost):
+            ax.scatter(lost.astype(float), np.zeros(len(lost)), transform=ax.get_xaxis_transform(), marker="x",
+                       s=22, color=color, clip_on=False, label=f"{status} ({len(lost)})", zorder=3)
+    if ax.get_legend_handles_labels()[1][1:]:
+        ax.legend(fontsize=7, loc="best")
 
 
 def _log_scale_if_wide(ax, values) -> None:
@@ -556,22 +586,23 @@ def _config_label(result: ReportResult, cid: str) -> str:
 
 
 def search_settings(folder: Path, records: list[dict], metric: str | None = None,
-                    mode: str | None = None) -> tuple[str, str, list[str]]:
-    """(metric, mode, params): the given metric and mode, else the saved search.yaml's; a guess,
-    said in a warning, when that file is missing."""
+                    mode: str | None = None) -> tuple[str, str, list[str], bool]:
+    """(metric, mode, params, guessed): the given metric and mode, else the saved search.yaml's;
+    a guess, said in a warning, when that file is missing."""
     from nnexp.spec import metric_mode
 
     saved = read_saved_spec(folder) or {}
     search = saved.get("search") or {}
     params = sorted(search.get("space") or {}) or sorted({p for r in records for p in r.get("params", {})})
-    if metric is None and search.get("metric") is None:
+    guessed = metric is None and search.get("metric") is None
+    if guessed:
         present = {k for r in records for k in r}
         metric = next((m for m in ("val_accuracy", "val_rmse", "val_loss") if m in present), "val_loss")
         warn(f"{folder / 'search.yaml'}: missing, so the search's metric is unknown; ranked by {metric}, a guess "
              "(give --metric to choose)")
     elif metric is None:
         metric, mode = search["metric"], mode or search.get("mode")
-    return metric, mode or metric_mode(metric), params
+    return metric, mode or metric_mode(metric), params, guessed
 
 
 def report(folder: str | os.PathLike, plots: bool = True, metric: str | None = None,
@@ -591,7 +622,7 @@ def report(folder: str | os.PathLike, plots: bool = True, metric: str | None = N
         records = list(store.latest().values())
         if metric is not None:
             _check_metric_recorded(metric, records, folder, names[0])
-        metric, mode, params = search_settings(folder, records, metric, mode)
+        metric, mode, params, guessed = search_settings(folder, records, metric, mode)
         frame = trials_frame(records, params)
     if frame.empty:
         import pandas as pd
@@ -600,7 +631,7 @@ def report(folder: str | os.PathLike, plots: bool = True, metric: str | None = N
                                       *[param_column(p) for p in params]])
     summary = summarize(frame, metric, mode, params)
     result = ReportResult(folder, metric, mode, params, frame, summary, effects(frame, metric, params),
-                          notes=[str(w.message) for w in caught])
+                          notes=[str(w.message) for w in caught], metric_guessed=guessed)
     from nnexp.results import atomic_write
 
     # whole files or the previous ones: a full disk never leaves a cut-off table

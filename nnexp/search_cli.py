@@ -169,7 +169,7 @@ def report(
     """Rebuild the tables and plots of a finished or interrupted search from its trials.jsonl."""
     from nnexp.cli import user_errors, warnings_as_lines
 
-    if results_dir is not None and not folder.exists() and (results_dir / folder).exists():
+    if results_dir is not None and not folder.exists():  # the search's name, under where it wrote
         folder = results_dir / folder
     with user_errors(), warnings_as_lines():
         from nnexp.report import report as build_report

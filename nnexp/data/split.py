@@ -50,7 +50,7 @@ def guessed_classes_hint(class_names: list[str] | None, task_setting: str) -> st
     """Why a class may be too small: task auto took a whole-number target for labels (a count,
     a score from 0 to 11); said where a split cannot be made."""
     numbers = class_names is not None and all(name.lstrip("-").isdigit() for name in class_names)
-    if task_setting != "auto" or not numbers:
+    if task_setting != "auto" or not numbers or len(class_names) == 2:  # 0/1 is a label, not a quantity
         return ""
     return (f" (data.task auto read the target's {len(class_names)} distinct whole numbers as classes; "
             "set data.task: regression if it is a quantity)")

@@ -409,6 +409,10 @@ def test_a_whole_number_target_too_thin_for_its_classes_names_the_auto_rule(tmp_
         _prepare(path, task="classification")
     assert "data.task auto" not in str(info.value)
     assert _prepare(path, task="regression").task == "regression"
+    binary = _csv(tmp_path, pd.DataFrame({"a": np.arange(100.0), "y": [1] * 2 + [0] * 98}), "binary.csv")
+    with pytest.raises(DataError) as info:
+        _prepare(binary)
+    assert "class '1' has only 2 row(s)" in str(info.value) and "data.task auto" not in str(info.value)
 
 
 def test_too_few_rows_for_the_splits(tmp_path):

@@ -120,6 +120,7 @@ def test_every_trial_failing_exits_1(search_file, tmp_path):
     result = search(path, "--results-dir", tmp_path, "--n-jobs", 1, "--quiet")
     assert result.exit_code == 1 and "no trial finished ok" in result.stderr
     assert (tmp_path / "grid" / "summary.md").exists()
+    assert set(pd.read_csv(tmp_path / "grid" / "summary.csv")["tied_best"]) == {"n/a (no ok repeat)"}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -319,6 +320,7 @@ def test_report_ranks_by_another_metric_on_request_and_warns_when_it_must_guess(
     guessed = runner.invoke(app, ["report", str(folder), "--quiet"])
     assert guessed.exit_code == 0 and "search.yaml: missing, so the search's metric is unknown; ranked by " \
         "val_accuracy, a guess (give --metric to choose)" in guessed.stderr
+    assert "ranked by val_accuracy (max; a guess: no search.yaml" in (folder / "summary.md").read_text()
 
 
 def test_the_reasons_of_failed_trials_are_on_the_console(search_file, tmp_path):

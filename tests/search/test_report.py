@@ -113,7 +113,7 @@ def test_tied_best_marks_overlapping_configurations_only(tmp_path):
 def test_single_repeat_says_so_instead_of_marking(tmp_path):
     write_scores(tmp_path, {"a": [0.9], "b": [0.8]})
     summary = report(tmp_path, plots=False).summary
-    assert list(summary["tied_best"]) == ["n/a (<2 repeats)"] * 2
+    assert list(summary["tied_best"]) == ["n/a (<2 ok repeats)"] * 2
     assert summary["std_val_accuracy"].isna().all() and summary["ci95_val_accuracy"].isna().all()
 
 
@@ -128,7 +128,7 @@ def test_one_lucky_seed_does_not_take_rank_1(tmp_path):
                       "val_accuracy": 0.99 if status == "ok" else None, "epochs_run": 5, "seconds": 1.0, "history": {}})
     summary = report(tmp_path, plots=False).summary.set_index("config_id")
     assert summary["rank"].to_dict() == {"steady": 1, "close": 2, "low": 3, "lucky": 4}
-    assert summary.loc[["steady", "close", "low", "lucky"], "tied_best"].tolist() == ["yes", "yes", "no", "n/a (<2 repeats)"]
+    assert summary.loc[["steady", "close", "low", "lucky"], "tied_best"].tolist() == ["yes", "yes", "no", "n/a (<2 ok repeats)"]
 
 
 def test_two_lucky_seeds_of_a_configuration_that_diverged_do_not_take_rank_1(tmp_path):
