@@ -368,6 +368,18 @@ def save_spec(folder: str | os.PathLike, identity: dict) -> None:
                  "# The resolved search this folder holds; `nnexp search` checks it before resuming.\n" + dump_yaml(identity))
 
 
+def ranking_changes(folder: str | os.PathLike, identity: dict) -> list[str]:
+    """A note when a resumed search ranks by another metric or mode than its last run: the
+    trials are the same, the tables' order is not."""
+    before = (read_saved_spec(folder) or {}).get("search") or {}
+    now = identity["search"]
+    changed = [key for key in ("metric", "mode") if key in before and before[key] != now.get(key)]
+    if not changed:
+        return []
+    return [f"ranked by {now['metric']} ({now['mode']}) now, by {before.get('metric')} ({before.get('mode')}) "
+            "in the last run: the same trials, ordered anew"]
+
+
 def check_same_search(folder: str | os.PathLike, identity: dict) -> None:
     """Refuse to resume a folder whose trials came from different settings."""
     saved = read_saved_spec(folder)

@@ -315,6 +315,8 @@ def test_report_ranks_by_another_metric_on_request_and_warns_when_it_must_guess(
     rerun = search(path, "--results-dir", tmp_path, "--quiet", "--set", "metric=val_loss")
     assert rerun.exit_code == 0, rerun.output
     assert len(trials(folder)) == 4 and "ranked by val_loss (min)" in (folder / "summary.md").read_text()
+    assert ("warning: ranked by val_loss (min) now, by val_accuracy (max) in the last run: the same trials, "
+            "ordered anew") in rerun.stderr
 
     (folder / "search.yaml").unlink()
     guessed = runner.invoke(app, ["report", str(folder), "--quiet"])
