@@ -67,7 +67,9 @@ def metric_mode(metric: str) -> str:
 def _check_metric(value: str) -> str:
     known = [f"{s}_{m}" for s in SPLITS for m in METRIC_NAMES]
     if value not in known:
-        raise ValueError(f"unknown metric '{value}'{did_you_mean(value, known)} (one of {', '.join(known)})")
+        rankable = [name for name in known if not name.startswith("test_")]  # test_ ones are refused anyway
+        hint = f"; did you mean '{value.lower()}'?" if value.lower() in known else did_you_mean(value, known)
+        raise ValueError(f"unknown metric '{value}'{hint} (one of {', '.join(rankable)})")
     return value
 
 
