@@ -135,13 +135,10 @@ def run(spec: ExperimentArg, set_: SetOpt = None, results_dir: ResultsOpt = Path
 
 def _divergence(result) -> str:
     """Which of train.py's two signs of divergence the run showed."""
-    import math
-
-    from nnexp.train import DIVERGENCE_GROWTH
+    from nnexp.train import DIVERGENCE_GROWTH, exploded
 
     losses = [row.get("train_loss") for row in result.history]
-    last = losses[-1] if losses else None
-    if last is not None and math.isfinite(last) and last > DIVERGENCE_GROWTH * max(losses[0], 1.0):
+    if losses and losses[-1] is not None and exploded(losses[-1], losses[0]):
         return f"the loss grew past {DIVERGENCE_GROWTH:,.0f} times its first epoch's"
     return "non-finite loss"
 

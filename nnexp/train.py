@@ -154,8 +154,7 @@ def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None
         if stats.finite and data.X_val is not None:
             row.update({f"val_{k}": v for k, v in evaluate(net, data, data.X_val, data.y_val).items()})
         first_loss = history[0]["train_loss"] if history else stats.loss
-        exploded = stats.finite and stats.loss > DIVERGENCE_GROWTH * max(first_loss, 1.0)
-        if not stats.finite or exploded or not math.isfinite(row.get("val_loss", 0.0)):
+        if not stats.finite or exploded(stats.loss, first_loss) or not math.isfinite(row.get("val_loss", 0.0)):
             status, diverged_epoch = "diverged", epoch
             history.append({**row, "lr": lr})
             break
@@ -198,6 +197,11 @@ def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None
         "status": status,
     })
     return status, metrics, history, net
+
+
+def exploded(loss: float, first_loss: float) -> bool:
+    """A finite training loss past DIVERGENCE_GROWTH times its first epoch's (or 1, if lower)."""
+    return math.isfinite(loss) and loss > DIVERGENCE_GROWTH * max(first_loss, 1.0)
 
 
 def evaluate(net: Network, data, X: np.ndarray, y: np.ndarray) -> dict[str, float]:

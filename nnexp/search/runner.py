@@ -29,7 +29,6 @@ from nnexp.search.store import (
     check_same_search,
     data_fingerprints,
     key_of,
-    ranking_changes,
     save_spec,
     search_identity,
 )
@@ -303,8 +302,7 @@ def run_search(
             if moved:
                 notes.append(f"--fresh: earlier trials moved to {moved.name}")
         elif store.path.exists() and store.path.stat().st_size:
-            check_same_search(folder, identity)
-            notes += ranking_changes(folder, identity)
+            notes += check_same_search(folder, identity)
         save_spec(folder, identity)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

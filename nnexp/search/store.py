@@ -368,23 +368,12 @@ def save_spec(folder: str | os.PathLike, identity: dict) -> None:
                  "# The resolved search this folder holds; `nnexp search` checks it before resuming.\n" + dump_yaml(identity))
 
 
-def ranking_changes(folder: str | os.PathLike, identity: dict) -> list[str]:
-    """A note when a resumed search ranks by another metric or mode than its last run: the
-    trials are the same, the tables' order is not."""
-    before = (read_saved_spec(folder) or {}).get("search") or {}
-    now = identity["search"]
-    changed = [key for key in ("metric", "mode") if key in before and before[key] != now.get(key)]
-    if not changed:
-        return []
-    return [f"ranked by {now['metric']} ({now['mode']}) now, by {before.get('metric')} ({before.get('mode')}) "
-            "in the last run: the same trials, ordered anew"]
-
-
-def check_same_search(folder: str | os.PathLike, identity: dict) -> None:
-    """Refuse to resume a folder whose trials came from different settings."""
+def check_same_search(folder: str | os.PathLike, identity: dict) -> list[str]:
+    """Refuse to resume a folder whose trials came from different settings; notes on what may change
+    (a new metric or mode: the same trials, ordered anew)."""
     saved = read_saved_spec(folder)
     if saved is None:
-        return
+        return []
     old_files, new_files = saved.get("data_files") or {}, identity.get("data_files") or {}
     edited = [path for path in new_files if path in old_files and old_files[path] != new_files[path]]
     if edited:
@@ -399,3 +388,8 @@ def check_same_search(folder: str | os.PathLike, identity: dict) -> None:
             f"{Path(folder) / SPEC_FILE}: the search changed since its trials were run ({shown}); "
             "use --fresh to start over (old trials are kept aside), or another name / --results-dir"
         )
+    before, now = saved.get("search") or {}, identity["search"]
+    if any(key in before and before[key] != now.get(key) for key in ("metric", "mode")):
+        return [f"ranked by {now['metric']} ({now['mode']}) now, by {before.get('metric')} ({before.get('mode')}) "
+                "in the last run: the same trials, ordered anew"]
+    return []

@@ -142,7 +142,7 @@ def one_line(exc: BaseException) -> str:
     return first_line(exc) + where
 
 
-def compact_history(history: list[dict], metric: str | None = None) -> dict[str, list]:
+def compact_history(history: list[dict], metric: str | None = None) -> dict[str, Any]:
     """The learning curves a report plots: train_loss, val_loss and the main validation metric;
     under cross-validation the first fold's (`fold` names it), as `nnexp run` plots them: the
     folds back to back read as one run of k times the epochs."""
