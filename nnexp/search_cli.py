@@ -143,6 +143,7 @@ def check_data(plan, search, source: str) -> None:
             problems += exc.problems
     if problems:
         raise DataError(problems)
+    _check_dropped_columns(plan)
     if not plan.trials or plan.trials[0].spec.data.is_builtin:
         return
     with warnings.catch_warnings():
@@ -153,6 +154,32 @@ def check_data(plan, search, source: str) -> None:
     problems = [problem for problem in (metric_problem(search.metric, task), *monitor_problems(first, task)) if problem]
     if problems:
         raise SpecError([f"{source}: {problem}" for problem in problems])
+
+
+def _check_dropped_columns(plan) -> None:
+    """Every searched `data.drop` names columns of its file: a misspelt one is a mistake in the spec
+    (exit 2 before any trial), not a configuration whose trials all fail. Each file is read once."""
+    import warnings
+
+    from nnexp.data.datasets import load_file, without_columns
+    from nnexp.errors import DataError
+
+    drops = {(d.dataset, d.target, d.task, tuple(d.drop)): d for d in (t.spec.data for t in plan.trials)
+             if not d.is_builtin and d.drop}
+    if len({key[:3] for key in drops}) == len(drops):  # one drop list per file: the first trial's load checks it
+        return
+    tables, problems = {}, []
+    for key, data in drops.items():
+        if key[:3] not in tables:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the trials report their data warnings themselves
+                tables[key[:3]] = load_file(data.dataset, target=data.target, task=data.task)
+        try:
+            without_columns(tables[key[:3]], data.drop)
+        except DataError as exc:
+            problems += exc.problems
+    if problems:
+        raise DataError(list(dict.fromkeys(problems)))
 
 
 def report(

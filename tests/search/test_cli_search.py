@@ -356,3 +356,18 @@ def test_sigterm_before_the_first_trial_is_one_line_and_exit_143(search_file, tm
     assert result.exit_code == 143 and result.stderr == (
         "terminated (SIGTERM) before the first trial of this run; nothing new was run\n"), result.stderr
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_misspelt_column_of_a_searched_data_drop_is_named_before_the_first_trial(tmp_path):
+    """A mistake in the spec (exit 2, nothing run), not configurations whose trials all fail."""
+    rows = "".join(f"r{i},{i % 7 / 7},{i % 5},{i % 2}\n" for i in range(60))
+    (tmp_path / "d.csv").write_text("id,a,b,label\n" + rows)
+    path = tmp_path / "drops.yaml"
+    path.write_text(yaml.safe_dump({"name": "drops", "experiment": {"data": {"dataset": "d.csv"}, "train": {"epochs": 1}},
+                                    "repeats": 1, "space": {"data.drop": [["id"], ["id", "nosuch"], ["id", "bb"]]}}))
+    result = search(path, "--results-dir", tmp_path / "res")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        f"error: {tmp_path / 'd.csv'}: data.drop: no feature column 'nosuch' (features: id, a, b)",
+        f"error: {tmp_path / 'd.csv'}: data.drop: no feature column 'bb'; did you mean 'b'? (features: id, a, b)"]
+    assert not (tmp_path / "res" / "drops" / "trials.jsonl").exists()
