@@ -122,18 +122,16 @@ def search(
 
 def check_data(plan, search, source: str) -> None:
     """Bad data is bad input (exit 2, nothing written), not a search whose every trial fails:
-    prepare the first trial's data here before any worker starts, and check that the search
+    prepare a configuration's data here before any worker starts, and check that the search
     metric and the monitors are computed for its task (a file's 'auto' task is known only now).
     Every other data file a searched `data.dataset` names must exist and be readable; beyond
     that, configurations whose data differs can still fail one by one, recorded as failed trials.
     Built-in data sets are not checked: they cannot be unreadable, and loading one here could
     cost a scikit-learn import (2-3 s while the data-set cache is cold) before any worker starts."""
-    import warnings
-
     from nnexp.data.datasets import check_path
     from nnexp.errors import DataError, SpecError
     from nnexp.spec import metric_problem, monitor_problems
-    from nnexp.train import first_split, load_data
+    from nnexp.train import first_split
 
     problems = []
     for path in dict.fromkeys(t.spec.data.dataset for t in plan.trials if not t.spec.data.is_builtin):
@@ -146,14 +144,32 @@ def check_data(plan, search, source: str) -> None:
     _check_dropped_columns(plan)
     if not plan.trials or plan.trials[0].spec.data.is_builtin:
         return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the trials report their data warnings themselves
-        prepared = load_data(plan.trials[0].spec)
-    first = plan.trials[0].spec
+    first, prepared = _first_loadable(plan)
     task = first_split(prepared).task
     problems = [problem for problem in (metric_problem(search.metric, task), *monitor_problems(first, task)) if problem]
     if problems:
         raise SpecError([f"{source}: {problem}" for problem in problems])
+
+
+def _first_loadable(plan):
+    """(spec, prepared data) of the first configuration whose data can be prepared. A searched
+    `data.*` value that breaks its own configuration's data (more PCA components than features)
+    fails only that configuration's trials, wherever the plan lists it; when no configuration's
+    data can be prepared, the first one's error is the search's (exit 2)."""
+    import warnings
+
+    from nnexp.errors import DataError
+    from nnexp.train import load_data
+
+    first_error = None
+    for spec in {t.spec.data.model_dump_json(): t.spec for t in plan.trials}.values():  # one per data section
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the trials report their data warnings themselves
+                return spec, load_data(spec)
+        except DataError as exc:
+            first_error = first_error or exc
+    raise first_error
 
 
 def _check_dropped_columns(plan) -> None:

@@ -95,9 +95,11 @@ def _plain(value):
 
 
 def _scaled(value, scale: float):
+    """value x scale, to 12 significant digits: 3 x 0.1 is 0.3 in the tables and the log, not
+    0.30000000000000004 (a value a user filtering summary.csv for 0.3 would not find)."""
     if scale == 1.0 or isinstance(value, bool) or not isinstance(value, (int, float)):
         return value
-    return _plain(value * scale)
+    return float(f"{_plain(value) * scale:.12g}")
 
 
 def grid_values(key: str, dim, source: str) -> list:

@@ -371,3 +371,25 @@ def test_a_misspelt_column_of_a_searched_data_drop_is_named_before_the_first_tri
         f"error: {tmp_path / 'd.csv'}: data.drop: no feature column 'nosuch' (features: id, a, b)",
         f"error: {tmp_path / 'd.csv'}: data.drop: no feature column 'bb'; did you mean 'b'? (features: id, a, b)"]
     assert not (tmp_path / "res" / "drops" / "trials.jsonl").exists()
+
+
+@pytest.mark.parametrize("order", ["broken first", "broken last"])
+def test_a_searched_data_value_that_breaks_its_data_fails_its_trials_wherever_it_is_planned(tmp_path, order):
+    """More PCA components than features: that configuration's trials fail, whether or not the plan
+    lists it first (it stopped the whole search when first); when no configuration's data can be
+    prepared, the search stops with exit 2."""
+    rows = "".join(f"{i % 7 / 7},{i % 5},{(i * 3) % 11},{i % 2}\n" for i in range(60))
+    (tmp_path / "d.csv").write_text("a,b,c,label\n" + rows)
+    values = [{"normalize": "pca", "pca_components": 50}, {"normalize": "zscore"}]
+    path = tmp_path / "pca.yaml"
+    path.write_text(yaml.safe_dump({"name": "pca", "experiment": {"data": {"dataset": "d.csv"}, "train": {"epochs": 1}},
+                                    "repeats": 1, "space": {"data": values if order == "broken first" else values[::-1]}}))
+    result = search(path, "--results-dir", tmp_path / "res", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert sorted(r["status"] for r in trials(tmp_path / "res" / "pca")) == ["failed", "ok"]
+    values[1] = {"normalize": "pca", "pca_components": 60}
+    path.write_text(yaml.safe_dump({"name": "none", "experiment": {"data": {"dataset": "d.csv"}, "train": {"epochs": 1}},
+                                    "repeats": 1, "space": {"data": values}}))
+    result = search(path, "--results-dir", tmp_path / "res", "--quiet")
+    assert result.exit_code == 2 and "data.pca_components: asks for 50 components" in result.stderr
+    assert not (tmp_path / "res" / "none").exists()

@@ -236,3 +236,10 @@ def test_a_val_metric_without_a_validation_split_is_refused(search_file):
     folds = {**unsplit, "data": {**unsplit["data"], "cv_folds": 3}}
     for fields in ({"metric": "train_loss", "experiment": unsplit}, {"experiment": folds}):
         assert len(plan_search(load_search(search_file({"optimizer.lr": [0.1]}, **fields))).configs) == 1
+
+
+def test_scaled_values_are_the_numbers_written_not_their_float_products(search_file):
+    """{int_uniform: [0, 5], scale: 0.1}: 3 x 0.1 is recorded as 0.3, not 0.30000000000000004."""
+    space = {"model.dropout": {"int_uniform": [0, 5], "scale": 0.1}}
+    plan = plan_search(load_search(search_file(space, strategy="random", trials=6)))
+    assert sorted(c.params["model.dropout"] for c in plan.configs) == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
