@@ -73,7 +73,14 @@ def _check_metric(value: str) -> str:
     return value
 
 
+def _check_rankable(value: str) -> str:
+    if value.startswith("test_"):  # the test split judges the choice, never makes it
+        raise ValueError("never select on test data; rank by a val_ or train_ metric")
+    return value
+
+
 Metric = Annotated[str, AfterValidator(_check_metric)]
+RankingMetric = Annotated[str, AfterValidator(_check_metric), AfterValidator(_check_rankable)]  # a search's, a report's
 
 
 class Strict(BaseModel):
@@ -379,6 +386,11 @@ class DataSpec(Strict):
         return DATASETS[self.dataset].task
 
     @property
+    def has_validation(self) -> bool:
+        """A validation split or cross-validation folds: val_ metrics are computed."""
+        return self.val_fraction > 0 or self.cv_folds >= 2
+
+    @property
     def known_task(self) -> str | None:
         """The task before any row is read: data.task, or a built-in's own; None for a file left to 'auto'."""
         return self.builtin_task or (None if self.task == "auto" else self.task)
@@ -549,7 +561,7 @@ class ExperimentSpec(Strict):
     @model_validator(mode="after")
     def _monitors_can_be_computed(self):
         for field, config in self.monitors():
-            if config.monitor.startswith("val_") and self.data.val_fraction == 0 and self.data.cv_folds == 0:
+            if config.monitor.startswith("val_") and not self.data.has_validation:
                 raise ValueError(f"@{field}: monitoring a val_ metric needs data.val_fraction > 0")
         problems = monitor_problems(self, self.data.known_task) if self.data.known_task else []
         if problems:
@@ -721,7 +733,7 @@ class SearchSpec(Strict):
     trials: Annotated[int, Field(ge=1, le=1_000_000)] = 20
     repeats: Annotated[int, Field(ge=1, le=1000)] = 3
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
-    metric: Metric = "val_loss"
+    metric: RankingMetric = "val_loss"
     mode: Literal["max", "min"] | None = None
     n_jobs: int = -1
     space: dict[str, Dimension] = Field(default_factory=dict)
@@ -730,8 +742,6 @@ class SearchSpec(Strict):
     def _resolve(self):
         if self.base is not None and self.experiment is not None:
             raise ValueError("@base: give either `base` (a spec file) or an inline `experiment`, not both")
-        if self.metric.startswith("test_"):
-            raise ValueError("@metric: never select on test data; rank by a val_ or train_ metric")
         if self.mode is None:
             self.mode = metric_mode(self.metric)
         if self.n_jobs == 0 or self.n_jobs < -64:
@@ -1171,7 +1181,7 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
             raise SpecError(format_errors(source, exc, schema=SearchSpec)) from None
     if data.get("mode") is not None and spec.mode != metric_mode(spec.metric):
         warn(f"{source}: mode: {spec.mode} ranks {spec.metric} {'lowest' if spec.mode == 'min' else 'highest'} "
-                      "first, its worst first (leave `mode` out and it follows the metric)")
+             "first, its worst first (leave `mode` out and it follows the metric)")
 
     if spec.base is not None:
         base_path = Path(os.path.expanduser(spec.base))

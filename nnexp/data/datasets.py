@@ -399,8 +399,8 @@ def load_file(path: str, *, target: str | None = None, task: str = "auto") -> Ta
             if len(columns) == 1 and any(c in columns[0] for c in ";\t|"):
                 raise DataError.at(path, "data.dataset", f"has one column '{columns[0]}'; is it separated by something "
                                                          "other than commas?")
-            shown = ", ".join(columns[:20]) + (", ..." if len(columns) > 20 else "")
-            raise DataError.at(path, "data.target", f"no column '{target}'{did_you_mean(target, columns)} (columns: {shown})")
+            raise DataError.at(path, "data.target", f"no column '{target}'{did_you_mean(target, columns)} "
+                                                    f"(columns: {_listed(columns)})")
         if frame.shape[1] < 2:
             hint = "; is it separated by something other than commas?" if any(c in target for c in ";\t|") else ""
             raise DataError.at(path, "data.dataset", f"needs at least one feature column besides the target '{target}'{hint}")
@@ -502,6 +502,11 @@ def load_table(spec: DataSpec, seed: int) -> Table:
     return without_columns(table, spec.drop)
 
 
+def _listed(columns: list[str], limit: int = 20) -> str:
+    """Column names for a message, as written: `a, b, c, ...` past `limit`."""
+    return ", ".join(columns[:limit]) + (", ..." if len(columns) > limit else "")
+
+
 def without_columns(table: Table, drop: list[str]) -> Table:
     """The table without these feature columns (an id column would be one-hot encoded, a leak learnt)."""
     if not drop:
@@ -511,9 +516,8 @@ def without_columns(table: Table, drop: list[str]) -> Table:
         raise DataError.at(table.source, "data.drop", f"'{table.target}' is the target, not a feature column")
     unknown = [c for c in drop if c not in names]
     if unknown:
-        shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
         raise DataError.at(table.source, "data.drop", f"no feature column '{unknown[0]}'"
-                                                      f"{did_you_mean(unknown[0], names)} (features: {shown})")
+                                                      f"{did_you_mean(unknown[0], names)} (features: {_listed(names)})")
     if len(drop) == len(names):
         raise DataError.at(table.source, "data.drop", "leaves no feature column to learn from")
     if table.numeric is not None:

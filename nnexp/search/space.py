@@ -255,7 +255,7 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
 def _lacks_validation(metric: str, spec: ExperimentSpec) -> bool:
     """A val_ metric is never computed without a validation split: its trials would finish
     `ok` and rank nowhere."""
-    return metric.startswith("val_") and spec.data.val_fraction == 0 and spec.data.cv_folds == 0
+    return metric.startswith("val_") and not spec.data.has_validation
 
 
 def _unsplit_problem(loaded: LoadedSearch, unsplit: list[dict], n_configs: int) -> str:
