@@ -25,14 +25,16 @@ def load_spec(spec: str | os.PathLike | dict | ExperimentSpec, overrides: dict[s
     for path, _ in pairs:  # named as overrides here, not as the CLI's --set
         if path not in known:
             raise SpecError(f"overrides: {path}: unknown field{did_you_mean(path, known)}")
-    if isinstance(spec, ExperimentSpec):
+    warned: list[str] = []
+    if isinstance(spec, ExperimentSpec):  # validated again (it may have been edited), warned about where it was made
+        warned = spec.data.ignored_fields()
         spec = spec.model_dump(mode="json")
     if isinstance(spec, dict):
         tree = copy.deepcopy(spec)  # the caller's mapping stays as it was
         for path, value in pairs:
             apply_override(tree, path, value)
         resolved = validate_experiment(tree, MAPPING)
-        warn_ignored(MAPPING, resolved.data.ignored_fields(), pairs)
+        warn_ignored(MAPPING, [line for line in resolved.data.ignored_fields() if line not in warned], pairs)
         return resolved
     return load_experiment(spec, pairs)
 

@@ -1,6 +1,7 @@
 """The public Python API forwards to the same code as the commands."""
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -121,6 +122,19 @@ def test_a_mapping_is_named_dict_in_errors_and_warnings_of_both_entry_points(tmp
         nnexp.run_search({**search, "experiment": {"train": {"epochs": "x"}}}, results_dir=tmp_path)
     with pytest.raises(SpecError, match=r"^<dict>: space.optimizer.rate: unknown field"):
         nnexp.run_search({**search, "space": {"optimizer.rate": [0.1]}}, results_dir=tmp_path)
+
+
+def test_a_loaded_spec_is_not_warned_about_again_but_an_override_is(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text("data: {dataset: iris, pca_components: 0.9}\ntrain: {epochs: 1}\n")
+    with pytest.warns(UserWarning) as loading:
+        spec = nnexp.load_spec(path)
+    assert [str(w.message) for w in loading] == [f"{path}: data.pca_components: only used with normalize: pca; zscore ignores it"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nnexp.run_experiment(spec, results_dir=None)
+        nnexp.run_experiment(spec, results_dir=None, data__pca_whiten=True)
+    assert [str(w.message) for w in caught] == ["--set data.pca_whiten: only used with normalize: pca; zscore ignores it"]
 
 
 def test_the_callers_mapping_is_left_as_it_was(tmp_path):

@@ -168,6 +168,16 @@ def test_tables_on_a_pipe_are_wide_enough_to_keep_values_whole(monkeypatch):
     assert new_console().width == 90
 
 
+def test_run_warns_once_about_an_ignored_field_naming_the_file(tmp_path, write_spec):
+    """The CLI loads the spec (warning, named by the file), then hands it to the API, which
+    validated it again and warned a second time as `<dict>`."""
+    path = write_spec({"data": {"dataset": "iris", "pca_components": 0.9}, "train": {"epochs": 1}})
+    result = runner.invoke(app, ["run", str(path), "--results-dir", str(tmp_path / "r"), "-q"])
+    assert result.exit_code == 0, result.output
+    ignored = "data.pca_components: only used with normalize: pca; zscore ignores it"
+    assert result.stderr.strip().splitlines() == [f"warning: {path}: {ignored}"]
+
+
 def test_validate_checks_the_data_file_as_run_and_search_do(tmp_path, write_spec):
     """A missing file, and a monitor or search metric a file's 'auto' task does not compute, used to
     pass `validate` and fail `run` / `search`."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -214,8 +214,10 @@ def check_path(path: str, field: str | None = "data.dataset") -> Path:
     return p
 
 
-def read_frame(path: str, field: str | None = "data.dataset") -> pd.DataFrame:
-    """A CSV or Parquet file as a DataFrame with string column names and >= 1 row."""
+def read_frame(path: str, field: str | None = "data.dataset", text_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """A CSV or Parquet file as a DataFrame with string column names and >= 1 row; `text_columns`
+    of a CSV stay text as written (a model's categories: '007', or '1' in a file whose blank cell
+    would otherwise make the column floats)."""
     import pandas as pd
 
     p = check_path(path, field)
@@ -223,7 +225,8 @@ def read_frame(path: str, field: str | None = "data.dataset") -> pd.DataFrame:
     try:
         # low_memory=False: typed from the whole column, not chunk by chunk (a blank near the end of a
         # long file left a column of floats and strings that no later step could read)
-        frame = pd.read_csv(p, low_memory=False) if kind == "CSV" else pd.read_parquet(p)
+        frame = (pd.read_csv(p, low_memory=False, dtype=dict.fromkeys(text_columns, str)) if kind == "CSV"
+                 else pd.read_parquet(p))
     except pd.errors.EmptyDataError:
         raise DataError.at(path, "data.dataset", "the file is empty (no header, no rows)") from None
     except PermissionError:
@@ -238,7 +241,7 @@ def read_frame(path: str, field: str | None = "data.dataset") -> pd.DataFrame:
     if len(frame) == 0:
         raise DataError.at(path, "data.dataset", f"the file has a header ({', '.join(map(str, frame.columns[:8]))}) but no data rows")
     frame.columns = [str(c) for c in frame.columns]
-    frame = tidy_text(frame, numbers=kind == "CSV")  # a Parquet text column was typed so by its writer ('02134')
+    frame = tidy_text(frame, numbers=kind == "CSV", keep_text=text_columns)  # a Parquet text column was typed so by its writer ('02134')
     if kind == "CSV":
         frame = _check_csv_header(frame, *_csv_head(p), path, field)
     return frame
@@ -300,11 +303,11 @@ def _repeated(names: list[str]) -> list[str]:
 NA_TEXTS = ("nan", "NaN", "NA", "N/A", "null", "NULL", "None")  # missing, as pandas reads a CSV cell
 
 
-def tidy_text(frame: pd.DataFrame, numbers: bool = True) -> pd.DataFrame:
+def tidy_text(frame: pd.DataFrame, numbers: bool = True, keep_text: Sequence[str] = ()) -> pd.DataFrame:
     """Text cells as a person reads them: surrounding blanks stripped, a blank cell missing, and
     (with `numbers`, for untyped sources) a text column whose every cell is then a number read as
-    numbers (' 2.5 ' in a CSV, an npz X saved as strings). Otherwise one stray blank turned a
-    numeric column into categories."""
+    numbers (' 2.5 ' in a CSV, an npz X saved as strings), unless it is one of `keep_text`.
+    Otherwise one stray blank turned a numeric column into categories."""
     import pandas as pd
 
     for col in frame.columns:
@@ -313,7 +316,7 @@ def tidy_text(frame: pd.DataFrame, numbers: bool = True) -> pd.DataFrame:
             continue  # numbers, dates, and object columns that are not all text
         text = series.str.strip()
         text = text.mask(text.isin(("", *NA_TEXTS) if numbers else ("",)).fillna(False).astype(bool))
-        parsed = pd.to_numeric(text, errors="coerce") if numbers else None
+        parsed = pd.to_numeric(text, errors="coerce") if numbers and col not in keep_text else None
         frame[col] = parsed if parsed is not None and parsed.notna().sum() == text.notna().sum() else text
     return frame
 
@@ -371,13 +374,13 @@ def read_npz(path: str, *, need_y: bool = True, field: str | None = "data.datase
     return out
 
 
-def npz_frame(X: np.ndarray, names: list[str] | None = None) -> pd.DataFrame:
+def npz_frame(X: np.ndarray, names: list[str] | None = None, text_columns: Sequence[str] = ()) -> pd.DataFrame:
     import pandas as pd
 
     if X.dtype.kind == "S":  # bytes: as text
         X = np.char.decode(X, "utf-8", errors="replace")
     frame = pd.DataFrame(X, columns=names if names is not None else _xy_names(X.shape[1]))
-    return tidy_text(frame) if X.dtype.kind == "U" else frame
+    return tidy_text(frame, keep_text=text_columns) if X.dtype.kind == "U" else frame
 
 
 def load_file(path: str, *, target: str | None = None, task: str = "auto") -> Table:

@@ -87,6 +87,7 @@ def load_features(path, preprocessor: Preprocessor, dtype: str | None = None) ->
     """
     import pandas as pd
 
+    categories = [c for c, categorical in zip(preprocessor.columns, preprocessor.categorical) if categorical]
     if isinstance(path, pd.DataFrame):
         source = "rows"
         frame = path.drop(columns=[preprocessor.target], errors="ignore")
@@ -96,14 +97,14 @@ def load_features(path, preprocessor: Preprocessor, dtype: str | None = None) ->
         arrays = read_npz(source, need_y=False, field=None)
         X = arrays["X"]
         if "feature_names" in arrays:
-            frame = npz_frame(X, list(arrays["feature_names"]))
+            frame = npz_frame(X, list(arrays["feature_names"]), categories)
         elif X.shape[1] == len(preprocessor.columns):
-            frame = npz_frame(X, preprocessor.columns)
+            frame = npz_frame(X, preprocessor.columns, categories)
         else:
             raise DataError.at(source, None, f"X has {X.shape[1]} columns but the model needs {len(preprocessor.columns)}")
     else:
         source = str(path)
-        frame = read_frame(source, field=None).drop(columns=[preprocessor.target], errors="ignore")
+        frame = read_frame(source, field=None, text_columns=categories).drop(columns=[preprocessor.target], errors="ignore")
     check_features(frame, [c for c in preprocessor.columns if c in frame.columns], preprocessor.fill, source)
     return preprocessor.transform_features(frame, dtype, source=source)
 

@@ -310,8 +310,9 @@ class Preprocessor:
             onehot[np.flatnonzero(seen), index[seen]] = 1.0
             unseen = int((~seen).sum())  # missing values were refused or filled above
             if warn_unseen and unseen:
-                warn(f"{source}: column '{col}': {unseen} row(s) have categories not seen in training; encoded as all zeros",
-                     DataWarning)
+                found = list(dict.fromkeys(text[~seen]))
+                warn(f"{source}: column '{col}': {unseen} row(s) have categories not seen in training ({_names(found, 5)}; "
+                     f"known: {_names(levels, 5)}); encoded as all zeros", DataWarning)
             blocks.append(onehot)
         if not blocks:
             return np.zeros((len(frame), 0))
@@ -383,11 +384,16 @@ class Preprocessor:
 
 
 def _as_text(series: pd.Series, fill: str | None) -> np.ndarray:
-    """Category values as strings; missing -> the fill level, or '' (never a known level)."""
-    from nnexp.data.datasets import _is_missing
+    """Category values as strings; missing -> the fill level, or '' (never a known level). Numbers
+    given for a column of categories (a DataFrame whose blank cell made the codes floats) read as
+    they print in a file: 1.0 as '1'."""
+    import pandas as pd
+
+    from nnexp.data.datasets import _is_missing, _label
 
     missing = _is_missing(series)
-    text = np.array([str(v) for v in series.to_numpy()], dtype=object)
+    as_text = _label if pd.api.types.is_float_dtype(series) else str
+    text = np.array([as_text(v) for v in series.to_numpy()], dtype=object)
     text[missing] = fill if fill is not None else ""
     return text.astype(str)
 

@@ -54,6 +54,33 @@ def test_unseen_category_maps_to_zeros_with_a_warning(tmp_path):
     np.testing.assert_array_equal(X[:, 1:4], [[0, 0, 0], [0, 1, 0], [0, 0, 0], [1, 0, 0]])
 
 
+def test_category_codes_that_look_like_numbers_are_matched_as_written_in_training(tmp_path):
+    """A predict file holding only codes that read as numbers ('007', or '1' beside a blank cell)
+    was typed as floats by its reader: '7.0' matched no level, and the rows were encoded as zeros."""
+    rng = np.random.default_rng(0)
+    codes = np.array(["007", "1", "2", "x"])[np.arange(80) % 4]
+    train = pd.DataFrame({"f": rng.normal(size=80), "code": codes, "y": rng.normal(size=80)})
+    p = _prepare(_csv(tmp_path, train), target="y", normalize="none", impute="mean")
+    assert p.preprocessor.levels["code"] == ["007", "1", "2", "x"]
+    new = pd.DataFrame({"f": [0.0] * 4, "code": ["007", "1", "2", None]})
+    expected = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], p.preprocessor.transform_features(new.iloc[[3]])[0, 1:]]
+    for path in (_csv(tmp_path, new, "new.csv"), _parquet_of(tmp_path, new)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DataWarning)
+            np.testing.assert_array_equal(load_features(path, p.preprocessor)[:, 1:], expected)
+    as_floats = pd.DataFrame({"f": [0.0] * 3, "code": [1.0, 2.0, np.nan]})  # a DataFrame whose blank made floats
+    np.testing.assert_array_equal(load_features(as_floats, p.preprocessor)[:2, 1:], [[0, 1, 0, 0], [0, 0, 1, 0]])
+    with pytest.warns(DataWarning, match=r"column 'code': 1 row\(s\) have categories not seen in training \('7'; "
+                                         r"known: '007', '1', '2', 'x'\)"):
+        load_features(pd.DataFrame({"f": [0.0], "code": [7]}), p.preprocessor)
+
+
+def _parquet_of(tmp_path, frame):
+    path = tmp_path / "new.parquet"
+    frame.to_parquet(path)
+    return str(path)
+
+
 def test_categories_are_learnt_from_training_rows_only(tmp_path):
     frame = _fruit()
     frame.loc[5, "colour"] = "blue"  # a single row: it lands in one split only
