@@ -170,6 +170,10 @@ def kind_type(family: str, choices: list[type[Kind]], aliases: dict[str, str] | 
         if "name" not in value and default is not None and all(k in by_name[default].model_fields for k in value):
             value = {"name": default, **value}  # as `--set optimizer.lr=0.01` gives the default optimizer
         if "name" not in value:
+            anywhere = sorted({k for c in choices for k in c.model_fields} - {"name"})
+            typo = next((k for k in value if k not in anywhere), None)  # a parameter of no choice: a misspelling
+            if typo is not None:
+                raise ValueError(f"@{typo}: unknown field{did_you_mean(str(typo), anywhere)}")
             raise ValueError(f"{_a(family)} mapping needs a 'name' (one of {', '.join(by_name)})")
         name = value["name"]
         if not isinstance(name, str):
@@ -185,7 +189,7 @@ def kind_type(family: str, choices: list[type[Kind]], aliases: dict[str, str] | 
         if extra:
             own = [k for k in cls.model_fields if k != "name"]
             has = f"its parameters: {', '.join(own)}" if own else "it takes none"
-            raise ValueError(f"@{extra[0]}: not a parameter of {family} '{name}' ({has})")
+            raise ValueError(f"@{extra[0]}: not a parameter of {family} '{name}' ({has}){did_you_mean(str(extra[0]), own)}")
         return {**value, "name": name}
 
     union = Union[tuple(Annotated[c, Tag(f"~{n}")] for n, c in by_name.items())]  # noqa: UP007

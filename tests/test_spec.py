@@ -512,6 +512,17 @@ def test_kind_messages_use_the_right_article(data, line):
     assert problem.startswith(line), problem
 
 
+@pytest.mark.parametrize("data, line", [
+    ({"model": {"activation": {"name": "leaky_relu", "slop": 0.1}}},
+     "s.yaml: model.activation.slop: not a parameter of activation 'leaky_relu' (its parameters: slope); did you mean 'slope'?"),
+    ({"optimizer": {"lrr": 0.1}}, "s.yaml: optimizer.lrr: unknown field; did you mean 'lr'?"),  # not "needs a 'name'"
+    ({"model": {"init": {"sdt": 0.1}}}, "s.yaml: model.init.sdt: unknown field; did you mean 'std'?"),
+    ({"optimizer": {"name": "sgd", "schedule": {"evry": 3}}}, "s.yaml: optimizer.schedule.evry: unknown field; did you mean 'every'?"),
+])
+def test_a_misspelt_parameter_of_a_kind_gets_a_suggestion(data, line):
+    assert errors_of(data) == [line]
+
+
 def test_a_mapping_without_name_is_the_default_choice_when_it_takes_those_keys(write_spec):
     """`optimizer: {lr: 0.01}` is what `--set optimizer.lr=0.01` gives: the default optimizer (adam)."""
     spec = specs.load_experiment(write_spec({"data": {"dataset": "iris"}, "optimizer": {"lr": 0.01, "beta1": 0.8}}))
