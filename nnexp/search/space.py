@@ -177,8 +177,11 @@ def expand_params(loaded: LoadedSearch, strategy: str | None = None, trials: int
 
     n = trials or spec.trials
     rng = np.random.default_rng(spec.seed)
+    asked = "--trials" if trials else f"{loaded.source}: trials"
     if finite:  # distinct grid points without replacement; a larger --trials extends a smaller one's sample
         count = min(n, size)
+        if n > size:  # as scikit-learn's ParameterSampler warns
+            warn(f"{asked}: {n} configurations asked for, but the space has only {size}; all {size} are run")
         if size <= PERMUTED_GRID:
             return [_grid_point(keys, values, int(i)) for i in rng.permutation(size)[:count]], size
         drawn: dict[tuple, None] = {}  # too many points to shuffle: draw them one by one, skipping repeats
@@ -191,6 +194,9 @@ def expand_params(loaded: LoadedSearch, strategy: str | None = None, trials: int
         attempts += 1
         point = {k: sample_value(spec.space[k], rng) for k in keys}
         seen.setdefault(config_id(point), point)
+    if len(seen) < n:
+        warn(f"{asked}: {n} configurations asked for, but {100 * n} draws found only {len(seen)} distinct ones; "
+             f"{len(seen)} are run")
     return list(seen.values()), None
 
 

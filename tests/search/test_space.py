@@ -49,8 +49,11 @@ def test_random_over_lists_samples_distinct_grid_points(search_file):
     plan = plan_search(load_search(path))
     params = [tuple(sorted(c.params.items())) for c in plan.configs]
     assert len(params) == 4 == len(set(params)) and plan.grid_size == 6
-    everything = plan_search(load_search(path), trials=50)
+    with pytest.warns(UserWarning, match=r"^--trials: 50 configurations asked for, but the space has only 6; all 6 are run$"):
+        everything = plan_search(load_search(path), trials=50)
     assert len(everything.configs) == 6  # capped at the grid size, no repeats
+    with pytest.warns(UserWarning, match=r"trials: 8 configurations asked for, but the space has only 6"):
+        plan_search(load_search(search_file(SPACE, strategy="random", trials=8, repeats=1)))
 
 
 def test_random_trials_option_overrides_spec(search_file):
