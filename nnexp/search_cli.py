@@ -201,8 +201,8 @@ def _check_dropped_columns(plan) -> None:
 def report(
     folder: Annotated[Path, typer.Argument(help="A search results folder (with trials.jsonl).", show_default=False)],
     quiet: QuietOpt = False,
-    results_dir: Annotated[Optional[Path], typer.Option(
-        "--results-dir", help="Where the search wrote its folder: FOLDER may then be the search's name.")] = None,
+    results_dir: Annotated[Path, typer.Option(
+        "--results-dir", help="Where the search wrote its folder: FOLDER may then be the search's name.")] = Path("results"),
     metric: Annotated[Optional[str], typer.Option(
         "--metric", help="Rank by this metric instead of the search's (val_loss, val_f1, train_loss, ...); "
                          "no trial is trained again.", show_default=False)] = None,
@@ -212,7 +212,7 @@ def report(
     """Rebuild the tables and plots of a finished or interrupted search from its trials.jsonl."""
     from nnexp.cli import user_errors, warnings_as_lines
 
-    if results_dir is not None and not folder.exists():  # the search's name, under where it wrote
+    if not folder.exists() and (results_dir / folder).exists():  # the search's name, under where it wrote
         folder = results_dir / folder
     with user_errors(), warnings_as_lines():
         from nnexp.report import report as build_report

@@ -190,7 +190,7 @@ def test_changed_search_is_refused_until_fresh(search_file, tmp_path):
     assert fresh.exit_code == 0 and trials(tmp_path / "grid")[0]["epochs_run"] == 4
 
 
-def test_report_command(search_file, tmp_path):
+def test_report_command(search_file, tmp_path, monkeypatch):
     path = search_file({"optimizer.lr": [0.1, 0.01]}, repeats=2)
     assert search(path, "--results-dir", tmp_path, "-q", "--n-jobs", 1).exit_code == 0
     (tmp_path / "grid" / "summary.md").unlink()
@@ -200,6 +200,10 @@ def test_report_command(search_file, tmp_path):
     (tmp_path / "grid" / "summary.md").unlink()  # by the search's name, under the results folder it was given
     named = runner.invoke(app, ["report", "grid", "--results-dir", str(tmp_path), "--quiet"])
     assert named.exit_code == 0 and named.stdout == "" and (tmp_path / "grid" / "summary.md").exists()
+    (tmp_path / "cwd" / "results").mkdir(parents=True)  # by its name alone, under results/ (the search's default)
+    (tmp_path / "grid").rename(tmp_path / "cwd" / "results" / "grid")
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert runner.invoke(app, ["report", "grid", "--quiet"]).exit_code == 0
 
 
 def start(path, results, n_jobs=1):
