@@ -216,6 +216,7 @@ def run_search(spec: str | os.PathLike, *, results_dir: str | os.PathLike = "res
     """Run (or resume) a search spec (a path, or a mapping as a search YAML file holds) and build its
     tables; overrides use `__` for dots, as in run_experiment."""
     from nnexp.report import report as build_report
+    from nnexp.search.preflight import check_data
     from nnexp.search.runner import run_search as run_plan
     from nnexp.search.space import plan_search
     from nnexp.spec import load_search
@@ -238,6 +239,7 @@ def run_search(spec: str | os.PathLike, *, results_dir: str | os.PathLike = "res
     else:
         loaded = load_search(spec, pairs)
     plan = plan_search(loaded, strategy, trials)
+    check_data(plan, loaded.spec, loaded.source)
     folder = Path(results_dir) / loaded.spec.name
     outcome = run_plan(loaded, plan, folder, n_jobs=n_jobs, backend=backend, scheduler=scheduler, fresh=fresh,
                        retry_failed=retry_failed, progress=progress)

@@ -56,13 +56,17 @@ def user_errors():
 
 @contextmanager
 def spec_named(path: Path):
-    """A spec error found only once the data is loaded names the spec file, as one found earlier does."""
-    from nnexp.errors import SpecError
+    """A spec error found only once the data is loaded names the spec file, as one found earlier
+    does; so does a problem with a built-in data set's settings."""
+    from nnexp.data.datasets import spec_named_problems
+    from nnexp.errors import DataError, SpecError
 
     try:
         yield
     except SpecError as exc:
         raise SpecError([f"{path}: {problem}" for problem in exc.problems]) from None
+    except DataError as exc:
+        raise DataError(spec_named_problems(exc.problems, str(path))) from None
 
 
 def _version(value: bool):
@@ -91,15 +95,14 @@ def validate(spec: SpecArg, set_: SetOpt = None,
         overrides = specs.parse_overrides(set_)
         loaded = specs.load_any(spec, overrides)
         if isinstance(loaded, specs.ExperimentSpec):
-            if not loaded.data.is_builtin:  # a missing file, or a monitor its 'auto' task lacks, fails here too
-                from nnexp.train import check_monitors, first_split, load_data
+            from nnexp.train import check_monitors, first_split, load_data
 
-                with spec_named(spec):
-                    check_monitors(loaded, first_split(load_data(loaded)).task)
+            with spec_named(spec):  # a missing file, settings its data cannot take, a monitor its task lacks
+                check_monitors(loaded, first_split(load_data(loaded)).task)
             text = specs.dump_yaml(loaded)
         else:
             from nnexp.search.space import plan_search
-            from nnexp.search_cli import check_data
+            from nnexp.search.preflight import check_data
 
             plan = plan_search(loaded)
             check_data(plan, loaded.spec, loaded.source)
@@ -204,7 +207,8 @@ def gradcheck(
         from nnexp.api import gradcheck as check_gradients
         from nnexp.console import print_gradcheck
 
-        report = check_gradients(experiment, rows=rows)
+        with spec_named(spec):
+            report = check_gradients(experiment, rows=rows)
         worst = max(report.errors, key=report.errors.get)
         if not quiet:
             print_gradcheck(report, tolerance)

@@ -63,6 +63,7 @@ def search(
 
     with user_errors(), warnings_as_lines(), sigterm_as_interrupt() as signals:
         from nnexp.search.runner import BACKENDS, check_n_jobs, quiet_cluster_logs, release_workers, run_search
+        from nnexp.search.preflight import check_data
         from nnexp.search.space import plan_search
         from nnexp.spec import load_search, parse_overrides
 
@@ -118,84 +119,6 @@ def search(
             sys.stderr.write(f"error: no trial finished ok ({outcome.count('failed')} failed, "
                              f"{outcome.count('diverged')} diverged)" + (f"; first error: {first}" if first else "") + "\n")
             raise typer.Exit(1)
-
-
-def check_data(plan, search, source: str) -> None:
-    """Bad data is bad input (exit 2, nothing written), not a search whose every trial fails:
-    prepare a configuration's data here before any worker starts, and check that the search
-    metric and the monitors are computed for its task (a file's 'auto' task is known only now).
-    Every other data file a searched `data.dataset` names must exist and be readable; beyond
-    that, configurations whose data differs can still fail one by one, recorded as failed trials.
-    Built-in data sets are not checked: they cannot be unreadable, and loading one here could
-    cost a scikit-learn import (2-3 s while the data-set cache is cold) before any worker starts."""
-    from nnexp.data.datasets import check_path
-    from nnexp.errors import DataError, SpecError
-    from nnexp.spec import metric_problem, monitor_problems
-    from nnexp.train import first_split
-
-    problems = []
-    for path in dict.fromkeys(t.spec.data.dataset for t in plan.trials if not t.spec.data.is_builtin):
-        try:  # a searched data.dataset: each file at least exists and can be read
-            check_path(path)
-        except DataError as exc:
-            problems += exc.problems
-    if problems:
-        raise DataError(problems)
-    _check_dropped_columns(plan)
-    if not plan.trials or plan.trials[0].spec.data.is_builtin:
-        return
-    first, prepared = _first_loadable(plan)
-    task = first_split(prepared).task
-    problems = [problem for problem in (metric_problem(search.metric, task), *monitor_problems(first, task)) if problem]
-    if problems:
-        raise SpecError([f"{source}: {problem}" for problem in problems])
-
-
-def _first_loadable(plan):
-    """(spec, prepared data) of the first configuration whose data can be prepared. A searched
-    `data.*` value that breaks its own configuration's data (more PCA components than features)
-    fails only that configuration's trials, wherever the plan lists it; when no configuration's
-    data can be prepared, the first one's error is the search's (exit 2)."""
-    import warnings
-
-    from nnexp.errors import DataError
-    from nnexp.train import load_data
-
-    first_error = None
-    for spec in {t.spec.data.model_dump_json(): t.spec for t in plan.trials}.values():  # one per data section
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the trials report their data warnings themselves
-                return spec, load_data(spec)
-        except DataError as exc:
-            first_error = first_error or exc
-    raise first_error
-
-
-def _check_dropped_columns(plan) -> None:
-    """Every searched `data.drop` names columns of its file: a misspelt one is a mistake in the spec
-    (exit 2 before any trial), not a configuration whose trials all fail. Each file is read once."""
-    import warnings
-
-    from nnexp.data.datasets import load_file, without_columns
-    from nnexp.errors import DataError
-
-    drops = {(d.dataset, d.target, d.task, tuple(d.drop)): d for d in (t.spec.data for t in plan.trials)
-             if not d.is_builtin and d.drop}
-    if len({key[:3] for key in drops}) == len(drops):  # one drop list per file: the first trial's load checks it
-        return
-    tables, problems = {}, []
-    for key, data in drops.items():
-        if key[:3] not in tables:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the trials report their data warnings themselves
-                tables[key[:3]] = load_file(data.dataset, target=data.target, task=data.task)
-        try:
-            without_columns(tables[key[:3]], data.drop)
-        except DataError as exc:
-            problems += exc.problems
-    if problems:
-        raise DataError(list(dict.fromkeys(problems)))
 
 
 def report(

@@ -198,6 +198,16 @@ def load_builtin(name: str, *, n_samples: int = _SYNTHETIC_ROWS, noise: float | 
 # --------------------------------------------------------------------------- files
 
 
+def spec_named_problems(problems: list[str], spec_source: str) -> list[str]:
+    """A built-in data set is no file: a problem with the settings it was loaded with (more PCA
+    components than it has features) names the spec that chose them, as a spec error does."""
+    named = []
+    for problem in problems:
+        source, _, rest = problem.partition(": ")
+        named.append(f"{spec_source}: {rest}" if source in DATASETS and rest else problem)
+    return named
+
+
 def check_path(path: str, field: str | None = "data.dataset") -> Path:
     """`field` names where the path came from (None: a command-line argument, e.g. of `nnexp predict`)."""
     p = Path(path)

@@ -32,7 +32,7 @@ from nnexp.search.store import (
     save_spec,
     search_identity,
 )
-from nnexp.search.trial import TrialTask, data_key, run_trial
+from nnexp.search.trial import TrialTask, data_key, replayed, run_trial, with_warnings
 
 RETRYABLE = ("failed", "diverged")
 
@@ -506,12 +506,13 @@ class DaskTrial:
     def __call__(self, task: TrialTask, data_ref: str, **options) -> dict:
         from nnexp.search.dask_data import shipped
 
-        return run_trial(task, data_fn=lambda spec: shipped(data_ref), **options)
+        return run_trial(task, data_fn=lambda spec: replayed(shipped(data_ref)), **options)
 
 
 def _prepare_in_client(tasks, data_fn) -> tuple[dict, dict, list]:
-    """For each distinct (data spec, seed, dtype) of the tasks, its data prepared here: ({ref: data},
-    {trial key: ref}, and the tasks whose data cannot be prepared: they run here and fail as locally)."""
+    """For each distinct (data spec, seed, dtype) of the tasks, its data prepared here: ({ref: (data,
+    its warnings)}, {trial key: ref}, and the tasks whose data cannot be prepared: they run here and
+    fail as locally)."""
     from nnexp.search.dask_data import ship_key
     from nnexp.train import load_data
     from nnexp.spec import ExperimentSpec
@@ -525,7 +526,7 @@ def _prepare_in_client(tasks, data_fn) -> tuple[dict, dict, list]:
         ref = ship_key(data_key(spec))
         if ref not in data and ref not in broken:
             try:
-                data[ref] = (data_fn or load_data)(spec)
+                data[ref] = with_warnings(data_fn or load_data, spec)
             except Exception:
                 broken.add(ref)
         if ref in broken:

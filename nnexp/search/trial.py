@@ -62,15 +62,30 @@ def data_key(spec) -> tuple[str, int, str]:
 def prepared_data(spec) -> Any:
     """The spec's prepared data (or folds), from this process's cache when it was seen before."""
     key = data_key(spec)
-    if key in _data_cache:
-        _data_cache.move_to_end(key)
-        return _data_cache[key]
-    from nnexp.train import load_data
+    if key not in _data_cache:
+        from nnexp.train import load_data
 
-    prepared = load_data(spec)
-    _data_cache[key] = prepared
-    while len(_data_cache) > CACHE_SIZE:
-        _data_cache.popitem(last=False)
+        _data_cache[key] = with_warnings(load_data, spec)
+        while len(_data_cache) > CACHE_SIZE:
+            _data_cache.popitem(last=False)
+    _data_cache.move_to_end(key)
+    return replayed(_data_cache[key])
+
+
+def with_warnings(prepare: Callable, spec) -> tuple[Any, list[Warning]]:
+    """(prepared data, the warnings preparing it gave): data prepared once and used by many trials
+    gives its warnings (constant features dropped, ...) to each, through `replayed`, so a trial's
+    record holds them whichever process or client prepared the data first."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prepared = prepare(spec)
+    return prepared, [w.message for w in caught]
+
+
+def replayed(kept: tuple[Any, list[Warning]]) -> Any:
+    prepared, messages = kept
+    for message in messages:
+        warnings.warn(message, stacklevel=2)
     return prepared
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+import nnexp
+import nnexp.errors
 from nnexp.search.runner import run_search
 from nnexp.search.space import plan_search
 from nnexp.spec import load_search
@@ -397,3 +400,26 @@ def test_a_searched_data_value_that_breaks_its_data_fails_its_trials_wherever_it
     result = search(path, "--results-dir", tmp_path / "res", "--quiet")
     assert result.exit_code == 2 and "data.pca_components: asks for 50 components" in result.stderr
     assert not (tmp_path / "res" / "none").exists()
+
+
+def test_settings_a_built_in_data_set_cannot_take_are_bad_input_named_by_the_spec(tmp_path):
+    """Built-in sets were not prepared before the first trial: validate passed, and the search wrote a
+    folder of failed trials and exited 1; the error named 'iris', which is no file."""
+    path = tmp_path / "pcs.yaml"
+    path.write_text(yaml.safe_dump({"name": "pcs", "repeats": 1, "space": {"model.hidden": [[2], [3]]},
+                                    "experiment": {"data": {"dataset": "iris", "normalize": "pca", "pca_components": 10},
+                                                   "train": {"epochs": 1}}}))
+    line = f"error: {path}: data.pca_components: asks for 10 components but the training rows span only 4"
+    for command in (["validate", path], ["search", path, "--results-dir", tmp_path / "res", "--n-jobs", 1]):
+        result = runner.invoke(app, list(map(str, command)))
+        assert result.exit_code == 2 and result.stderr.startswith(line), result.output
+    assert not (tmp_path / "res").exists()
+    with pytest.raises(nnexp.errors.DataError, match=f"^{re.escape(str(path))}: data.pca_components: asks for 10"):
+        nnexp.run_search(path, results_dir=tmp_path / "res")
+    experiment = tmp_path / "exp.yaml"
+    experiment.write_text(yaml.safe_dump({"data": {"dataset": "iris", "train_size": 1000}}))
+    for verb in ("validate", "run", "gradcheck"):
+        result = runner.invoke(app, [verb, str(experiment), "--results-dir", str(tmp_path / "res")][:2 if verb != "run" else 4])
+        assert result.exit_code == 2, (verb, result.output)
+        assert result.stderr == f"error: {experiment}: data.train_size: asks for 1000 rows but the training split has only 90\n"
+    assert not (tmp_path / "res").exists()

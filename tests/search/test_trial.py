@@ -24,6 +24,18 @@ def test_data_is_prepared_once_per_process(planned, monkeypatch):
     assert len(calls) == 2  # one per seed, shared by both configurations
 
 
+def test_every_trial_records_its_datas_warnings_also_from_the_cache(planned, monkeypatch):
+    """Only the trial that prepared the data recorded its warnings, so a record's warnings
+    depended on which process had run which trial first (the job count)."""
+    monkeypatch.setattr(trial_module, "_data_cache", type(trial_module._data_cache)())
+    experiment = {"data": {"dataset": "digits"}, "train": {"epochs": 1}}
+    _, plan = planned({"optimizer.lr": [0.1, 0.05]}, repeats=1, experiment=experiment)
+    records = [run_trial(TrialTask.from_trial(t)) for t in plan.trials]
+    assert len(records) == 2 and len(trial_module._data_cache) == 1
+    assert [r["warnings"] for r in records] == [records[0]["warnings"]] * 2
+    assert any("constant on the training rows" in w for w in records[0]["warnings"])
+
+
 def test_cross_validation_trial(planned):
     task = task_of(planned, experiment={"data": {"dataset": "iris", "cv_folds": 3}, "train": {"epochs": 2}})
     record = run_trial(task, threads=1)

@@ -1,0 +1,83 @@
+"""A search plan checked against its data before any trial runs.
+
+Bad data is bad input (exit 2, nothing written), not a search whose every trial
+fails: the first configuration's data is prepared here, in the search's own
+process, and the search metric and the monitors are checked against its task (a
+file's 'auto' task is known only then). Configurations whose data differs can
+still fail one by one, recorded as failed trials.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from nnexp.data.datasets import check_path, load_file, spec_named_problems, without_columns
+from nnexp.errors import DataError, SpecError
+from nnexp.search.trial import prepared_data
+from nnexp.spec import metric_problem, monitor_problems
+
+
+def check_data(plan, search, source: str) -> None:
+    """Every data file a searched `data.dataset` names exists and can be read, every searched
+    `data.drop` names its file's columns, and some configuration's data can be prepared for a
+    task the search metric and the monitors suit. The data prepared here is the first trial's
+    under `--n-jobs 1` (this process's data cache), and a built-in set's first load fills the
+    data-set cache the workers read."""
+    from nnexp.train import first_split
+
+    problems = []
+    for path in dict.fromkeys(t.spec.data.dataset for t in plan.trials if not t.spec.data.is_builtin):
+        try:
+            check_path(path)
+        except DataError as exc:
+            problems += exc.problems
+    if problems:
+        raise DataError(problems)
+    _check_dropped_columns(plan)
+    if not plan.trials:
+        return
+    first, prepared = _first_loadable(plan, source)
+    task = first_split(prepared).task
+    problems = [problem for problem in (metric_problem(search.metric, task), *monitor_problems(first, task)) if problem]
+    if problems:
+        raise SpecError([f"{source}: {problem}" for problem in problems])
+
+
+def _first_loadable(plan, source: str):
+    """(spec, prepared data) of the first configuration whose data can be prepared. A searched
+    `data.*` value that breaks its own configuration's data (more PCA components than features)
+    fails only that configuration's trials, wherever the plan lists it; when no configuration's
+    data can be prepared, the first one's error is the search's."""
+    first_error = None
+    specs = {}
+    for trial in plan.trials:  # the first trial of each data section: the one `--n-jobs 1` runs first
+        specs.setdefault(trial.spec.data.model_dump_json(), trial.spec)
+    for spec in specs.values():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the trials report their data warnings themselves
+                return spec, prepared_data(spec)
+        except DataError as exc:
+            first_error = first_error or DataError(spec_named_problems(exc.problems, source))
+    raise first_error
+
+
+def _check_dropped_columns(plan) -> None:
+    """A misspelt column of a searched `data.drop` is a mistake in the spec, not a configuration
+    whose trials all fail. Each file is read once."""
+    drops = {(d.dataset, d.target, d.task, tuple(d.drop)): d for d in (t.spec.data for t in plan.trials)
+             if not d.is_builtin and d.drop}
+    if len({key[:3] for key in drops}) == len(drops):  # one drop list per file: the first trial's load checks it
+        return
+    tables, problems = {}, []
+    for key, data in drops.items():
+        if key[:3] not in tables:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the trials report their data warnings themselves
+                tables[key[:3]] = load_file(data.dataset, target=data.target, task=data.task)
+        try:
+            without_columns(tables[key[:3]], data.drop)
+        except DataError as exc:
+            problems += exc.problems
+    if problems:
+        raise DataError(list(dict.fromkeys(problems)))
