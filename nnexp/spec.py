@@ -750,7 +750,16 @@ class SearchSpec(Strict):
             self.mode = metric_mode(self.metric)
         if self.n_jobs == 0 or self.n_jobs < -64:
             raise ValueError("@n_jobs: must be a positive number of workers, or -1 for all cores (-2 all but one, ...)")
+        for key, reason in UNSEARCHABLE.items():
+            if key in self.space:
+                raise ValueError(f"@space.{key}: cannot be searched: {reason}")
         return self
+
+
+UNSEARCHABLE = {  # experiment fields a space may not vary: every trial would silently replace them
+    "seed": "each configuration runs `repeats` seeds (seed, seed+1, ...): set repeats instead",
+    "name": "each configuration's name is the search's name and its config_id",
+}
 
 
 # --------------------------------------------------------------------------- dotted paths

@@ -648,3 +648,15 @@ def test_an_unused_data_field_given_by_set_is_blamed_on_set(write_spec):
     path = write_spec({"data": {"dataset": "iris"}})
     with pytest.warns(UserWarning, match=r"^--set data.noise: only the synthetic data sets use it"):
         specs.load_experiment(path, [("data.noise", 0.2)])
+
+
+@pytest.mark.parametrize("key, values, reason", [
+    ("seed", [0, 5], "each configuration runs `repeats` seeds"),  # every trial ran seed 0, 1, ... whatever the value
+    ("name", ["a", "b"], "each configuration's name is the search's name"),
+])
+def test_a_space_may_not_vary_the_seed_or_the_name(write_spec, key, values, reason):
+    path = write_spec({"experiment": {"data": {"dataset": "iris"}}, "space": {key: values}}, "grid.yaml")
+    with pytest.raises(SpecError) as info:
+        specs.load_search(path)
+    (problem,) = info.value.problems
+    assert problem.startswith(f"{path}: space.{key}: cannot be searched: ") and reason in problem
