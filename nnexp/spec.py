@@ -905,11 +905,12 @@ def read_yaml(path: Path) -> dict:
 
 
 class _SpecLoader(yaml.SafeLoader):
-    """SafeLoader that refuses alias-heavy documents (billion laughs) and reads 1e-3 as a float.
+    """SafeLoader that refuses alias-heavy documents (billion laughs) and reads numbers and
+    booleans as YAML 1.2 does.
 
-    YAML 1.1 (PyYAML) needs a dot and a signed exponent for a float, so `1e-3`
-    would stay a string: pydantic coerces it in a field, but a search space
-    would plan the text '1e-3'. The extra resolver reads YAML 1.2 floats.
+    PyYAML follows YAML 1.1: `1e-3` needs a dot to be a float (a search space would plan the
+    text '1e-3'), `010` is octal 8, `1:30` is 90 (base 60), `0b11` is 3 and `yes`/`on` are true.
+    The resolvers below are YAML 1.2's core schema: those are text, which a number field refuses.
     """
 
     max_aliases = 100
@@ -941,11 +942,28 @@ class _SpecLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-# a YAML 1.2 float without a dot (1e-3, 1E5, -2.5e+3, .5e-2): tag, pattern, possible first characters
-YAML12_FLOAT = ("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
-                list("-+0123456789."))
-# add_implicit_resolver copies the inherited table first, so yaml.SafeLoader itself is untouched
-_SpecLoader.add_implicit_resolver(*YAML12_FLOAT)
+# YAML 1.2 core schema scalars: tag, pattern, possible first characters (int before float: "10" is an int)
+YAML12_SCALARS = [
+    ("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")),
+    ("tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")),
+    ("tag:yaml.org,2002:float", re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                                           r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789.")),
+]
+_SpecLoader.yaml_implicit_resolvers = {  # SafeLoader's, without YAML 1.1's bool, int and float (its own table untouched)
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in {t for t, _, _ in YAML12_SCALARS}]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _scalar in YAML12_SCALARS:
+    _SpecLoader.add_implicit_resolver(*_scalar)
+
+
+def _yaml12_int(loader, node) -> int:
+    """Decimal (`010` is ten), `0o` octal or `0x` hexadecimal, as YAML 1.2 reads an integer."""
+    text = loader.construct_scalar(node)
+    base = {"0o": 8, "0x": 16}.get(text[:2], 10)
+    return int(text[2:] if base != 10 else text, base)
+
+
+_SpecLoader.add_constructor("tag:yaml.org,2002:int", _yaml12_int)
 
 
 def load_yaml(text: str):
@@ -1275,8 +1293,9 @@ class _SpecDumper(yaml.SafeDumper):
 
 
 _SpecDumper.add_representer(list, _SpecDumper.represent_list)
-# the dumper quotes a string such as '1e5' that the loader would read back as a float
-_SpecDumper.add_implicit_resolver(*YAML12_FLOAT)
+# the dumper quotes a string such as '1e5' that the loader would read back as a number (YAML 1.1's forms stay quoted too)
+for _scalar in YAML12_SCALARS:
+    _SpecDumper.add_implicit_resolver(*_scalar)
 
 
 def dump_yaml(spec: BaseModel | dict) -> str:

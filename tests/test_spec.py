@@ -1,5 +1,7 @@
 """The spec schema: defaults, bounds, per-kind parameters, aliases and error texts."""
 
+import math
+
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -408,6 +410,22 @@ def test_yaml_1_2_floats_are_floats(text, value, write_spec):
     write_spec({"data": {"dataset": "iris"}}, "base.yaml")
     path = write_spec(f"base: base.yaml\nspace:\n  train.l2: [{text}, 0.25]\n", "grid.yaml")
     assert specs.load_search(path).spec.space["train.l2"] == [value, 0.25]
+
+
+@pytest.mark.parametrize("text, value", [("010", 10), ("0o17", 15), ("0x1F", 31), ("-7", -7), ("1:30", "1:30"),
+                                         ("0b11", "0b11"), ("yes", "yes"), ("on", "on"), ("True", True), (".inf", math.inf)])
+def test_yaml_1_1_number_and_boolean_forms_are_read_as_yaml_1_2_does(text, value):
+    """YAML 1.1 read `seed: 010` as 8 and `epochs: 1:30` as 90 (base 60): numbers nobody meant."""
+    parsed = specs.parse_yaml(f"x: {text}\n", "t.yaml")["x"]
+    assert parsed == value and type(parsed) is type(value)
+    assert specs.parse_overrides([f"train.epochs={text}"]) == [("train.epochs", value)]
+    assert specs.load_yaml(specs.dump_yaml({"x": text})) == {"x": text}  # a text that looks like one stays text
+
+
+def test_a_number_written_in_yaml_1_1_base_60_is_refused_by_a_number_field(write_spec):
+    path = write_spec("data: {dataset: iris}\ntrain: {epochs: 1:30}\n")
+    with pytest.raises(SpecError, match=r"train.epochs: expected a whole number, got str '1:30'"):
+        specs.load_experiment(path)
 
 
 def test_only_nnexp_loader_reads_yaml_1_2_floats():
