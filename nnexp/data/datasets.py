@@ -352,6 +352,7 @@ def read_npz(path: str, *, need_y: bool = True, field: str | None = "data.datase
         found = ", ".join(arrays) or "none"
         raise DataError.at(path, "data.dataset", f"an npz file needs arrays {' and '.join(needed)}; missing {', '.join(missing)} (found: {found})")
     X = arrays["X"]
+    _check_npz_dtype(path, "X", X)
     if X.ndim == 1:
         X = X.reshape(-1, 1)
     if X.ndim != 2:
@@ -360,11 +361,10 @@ def read_npz(path: str, *, need_y: bool = True, field: str | None = "data.datase
         raise DataError.at(path, "data.dataset", "X has no rows")
     if X.shape[1] == 0:
         raise DataError.at(path, "data.dataset", "X has no feature columns")
-    if X.dtype.kind == "c":
-        raise DataError.at(path, "data.dataset", "X holds complex numbers; a network takes real ones")
     out = {"X": X}
     if need_y:
         y = arrays["y"]
+        _check_npz_dtype(path, "y", y)
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         if y.ndim != 1:
@@ -382,6 +382,19 @@ def read_npz(path: str, *, need_y: bool = True, field: str | None = "data.datase
                                                      "give every column its own name")
         out["feature_names"] = np.array(names)
     return out
+
+
+NPZ_KINDS = {"b": "booleans", "i": "integers", "u": "integers", "f": "floats", "U": "text", "S": "text"}
+
+
+def _check_npz_dtype(path: str, name: str, array: np.ndarray) -> None:
+    """Numbers or text: a complex, structured (record), raw-bytes or date array has no column a
+    network could read as it stands (a structured X crashed pandas; a complex y lost its imaginary part)."""
+    if array.dtype.kind in NPZ_KINDS:
+        return
+    what = {"c": "complex numbers; a network takes real ones", "V": "records or raw bytes (a structured array); "
+            "save plain numbers or text", "M": "dates", "m": "time spans"}.get(array.dtype.kind, "values")
+    raise DataError.at(path, "data.dataset", f"{name} holds {what} (dtype {array.dtype})")
 
 
 def npz_frame(X: np.ndarray, names: list[str] | None = None, text_columns: Sequence[str] = ()) -> pd.DataFrame:

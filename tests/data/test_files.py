@@ -472,6 +472,16 @@ def test_files_that_are_not_what_their_name_says(tmp_path):
     np.savez(tmp_path / "complex.npz", X=np.ones((6, 2)) * 1j, y=np.arange(6) % 2)
     with pytest.raises(DataError, match=r"complex.npz: data.dataset: X holds complex numbers"):
         _prepare(tmp_path / "complex.npz")
+    odd = {"y complex": dict(X=np.ones((6, 2)), y=np.arange(6) % 2 + 1j),  # was cut to its real part, with a warning
+           "X structured": dict(X=np.zeros(6, dtype=[("a", "f8"), ("b", "f8")]), y=np.arange(6) % 2),  # a traceback
+           "y structured": dict(X=np.ones((6, 2)), y=np.zeros(6, dtype=[("a", "f8")])),
+           "X raw bytes": dict(X=np.zeros((6, 3), dtype="V4"), y=np.arange(6) % 2),
+           "X dates": dict(X=np.zeros((6, 1), dtype="M8[D]"), y=np.arange(6) % 2)}
+    for case, arrays in odd.items():
+        np.savez(tmp_path / "odd.npz", **arrays)
+        what = {"complex": "complex numbers", "structured": "records", "raw bytes": "records", "dates": "dates"}
+        with pytest.raises(DataError, match=rf"odd.npz: data.dataset: {case[0]} holds {what[case[2:]]}"):
+            _prepare(tmp_path / "odd.npz")
     semi = _write(tmp_path, "semi.csv", "a;b;label\n1;2;x\n")
     with pytest.raises(DataError, match=r"semi.csv: data.dataset: has one column 'a;b;label'; is it separated by something other"):
         _prepare(semi, target="label")
