@@ -61,9 +61,17 @@ def clean_json(value: Any) -> Any:
 
 
 def is_record(value: Any) -> bool:
-    """A trials.jsonl line as the runner writes it: at least a config id, an integer seed and a status."""
-    return (isinstance(value, dict) and isinstance(value.get("config_id"), str) and isinstance(value.get("status"), str)
-            and isinstance(value.get("seed"), int) and not isinstance(value.get("seed"), bool))
+    """A trials.jsonl line as the runner writes it: at least a config id, an integer seed and a
+    status; its parameters and curves (if any) mappings, and its metrics numbers (or null)."""
+    if not (isinstance(value, dict) and isinstance(value.get("config_id"), str) and isinstance(value.get("status"), str)
+            and isinstance(value.get("seed"), int) and not isinstance(value.get("seed"), bool)
+            and isinstance(value.get("params", {}), dict) and isinstance(value.get("history", {}), dict)):
+        return False
+    return all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+               for k, v in value.items() if k.startswith(METRIC_PREFIXES))
+
+
+METRIC_PREFIXES = ("train_", "val_", "test_")
 
 
 def dumps(record: dict) -> str:
@@ -97,8 +105,9 @@ class TrialStore:
                     continue
                 raise NnexpError(f"{self.path}: line {number} is not valid JSON; the trials log is damaged") from None
             if not is_record(record):
-                raise NnexpError(f"{self.path}: line {number} is not a trial record (needs config_id, seed and "
-                                 "status); the trials log is damaged")
+                raise NnexpError(f"{self.path}: line {number} is not a trial record (needs config_id, seed, "
+                                 "status, params and history as mappings, and numbers for metrics); the trials "
+                                 "log is damaged")
             records.append(record)
         return records
 

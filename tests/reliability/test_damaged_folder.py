@@ -20,6 +20,11 @@ CASES = {
     "binary-middle-line": ("trials.jsonl", b"\xff\xfe\x00garbage\n" + OK.encode(), 2, ["line 1 is not valid JSON"]),
     "json-but-not-a-record": ("trials.jsonl", '{"a": 1}\n', 2, ["line 1 is not a trial record"]),
     "json-list": ("trials.jsonl", OK + "[1, 2]\n", 2, ["line 2 is not a trial record"]),
+    "params-null": ("trials.jsonl", OK + OK.replace('"params":{}', '"params":null'), 2, ["line 2 is not a trial record"]),
+    "history-a-number": ("trials.jsonl", OK.replace('"params":{}', '"params":{},"history":5'), 2,
+                         ["line 1 is not a trial record"]),
+    "metric-a-text": ("trials.jsonl", OK.replace('"params":{}', '"params":{},"val_loss":"abc"'), 2,
+                      ["line 1 is not a trial record"]),
     "garbage-search-yaml": ("search.yaml", "{{{ not: yaml: [", 2, ["search.yaml: not valid YAML"]),
     "search-yaml-a-list": ("search.yaml", "- a list\n", 2, ["search.yaml: not a saved search"]),
 }
