@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 
-from nnexp.data.datasets import check_path, load_file, spec_named_problems, without_columns
+from nnexp.data.datasets import check_path, load_table, spec_named_problems, without_columns
 from nnexp.errors import DataError, SpecError
 from nnexp.search.trial import prepared_data
 from nnexp.spec import metric_problem, monitor_problems
@@ -33,7 +33,10 @@ def check_data(plan, search, source: str) -> None:
             problems += exc.problems
     if problems:
         raise DataError(problems)
-    _check_dropped_columns(plan)
+    try:
+        _check_dropped_columns(plan)
+    except DataError as exc:
+        raise DataError(spec_named_problems(exc.problems, source)) from None
     if not plan.trials:
         return
     first, prepared = _first_loadable(plan, source)
@@ -64,20 +67,23 @@ def _first_loadable(plan, source: str):
 
 def _check_dropped_columns(plan) -> None:
     """A misspelt column of a searched `data.drop` is a mistake in the spec, not a configuration
-    whose trials all fail. Each file is read once."""
-    drops = {(d.dataset, d.target, d.task, tuple(d.drop)): d for d in (t.spec.data for t in plan.trials)
-             if not d.is_builtin and d.drop}
-    if len({key[:3] for key in drops}) == len(drops):  # one drop list per file: the first trial's load checks it
-        return
-    tables, problems = {}, []
-    for key, data in drops.items():
-        if key[:3] not in tables:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the trials report their data warnings themselves
-                tables[key[:3]] = load_file(data.dataset, target=data.target, task=data.task)
-        try:
-            without_columns(tables[key[:3]], data.drop)
-        except DataError as exc:
-            problems += exc.problems
+    whose trials all fail. Each data set is read once."""
+    searched: dict[tuple, dict[tuple, tuple]] = {}  # data set -> its drop lists -> (a data section, a seed)
+    for trial in plan.trials:
+        data = trial.spec.data
+        searched.setdefault((data.dataset, data.target, data.task), {}).setdefault(tuple(data.drop), (data, trial.seed))
+    problems = []
+    for lists in searched.values():
+        if len(lists) < 2:  # not searched: preparing the first configuration's data checks it
+            continue
+        data, seed = next(iter(lists.values()))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the trials report their data warnings themselves
+            table = load_table(data.model_copy(update={"drop": []}), seed)
+        for drop in lists:
+            try:
+                without_columns(table, list(drop))
+            except DataError as exc:
+                problems += exc.problems
     if problems:
         raise DataError(list(dict.fromkeys(problems)))

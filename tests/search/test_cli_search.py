@@ -378,6 +378,13 @@ def test_a_misspelt_column_of_a_searched_data_drop_is_named_before_the_first_tri
         f"error: {tmp_path / 'd.csv'}: data.drop: no feature column 'nosuch' (features: id, a, b)",
         f"error: {tmp_path / 'd.csv'}: data.drop: no feature column 'bb'; did you mean 'b'? (features: id, a, b)"]
     assert not (tmp_path / "res" / "drops" / "trials.jsonl").exists()
+    for data, dropped, line in [  # with nothing dropped first (its data was the one checked), and of a built-in set
+            ({"dataset": "d.csv"}, [[], ["bogus"]], f"error: {tmp_path / 'd.csv'}: data.drop: no feature column 'bogus'"),
+            ({"dataset": "iris"}, [[], ["sepal_lenght"]], f"error: {path}: data.drop: no feature column 'sepal_lenght'")]:
+        path.write_text(yaml.safe_dump({"name": "drops", "experiment": {"data": data, "train": {"epochs": 1}},
+                                        "repeats": 1, "space": {"data.drop": dropped}}))
+        result = search(path, "--results-dir", tmp_path / "res")
+        assert result.exit_code == 2 and result.stderr.startswith(line), result.output
 
 
 @pytest.mark.parametrize("order", ["broken first", "broken last"])
