@@ -884,7 +884,8 @@ def read_yaml(path: Path) -> dict:
     try:
         if path.is_dir():
             raise SpecError(f"{path}: is a directory, not a spec file")
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_SPEC_BYTES + 1)  # never all of an endless device (/dev/zero) or a huge file
     except FileNotFoundError:
         raise SpecError(f"{path}: no such file") from None
     except PermissionError:

@@ -1,6 +1,8 @@
 """The spec schema: defaults, bounds, per-kind parameters, aliases and error texts."""
 
 import math
+import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -678,3 +680,14 @@ def test_a_space_may_not_vary_the_seed_or_the_name(write_spec, key, values, reas
         specs.load_search(path)
     (problem,) = info.value.problems
     assert problem.startswith(f"{path}: space.{key}: cannot be searched: ") and reason in problem
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_an_endless_or_huge_file_is_refused_after_reading_a_spec_sized_piece(tmp_path):
+    """`nnexp validate /dev/zero` read until memory ran out (a MemoryError traceback)."""
+    with pytest.raises(SpecError, match=r"^/dev/zero: spec file is larger than 1000 kB"):
+        specs.read_yaml(Path("/dev/zero"))
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * 2_000_000)
+    with pytest.raises(SpecError, match=r"big.yaml: spec file is larger than"):
+        specs.read_yaml(big)
