@@ -162,6 +162,8 @@ def predict(
         suffix = output.suffix.lower() if output is not None else ".csv"
         if suffix not in (".csv", ".parquet"):
             raise NnexpError(f"--output: {output}: write .csv or .parquet (the suffix says which), got '{suffix}'")
+        if output is not None and output.exists() and data.exists() and output.samefile(data):
+            raise NnexpError(f"--output: {output} is the data file; write the predictions to another file")
         frame = predict_table(model, data, proba=proba)
         if output is None:
             typer.echo(frame.to_csv(index=False), nl=False)

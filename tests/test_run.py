@@ -194,6 +194,10 @@ def test_csv_with_string_labels_trains_and_predicts_by_name(tmp_path, write_spec
     refused = run_cli("predict", model, tmp_path / "new.csv", "-o", tmp_path / "pred.xlsx")
     assert refused.exit_code == 2 and not (tmp_path / "pred.xlsx").exists()
     assert f"error: --output: {tmp_path / 'pred.xlsx'}: write .csv or .parquet" in refused.stderr
+    before = (tmp_path / "new.csv").read_text()  # written over its own data, it held the predictions alone
+    over_input = run_cli("predict", model, tmp_path / "new.csv", "-o", tmp_path / "." / "new.csv")
+    assert over_input.exit_code == 2 and "is the data file" in over_input.stderr
+    assert (tmp_path / "new.csv").read_text() == before
 
 
 def test_changing_test_rows_does_not_change_the_scaler(tmp_path, write_spec):
