@@ -363,7 +363,11 @@ class DataSpec(Strict):
         if twice:
             raise ValueError(f"@drop: '{twice[0]}' is listed twice")
         self.drop = sorted(self.drop)  # a set of columns: [id, city] and [city, id] are one experiment
-        if not self.is_builtin and Path(self.dataset).suffix.lower() not in DATA_FILE_SUFFIXES:
+        suffix = Path(self.dataset).suffix.lower()
+        if not self.is_builtin and suffix and suffix not in DATA_FILE_SUFFIXES:
+            raise ValueError(f"@dataset: '{self.dataset}': unsupported file type '{suffix}' (use "
+                             f"{', '.join(DATA_FILE_SUFFIXES)}; unpack a compressed file first)")
+        if not self.is_builtin and suffix not in DATA_FILE_SUFFIXES:
             raise ValueError(
                 f"@dataset: unknown dataset '{self.dataset}'{did_you_mean(self.dataset, BUILTIN_DATASETS)}"
                 f" (built-in: {', '.join(BUILTIN_DATASETS)}; or a path to a {'/'.join(DATA_FILE_SUFFIXES)} file)"
@@ -640,7 +644,7 @@ class _Distribution(Strict):
     """A sampled search dimension; `points` makes it usable in a grid."""
 
     points: Annotated[int, Field(ge=2, le=1000)] | None = None
-    scale: float = 1.0
+    scale: PositiveFloat = 1.0
 
 
 class ChoiceDist(_Distribution):

@@ -622,6 +622,8 @@ def test_unknown_keys_of_a_distribution_and_of_an_inline_experiment_are_named_in
         "space.optimizer.lr.point: unknown field; did you mean 'points'?"]
     assert search_errors(write_spec, {"train.batch_size": {"int_uniform": [1, 5], "scal": 2}}) == [
         "space.train.batch_size.scal: unknown field; did you mean 'scale'?"]
+    assert search_errors(write_spec, {"model.dropout": {"int_uniform": [0, 5], "scale": 0}}) == [
+        "space.model.dropout.scale: must be > 0.0, got 0"]  # said that two values made the same experiment
     path = write_spec({"experiment": {"data": {"dataset": "iris"}, "model": {"hiden": [3]}},
                        "space": {"optimizer.lr": [0.1]}}, "inline.yaml")
     with pytest.raises(SpecError) as info:

@@ -322,8 +322,14 @@ def tidy_text(frame: pd.DataFrame, numbers: bool = True, keep_text: Sequence[str
 
     for col in frame.columns:
         series = frame[col]
-        if series.dtype.kind in "biufcmM" or pd.api.types.infer_dtype(series, skipna=True) != "string":
-            continue  # numbers, dates, and object columns that are not all text
+        if series.dtype.kind in "biufcmM":
+            continue  # numbers and dates
+        kind = pd.api.types.infer_dtype(series, skipna=True)
+        if numbers and kind == "integer" and col not in keep_text:  # whole numbers past int64 (>= 2**63): as floats
+            frame[col] = series.astype("float64")
+            continue
+        if kind != "string":
+            continue  # object columns that are not all text
         text = series.str.strip()
         text = text.mask(text.isin(("", *NA_TEXTS) if numbers else ("",)).fillna(False).astype(bool))
         parsed = pd.to_numeric(text, errors="coerce") if numbers and col not in keep_text else None
@@ -478,7 +484,8 @@ def encode_target(raw: pd.Series, task: str, *, source: str, target: str) -> tup
             if text and pd.to_numeric(raw, errors="coerce").notna().all():  # a Parquet text column of numbers
                 raise DataError.at(source, "data.target", f"column '{target}' holds numbers stored as text (e.g. "
                                                           f"{example!r}); store it as a numeric column")
-            raise DataError.at(source, "data.task", f"regression needs a numeric target, but column '{target}' holds labels (e.g. {example!r}); use task: classification")
+            shown = repr(example) if isinstance(example, str) else _label(example)  # True, not np.True_
+            raise DataError.at(source, "data.task", f"regression needs a numeric target, but column '{target}' holds labels (e.g. {shown}); use task: classification")
         return values, task, None
     if numeric:
         levels, y = np.unique(values, return_inverse=True)

@@ -77,7 +77,11 @@ def split_indices(y: np.ndarray, *, task: str, class_names: list[str] | None, va
     sizes = [s for s in (n_train, n_val, n_test) if s]
     if n_train < max(need, 2) or min(sizes) < need:
         per_class = f" (each split needs at least {need} rows, one per class)" if strat else ""
-        raise DataError.at(source, "data.val_fraction", f"{n} rows are too few for val_fraction {val_fraction} and test_fraction {test_fraction}: the splits would get {n_train}/{n_val}/{n_test} rows{per_class}")
+        if n_train < 1:  # the rounded-up val and test rows took more than every row
+            shares = f"val and test would take {n_val}/{n_test} of them and leave no training row"
+        else:
+            shares = f"the splits would get {n_train}/{n_val}/{n_test} rows"
+        raise DataError.at(source, "data.val_fraction", f"{n} rows are too few for val_fraction {val_fraction} and test_fraction {test_fraction}: {shares}{per_class}")
     labels = y if strat else None
     rest, test = np.arange(n), None
     if n_test:

@@ -375,8 +375,11 @@ def test_blank_cells_and_padded_numbers_read_as_a_person_reads_them(tmp_path):
     with pytest.raises(DataError, match=r"t.parquet: data.target: column 'y' holds numbers stored as text"):
         _prepare(tmp_path / "t.parquet", task="regression")
     flags = _write(tmp_path, "flags.csv", "a,y\n" + "".join(f"{i},{i % 2 == 0}\n" for i in range(40)))
-    with pytest.raises(DataError, match=r"flags.csv: data.task: regression needs a numeric target"):
+    with pytest.raises(DataError, match=r"flags.csv: data.task: regression needs a numeric target.*\(e.g. True\)"):
         _prepare(flags, task="regression")
+    huge = _write(tmp_path, "huge.csv", "a,y\n" + "".join(f"{2**64 + 1000 * i},{i % 2}\n" for i in range(40)))
+    p = _prepare(huge, normalize="none")  # past int64, pandas keeps Python ints: they were one-hot categories
+    assert p.feature_names == ["a"] and p.X_train.min() >= 2.0**64
 
 
 @pytest.mark.parametrize("task", ["regression", "auto"])
@@ -449,6 +452,9 @@ def test_too_few_rows_for_the_splits(tmp_path):
     regression = pd.DataFrame({"a": np.arange(4.0), "y": [0.5, 1.5, 2.5, 3.7]})
     with pytest.raises(DataError, match=r"4 rows are too few for val_fraction 0.4 and test_fraction 0.5"):
         _prepare(_csv(tmp_path, regression), val_fraction=0.4, test_fraction=0.5)
+    with pytest.raises(DataError, match=r"1 rows are too few .*: val and test would take 1/1 of them and leave no "
+                                        r"training row$"):  # said the splits would get -1/1/1 rows
+        _prepare(_csv(tmp_path, regression.head(1)), task="regression")
 
 
 def test_wrong_npz_keys_list_the_keys_found(tmp_path):

@@ -89,7 +89,9 @@ CASES = {
     "garbled-parquet": ("d.parquet", b"PAR1 this is not parquet at all PAR1", {}, ["data.dataset", "cannot be read as Parquet"]),
     "corrupt-parquet": ("d.parquet", _parquet_bytes(), {}, ["data.dataset", "cannot be read as Parquet"]),
     "binary-csv": ("d.csv", b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe\x00\x81", {}, ["data.dataset", "cannot be read as CSV"]),
-    "wrong-suffix": ("d.txt", "x1,label\n1,a\n", {}, ["data.dataset", "unknown dataset 'd.txt'", ".csv/.parquet/.npz"]),
+    "wrong-suffix": ("d.txt", "x1,label\n1,a\n", {}, ["data.dataset", "'d.txt': unsupported file type '.txt'",
+                                                      ".csv, .parquet, .npz"]),
+    "compressed": ("d.csv.gz", "x1,label\n1,a\n", {}, ["data.dataset", "unsupported file type '.gz'", "unpack"]),
     "missing-file": ("nope.csv", None, {}, ["data.dataset", "file not found"]),
 }
 
