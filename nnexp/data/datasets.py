@@ -250,7 +250,8 @@ def read_frame(path: str, field: str | None = "data.dataset", text_columns: Sequ
         raise DataError.at(path, "data.dataset", "the file has no columns")
     if len(frame) == 0:
         raise DataError.at(path, "data.dataset", f"the file has a header ({', '.join(map(str, frame.columns[:8]))}) but no data rows")
-    frame.columns = [str(c) for c in frame.columns]
+    frame.columns = [str(c).strip() if kind == "CSV" else str(c) for c in frame.columns]  # ' y ' is y, as cells are read
+    _refuse_repeated(list(frame.columns), path, field)  # 'a' and ' a ', which pandas kept apart
     frame = tidy_text(frame, numbers=kind == "CSV", keep_text=text_columns)  # a Parquet text column was typed so by its writer ('02134')
     if kind == "CSV":
         frame = _check_csv_header(frame, *_csv_head(p), path, field)
@@ -277,7 +278,7 @@ def _csv_head(path: Path) -> tuple[list[str], list[str]]:
 
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
         rows = (row for row in csv.reader(fh) if any(cell.strip() for cell in row))  # pandas skips blank lines too
-        return next(rows, []), next(rows, [])
+        return [cell.strip() for cell in next(rows, [])], next(rows, [])
 
 
 def _check_csv_header(frame: pd.DataFrame, header: list[str], first: list[str], path: str,
@@ -292,16 +293,20 @@ def _check_csv_header(frame: pd.DataFrame, header: list[str], first: list[str], 
                                         "separator at the end of each data line?)")
     if len(header) != frame.shape[1]:  # pandas read the file some other way: trust it
         return frame
-    repeated = _repeated([name for name in header if name])
-    if repeated:
-        raise DataError.at(path, field, f"column name(s) {', '.join(repr(n) for n in repeated)} appear more than once; "
-                                        "give every column its own name")
+    _refuse_repeated([name for name in header if name], path, field)
     blank = [col for col, name in zip(frame.columns, header) if not name.strip() and frame[col].isna().all()]
     if blank:
         warn(f"{path}: ignoring {len(blank)} empty column(s) without a name (a separator at the end of "
              "each line?)", DataWarning)
         frame = frame.drop(columns=blank)
     return frame
+
+
+def _refuse_repeated(names: list[str], path: str, field: str | None) -> None:
+    repeated = _repeated(names)
+    if repeated:
+        raise DataError.at(path, field, f"column name(s) {', '.join(repr(n) for n in repeated)} appear more than once; "
+                                        "give every column its own name")
 
 
 def _repeated(names: list[str]) -> list[str]:

@@ -377,6 +377,11 @@ def test_blank_cells_and_padded_numbers_read_as_a_person_reads_them(tmp_path):
     flags = _write(tmp_path, "flags.csv", "a,y\n" + "".join(f"{i},{i % 2 == 0}\n" for i in range(40)))
     with pytest.raises(DataError, match=r"flags.csv: data.task: regression needs a numeric target.*\(e.g. True\)"):
         _prepare(flags, task="regression")
+    padded = _write(tmp_path, "padded.csv", " a , y \n" + "".join(f"{i}, {i % 2}\n" for i in range(40)))
+    assert _prepare(padded, target="y").feature_names == ["a"]  # a header is read as cells are: ' y ' is y
+    twice = _write(tmp_path, "twice.csv", "a, a ,y\n" + "".join(f"{i},{i},{i % 2}\n" for i in range(40)))
+    with pytest.raises(DataError, match=r"twice.csv: data.dataset: column name\(s\) 'a' appear more than once"):
+        _prepare(twice)  # a traceback, once the names were stripped
     huge = _write(tmp_path, "huge.csv", "a,y\n" + "".join(f"{2**64 + 1000 * i},{i % 2}\n" for i in range(40)))
     p = _prepare(huge, normalize="none")  # past int64, pandas keeps Python ints: they were one-hot categories
     assert p.feature_names == ["a"] and p.X_train.min() >= 2.0**64
