@@ -163,14 +163,16 @@ def _rows_problem(problem: str) -> str:
 
 
 class GradcheckReport:
-    """Relative error per parameter array of a spec's network, with the arrays' shapes."""
+    """Relative error per parameter array of a spec's network, with the arrays' shapes and how
+    many of each array's entries were checked."""
 
-    def __init__(self, errors: dict[str, float], shapes: dict[str, tuple], rows: int):
-        self.errors, self.shapes, self.rows = errors, shapes, rows
+    def __init__(self, errors: dict[str, float], shapes: dict[str, tuple], rows: int, checked: dict[str, int]):
+        self.errors, self.shapes, self.rows, self.checked = errors, shapes, rows, checked
 
 
-def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8) -> GradcheckReport:
-    """Backprop vs central differences for the spec's network on a few training rows, in float64."""
+def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8, entries: int = 1000) -> GradcheckReport:
+    """Backprop vs central differences for the spec's network on a few training rows, in float64,
+    on at most `entries` entries of each parameter array drawn at random (0: every entry)."""
     import numpy as np
 
     from nnexp.build import build_network
@@ -179,6 +181,8 @@ def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8) ->
 
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 2:
         raise NnexpError(f"--rows: must be a whole number of at least 2 training rows, got {rows!r}")
+    if isinstance(entries, bool) or not isinstance(entries, int) or entries < 0:
+        raise NnexpError(f"--entries: must be a whole number of entries per array (0: all of them), got {entries!r}")
     resolved = load_spec(spec)
     data = prepare(resolved.data.model_copy(update={"cv_folds": 0}), resolved.seed, dtype="float64")
     X, y = data.X_train[:rows], data.y_train[:rows]
@@ -190,8 +194,10 @@ def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8) ->
     for name, p in zip(net.param_names, net.params):
         if name.endswith((".b", ".beta")):
             p += rng.normal(0.0, 0.1, p.shape)
-    errors = gradient_check(net, X, y, l1=resolved.train.l1, l2=resolved.train.l2)
-    return GradcheckReport(errors, {n: p.shape for n, p in zip(net.param_names, net.params)}, len(X))
+    errors = gradient_check(net, X, y, l1=resolved.train.l1, l2=resolved.train.l2, entries=entries or None,
+                            seed=resolved.seed)
+    checked = {n: min(p.size, entries or p.size) for n, p in zip(net.param_names, net.params)}
+    return GradcheckReport(errors, {n: p.shape for n, p in zip(net.param_names, net.params)}, len(X), checked)
 
 
 class SearchResult:

@@ -197,6 +197,8 @@ def gradcheck(
     set_: SetOpt = None,
     rows: Annotated[int, typer.Option("--rows", min=2, help="Training rows in the checked batch.")] = 8,
     tolerance: Annotated[float, typer.Option("--tolerance", help="Largest accepted relative error (> 0).")] = 1e-5,
+    entries: Annotated[int, typer.Option("--entries", min=0, help="Entries checked per parameter array, drawn at "
+                                                               "random from larger ones (0 = every entry).")] = 1000,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table; a failure is one error line.")] = False,
 ):
     """Compare backprop with central differences (eq. 5.59) for the spec's network, in float64."""
@@ -210,7 +212,7 @@ def gradcheck(
         from nnexp.console import print_gradcheck
 
         with spec_named(spec):
-            report = check_gradients(experiment, rows=rows)
+            report = check_gradients(experiment, rows=rows, entries=entries)
         worst = max(report.errors, key=report.errors.get)
         if not quiet:
             print_gradcheck(report, tolerance)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -98,10 +99,14 @@ def print_run_summary(result) -> None:
 
 def print_gradcheck(report, tolerance: float) -> None:
     """One row per parameter array: shape, relative error, verdict."""
-    table = Table("parameter", "shape", "relative error", "ok", title=f"gradient check on {report.rows} rows (float64)")
+    table = Table("parameter", "shape", "entries checked", "relative error", "ok",
+                  title=f"gradient check on {report.rows} rows (float64)")
     for name, error in report.errors.items():
         ok = error <= tolerance
-        table.add_row(name, "x".join(map(str, report.shapes[name])), f"{error:.2e}", "[green]yes[/]" if ok else "[red]NO[/]")
+        size = math.prod(report.shapes[name])
+        checked = "all" if report.checked[name] == size else f"{report.checked[name]} at random"
+        table.add_row(name, "x".join(map(str, report.shapes[name])), checked, f"{error:.2e}",
+                      "[green]yes[/]" if ok else "[red]NO[/]")
     console.print(table)
     worst = max(report.errors.values())
     verdict = "passed" if worst <= tolerance else "FAILED"

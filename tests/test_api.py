@@ -59,6 +59,9 @@ def test_gradcheck_api():
     report = nnexp.gradcheck({"data": {"dataset": "xor", "n_samples": 40}, "model": {"hidden": [3], "activation": "tanh"}})
     assert set(report.errors) == {"layer1.W", "layer1.b", "output.W", "output.b"}
     assert max(report.errors.values()) < 1e-6
+    assert report.checked == {"layer1.W": 6, "layer1.b": 3, "output.W": 3, "output.b": 1}  # all: under `entries`
+    sampled = nnexp.gradcheck({"data": {"dataset": "xor", "n_samples": 40}, "model": {"hidden": [30]}}, entries=20)
+    assert sampled.checked == {"layer1.W": 20, "layer1.b": 20, "output.W": 20, "output.b": 1}
 
 
 def test_plots_leave_the_callers_matplotlib_alone(tmp_path):
@@ -158,6 +161,7 @@ def test_the_callers_mapping_is_left_as_it_was(tmp_path):
     (lambda: nnexp.rebuild_report(None), "folder: expected the path of a search results folder, got None"),
     (lambda: nnexp.gradcheck({"data": {"dataset": "iris"}}, rows=0), "--rows: must be a whole number of at least 2"),
     (lambda: nnexp.gradcheck({"data": {"dataset": "iris"}}, rows=-1), "--rows: must be a whole number of at least 2"),
+    (lambda: nnexp.gradcheck({"data": {"dataset": "iris"}}, entries=-1), "--entries: must be a whole number"),
     (lambda: nnexp.run_experiment({"data": {"dataset": "iris"}}, results_dir=5),
      "results_dir: expected a folder path or None, got int 5"),
     (lambda: nnexp.run_search("grid.yaml", results_dir=5), "results_dir: expected a folder path, got int 5"),

@@ -257,6 +257,8 @@ def test_gradcheck_command_passes_and_detects_a_wrong_gradient(write_spec, monke
     result = run_cli("gradcheck", path)
     assert result.exit_code == 0, result.output
     assert "layer1.W" in result.stdout and "passed" in result.stdout
+    sampled = run_cli("gradcheck", path, "--entries", "3")
+    assert sampled.exit_code == 0 and "3 at random" in sampled.stdout and "all" in sampled.stdout  # output.b: 3 entries
     from nnexp.engine import layers
 
     original = layers.Dense.backward

@@ -191,3 +191,26 @@ def test_a_wrong_zero_gradient_is_still_detected():
 
     net.loss_and_grad = wrong
     assert gradient_check(net, X, y)["layer1.beta"] > 1e-3
+
+
+def test_a_sample_of_a_large_arrays_entries_is_checked_and_still_catches_a_wrong_gradient():
+    """A network of millions of weights is checked on `entries` of them per array, drawn at random."""
+    net = _net([("tanh", {})], hidden=[40])
+    X, y = _data("softmax", 3)
+    calls = []
+    real = net.objective
+    net.objective = lambda *a: calls.append(1) or real(*a)
+    sampled = gradient_check(net, X, y, entries=30)
+    assert len(calls) == 1 + 2 * (30 + 30 + 30 + 3)  # layer1.W 5x40, layer1.b 40, output.W 40x3: 30 each; output.b 3
+    _assert_ok(sampled)
+    whole = gradient_check(net, X, y)
+    assert sampled.keys() == whole.keys() and sampled["output.b"] == whole["output.b"]  # all 3 entries either way
+    backward = net.loss_and_grad
+
+    def wrong(*args):
+        out = backward(*args)
+        net.grads[0][...] *= 1.01  # a 1% error in every entry of layer1.W's gradient
+        return out
+
+    net.loss_and_grad = wrong
+    assert gradient_check(net, X, y, entries=30)["layer1.W"] > 1e-3
