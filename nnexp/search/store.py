@@ -223,11 +223,19 @@ def _pid_alive(pid: int) -> bool:
 
 
 class SearchLock:
-    """`.lock` created with O_EXCL: one search per folder; a dead owner's lock is taken over."""
+    """`.lock` created with O_EXCL: one search per folder; a dead owner's lock is taken over.
+
+    The owner also holds an advisory lock (flock) on the file, which the OS drops when the
+    process dies however it dies: that, not the pid, tells a later search whether the owner
+    lives. A pid alone misleads once the OS gives it to another process (after a reboot), and
+    in a container the restarted search is often pid 1 again, as its killed owner was. Where the
+    file system has no flock, the pid is checked instead.
+    """
 
     def __init__(self, folder: str | os.PathLike):
         self.path = Path(folder) / LOCK_FILE
         self.owned = False
+        self._fd: int | None = None
 
     def acquire(self) -> "SearchLock":
         info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -249,10 +257,10 @@ class SearchLock:
                 except OSError as exc:
                     raise StorageError.writing(self.path, exc, "cannot remove the stale search lock") from None
                 continue
-            self.owned = True
+            self.owned, self._fd = True, fd
+            info["flock"] = _flock(fd)  # before the file says who holds it: a reader that can parse it may test it
             try:
-                with os.fdopen(fd, "w") as fh:
-                    json.dump(info, fh)
+                os.write(fd, json.dumps(info).encode())
             except OSError as exc:
                 self.release()
                 raise StorageError.writing(self.path, exc, "cannot take the search lock") from None
@@ -272,11 +280,14 @@ class SearchLock:
                 return None
             return {"pid": "?", "host": "?", "started": "?"} if age < 10 else None
 
-    @staticmethod
-    def _stale(holder: dict) -> bool:
+    def _stale(self, holder: dict) -> bool:
         pid = holder.get("pid")
         if holder.get("host") != socket.gethostname() or not isinstance(pid, int):
             return False  # cannot check another machine's processes
+        if holder.get("flock"):
+            held = _flock_held(self.path)
+            if held is not None:
+                return not held
         return pid != os.getpid() and not _pid_alive(pid)
 
     def release(self) -> None:
@@ -284,12 +295,47 @@ class SearchLock:
         if self.owned:
             _unlink_quietly(self.path)
             self.owned = False
+        if self._fd is not None:
+            os.close(self._fd)  # drops the flock
+            self._fd = None
 
     def __enter__(self) -> "SearchLock":
         return self.acquire()
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _flock(fd: int) -> bool:
+    """Hold an exclusive advisory lock on `fd`; False where the OS or file system has none."""
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except (ImportError, OSError):
+        return False
+
+
+def _flock_held(path: Path) -> bool | None:
+    """Whether a live process holds the flock on `path` (None: cannot tell here)."""
+    try:
+        import fcntl
+
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    except (ImportError, OSError):
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 # --------------------------------------------------------------------------- saved spec

@@ -105,6 +105,34 @@ def test_lock_of_a_live_process_elsewhere_is_respected(tmp_path):
     lock.release()
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+def test_the_owners_flock_not_its_pid_says_whether_a_lock_is_stale(tmp_path):
+    """A dead owner's pid may belong to a live process now (after a reboot; in a container the
+    restarted search is pid 1 again, as its killed owner was): its lock was never taken over."""
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:  # the dead owner's lock names a live process, but nobody holds the flock
+        for pid in (stranger.pid, os.getpid()):
+            (tmp_path / ".lock").write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "started": "x",
+                                                        "flock": True}))
+            SearchLock(tmp_path).acquire().release()
+    finally:
+        stranger.kill()
+        stranger.wait()
+    code = ("import sys, time; from nnexp.search.store import SearchLock; SearchLock(sys.argv[1]).acquire(); "
+            "print('locked', flush=True); time.sleep(30)")
+    owner = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout.readline().strip() == "locked"
+        assert json.loads((tmp_path / ".lock").read_text())["flock"] is True
+        with pytest.raises(LockError, match=f"pid {owner.pid}"):
+            SearchLock(tmp_path).acquire()
+    finally:
+        owner.kill()  # kill -9: no release, the file stays, the OS drops the flock
+        owner.wait()
+    assert (tmp_path / ".lock").exists()
+    SearchLock(tmp_path).acquire().release()
+
+
 def test_changed_search_is_refused_but_resumable_fields_may_change(tmp_path):
     saved = {"search": {"metric": "val_loss", "n_jobs": -1, "trials": 20, "repeats": 3, "space": {"a": [1, 2]}},
              "experiment": {"train": {"epochs": 5}}}
