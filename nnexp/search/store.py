@@ -381,14 +381,22 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def spec_differences(old: dict, new: dict) -> list[str]:
-    """`path: old -> new` for every field that differs, ignoring the resumable ones."""
+    """`path: old -> new` for every field that differs, ignoring the resumable ones. A data file's
+    path is the same if the file's contents are (the project was moved or renamed since)."""
     ignore = {f"search.{f}" for f in RESUMABLE_FIELDS} | {"source", "data_files"}  # files: check_same_search
+    old_files, new_files = old.get("data_files") or {}, new.get("data_files") or {}
+
+    def same(x, y) -> bool:
+        if isinstance(x, list) and isinstance(y, list):  # a searched data.dataset lists files
+            return len(x) == len(y) and all(map(same, x, y))
+        return x == y or (isinstance(x, str) and x in old_files and old_files[x] == new_files.get(y))
+
     a, b = _flatten(old), _flatten(new)
     diffs = []
     for path in sorted(set(a) | set(b)):
         if path in ignore or any(path.startswith(i + ".") for i in ignore):
             continue
-        if a.get(path, "<absent>") != b.get(path, "<absent>"):
+        if not same(a.get(path, "<absent>"), b.get(path, "<absent>")):
             diffs.append(f"{path}: {a.get(path, '<absent>')!r} -> {b.get(path, '<absent>')!r}")
     return diffs
 

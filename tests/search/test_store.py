@@ -145,6 +145,21 @@ def test_changed_search_is_refused_but_resumable_fields_may_change(tmp_path):
         check_same_search(tmp_path, changed)
 
 
+def test_a_moved_project_resumes_when_its_data_files_hold_the_same_bytes(tmp_path):
+    """Data paths are kept resolved: moving or renaming the project folder changed every one of them."""
+    saved = {"search": {"space": {"data.dataset": ["/old/a.csv", "/old/b.csv"]}},
+             "experiment": {"data": {"dataset": "/old/a.csv"}},
+             "data_files": {"/old/a.csv": "sha256:aa", "/old/b.csv": "sha256:bb"}}
+    save_spec(tmp_path, saved)
+    moved = {"search": {"space": {"data.dataset": ["/new/a.csv", "/new/b.csv"]}},
+             "experiment": {"data": {"dataset": "/new/a.csv"}},
+             "data_files": {"/new/a.csv": "sha256:aa", "/new/b.csv": "sha256:bb"}}
+    assert check_same_search(tmp_path, moved) == []
+    other = {**moved, "data_files": {"/new/a.csv": "sha256:zz", "/new/b.csv": "sha256:bb"}}
+    with pytest.raises(SearchChangedError, match=r"experiment.data.dataset: '/old/a.csv' -> '/new/a.csv'"):
+        check_same_search(tmp_path, other)  # another file's contents at the new place: another data set
+
+
 def test_an_edited_data_file_is_refused_on_resume(tmp_path, search_file):
     """Trials of two versions of a file must not meet in one table; folders from before
     fingerprints existed (no data_files in search.yaml) still resume."""
