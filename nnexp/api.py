@@ -94,17 +94,28 @@ def run_experiment(spec: str | os.PathLike | dict | ExperimentSpec, *, results_d
     Overrides use `__` for the dots of a field path: `train__epochs=5` sets
     `train.epochs`. The result's `files` attribute lists what was written.
     """
-    from nnexp.results import write_run
-
     _check_folder_argument(results_dir, "results_dir", optional=True)
     _check_progress(progress)
     resolved = load_spec(spec, _keyword_overrides(overrides, ("results_dir", "progress"), experiment_paths().__contains__))
     result = train_experiment(resolved, progress=progress)
     result.files = {}
     if results_dir is not None:
-        name = resolved.name or "experiment"
-        result.files = write_run(result, Path(results_dir) / name)
+        write_results(result, results_dir)
     return result
+
+
+def write_results(result: RunResult, results_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write a trained run's files to <results_dir>/<its name>/, as run_experiment does; the
+    earlier run's files there are removed first, so a run stopped while writing never leaves
+    two runs' files side by side."""
+    from nnexp.results import write_run
+
+    result.files = write_run(result, run_folder(result.spec, results_dir))
+    return result.files
+
+
+def run_folder(spec: ExperimentSpec, results_dir: str | os.PathLike) -> Path:
+    return Path(results_dir) / (spec.name or "experiment")
 
 
 def predict(model: str | os.PathLike, data, proba: bool = False):

@@ -12,7 +12,7 @@ import gc
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 
@@ -52,6 +52,49 @@ def user_errors():
         for line in exc.problems:
             sys.stderr.write(f"error: {on_one_line(line)}\n")
         raise typer.Exit(exc.exit_code) from None
+
+
+class StopSignals:
+    """Which signal stopped a command: Ctrl-C (SIGINT, exit 130) or SIGTERM (exit 143)."""
+
+    def __init__(self) -> None:
+        self.terminated = False
+
+    @property
+    def stopped_by(self) -> str:
+        return "terminated (SIGTERM)" if self.terminated else "interrupted"
+
+    @property
+    def exit_code(self) -> int:
+        return 143 if self.terminated else 130
+
+
+@contextmanager
+def sigterm_as_interrupt(stopped: Callable[[str], str]):
+    """SIGTERM (`timeout`, a batch scheduler's time limit, `docker stop`) stops a command as Ctrl-C
+    does, so what finished is kept (a search writes its tables). By default it ended the process
+    at once, with no word (and loky's tracker warning of leaked semaphores). An interrupt that
+    reaches here is one line, `stopped(how)`, and exit 130 or 143."""
+    import signal
+    import threading
+
+    signals = StopSignals()
+    if threading.current_thread() is not threading.main_thread():
+        yield signals  # only the main thread may set handlers (and a Ctrl-C is the main thread's)
+        return
+
+    def stop(signum, frame):
+        signals.terminated = True
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield signals
+    except KeyboardInterrupt:
+        sys.stderr.write(stopped(signals.stopped_by) + "\n")
+        raise typer.Exit(signals.exit_code) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
@@ -121,13 +164,23 @@ def run(spec: ExperimentArg, set_: SetOpt = None, results_dir: ResultsOpt = Path
     """Train one network from an experiment spec and write its result files."""
     from nnexp import spec as specs
 
-    with user_errors(), warnings_as_lines():
+    writing: list[Path] = []  # the run's folder, once its files are being written
+
+    def stopped(how: str) -> str:
+        if writing:
+            return (f"{how} while writing {writing[0]}: its files are incomplete (the earlier run's were removed "
+                    "first); run the same command again")
+        return f"{how}; nothing was written"
+
+    with user_errors(), warnings_as_lines(), sigterm_as_interrupt(stopped):
         experiment = specs.load_experiment(spec, specs.parse_overrides(set_))
-        from nnexp.api import run_experiment
+        from nnexp.api import run_experiment, run_folder, write_results
         from nnexp.console import EpochProgress, print_run_summary
 
         with EpochProgress(experiment, enabled=not quiet) as bar, spec_named(spec):
-            result = run_experiment(experiment, results_dir=results_dir, progress=bar.update)
+            result = run_experiment(experiment, results_dir=None, progress=bar.update)
+        writing.append(run_folder(result.spec, results_dir))
+        write_results(result, results_dir)
         if not quiet:
             print_run_summary(result)
         if result.status != "ok":

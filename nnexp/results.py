@@ -85,6 +85,8 @@ def write_run(result, folder: Path, plots: bool = True) -> dict[str, Path]:
 
     folder = ensure_folder(Path(folder))
     files = {name: folder / name for name in ("spec.yaml", "metrics.json", "history.csv", "model.npz")}
+    for earlier in (*files.values(), folder / "learning_curves.png"):  # a run stopped while writing leaves fewer
+        _remove(earlier)                                                # files, never two runs' side by side
     atomic_write(files["spec.yaml"], dump_yaml(result.spec))
     metrics = dict(result.metrics)
     if result.folds:
@@ -93,8 +95,8 @@ def write_run(result, folder: Path, plots: bool = True) -> dict[str, Path]:
     atomic_write(files["history.csv"], pd.DataFrame(result.history).to_csv(index=False))
     if result.network is not None and result.status == "ok":
         atomic_write(files["model.npz"], model_bytes(result))
-    else:  # an earlier run's model would sit beside this run's spec and metrics, and predict would use it
-        _remove(files.pop("model.npz"))
+    else:  # no model: predict must not find one
+        files.pop("model.npz")
     if plots and result.history:
         files["learning_curves.png"] = folder / "learning_curves.png"
         plot_learning_curves(result.history, result.prepared.task, files["learning_curves.png"])

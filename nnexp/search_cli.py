@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -58,10 +57,11 @@ def search(
     set_: SetOpt = None,
 ):
     """Run a grid or random search over all cores, then print a leaderboard and write the tables."""
-    from nnexp.cli import user_errors, warnings_as_lines
+    from nnexp.cli import sigterm_as_interrupt, user_errors, warnings_as_lines
     from nnexp.errors import NnexpError
 
-    with user_errors(), warnings_as_lines(), sigterm_as_interrupt() as signals:
+    before_trials = "{} before the first trial of this run; nothing new was run"
+    with user_errors(), warnings_as_lines(), sigterm_as_interrupt(before_trials.format) as signals:
         from nnexp.search.runner import BACKENDS, check_n_jobs, quiet_cluster_logs, release_workers, run_search
         from nnexp.search.preflight import check_data
         from nnexp.search.space import plan_search
@@ -145,48 +145,6 @@ def report(
             sys.stderr.write(f"warning: {note}\n")
         if not quiet:
             print_leaderboard(_console(), result, None)
-
-
-class StopSignals:
-    """Which signal stopped a search: Ctrl-C (SIGINT, exit 130) or SIGTERM (exit 143)."""
-
-    def __init__(self) -> None:
-        self.terminated = False
-
-    @property
-    def stopped_by(self) -> str:
-        return "terminated (SIGTERM)" if self.terminated else "interrupted"
-
-    @property
-    def exit_code(self) -> int:
-        return 143 if self.terminated else 130
-
-
-@contextmanager
-def sigterm_as_interrupt():
-    """SIGTERM (`timeout`, a batch scheduler's time limit, `docker stop`) stops a search as Ctrl-C
-    does: finished trials kept, tables written. By default it ended the process at once, with
-    no tables, and loky's tracker warning of leaked semaphores."""
-    import signal
-    import threading
-
-    signals = StopSignals()
-    if threading.current_thread() is not threading.main_thread():
-        yield signals  # only the main thread may set handlers (and a Ctrl-C is the main thread's)
-        return
-
-    def stop(signum, frame):
-        signals.terminated = True
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield signals
-    except KeyboardInterrupt:  # not caught by the search or its report: the trials had not started
-        sys.stderr.write(f"{signals.stopped_by} before the first trial of this run; nothing new was run\n")
-        raise typer.Exit(signals.exit_code) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _require_dask() -> None:

@@ -423,3 +423,43 @@ def test_the_run_summary_names_the_task_it_trained(tmp_path, write_spec):
         path = write_spec({"name": dataset, "data": {"dataset": dataset}, "train": {"epochs": 1}})
         result = run_cli("run", path, "--results-dir", tmp_path)
         assert result.exit_code == 0 and words in result.stdout, result.stdout
+
+
+def test_a_run_stopped_while_writing_leaves_no_file_of_an_earlier_run(tmp_path, write_spec, monkeypatch):
+    """Stopped after spec.yaml was written, the folder held the new spec beside the earlier run's
+    metrics and model, and the command said nothing."""
+    import nnexp.results
+
+    path = write_spec({"name": "r", "data": {"dataset": "iris"}, "model": {"hidden": [4]}, "train": {"epochs": 2}})
+    assert run_cli("run", path, "--results-dir", tmp_path, "-q").exit_code == 0
+    assert (tmp_path / "r" / "model.npz").exists() and (tmp_path / "r" / "learning_curves.png").exists()
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nnexp.results, "plot_learning_curves", stop)  # the last file a run writes
+    result = run_cli("run", path, "--results-dir", tmp_path, "-q", "--set", "train.epochs=3")
+    assert result.exit_code == 130
+    assert result.stderr.splitlines()[-1] == (f"interrupted while writing {tmp_path / 'r'}: its files are incomplete "
+                                              "(the earlier run's were removed first); run the same command again")
+    assert not (tmp_path / "r" / "learning_curves.png").exists()
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["epochs_run"] == 3
+    monkeypatch.setattr("nnexp.api.train_experiment", stop)  # during training: nothing is written
+    result = run_cli("run", path, "--results-dir", tmp_path / "other", "-q")
+    assert result.exit_code == 130 and result.stderr.splitlines()[-1] == "interrupted; nothing was written"
+    assert not (tmp_path / "other").exists()
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path, write_spec):
+    import signal
+    import sys
+    import time
+
+    path = write_spec({"name": "long", "data": {"dataset": "iris"}, "train": {"epochs": 10**6}})
+    proc = subprocess.Popen([sys.executable, "-m", "nnexp", "run", str(path), "--results-dir", str(tmp_path), "-q"],
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(2)  # loaded and training
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and err.splitlines()[-1] == "terminated (SIGTERM); nothing was written"
+    assert not (tmp_path / "long").exists()
