@@ -62,16 +62,11 @@ def clean_json(value: Any) -> Any:
 
 def is_record(value: Any) -> bool:
     """A trials.jsonl line as the runner writes it: at least a config id, an integer seed and a
-    status; its parameters and curves (if any) mappings, and its metrics numbers (or null)."""
-    if not (isinstance(value, dict) and isinstance(value.get("config_id"), str) and isinstance(value.get("status"), str)
+    status, and its parameters and curves (if any) as mappings. (A metric that is not a number
+    is the report's to name and leave out.)"""
+    return (isinstance(value, dict) and isinstance(value.get("config_id"), str) and isinstance(value.get("status"), str)
             and isinstance(value.get("seed"), int) and not isinstance(value.get("seed"), bool)
-            and isinstance(value.get("params", {}), dict) and isinstance(value.get("history", {}), dict)):
-        return False
-    return all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
-               for k, v in value.items() if k.startswith(METRIC_PREFIXES))
-
-
-METRIC_PREFIXES = ("train_", "val_", "test_")
+            and isinstance(value.get("params", {}), dict) and isinstance(value.get("history", {}), dict))
 
 
 def dumps(record: dict) -> str:
@@ -106,8 +101,7 @@ class TrialStore:
                 raise NnexpError(f"{self.path}: line {number} is not valid JSON; the trials log is damaged") from None
             if not is_record(record):
                 raise NnexpError(f"{self.path}: line {number} is not a trial record (needs config_id, seed, "
-                                 "status, params and history as mappings, and numbers for metrics); the trials "
-                                 "log is damaged")
+                                 "status, and params and history as mappings); the trials log is damaged")
             records.append(record)
         return records
 

@@ -23,8 +23,6 @@ CASES = {
     "params-null": ("trials.jsonl", OK + OK.replace('"params":{}', '"params":null'), 2, ["line 2 is not a trial record"]),
     "history-a-number": ("trials.jsonl", OK.replace('"params":{}', '"params":{},"history":5'), 2,
                          ["line 1 is not a trial record"]),
-    "metric-a-text": ("trials.jsonl", OK.replace('"params":{}', '"params":{},"val_loss":"abc"'), 2,
-                      ["line 1 is not a trial record"]),
     "garbage-search-yaml": ("search.yaml", "{{{ not: yaml: [", 2, ["search.yaml: not valid YAML"]),
     "search-yaml-a-list": ("search.yaml", "- a list\n", 2, ["search.yaml: not a saved search"]),
 }
