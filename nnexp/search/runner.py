@@ -289,9 +289,10 @@ def run_search(
 
     search = loaded.spec
     n_jobs = search.n_jobs if n_jobs is None else check_n_jobs(n_jobs)
-    folder = ensure_folder(Path(folder))
+    # the data files' hashes first (seconds for a large file): a Ctrl-C then leaves no folder behind
     identity = search_identity(loaded, plan.strategy, len(plan.configs) if plan.strategy == "random" else None,
                                data_fingerprints(config.spec for config in plan.configs))
+    folder = ensure_folder(Path(folder))
     start = time.perf_counter()
     notes: list[str] = []
     store = TrialStore(folder)
