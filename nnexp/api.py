@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import copy
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from nnexp.spec import (ExperimentSpec, apply_override, did_you_mean, experiment_paths, load_experiment,
+from nnexp.spec import (OVERRIDE, ExperimentSpec, apply_override, did_you_mean, experiment_paths, load_experiment,
                          validate_experiment, warn_ignored)
 from nnexp.errors import DataError, NnexpError, SpecError
 from nnexp.train import RunResult, train_experiment
@@ -29,14 +30,25 @@ def load_spec(spec: str | os.PathLike | dict | ExperimentSpec, overrides: dict[s
     if isinstance(spec, ExperimentSpec):  # validated again (it may have been edited), warned about where it was made
         warned = spec.data.ignored_fields()
         spec = spec.model_dump(mode="json")
-    if isinstance(spec, dict):
-        tree = copy.deepcopy(spec)  # the caller's mapping stays as it was
-        for path, value in pairs:
-            apply_override(tree, path, value)
-        resolved = validate_experiment(tree, MAPPING)
-        warn_ignored(MAPPING, [line for line in resolved.data.ignored_fields() if line not in warned], pairs)
-        return resolved
-    return load_experiment(spec, pairs)
+    with _keyword_overrides_named():
+        if isinstance(spec, dict):
+            tree = copy.deepcopy(spec)  # the caller's mapping stays as it was
+            for path, value in pairs:
+                apply_override(tree, path, value)
+            resolved = validate_experiment(tree, MAPPING)
+            warn_ignored(MAPPING, [line for line in resolved.data.ignored_fields() if line not in warned], pairs)
+            return resolved
+        return load_experiment(spec, pairs)
+
+
+@contextmanager
+def _keyword_overrides_named():
+    """Messages name an override as what it is here, a keyword argument, not the CLI's `--set`."""
+    token = OVERRIDE.set("override")
+    try:
+        yield
+    finally:
+        OVERRIDE.reset(token)
 
 
 def _check_folder_argument(value, name: str, optional: bool = False) -> None:
@@ -251,10 +263,11 @@ def run_search(spec: str | os.PathLike, *, results_dir: str | os.PathLike = "res
     if scheduler is not None and backend != "dask":
         raise NnexpError("scheduler: only used with backend='dask'")
     pairs = _keyword_overrides(overrides, SEARCH_ARGUMENTS, _is_search_field)
-    if isinstance(spec, dict):  # named '<dict>' in messages, as an experiment mapping is; relative paths from here
-        loaded = load_search(Path("search"), pairs, data=copy.deepcopy(spec), source=MAPPING)
-    else:
-        loaded = load_search(spec, pairs)
+    with _keyword_overrides_named():
+        if isinstance(spec, dict):  # named '<dict>' in messages, as an experiment mapping is; relative paths from here
+            loaded = load_search(Path("search"), pairs, data=copy.deepcopy(spec), source=MAPPING)
+        else:
+            loaded = load_search(spec, pairs)
     plan = plan_search(loaded, strategy, trials)
     check_data(plan, loaded.spec, loaded.source)
     folder = Path(results_dir) / loaded.spec.name

@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Iterable
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
 
@@ -1098,6 +1099,10 @@ def resolve_dataset_path(data: dict, spec_dir: Path) -> None:
         data["data"]["dataset"] = str(path if path.is_absolute() else (spec_dir / path).resolve())
 
 
+# How messages name an override: `--set` on the command line, `override` for the API's keyword arguments
+OVERRIDE: ContextVar[str] = ContextVar("override", default="--set")
+
+
 def _apply_all(data: dict, overrides: list[tuple[str, Any]], source: str) -> None:
     known = experiment_paths()
     for path, value in overrides:
@@ -1119,7 +1124,7 @@ def load_experiment(path: str | os.PathLike, overrides: list[tuple[str, Any]] | 
 def experiment_from_dict(data: dict, path: Path, overrides=None) -> ExperimentSpec:
     """Validate an experiment mapping that came from `path` (names and paths resolved)."""
     data = dict(data)
-    _apply_all(data, overrides or [], "--set")
+    _apply_all(data, overrides or [], OVERRIDE.get())
     if not isinstance(data.get("data", {}), dict):
         raise SpecError(f"{path}: data: expected a mapping of data fields")
     if "data" in data:
@@ -1139,7 +1144,7 @@ def warn_ignored(source: str, lines: list[str], overrides: list[tuple[str, Any]]
     given = [path for path, _ in overrides]
     for line in lines:
         by_set = _given_by(line.split(":", 1)[0], given)
-        warn(f"--set {line}" if by_set else f"{source}: {line}")
+        warn(f"{OVERRIDE.get()} {line}" if by_set else f"{source}: {line}")
 
 
 def _given_by(field: str, paths: list[str]) -> bool:
@@ -1161,7 +1166,7 @@ def _blaming_overrides(source: str, overrides: list[tuple[str, Any]], prefix: st
             if field is not None and prefix:
                 field = field.removeprefix(prefix)
             given = field is not None and _given_by(field.split(": ", 1)[0], paths)
-            lines.append(f"--set {field}" if given else line)
+            lines.append(f"{OVERRIDE.get()} {field}" if given else line)
         raise SpecError(lines) from None
 
 
@@ -1235,7 +1240,7 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
         base_data = dict(spec.experiment or {})
         base_folder, base_source = path.parent, source
     base_data = dict(base_data)
-    _apply_all(base_data, experiment_overrides, "--set")
+    _apply_all(base_data, experiment_overrides, OVERRIDE.get())
     if isinstance(base_data.get("data"), dict):
         base_data["data"] = dict(base_data["data"])
         resolve_dataset_path(base_data, base_folder)

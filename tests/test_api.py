@@ -137,7 +137,9 @@ def test_a_loaded_spec_is_not_warned_about_again_but_an_override_is(tmp_path):
         warnings.simplefilter("always")
         nnexp.run_experiment(spec, results_dir=None)
         nnexp.run_experiment(spec, results_dir=None, data__pca_whiten=True)
-    assert [str(w.message) for w in caught] == ["--set data.pca_whiten: only used with normalize: pca; zscore ignores it"]
+    assert [str(w.message) for w in caught] == ["override data.pca_whiten: only used with normalize: pca; zscore ignores it"]
+    with pytest.raises(SpecError, match=r"^override train.epochs: expected a whole number"):  # a keyword, not --set
+        nnexp.run_experiment(path, results_dir=None, train__epochs="abc")
 
 
 def test_the_callers_mapping_is_left_as_it_was(tmp_path):
