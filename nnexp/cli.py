@@ -92,9 +92,23 @@ def sigterm_as_interrupt(stopped: Callable[[str], str]):
         yield signals
     except KeyboardInterrupt:
         sys.stderr.write(stopped(signals.stopped_by) + "\n")
+        _forget_unhandled_interrupt()
         raise typer.Exit(signals.exit_code) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _forget_unhandled_interrupt() -> None:
+    """CPython remembers a KeyboardInterrupt that left code run by exec() (a dataclass being made
+    while a module imports, when the stop came during start-up) and, under `python -m nnexp`,
+    ends the process by SIGINT at exit whatever code the command chose: once the stop has been
+    handled, forget it (CPython <= 3.11 exports the flag; elsewhere this does nothing)."""
+    try:
+        import ctypes
+
+        ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_UnhandledKeyboardInterrupt").value = 0
+    except (ImportError, AttributeError, ValueError, OSError):
+        pass
 
 
 @contextmanager

@@ -235,3 +235,14 @@ def test_a_search_folders_record_is_not_taken_for_a_spec(tmp_path):
         assert result.exit_code == 2 and result.stderr == (
             f"error: {tmp_path / 'search.yaml'}: the record a search keeps in its results folder, not a spec (the "
             f"spec was specs/g.yaml); `nnexp report {tmp_path}` rebuilds its tables\n"), result.stderr
+
+
+def test_a_handled_stop_keeps_its_exit_code_under_python_m(tmp_path):
+    """CPython remembers a KeyboardInterrupt that left exec()'d code (a dataclass made during an
+    import) and, under `python -m`, ended the process by SIGINT at exit instead of with 143."""
+    (tmp_path / "stopped.py").write_text(
+        "import sys\nfrom nnexp.cli import _forget_unhandled_interrupt\n"
+        "try:\n    exec('raise KeyboardInterrupt')\nexcept KeyboardInterrupt:\n    _forget_unhandled_interrupt()\n"
+        "sys.exit(143)\n")
+    result = subprocess.run([sys.executable, "-m", "stopped"], cwd=tmp_path, capture_output=True)
+    assert result.returncode == 143, result.stderr
