@@ -20,6 +20,12 @@ from nnexp.metrics import classification_metrics, metric_names, regression_metri
 from nnexp.spec import ExperimentSpec, metric_mode
 
 PROBE_ROWS = 256  # training rows used each epoch to measure saturation and dead units
+
+
+def probe_rows(n: int) -> np.ndarray:
+    """PROBE_ROWS training rows spread evenly over all of them: a file sorted by class keeps its
+    order in the split, and its first rows held one class (units that fire for the others read dead)."""
+    return np.unique(np.linspace(0, n - 1, min(n, PROBE_ROWS)).round().astype(np.int64))
 # A training loss this many times its first epoch's (or 1, if that was lower) has exploded:
 # SGD at batch 1 on digits grew ~1000-fold an epoch (103, 2.4e4, 9.2e6, ...) for a dozen
 # epochs before float32 overflowed, and its metrics were those of a broken network.
@@ -139,7 +145,7 @@ def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None
     optimizer, schedule = build_optimizer(spec.optimizer, net, spec.train)
     shuffle = np.random.default_rng(shuffle_seed)
     train = spec.train
-    probe = data.X_train[:PROBE_ROWS]
+    probe = data.X_train[probe_rows(len(data.X_train))]
     stopper = EarlyStopping(train.early_stopping) if train.early_stopping else None
     target = TargetWatch(train.target) if train.target else None
     history: list[dict[str, Any]] = []
@@ -185,7 +191,7 @@ def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None
             continue
         values = evaluate(net, data, X, y) if status == "ok" else dict.fromkeys(metric_names(data.task))
         metrics.update({f"{split}_{k}": v for k, v in values.items()})
-    metrics.update(layer_summary(history) if status == "ok" else {})
+    metrics.update(layer_summary(history, best_epoch) if status == "ok" else {})
     if target:
         metrics["epochs_to_target"] = target.epoch
     metrics.update({
@@ -213,12 +219,13 @@ def evaluate(net: Network, data, X: np.ndarray, y: np.ndarray) -> dict[str, floa
     return regression_metrics(output, y, data.preprocessor.inverse_target)
 
 
-def layer_summary(history: list[dict]) -> dict[str, float | None]:
+def layer_summary(history: list[dict], best_epoch: int | None = None) -> dict[str, float | None]:
     """Vanishing gradients and unit health in a few numbers for comparison tables.
 
     grad_norm_first / grad_norm_last: mean over epochs of the first hidden layer's
     and the output layer's weight-gradient norm; grad_ratio is their quotient.
-    saturated / dead: mean over the layers where they apply, at the last epoch.
+    saturated / dead: mean over the layers where they apply, at `best_epoch` (the
+    weights kept, which early stopping restores), else the last epoch.
     """
     grads = sorted((k for k in history[0] if k.startswith("grad_norm_")), key=lambda k: int(k.rsplit("_", 1)[1]))
     summary: dict[str, float | None] = {}
@@ -226,7 +233,7 @@ def layer_summary(history: list[dict]) -> dict[str, float | None]:
         first = float(np.mean([row[grads[0]] for row in history]))
         last = float(np.mean([row[grads[-1]] for row in history]))
         summary.update(grad_norm_first=first, grad_norm_last=last, grad_ratio=first / last if last > 0 else None)
-    final = history[-1]
+    final = history[best_epoch - 1] if best_epoch else history[-1]
     for kind in ("saturated", "dead"):
         values = [v for k, v in final.items() if k.startswith(f"{kind}_")]
         summary[kind] = float(np.mean(values)) if values else None

@@ -317,6 +317,36 @@ def test_layer_summary_matches_history():
     assert result.metrics["saturated"] is None
 
 
+def test_unit_diagnostics_describe_the_kept_weights_on_rows_of_every_class(tmp_path):
+    """The probe was the first 256 training rows (of a file sorted by class: one class, and 69% of
+    ReLU units that fired for the other read dead); under early stopping the summary described the
+    last epoch's weights, not the restored best ones."""
+    from nnexp.train import PROBE_ROWS, probe_rows
+
+    rows = probe_rows(1000)
+    assert len(rows) == PROBE_ROWS and rows[0] == 0 and rows[-1] == 999 and (np.diff(rows) > 0).all()
+    assert probe_rows(10).tolist() == list(range(10))
+    rng = np.random.default_rng(0)
+    x = np.r_[-3 + 0.3 * rng.normal(size=300), 3 + 0.3 * rng.normal(size=300)]
+    pd.DataFrame({"c": x, "y": [0] * 300 + [1] * 300}).to_csv(tmp_path / "sorted.csv", index=False)
+    spec = {"seed": 0, "data": {"dataset": str(tmp_path / "sorted.csv"), "val_fraction": 0.0, "test_fraction": 0.0},
+            "model": {"hidden": [16], "activation": "relu", "init": "he"}, "optimizer": {"name": "sgd", "lr": 0.01},
+            "train": {"epochs": 2, "batch_size": 32, "dtype": "float64"}}
+    result = run_experiment(spec, results_dir=None)
+    hidden = np.maximum(result.prepared.X_train @ result.network.params[0] + result.network.params[1], 0)
+    assert result.metrics["dead"] == pytest.approx(float(np.mean(~(hidden > 0).any(axis=0))))  # all rows agree
+    stopped = run_experiment({"seed": 3, "data": {"dataset": "iris", "val_fraction": 0.3, "test_fraction": 0.0},
+                              "model": {"hidden": [32, 32], "activation": "tanh", "init": {"name": "gaussian", "std": 1.0}},
+                              "optimizer": {"name": "sgd", "lr": 0.3},
+                              "train": {"epochs": 80, "batch_size": 8, "early_stopping": {"patience": 3}}}, results_dir=None)
+    assert stopped.metrics["best_epoch"] < stopped.metrics["epochs_run"]
+    best = stopped.history[stopped.metrics["best_epoch"] - 1]
+    assert stopped.metrics["saturated"] == pytest.approx((best["saturated_1"] + best["saturated_2"]) / 2)
+    leaky = run_experiment({"data": {"dataset": "iris"}, "model": {"activation": "leaky_relu"}, "train": {"epochs": 1}},
+                           results_dir=None)
+    assert leaky.metrics["dead"] is None and "dead_1" not in leaky.history[0]  # never positive, yet it learns
+
+
 def test_predict_names_the_data_argument_not_a_spec_field(tmp_path):
     run_experiment({"name": "m", "data": {"dataset": "iris"}, "train": {"epochs": 1}}, results_dir=tmp_path)
     result = run_cli("predict", tmp_path / "m" / "model.npz", tmp_path / "missing.csv")

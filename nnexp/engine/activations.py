@@ -31,7 +31,8 @@ class Activation:
     in_place = True  # backward needs only the output a, so forward may overwrite z
     pieces = 1  # inputs per output unit (maxout > 1)
     saturates = False  # unit_stats reports a saturated fraction
-    can_die = False  # unit_stats reports the fraction of units never positive
+    can_die = False  # unit_stats reports the fraction of units never positive: dead, as such a unit gets no
+    # gradient (ReLU); a leaky one that is never positive still learns
 
     def __init__(self) -> None:
         self.params: list[np.ndarray] = []
@@ -210,7 +211,6 @@ class LeakyReLU(Activation):
     """f(z) = z for z > 0, slope * z otherwise (slope > 0)."""
 
     name = "leaky_relu"
-    can_die = True
 
     def __init__(self, slope: float = 0.01) -> None:
         super().__init__()
@@ -237,7 +237,6 @@ class PReLU(Activation):
 
     name = "prelu"
     in_place = False
-    can_die = True
 
     def __init__(self, init: float = 0.25) -> None:
         super().__init__()
@@ -288,7 +287,6 @@ class ELU(Activation):
     """f(z) = z for z > 0, alpha (e^z - 1) otherwise; f' = a + alpha there."""
 
     name = "elu"
-    can_die = True
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
