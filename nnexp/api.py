@@ -8,8 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from nnexp.spec import (OVERRIDE, ExperimentSpec, apply_override, did_you_mean, experiment_paths, load_experiment,
-                         validate_experiment, warn_ignored)
+from nnexp.spec import (OVERRIDE, ExperimentSpec, apply_override, did_you_mean, experiment_paths, is_search_spec,
+                         load_experiment, validate_experiment, warn_ignored)
 from nnexp.errors import DataError, NnexpError, SpecError
 from nnexp.train import RunResult, train_experiment
 
@@ -32,6 +32,8 @@ def load_spec(spec: str | os.PathLike | dict | ExperimentSpec, overrides: dict[s
         spec = spec.model_dump(mode="json")
     with _keyword_overrides_named():
         if isinstance(spec, dict):
+            if is_search_spec(spec):
+                raise SpecError(f"{MAPPING}: this is a search spec (it has space/base/experiment); use nnexp.run_search")
             tree = copy.deepcopy(spec)  # the caller's mapping stays as it was
             for path, value in pairs:
                 apply_override(tree, path, value)
@@ -143,7 +145,7 @@ def predict(model: str | os.PathLike, data, proba: bool = False):
     if not isinstance(model, (str, os.PathLike)):
         raise NnexpError(f"model: expected the path of a model.npz (or its folder), got {type(model).__name__} {model!r:.40}")
     if not isinstance(data, (str, os.PathLike, pd.DataFrame)):
-        raise NnexpError(f"data: expected a table file's path or a pandas DataFrame, got {type(data).__name__} {data!r:.40}")
+        raise NnexpError(f"data: expected a table file's path or a pandas DataFrame, got {_shown(data)}")
     _check_flag(proba, "proba")
     saved = load_model(model)
     if proba and saved.task == "regression":
@@ -153,17 +155,24 @@ def predict(model: str | os.PathLike, data, proba: bool = False):
     except DataError as exc:  # the loader speaks of training's spec fields; here there is only the file
         raise DataError([_rows_problem(problem) for problem in exc.problems]) from None
     output = saved.predict_output(X.astype(saved.network.dtype, copy=False))
+    index = data.index if isinstance(data, pd.DataFrame) else None  # df["pred"] = predict(m, df)["prediction"] lines up
     if saved.task == "regression":
-        return pd.DataFrame({"prediction": np.asarray(saved.preprocessor.inverse_target(output)).ravel()})
+        return pd.DataFrame({"prediction": np.asarray(saved.preprocessor.inverse_target(output)).ravel()}, index=index)
     probabilities = class_probabilities(output)
     labels = saved.preprocessor.decode_labels(probabilities.argmax(axis=1))
     if all(_is_integer_text(name) for name in saved.class_names):  # a numeric target's classes stay numbers
         labels = labels.astype(np.int64)
-    frame = pd.DataFrame({"prediction": labels})
+    frame = pd.DataFrame({"prediction": labels}, index=index)
     if proba:
         for k, name in enumerate(saved.class_names):
             frame[f"proba_{name}"] = probabilities[:, k]
     return frame
+
+
+def _shown(value) -> str:
+    """A wrong argument in one line: its type and the start of its repr (an array's spans lines)."""
+    text = " ".join(repr(value).split())
+    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
 
 
 def _is_integer_text(name) -> bool:
@@ -238,6 +247,10 @@ class SearchResult:
     def folder(self) -> Path:
         return self.report.folder
 
+    def __repr__(self) -> str:
+        return (f"<SearchResult {self.folder}: {len(self.summary)} configurations, {self.outcome.ran} trial(s) run now, "
+                f"{self.outcome.skipped} resumed>")
+
 
 def run_search(spec: str | os.PathLike, *, results_dir: str | os.PathLike = "results", strategy: str | None = None,
                trials: int | None = None, n_jobs: int | None = None, fresh: bool = False, retry_failed: bool = False,
@@ -273,7 +286,11 @@ def run_search(spec: str | os.PathLike, *, results_dir: str | os.PathLike = "res
     folder = Path(results_dir) / loaded.spec.name
     outcome = run_plan(loaded, plan, folder, n_jobs=n_jobs, backend=backend, scheduler=scheduler, fresh=fresh,
                        retry_failed=retry_failed, progress=progress)
-    return SearchResult(outcome, build_report(folder))
+    result = SearchResult(outcome, build_report(folder))
+    if outcome.interrupted:  # the trials that finished are kept and tabled; the caller's Ctrl-C still stops the caller
+        raise KeyboardInterrupt(f"search interrupted: {outcome.ran} trial(s) finished this run are kept in {folder}; "
+                                "run it again to resume")
+    return result
 
 
 SEARCH_ARGUMENTS = ("results_dir", "strategy", "trials", "n_jobs", "fresh", "retry_failed", "backend", "scheduler",

@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from nnexp.errors import NnexpError, warn
-from nnexp.search.store import TrialStore, read_saved_spec
+from nnexp.search.store import STATUSES, TrialStore, read_saved_spec
 
 ALPHA = 0.05
-STATUSES = ("ok", "failed", "diverged")
 METRIC_PREFIXES = ("val_", "test_")
 # per-run diagnostics that the chapter's questions compare (vanishing gradients, saturation, speed)
 DIAGNOSTICS = ("train_loss", "grad_ratio", "grad_norm_first", "grad_norm_last", "saturated", "dead", "epochs_to_target")
@@ -656,6 +655,8 @@ def _check_ranking(metric: str | None, mode: str | None, names: tuple[str, str])
         raise SpecError(f"{names[1]}: '{mode}' is not allowed (one of max, min)")
     if mode is not None and metric is None:
         raise SpecError(f"{names[1]}: give {names[0]} too (without it the search's own mode applies)")
+    if metric is not None and not isinstance(metric, str):
+        raise SpecError(f"{names[0]}: expected a metric name such as val_loss, got {type(metric).__name__} {metric!r:.40}")
     if metric is not None:
         try:
             TypeAdapter(RankingMetric).validate_python(metric)  # as a search's own metric

@@ -134,10 +134,17 @@ def report(
 ):
     """Rebuild the tables and plots of a finished or interrupted search from its trials.jsonl."""
     from nnexp.cli import user_errors, warnings_as_lines
+    from nnexp.errors import NnexpError
 
-    if not folder.exists() and (results_dir / folder).exists():  # the search's name, under where it wrote
-        folder = results_dir / folder
     with user_errors(), warnings_as_lines():
+        if not folder.exists() and (results_dir / folder).exists():  # the search's name, under where it wrote
+            folder = results_dir / folder
+        elif not folder.exists():
+            from nnexp.spec import did_you_mean
+
+            searches = [p.parent.name for p in results_dir.glob("*/trials.jsonl")] if results_dir.is_dir() else []
+            elsewhere = f", nor {results_dir / folder}" if not folder.is_absolute() else ""
+            raise NnexpError(f"{folder}: no such folder{elsewhere}{did_you_mean(str(folder), searches)}")
         from nnexp.report import report as build_report
 
         result = build_report(folder, metric=metric, mode=mode, names=("--metric", "--mode"))

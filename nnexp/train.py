@@ -40,10 +40,10 @@ class RunResult:
     spec: ExperimentSpec
     status: str  # "ok" | "diverged"
     metrics: dict[str, Any]
-    history: list[dict[str, Any]]
+    history: list[dict[str, Any]] = field(repr=False)  # one row per epoch: a notebook shows the rest
     network: Network | None = field(repr=False, default=None)
     prepared: Any = field(repr=False, default=None)  # PreparedData of the saved model (fold 1 under CV)
-    folds: list[dict[str, Any]] | None = None  # per-fold metrics under cross-validation
+    folds: list[dict[str, Any]] | None = field(repr=False, default=None)  # per-fold metrics under cross-validation
 
     @property
     def task(self) -> str:

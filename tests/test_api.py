@@ -98,8 +98,12 @@ def test_predict_takes_a_dataframe_as_well_as_a_file(tmp_path):
     pd.testing.assert_frame_equal(nnexp.predict(model, frame, proba=True), from_file)
     from nnexp.errors import DataError
 
-    with pytest.raises(DataError, match=r"rows: missing feature column\(s\) 'petal width \(cm\)'"):
+    with pytest.raises(DataError, match=r"rows: missing feature column\(s\) 'petal width \(cm\)'.*\(found: 'sepal"):
         nnexp.predict(model, frame.drop(columns=["petal width (cm)"]))
+    chosen = frame[frame["sepal length (cm)"] > 5.0]  # an index with gaps: df["pred"] = ... must line up by label
+    predicted = nnexp.predict(model, chosen)
+    assert predicted.index.equals(chosen.index)
+    assert predicted["prediction"].tolist() == from_file["prediction"][chosen.index].tolist()
 
 
 def test_run_search_takes_a_mapping(tmp_path):
@@ -107,6 +111,26 @@ def test_run_search_takes_a_mapping(tmp_path):
                                                                             "train": {"epochs": 1}},
                                "space": {"model.hidden": [[3], [4]]}}, results_dir=tmp_path, n_jobs=1)
     assert len(result.summary) == 2 and result.folder == tmp_path / "inline"
+    assert repr(result) == f"<SearchResult {tmp_path / 'inline'}: 2 configurations, 2 trial(s) run now, 0 resumed>"
+    run = nnexp.run_experiment({"data": {"dataset": "iris"}, "train": {"epochs": 50}}, results_dir=None)
+    assert len(repr(run)) < 3000 and "history" not in repr(run)  # a notebook showed every epoch's row
+
+
+def test_a_ctrl_c_during_run_search_stops_the_caller_after_the_tables_are_written(tmp_path):
+    """It was swallowed: the notebook cell ran on, as if the search had finished."""
+    calls = []
+
+    def interrupt_after_the_first(record, counts):
+        if record is not None:
+            calls.append(record["trial_id"])
+            raise KeyboardInterrupt
+
+    search = {"name": "stopped", "repeats": 2, "experiment": {"data": {"dataset": "iris"}, "train": {"epochs": 1}},
+              "space": {"model.hidden": [[3], [4]]}}
+    with pytest.raises(KeyboardInterrupt, match=r"search interrupted: 1 trial\(s\) finished this run are kept"):
+        nnexp.run_search(search, results_dir=tmp_path, n_jobs=1, progress=interrupt_after_the_first)
+    assert len(calls) == 1 and (tmp_path / "stopped" / "summary.md").exists()
+    assert len(nnexp.run_search(search, results_dir=tmp_path, n_jobs=1).summary) == 2  # resumes
 
 
 def test_a_mapping_is_named_dict_in_errors_and_warnings_of_both_entry_points(tmp_path):
@@ -174,6 +198,12 @@ def test_the_callers_mapping_is_left_as_it_was(tmp_path):
     (lambda: nnexp.run_experiment({"data": {"dataset": "iris"}}, results_dir=None, progress=1),
      "progress: expected a function called after each epoch or trial, or None, got int 1"),
     (lambda: nnexp.load_spec("spec.yaml", {"train.epoch": 2}), "overrides: train.epoch: unknown field; did you mean"),
+    (lambda: nnexp.predict("model.npz", np.zeros((2, 4))),
+     "data: expected a table file's path or a pandas DataFrame, got ndarray array([[0., 0., 0., 0.], [0., 0., 0., 0...."),
+    (lambda: nnexp.rebuild_report("folder", metric=3), "metric: expected a metric name such as val_loss, got int 3"),
+    (lambda: nnexp.run_experiment({"experiment": {"data": {"dataset": "iris"}}, "space": {"model.hidden": [[4]]}},
+                                  results_dir=None), "<dict>: this is a search spec (it has space/base/experiment); use "
+                                                     "nnexp.run_search"),
 ])
 def test_wrong_argument_types_are_one_line_errors(call, message):
     """Not a TypeError deep inside (int has no path, a list has no .items, zero rows have no maximum)."""

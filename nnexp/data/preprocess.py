@@ -243,7 +243,8 @@ class Preprocessor:
             unused = self._unused_columns()
             needed = [c for c in missing if c not in unused]
             if needed:
-                raise DataError.at(source, None, f"missing feature column(s) {_names(needed)} that the model was trained on")
+                raise DataError.at(source, None, f"missing feature column(s) {_names(needed)} that the model was trained on "
+                                                 f"(found: {_names(list(frame.columns))})")
             for col in missing:  # dropped as constant in training: any valid value encodes to nothing
                 frame[col] = self.levels[col][0] if self.levels.get(col) else 0.0
             return frame[self.columns]

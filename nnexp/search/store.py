@@ -60,11 +60,14 @@ def clean_json(value: Any) -> Any:
     return value
 
 
+STATUSES = ("ok", "failed", "diverged")
+
+
 def is_record(value: Any) -> bool:
     """A trials.jsonl line as the runner writes it: at least a config id, an integer seed and a
     status, and its parameters and curves (if any) as mappings. (A metric that is not a number
     is the report's to name and leave out.)"""
-    return (isinstance(value, dict) and isinstance(value.get("config_id"), str) and isinstance(value.get("status"), str)
+    return (isinstance(value, dict) and isinstance(value.get("config_id"), str) and value.get("status") in STATUSES
             and isinstance(value.get("seed"), int) and not isinstance(value.get("seed"), bool)
             and isinstance(value.get("params", {}), dict) and isinstance(value.get("history", {}), dict))
 
@@ -101,7 +104,8 @@ class TrialStore:
                 raise NnexpError(f"{self.path}: line {number} is not valid JSON; the trials log is damaged") from None
             if not is_record(record):
                 raise NnexpError(f"{self.path}: line {number} is not a trial record (needs config_id, seed, "
-                                 "status, and params and history as mappings); the trials log is damaged")
+                                 "a status of ok, failed or diverged, and params and history as mappings); the "
+                                 "trials log is damaged")
             records.append(record)
         return records
 

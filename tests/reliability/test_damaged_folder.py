@@ -21,6 +21,7 @@ CASES = {
     "json-but-not-a-record": ("trials.jsonl", '{"a": 1}\n', 2, ["line 1 is not a trial record"]),
     "json-list": ("trials.jsonl", OK + "[1, 2]\n", 2, ["line 2 is not a trial record"]),
     "params-null": ("trials.jsonl", OK + OK.replace('"params":{}', '"params":null'), 2, ["line 2 is not a trial record"]),
+    "unknown-status": ("trials.jsonl", OK + OK.replace('"ok"', '"weird"'), 2, ["line 2 is not a trial record"]),
     "history-a-number": ("trials.jsonl", OK.replace('"params":{}', '"params":{},"history":5'), 2,
                          ["line 1 is not a trial record"]),
     "garbage-search-yaml": ("search.yaml", "{{{ not: yaml: [", 2, ["search.yaml: not valid YAML"]),

@@ -207,6 +207,9 @@ def test_report_command(search_file, tmp_path, monkeypatch):
     (tmp_path / "grid").rename(tmp_path / "cwd" / "results" / "grid")
     monkeypatch.chdir(tmp_path / "cwd")
     assert runner.invoke(app, ["report", "grid", "--quiet"]).exit_code == 0
+    missing = runner.invoke(app, ["report", "gird"])
+    assert missing.exit_code == 2
+    assert missing.stderr == f"error: gird: no such folder, nor {Path('results') / 'gird'}; did you mean 'grid'?\n"
 
 
 def start(path, results, n_jobs=1):
