@@ -45,13 +45,19 @@ def on_one_line(text: str) -> str:
 
 @contextmanager
 def user_errors():
-    """Turn the user's mistakes into one line per problem and exit code 2."""
+    """Turn the user's mistakes into one line per problem and exit code 2; running out of memory
+    (a data set or a network too large for this machine) is one line and exit 1, not a traceback."""
     try:
         yield
     except NnexpError as exc:
         for line in exc.problems:
             sys.stderr.write(f"error: {on_one_line(line)}\n")
         raise typer.Exit(exc.exit_code) from None
+    except MemoryError as exc:
+        detail = f" ({on_one_line(str(exc))})" if str(exc) else ""
+        sys.stderr.write(f"error: out of memory{detail}; use a smaller data set or network, or a machine with more "
+                         "memory\n")
+        raise typer.Exit(1) from None
 
 
 class StopSignals:

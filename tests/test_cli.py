@@ -252,3 +252,32 @@ def test_a_handled_stop_keeps_its_exit_code_under_python_m(tmp_path):
         "sys.exit(143)\n")
     result = subprocess.run([sys.executable, "-m", "stopped"], cwd=tmp_path, capture_output=True)
     assert result.returncode == 143, result.stderr
+
+
+def test_running_out_of_memory_is_one_line_and_exit_1_not_bad_input(tmp_path, write_spec, monkeypatch):
+    """A valid file read while memory ran out was 'cannot be read as CSV' (exit 2); a network too big
+    for the machine was a traceback."""
+    import pandas as pd
+
+    import nnexp.train
+
+    pd.DataFrame({"a": range(30), "y": [0, 1] * 15}).to_csv(tmp_path / "d.csv", index=False)
+    path = write_spec({"data": {"dataset": "d.csv"}, "train": {"epochs": 1}})
+
+    def parser_out_of_memory(*args, **kwargs):
+        raise pd.errors.ParserError("Error tokenizing data. C error: out of memory")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(pd, "read_csv", parser_out_of_memory)
+        result = runner.invoke(app, ["run", str(path), "--results-dir", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: out of memory (reading {tmp_path / 'd.csv'}: ParserError: Error tokenizing data. C "
+                             "error: out of memory); use a smaller data set or network, or a machine with more memory\n")
+
+    def network_too_big(*args, **kwargs):
+        raise MemoryError("Unable to allocate 763. MiB for an array with shape (10000, 10000)")
+
+    monkeypatch.setattr(nnexp.train, "build_network", network_too_big)
+    result = runner.invoke(app, ["run", str(path), "--results-dir", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.startswith("error: out of memory (Unable to allocate 763. MiB")

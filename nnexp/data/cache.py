@@ -43,8 +43,8 @@ def _entry(name: str, params: dict) -> Path:
 def cached(name: str, params: dict, make: Callable[[], Made]) -> Made:
     """make() the first time; afterwards the arrays and names it returned, from disk."""
     path = _entry(name, params)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
+    try:  # our own `with` closes the file when np.load fails on a damaged entry (it leaves it open)
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
             classes = [str(c) for c in npz["class_names"]] if "class_names" in npz.files else None
             return npz["X"], npz["y"], [str(f) for f in npz["feature_names"]], classes
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # absent or damaged: make it anew

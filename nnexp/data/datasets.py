@@ -244,7 +244,9 @@ def read_frame(path: str, field: str | None = "data.dataset", text_columns: Sequ
     except UnicodeDecodeError:
         raise DataError.at(path, "data.dataset", f"cannot be read as {kind}: not UTF-8 text ({_first_non_utf8(p)}); "
                                                  "save it as UTF-8") from None
-    except Exception as exc:  # noqa: BLE001 - parsers raise many types; all mean "bad file"
+    except Exception as exc:  # noqa: BLE001 - parsers raise many types; all mean "bad file", but memory
+        if "memory" in type(exc).__name__.lower() or "out of memory" in str(exc):  # pandas' and Arrow's ways to say it
+            raise MemoryError(f"reading {path}: {first_line(exc, 200)}") from None
         raise DataError.at(path, "data.dataset", f"cannot be read as {kind} ({first_line(exc, 200)})") from None
     if frame.shape[1] == 0:
         raise DataError.at(path, "data.dataset", "the file has no columns")
