@@ -26,6 +26,7 @@ ResultsOpt = Annotated[Path, typer.Option("--results-dir", help="Results go to <
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or tables; errors still go to stderr.")]
 LEADERBOARD_ROWS = 10
 FAILURE_REASONS = 3  # distinct errors of failed trials shown after the leaderboard
+TRIAL_WARNINGS = 5  # distinct warnings of trials shown
 
 
 def register(app: typer.Typer) -> None:
@@ -91,9 +92,12 @@ def search(
             outcome = run_search(loaded, plan, folder, n_jobs=n_jobs, backend=backend, scheduler=scheduler,
                                  fresh=not resume, retry_failed=retry_failed, progress=bar.update)
         release_workers()
-        trial_warnings = [w for r in outcome.records for w in r.get("warnings") or []]
-        for note in dict.fromkeys(outcome.notes + trial_warnings):
+        trial_warnings = list(dict.fromkeys(w for r in outcome.records for w in r.get("warnings") or []))
+        for note in dict.fromkeys(outcome.notes + trial_warnings[:TRIAL_WARNINGS]):
             sys.stderr.write(f"warning: {note}\n")
+        if len(trial_warnings) > TRIAL_WARNINGS:  # one per seed when each seed's split drops other columns
+            sys.stderr.write(f"warning: ... and {len(trial_warnings) - TRIAL_WARNINGS} more different warnings of "
+                             f"trials (each trial's are in {folder}/trials.jsonl)\n")
 
         from nnexp.report import report as build_report
 

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -433,3 +434,22 @@ def test_settings_a_built_in_data_set_cannot_take_are_bad_input_named_by_the_spe
         assert result.exit_code == 2, (verb, result.output)
         assert result.stderr == f"error: {experiment}: data.train_size: asks for 1000 rows but the training split has only 90\n"
     assert not (tmp_path / "res").exists()
+
+
+def test_the_trials_different_warnings_are_capped_on_the_console(tmp_path):
+    """A column that is constant on some seeds' training rows gives each seed its own warning: 100
+    repeats printed 100 lines."""
+    rng = np.random.default_rng(1)
+    table = pd.DataFrame({f"s{j}": np.eye(60)[rng.integers(60)] for j in range(30)})
+    table["a"], table["y"] = rng.normal(size=60), [0, 1] * 30
+    table.to_csv(tmp_path / "sparse.csv", index=False)
+    path = tmp_path / "sparse.yaml"
+    path.write_text(yaml.safe_dump({"name": "sparse", "repeats": 8, "space": {"optimizer.lr": [0.01]},
+                                    "experiment": {"data": {"dataset": "sparse.csv"}, "train": {"epochs": 1}}}))
+    result = search(path, "--results-dir", tmp_path / "res", "--n-jobs", 1, "-q")
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    differing = {w for r in trials(tmp_path / "res" / "sparse") for w in r["warnings"]}
+    assert len(differing) > 5 and len(warned) == 6
+    assert warned[-1] == (f"warning: ... and {len(differing) - 5} more different warnings of trials (each trial's "
+                          f"are in {tmp_path / 'res' / 'sparse'}/trials.jsonl)")
