@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,7 +13,7 @@ import numpy as np
 from nnexp.data.datasets import Table, load_table, npz_frame, read_frame, read_npz
 from nnexp.data.preprocess import Preprocessor, check_features, check_levels
 from nnexp.data.split import fold_indices, split_indices, subsample
-from nnexp.errors import DataError
+from nnexp.errors import DataError, warn
 
 if TYPE_CHECKING:  # pragma: no cover
     from nnexp.spec import DataSpec
@@ -115,11 +117,47 @@ def _check_dtype(dtype: str) -> None:
 
 
 def _load(spec: DataSpec, seed: int) -> Table:
-    table = load_table(spec, seed)
-    if table.numeric is None:  # a built-in's numbers are finite and complete (tests/data/test_datasets.py)
-        check_features(table.features, table.columns, {} if spec.impute == "none" else None, table.source)
-        check_levels(table.features, spec.max_categories, table.source)
+    """The spec's table, checked. A file's is kept for the next call with the same file and settings
+    (the last one only): a search's seeds split one table, and reading a large file again for
+    each seed took longer than training on it."""
+    key = _file_key(spec)
+    if key is not None and key in _tables:
+        table, messages = _tables[key]
+    else:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            table = load_table(spec, seed)
+            if table.numeric is None:  # a built-in's numbers are finite and complete (tests/data/test_datasets.py)
+                check_features(table.features, table.columns, {} if spec.impute == "none" else None, table.source)
+                check_levels(table.features, spec.max_categories, table.source)
+        messages = [w.message for w in caught]
+        if key is not None:
+            _tables.clear()
+            _tables[key] = (table, messages)
+    for message in messages:  # each use gives the read's warnings, as a fresh read would
+        warn(str(message), type(message))
     return table
+
+
+_tables: dict[tuple, tuple[Table, list[Warning]]] = {}
+
+
+def _file_key(spec: DataSpec) -> tuple | None:
+    """What a file's checked table depends on, its size and modification time included (a file
+    edited between two calls in a notebook is read again); None for a built-in."""
+    if spec.is_builtin:
+        return None
+    try:
+        stat = os.stat(spec.dataset)
+    except OSError:
+        return None  # the read names the problem
+    return (os.path.realpath(spec.dataset), stat.st_mtime_ns, stat.st_size, spec.target, spec.task, tuple(spec.drop),
+            spec.impute == "none", spec.max_categories)
+
+
+def forget_tables() -> None:
+    """Drop the kept table (a process that hands the trials to workers needs it no more)."""
+    _tables.clear()
 
 
 def _build(table: Table, spec: DataSpec, train: np.ndarray, val: np.ndarray | None, test: np.ndarray | None,

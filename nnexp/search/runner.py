@@ -32,7 +32,7 @@ from nnexp.search.store import (
     save_spec,
     search_identity,
 )
-from nnexp.search.trial import TrialTask, data_key, replayed, run_trial, with_warnings
+from nnexp.search.trial import TrialTask, data_key, forget_data, replayed, run_trial, with_warnings
 
 RETRYABLE = ("failed", "diverged")
 
@@ -384,6 +384,7 @@ def _run_parallel(tasks, options, workers, threads, backend: Backend, scheduler,
 
     lost_errors = backend.lost_worker_errors()
     pending: OrderedDict[tuple, TrialTask] = OrderedDict((t.key, t) for t in tasks)
+    forget_data()  # the workers prepare their own
     # The main process only waits from here on: it imports the report's libraries now, beside
     # the workers, instead of alone on one core after the last trial.
     preload()
@@ -556,6 +557,7 @@ def _run_dask(tasks, options, n_workers: int, scheduler, counts: Progress, recor
 
         pending: OrderedDict[tuple, TrialTask] = OrderedDict((t.key, t) for t in tasks)
         data, refs, unprepared = _prepare_in_client(tasks, data_fn)
+        forget_data()  # the cluster gets `data`; this process's caches are not needed
         for task in unprepared:
             pending.pop(task.key, None)
             record_done(run_trial(task, data_fn=data_fn, **options))

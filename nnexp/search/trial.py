@@ -2,7 +2,8 @@
 
 Workers receive a small `TrialTask` (the spec as JSON, never arrays); each
 worker prepares a data set once and keeps it in a per-process cache keyed by
-(data spec, seed, dtype), so repeated configurations never re-read the data.
+(data spec, seed, dtype), so configurations that share them never prepare it
+again, and a file's table is read once for all its seeds (nnexp.data.pipeline).
 Whatever happens inside training, the trial returns a record: a raised
 exception becomes `status: failed` with a one-line `error`.
 """
@@ -70,6 +71,15 @@ def prepared_data(spec) -> Any:
             _data_cache.popitem(last=False)
     _data_cache.move_to_end(key)
     return replayed(_data_cache[key])
+
+
+def forget_data() -> None:
+    """Drop this process's prepared data and kept table: a search whose trials run in other
+    processes holds no copy of a large data set while they do."""
+    from nnexp.data.pipeline import forget_tables
+
+    _data_cache.clear()
+    forget_tables()
 
 
 def with_warnings(prepare: Callable, spec) -> tuple[Any, list[Warning]]:
