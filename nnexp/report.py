@@ -254,16 +254,22 @@ def welch_p(a, b) -> float:
     return float(2.0 * stdtr(df, -abs(t)))
 
 
-def effects(frame, metric: str, params: list[str]) -> dict[str, Any]:
-    """Per searched parameter: the metric's mean and std over all ok trials with each value, and failure rates."""
+def effects(frame, metric: str, params: list[str], orders: dict[str, list] | None = None) -> dict[str, Any]:
+    """Per searched parameter: the metric's mean and std over all ok trials with each value, and failure
+    rates; values in the order the space lists them (`orders`), else in their natural order."""
     import pandas as pd
 
     out = {}
     for p in params:
         column = param_column(p)
         rows = []
-        keys = value_ranges(frame[column]) if is_continuous(frame[column]) else frame[column]
-        for value, group in frame.groupby(keys, sort=True, dropna=False):
+        continuous = is_continuous(frame[column])
+        groups = list(frame.groupby(value_ranges(frame[column]) if continuous else frame[column], sort=True,
+                                    dropna=False))
+        if not continuous:  # [16] sorted before [4] as text, and relu before tanh before logistic
+            order = (orders or {}).get(p, [])
+            groups.sort(key=lambda g: (0, order.index(g[0])) if g[0] in order else (1, natural_key(g[0])))
+        for value, group in groups:
             ok = group.loc[group["status"] == "ok", metric].dropna() if metric in group else pd.Series(dtype=float)
             if isinstance(value, tuple):  # a range of a continuous parameter: shown by its extremes
                 value = f"{fmt_param(value[1])} – {fmt_param(value[2])}"
@@ -278,6 +284,32 @@ def effects(frame, metric: str, params: list[str]) -> dict[str, Any]:
             })
         out[p] = pd.DataFrame(rows)
     return out
+
+
+def natural_key(value) -> tuple:
+    """Numbers by size, lists (shown as JSON) element by element, then text: [4] < [8] < [8,8] < [16]."""
+    if isinstance(value, str) and value[:1] == "[":
+        try:
+            value = json.loads(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool):
+        return (0, int(value))
+    if isinstance(value, (int, float)):
+        return (1, value) if value == value else (4,)
+    if isinstance(value, list):
+        return (2, tuple(natural_key(v) for v in value))
+    return (3, str(value))
+
+
+def space_orders(space: dict) -> dict[str, list]:
+    """Each listed dimension's values as the search lists them (as trials show them)."""
+    orders = {}
+    for p, dim in (space or {}).items():
+        values = dim if isinstance(dim, list) else dim.get("choice") if isinstance(dim, dict) else None
+        if isinstance(values, list):
+            orders[p] = [display_value(v) for v in values]
+    return orders
 
 
 def is_continuous(values) -> bool:
@@ -540,7 +572,8 @@ def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
                     for j, run in enumerate(runs):
                         y = np.array([np.nan if v is None else v for v in run], dtype=float)
                         label = _config_label(result, cid) if j == 0 else None
-                        ax.plot(np.arange(1, len(y) + 1), y, color=colors[cid], alpha=0.8, lw=1.2, label=label)
+                        ax.plot(np.arange(1, len(y) + 1), y, color=colors[cid], alpha=0.8, lw=1.2, label=label,
+                                marker="o" if len(y) < 2 else None)  # one epoch is a point, which a line does not draw
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are counts
                 ax.set_xlabel("epoch")
                 ax.set_ylabel(f"{k} (running, training mode)" if k == "train_loss" else k)
@@ -585,13 +618,14 @@ def _config_label(result: ReportResult, cid: str) -> str:
 
 
 def search_settings(folder: Path, records: list[dict], metric: str | None = None,
-                    mode: str | None = None) -> tuple[str, str, list[str], bool]:
-    """(metric, mode, params, guessed): the given metric and mode, else the saved search.yaml's;
-    a guess, said in a warning, when that file is missing."""
+                    mode: str | None = None) -> tuple[str, str, list[str], bool, dict[str, list]]:
+    """(metric, mode, params, guessed, orders): the given metric and mode, else the saved search.yaml's;
+    a guess, said in a warning, when that file is missing; and the order of each listed dimension."""
     from nnexp.spec import metric_mode
 
     saved = read_saved_spec(folder) or {}
     search = saved.get("search") or {}
+    orders = space_orders(search.get("space"))
     params = sorted(search.get("space") or {}) or sorted({p for r in records for p in r.get("params", {})})
     guessed = metric is None and search.get("metric") is None
     if guessed:
@@ -601,7 +635,7 @@ def search_settings(folder: Path, records: list[dict], metric: str | None = None
              "(give --metric to choose)")
     elif metric is None:
         metric, mode = search["metric"], mode or search.get("mode")
-    return metric, mode or metric_mode(metric), params, guessed
+    return metric, mode or metric_mode(metric), params, guessed, orders
 
 
 def report(folder: str | os.PathLike, plots: bool = True, metric: str | None = None,
@@ -621,7 +655,7 @@ def report(folder: str | os.PathLike, plots: bool = True, metric: str | None = N
         records = list(store.latest().values())
         if metric is not None:
             _check_metric_recorded(metric, records, folder, names[0])
-        metric, mode, params, guessed = search_settings(folder, records, metric, mode)
+        metric, mode, params, guessed, orders = search_settings(folder, records, metric, mode)
         frame = trials_frame(records, params)
     if frame.empty:
         import pandas as pd
@@ -629,7 +663,7 @@ def report(folder: str | os.PathLike, plots: bool = True, metric: str | None = N
         frame = pd.DataFrame(columns=["trial_id", "config_id", "seed", "repeat", "status", "error",
                                       *[param_column(p) for p in params]])
     summary = summarize(frame, metric, mode, params)
-    result = ReportResult(folder, metric, mode, params, frame, summary, effects(frame, metric, params),
+    result = ReportResult(folder, metric, mode, params, frame, summary, effects(frame, metric, params, orders),
                           notes=[str(w.message) for w in caught], metric_guessed=guessed)
     from nnexp.results import atomic_write
 

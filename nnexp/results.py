@@ -230,9 +230,10 @@ def plot_learning_curves(history: list[dict], task: str, path: Path) -> None:
     metric = "val_accuracy" if task == "classification" else "val_rmse"
     fig = new_figure(figsize=(10, 4), layout="constrained")
     axes = fig.subplots(1, 2)
-    axes[0].plot(frame["epoch"], frame["train_loss"], label="train (running, training mode)")
+    marker = "o" if len(frame) < 2 else None  # one epoch is a point: a line alone draws nothing
+    axes[0].plot(frame["epoch"], frame["train_loss"], marker=marker, label="train (running, training mode)")
     if "val_loss" in frame:
-        axes[0].plot(frame["epoch"], frame["val_loss"], label="validation")
+        axes[0].plot(frame["epoch"], frame["val_loss"], marker=marker, label="validation")
     from matplotlib.ticker import MaxNLocator
 
     for ax in axes:
@@ -240,12 +241,12 @@ def plot_learning_curves(history: list[dict], task: str, path: Path) -> None:
     axes[0].set(xlabel="epoch", ylabel="loss", title="Loss")
     axes[0].legend()
     if metric in frame:
-        axes[1].plot(frame["epoch"], frame[metric], color="C1")
+        axes[1].plot(frame["epoch"], frame[metric], color="C1", marker=marker)
         axes[1].set(xlabel="epoch", ylabel=metric, title=metric.replace("_", " "))
     else:
         grads = [c for c in frame if c.startswith("grad_norm_")]
         for c in grads:
-            axes[1].plot(frame["epoch"], frame[c], label=c)
+            axes[1].plot(frame["epoch"], frame[c], marker=marker, label=c)
         axes[1].set(xlabel="epoch", ylabel="||dJ/dW||", yscale="log", title="gradient norm per layer")
         if grads:  # none recorded when training stopped in its first epoch
             axes[1].legend()

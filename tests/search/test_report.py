@@ -398,3 +398,33 @@ def test_mean_and_std_are_written_alike_and_booleans_as_in_yaml():
     assert pm(0.9512, 3e-05) == "0.9512 ± 3e-05"  # a real spread is not rounded away
     assert pm(4.8e-10, 1.7e-10) == "4.8e-10 ± 1.7e-10" and pm(0.5, 0.0) == "0.5000 ± 0"
     assert [fmt_param(v) for v in (True, np.bool_(False), 0.01)] == ["true", "false", "0.01"]
+
+
+def test_effects_keep_the_spaces_order_else_a_natural_one():
+    """Values were sorted as text: hidden [16] before [4], and relu before tanh before the chapter's logistic."""
+    from nnexp.report import effects, natural_key, space_orders, trials_frame
+
+    hidden = [[4], [8], [16], [8, 8]]
+    records = [{"trial_id": f"{i}-s0", "config_id": str(i), "params": {"model.hidden": h, "model.activation": a},
+                "seed": 0, "status": "ok", "val_loss": 0.5}
+               for i, (h, a) in enumerate(zip(hidden, ["tanh", "relu", "logistic", "tanh"]))]
+    frame = trials_frame(records, ["model.activation", "model.hidden"])
+    natural = effects(frame, "val_loss", ["model.activation", "model.hidden"])
+    assert natural["model.hidden"]["model.hidden"].tolist() == ["[4]", "[8]", "[8,8]", "[16]"]
+    assert natural["model.activation"]["model.activation"].tolist() == ["logistic", "relu", "tanh"]
+    orders = space_orders({"model.activation": {"choice": ["logistic", "tanh", "relu"]}, "model.hidden": hidden})
+    listed = effects(frame, "val_loss", ["model.activation", "model.hidden"], orders)
+    assert listed["model.activation"]["model.activation"].tolist() == ["logistic", "tanh", "relu"]
+    assert listed["model.hidden"]["model.hidden"].tolist() == ["[4]", "[8]", "[16]", "[8,8]"]
+    assert sorted([True, 0.5, "b", "[2]", 3], key=natural_key) == [True, 0.5, 3, "[2]", "b"]
+
+
+def test_a_one_epoch_curve_is_drawn_as_a_point(tmp_path, monkeypatch):
+    import nnexp.results
+
+    drawn = []
+    monkeypatch.setattr(nnexp.results, "save_figure", lambda fig, path: drawn.append(fig))
+    nnexp.results.plot_learning_curves([{"epoch": 1, "train_loss": 1.4, "val_loss": 1.3, "val_accuracy": 0.4}],
+                                       "classification", tmp_path / "c.png")
+    lines = [line for ax in drawn[0].axes for line in ax.get_lines()]
+    assert len(lines) == 3 and all(line.get_marker() == "o" for line in lines)
