@@ -235,7 +235,7 @@ def read_frame(path: str, field: str | None = "data.dataset", text_columns: Sequ
     try:
         # low_memory=False: typed from the whole column, not chunk by chunk (a blank near the end of a
         # long file left a column of floats and strings that no later step could read)
-        frame = (pd.read_csv(p, low_memory=False, dtype=dict.fromkeys(text_columns, str)) if kind == "CSV"
+        frame = (pd.read_csv(p, low_memory=False, dtype=_as_written(p, text_columns)) if kind == "CSV"
                  else pd.read_parquet(p))
     except pd.errors.EmptyDataError:
         raise DataError.at(path, "data.dataset", "the file is empty (no header, no rows)") from None
@@ -258,6 +258,17 @@ def read_frame(path: str, field: str | None = "data.dataset", text_columns: Sequ
     if kind == "CSV":
         frame = _check_csv_header(frame, *_csv_head(p), path, field)
     return frame
+
+
+def _as_written(path: Path, columns: Sequence[str]) -> dict[str, type] | None:
+    """read_csv's dtype for `columns` kept as text, by their names in the header as written
+    (' code ' is the column code)."""
+    if not columns:
+        return None
+    import pandas as pd
+
+    header = pd.read_csv(path, nrows=0).columns
+    return {str(raw): str for raw in header if str(raw).strip() in columns}
 
 
 def _first_non_utf8(path: Path) -> str:

@@ -384,9 +384,7 @@ def spec_differences(old: dict, new: dict) -> list[str]:
     ignore = {f"search.{f}" for f in RESUMABLE_FIELDS} | {"source", "data_files"}  # files: check_same_search
     old_files, new_files = old.get("data_files") or {}, new.get("data_files") or {}
 
-    def same(x, y) -> bool:
-        if isinstance(x, list) and isinstance(y, list):  # a searched data.dataset lists files
-            return len(x) == len(y) and all(map(same, x, y))
+    def same(x, y) -> bool:  # (a searched data.dataset lists paths as written: they name the configurations)
         return x == y or (isinstance(x, str) and x in old_files and old_files[x] == new_files.get(y))
 
     a, b = _flatten(old), _flatten(new)

@@ -68,6 +68,10 @@ def test_category_codes_that_look_like_numbers_are_matched_as_written_in_trainin
         with warnings.catch_warnings():
             warnings.simplefilter("error", DataWarning)
             np.testing.assert_array_equal(load_features(path, p.preprocessor)[:, 1:], expected)
+    (tmp_path / "padded.csv").write_text(" f , code \n0.0,007\n0.0,1\n")  # the header's blanks: the column is code
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        np.testing.assert_array_equal(load_features(str(tmp_path / "padded.csv"), p.preprocessor)[:, 1:], expected[:2])
     as_floats = pd.DataFrame({"f": [0.0] * 3, "code": [1.0, 2.0, np.nan]})  # a DataFrame whose blank made floats
     np.testing.assert_array_equal(load_features(as_floats, p.preprocessor)[:2, 1:], [[0, 1, 0, 0], [0, 0, 1, 0]])
     with pytest.warns(DataWarning, match=r"column 'code': 1 row\(s\) have categories not seen in training \('7'; "

@@ -146,18 +146,21 @@ def test_changed_search_is_refused_but_resumable_fields_may_change(tmp_path):
 
 
 def test_a_moved_project_resumes_when_its_data_files_hold_the_same_bytes(tmp_path):
-    """Data paths are kept resolved: moving or renaming the project folder changed every one of them."""
-    saved = {"search": {"space": {"data.dataset": ["/old/a.csv", "/old/b.csv"]}},
-             "experiment": {"data": {"dataset": "/old/a.csv"}},
-             "data_files": {"/old/a.csv": "sha256:aa", "/old/b.csv": "sha256:bb"}}
+    """The base's data path is kept resolved: moving or renaming the project folder changed it. (Paths a
+    space lists are kept as written and name its configurations: absolute ones moved are another search.)"""
+    saved = {"search": {"space": {"optimizer.lr": [0.1]}}, "experiment": {"data": {"dataset": "/old/a.csv"}},
+             "data_files": {"/old/a.csv": "sha256:aa"}}
     save_spec(tmp_path, saved)
-    moved = {"search": {"space": {"data.dataset": ["/new/a.csv", "/new/b.csv"]}},
-             "experiment": {"data": {"dataset": "/new/a.csv"}},
-             "data_files": {"/new/a.csv": "sha256:aa", "/new/b.csv": "sha256:bb"}}
+    moved = {**saved, "experiment": {"data": {"dataset": "/new/a.csv"}}, "data_files": {"/new/a.csv": "sha256:aa"}}
     assert check_same_search(tmp_path, moved) == []
-    other = {**moved, "data_files": {"/new/a.csv": "sha256:zz", "/new/b.csv": "sha256:bb"}}
+    other = {**moved, "data_files": {"/new/a.csv": "sha256:zz"}}
     with pytest.raises(SearchChangedError, match=r"experiment.data.dataset: '/old/a.csv' -> '/new/a.csv'"):
         check_same_search(tmp_path, other)  # another file's contents at the new place: another data set
+    listed = {"search": {"space": {"data.dataset": ["/old/a.csv"]}}, "experiment": {}, "data_files": {"/old/a.csv": "sha256:aa"}}
+    save_spec(tmp_path, listed)
+    with pytest.raises(SearchChangedError, match=r"space.data.dataset"):  # its configurations' ids changed
+        check_same_search(tmp_path, {"search": {"space": {"data.dataset": ["/new/a.csv"]}}, "experiment": {},
+                                     "data_files": {"/new/a.csv": "sha256:aa"}})
 
 
 def test_an_edited_data_file_is_refused_on_resume(tmp_path, search_file):
