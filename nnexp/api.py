@@ -119,9 +119,8 @@ def run_experiment(spec: str | os.PathLike | dict | ExperimentSpec, *, results_d
 
 
 def write_results(result: RunResult, results_dir: str | os.PathLike) -> dict[str, Path]:
-    """Write a trained run's files to <results_dir>/<its name>/, as run_experiment does; the
-    earlier run's files there are removed first, so a run stopped while writing never leaves
-    two runs' files side by side."""
+    """Write a trained run's files to <results_dir>/<its name>/, as run_experiment does: all of
+    them, replacing an earlier run's, or (a failed write, a Ctrl-C) none."""
     from nnexp.results import write_run
 
     result.files = write_run(result, run_folder(result.spec, results_dir))

@@ -184,12 +184,11 @@ def run(spec: ExperimentArg, set_: SetOpt = None, results_dir: ResultsOpt = Path
     """Train one network from an experiment spec and write its result files."""
     from nnexp import spec as specs
 
-    writing: list[Path] = []  # the run's folder, once its files are being written
+    writing: list[Path] = []  # the run's folder, while its files are being written
 
     def stopped(how: str) -> str:
         if writing:
-            return (f"{how} while writing {writing[0]}: its files are incomplete (the earlier run's were removed "
-                    "first); run the same command again")
+            return f"{how} while writing {writing[0]}: none of this run's files were kept (an earlier run's are as they were)"
         return f"{how}; nothing was written"
 
     with user_errors(), warnings_as_lines(), sigterm_as_interrupt(stopped):
@@ -201,6 +200,7 @@ def run(spec: ExperimentArg, set_: SetOpt = None, results_dir: ResultsOpt = Path
             result = run_experiment(experiment, results_dir=None, progress=bar.update)
         writing.append(run_folder(result.spec, results_dir))
         write_results(result, results_dir)
+        writing.clear()
         if not quiet:
             print_run_summary(result)
         if result.status != "ok":

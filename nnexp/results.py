@@ -27,6 +27,20 @@ MODEL_FORMAT = 1
 def atomic_write(path: Path, data: bytes | str) -> None:
     """Write a whole file or nothing: temp file in the same folder, fsync, rename."""
     path = Path(path)
+    tmp = staged_write(path, data)
+    try:
+        os.replace(tmp, path)
+    except BaseException as exc:
+        unlink_quietly(tmp)
+        if isinstance(exc, OSError):
+            raise StorageError.writing(path, exc) from None
+        raise
+
+
+def staged_write(path: Path, data: bytes | str) -> Path:
+    """`path`'s contents, written whole and fsynced under a temporary name beside it (returned):
+    renaming it onto `path` is then all that is left."""
+    path = Path(path)
     raw = data.encode() if isinstance(data, str) else data
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -39,15 +53,12 @@ def atomic_write(path: Path, data: bytes | str) -> None:
             handle.write(raw)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except BaseException as exc:
-        try:
-            Path(tmp).unlink(missing_ok=True)
-        except OSError:
-            pass
+        unlink_quietly(Path(tmp))
         if isinstance(exc, OSError):
             raise StorageError.writing(path, exc) from None
         raise
+    return Path(tmp)
 
 
 def _umask() -> int:
@@ -80,27 +91,77 @@ def json_safe(value):
 
 
 def write_run(result, folder: Path, plots: bool = True) -> dict[str, Path]:
-    """Write spec.yaml, metrics.json, history.csv, model.npz (and learning_curves.png)."""
+    """Write spec.yaml, metrics.json, history.csv, model.npz (and learning_curves.png): all or
+    none. Each is first written whole under a temporary name; only when every one is written do
+    they replace the earlier run's files, and those this run has none of (a diverged run's
+    model, whose spec and metrics it would contradict) go. A write that fails, or a Ctrl-C,
+    leaves the earlier run's files as they were."""
     import pandas as pd
 
     folder = ensure_folder(Path(folder))
-    files = {name: folder / name for name in ("spec.yaml", "metrics.json", "history.csv", "model.npz")}
-    for earlier in (*files.values(), folder / "learning_curves.png"):  # a run stopped while writing leaves fewer
-        _remove(earlier)                                                # files, never two runs' side by side
-    atomic_write(files["spec.yaml"], dump_yaml(result.spec))
     metrics = dict(result.metrics)
     if result.folds:
         metrics["folds"] = result.folds
-    atomic_write(files["metrics.json"], json.dumps(json_safe(metrics), indent=2) + "\n")
-    atomic_write(files["history.csv"], pd.DataFrame(result.history).to_csv(index=False))
+    contents = {"spec.yaml": lambda: dump_yaml(result.spec),
+                "metrics.json": lambda: json.dumps(json_safe(metrics), indent=2) + "\n",
+                "history.csv": lambda: pd.DataFrame(result.history).to_csv(index=False)}
     if result.network is not None and result.status == "ok":
-        atomic_write(files["model.npz"], model_bytes(result))
-    else:  # no model: predict must not find one
-        files.pop("model.npz")
-    if plots and result.history:
-        files["learning_curves.png"] = folder / "learning_curves.png"
-        plot_learning_curves(result.history, result.prepared.task, files["learning_curves.png"])
-    return files
+        contents["model.npz"] = lambda: model_bytes(result)
+    staged: dict[str, Path] = {}
+    try:
+        for name, make in contents.items():
+            staged[name] = staged_write(folder / name, make())
+        if plots and result.history:
+            staged["learning_curves.png"] = folder / f".learning_curves.png.new-{os.getpid()}.png"  # savefig's format
+            plot_learning_curves(result.history, result.prepared.task, staged["learning_curves.png"])
+        _swap_in(folder, staged)
+    finally:
+        for path in staged.values():
+            unlink_quietly(path)  # what was not renamed into place
+    for name in RUN_FILES:
+        if name not in staged:
+            _remove(folder / name)
+    return {name: folder / name for name in staged}
+
+
+def _swap_in(folder: Path, staged: dict[str, Path]) -> None:
+    """Rename the staged files onto their names; if one rename fails (or a Ctrl-C lands), put the
+    earlier files back."""
+    done: list[tuple[Path, Path | None, bool]] = []  # (name, the earlier file moved aside, new one in place)
+    failing = folder
+    try:
+        for name, tmp in staged.items():
+            final, backup = folder / name, None
+            failing = final
+            if final.exists():
+                backup = folder / f".{name}.old-{os.getpid()}"
+                os.rename(final, backup)
+            done.append((final, backup, False))
+            os.replace(tmp, final)
+            done[-1] = (final, backup, True)
+    except BaseException as exc:
+        for final, backup, placed in reversed(done):
+            if placed:
+                unlink_quietly(final)
+            if backup is not None:
+                os.rename(backup, final)  # the name is free again: rename works wherever replace does
+        if isinstance(exc, OSError):
+            raise StorageError.writing(failing, exc) from None
+        raise
+    for _, backup, _ in done:
+        if backup is not None:
+            unlink_quietly(backup)
+
+
+RUN_FILES = ("spec.yaml", "metrics.json", "history.csv", "model.npz", "learning_curves.png")
+
+
+def unlink_quietly(path: Path) -> None:
+    """Remove a file if it is there; a folder that no longer allows it keeps it (cleanup only)."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _remove(path: Path) -> None:

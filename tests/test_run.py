@@ -455,7 +455,7 @@ def test_the_run_summary_names_the_task_it_trained(tmp_path, write_spec):
         assert result.exit_code == 0 and words in result.stdout, result.stdout
 
 
-def test_a_run_stopped_while_writing_leaves_no_file_of_an_earlier_run(tmp_path, write_spec, monkeypatch):
+def test_a_run_stopped_while_writing_keeps_the_earlier_run_whole(tmp_path, write_spec, monkeypatch):
     """Stopped after spec.yaml was written, the folder held the new spec beside the earlier run's
     metrics and model, and the command said nothing."""
     import nnexp.results
@@ -468,12 +468,12 @@ def test_a_run_stopped_while_writing_leaves_no_file_of_an_earlier_run(tmp_path, 
         raise KeyboardInterrupt
 
     monkeypatch.setattr(nnexp.results, "plot_learning_curves", stop)  # the last file a run writes
+    before = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()}
     result = run_cli("run", path, "--results-dir", tmp_path, "-q", "--set", "train.epochs=3")
     assert result.exit_code == 130
-    assert result.stderr.splitlines()[-1] == (f"interrupted while writing {tmp_path / 'r'}: its files are incomplete "
-                                              "(the earlier run's were removed first); run the same command again")
-    assert not (tmp_path / "r" / "learning_curves.png").exists()
-    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["epochs_run"] == 3
+    assert result.stderr.splitlines()[-1] == (f"interrupted while writing {tmp_path / 'r'}: none of this run's files "
+                                              "were kept (an earlier run's are as they were)")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()} == before  # no new spec beside old metrics
     monkeypatch.setattr("nnexp.api.train_experiment", stop)  # during training: nothing is written
     result = run_cli("run", path, "--results-dir", tmp_path / "other", "-q")
     assert result.exit_code == 130 and result.stderr.splitlines()[-1] == "interrupted; nothing was written"

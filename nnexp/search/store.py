@@ -146,7 +146,9 @@ class TrialStore:
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)
         except OSError as exc:
-            _unlink_quietly(tmp)
+            from nnexp.results import unlink_quietly
+
+            unlink_quietly(tmp)
             raise StorageError.writing(self.path, exc, "cannot repair the torn last line") from None
         return True
 
@@ -198,13 +200,6 @@ class TrialStore:
         except OSError as exc:
             raise StorageError.writing(self.path, exc, "cannot move the old log aside") from None
         return target
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError:
-        pass
 
 
 # --------------------------------------------------------------------------- lock
@@ -291,7 +286,9 @@ class SearchLock:
     def release(self) -> None:
         """Remove the lock; if the folder no longer allows it, leave it: a later search sees its owner is gone."""
         if self.owned:
-            _unlink_quietly(self.path)
+            from nnexp.results import unlink_quietly
+
+            unlink_quietly(self.path)
             self.owned = False
         if self._fd is not None:
             os.close(self._fd)  # drops the flock
