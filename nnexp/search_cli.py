@@ -61,8 +61,17 @@ def search(
     from nnexp.cli import sigterm_as_interrupt, user_errors, warnings_as_lines
     from nnexp.errors import NnexpError
 
-    before_trials = "{} before the first trial of this run; nothing new was run"
-    with user_errors(), warnings_as_lines(), sigterm_as_interrupt(before_trials.format) as signals:
+    done: dict[str, Path] = {}  # "trials", then "tables": the folder, once each is written
+
+    def stopped(how: str) -> str:
+        if "tables" in done:
+            return f"{how}; the trials and tables are written in {done['tables']}"
+        if "trials" in done:
+            return (f"{how} while writing the tables: the trials are kept in {done['trials']}; `nnexp report "
+                    f"{done['trials']}` writes the tables and plots")
+        return f"{how} before the first trial of this run; nothing new was run"
+
+    with user_errors(), warnings_as_lines(), sigterm_as_interrupt(stopped) as signals:
         from nnexp.search.runner import BACKENDS, check_n_jobs, quiet_cluster_logs, release_workers, run_search
         from nnexp.search.preflight import check_data
         from nnexp.search.space import plan_search
@@ -91,6 +100,7 @@ def search(
         with SearchProgress(console, loaded.spec.metric, enabled=show) as bar:
             outcome = run_search(loaded, plan, folder, n_jobs=n_jobs, backend=backend, scheduler=scheduler,
                                  fresh=not resume, retry_failed=retry_failed, progress=bar.update)
+        done["trials"] = folder
         release_workers()
         trial_warnings = list(dict.fromkeys(w for r in outcome.records for w in r.get("warnings") or []))
         for note in dict.fromkeys(outcome.notes + trial_warnings[:TRIAL_WARNINGS]):
@@ -101,18 +111,14 @@ def search(
 
         from nnexp.report import report as build_report
 
-        try:
-            result = build_report(folder)
-            extra = len(result.trials) - len(outcome.records)
-            if extra > 0:  # the report reads the whole log: say why its counts exceed the plan's
-                sys.stderr.write(f"note: {folder}/trials.jsonl also holds {extra} trial(s) outside this plan (an "
-                                 "earlier run with more repeats or trials); the tables include them\n")
-            if not quiet:
-                print_leaderboard(console, result, outcome)
-        except KeyboardInterrupt:  # every trial is in the log already; only tables may be missing
-            sys.stderr.write(f"{signals.stopped_by} while writing the tables: the trials are kept in {folder}; "
-                             f"`nnexp report {folder}` writes the tables and plots\n")
-            raise typer.Exit(signals.exit_code) from None
+        result = build_report(folder)
+        extra = len(result.trials) - len(outcome.records)
+        if extra > 0:  # the report reads the whole log: say why its counts exceed the plan's
+            sys.stderr.write(f"note: {folder}/trials.jsonl also holds {extra} trial(s) outside this plan (an "
+                             "earlier run with more repeats or trials); the tables include them\n")
+        if not quiet:
+            print_leaderboard(console, result, outcome)
+        done["tables"] = folder
         if outcome.interrupted:
             again = "the same command again" if resume else "it again without --fresh"  # --fresh would move them aside
             sys.stderr.write(f"{signals.stopped_by}: {outcome.ran} trials finished this run are kept in {folder}; "

@@ -79,7 +79,7 @@ def test_ctrl_c_while_the_tables_are_written_exits_130_and_says_how_to_write_the
     """Every trial is in the log by then: the message points at `nnexp report`, not at a resume."""
     import nnexp.report
 
-    def interrupted(folder):
+    def interrupted(*args):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(nnexp.report, "report", interrupted)
@@ -88,6 +88,11 @@ def test_ctrl_c_while_the_tables_are_written_exits_130_and_says_how_to_write_the
     assert result.exit_code == 130 and len(trials(folder)) == 4
     assert result.stderr.splitlines()[-1] == (f"interrupted while writing the tables: the trials are kept in {folder}; "
                                               f"`nnexp report {folder}` writes the tables and plots")
+    import nnexp.search.runner  # a stop while the workers are let go, after the trials: not "before the first trial"
+
+    monkeypatch.setattr(nnexp.search.runner, "release_workers", interrupted)
+    result = search(search_file({"optimizer.lr": [0.1, 0.01]}), "--results-dir", tmp_path, "--n-jobs", 1, "-q")
+    assert result.exit_code == 130 and result.stderr.splitlines()[-1].startswith("interrupted while writing the tables")
 
 
 def test_ctrl_c_after_fresh_says_to_resume_without_fresh(search_file, tmp_path, monkeypatch):
