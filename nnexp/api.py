@@ -10,7 +10,8 @@ from typing import Any
 
 from nnexp.spec import (OVERRIDE, ExperimentSpec, apply_override, did_you_mean, experiment_paths, is_search_spec,
                          load_experiment, validate_experiment, warn_ignored)
-from nnexp.errors import DataError, NnexpError, SpecError
+from nnexp.errors import DataError, NnexpError, SpecError, describe
+from nnexp.data.pipeline import forget_tables
 from nnexp.train import RunResult, train_experiment
 
 
@@ -56,25 +57,25 @@ def _keyword_overrides_named():
 def _check_folder_argument(value, name: str, optional: bool = False) -> None:
     if not (isinstance(value, (str, os.PathLike)) or (optional and value is None)):
         expected = "a folder path" + (" or None" if optional else "")
-        raise NnexpError(f"{name}: expected {expected}, got {type(value).__name__} {value!r:.40}")
+        raise NnexpError(f"{name}: expected {expected}, got {describe(value)}")
 
 
 def _check_flag(value, name: str) -> None:
     """True or False only: any non-empty string is truthy, and fresh='no' would start a search over."""
     if not isinstance(value, bool):
-        raise NnexpError(f"{name}: expected True or False, got {type(value).__name__} {value!r:.40}")
+        raise NnexpError(f"{name}: expected True or False, got {describe(value)}")
 
 
 def _check_progress(progress) -> None:
     if progress is not None and not callable(progress):
         raise NnexpError(f"progress: expected a function called after each epoch or trial, or None, "
-                         f"got {type(progress).__name__} {progress!r:.40}")
+                         f"got {describe(progress)}")
 
 
 def _check_spec_argument(spec, expected: str, kinds: tuple[type, ...] = (str, os.PathLike, dict, ExperimentSpec)) -> None:
     """A spec argument of the wrong type is the caller's mistake, said in one line (not a TypeError deep inside)."""
     if not isinstance(spec, kinds):
-        raise SpecError(f"spec: expected {expected}, got {type(spec).__name__} {spec!r:.40}")
+        raise SpecError(f"spec: expected {expected}, got {describe(spec)}")
 
 
 def _override_pairs(overrides) -> list[tuple[str, Any]]:
@@ -111,7 +112,10 @@ def run_experiment(spec: str | os.PathLike | dict | ExperimentSpec, *, results_d
     _check_folder_argument(results_dir, "results_dir", optional=True)
     _check_progress(progress)
     resolved = load_spec(spec, _keyword_overrides(overrides, ("results_dir", "progress"), experiment_paths().__contains__))
-    result = train_experiment(resolved, progress=progress)
+    try:
+        result = train_experiment(resolved, progress=progress)
+    finally:
+        forget_tables()  # a notebook's process keeps no data file's table once the run is over
     result.files = {}
     if results_dir is not None:
         write_results(result, results_dir)
@@ -142,9 +146,9 @@ def predict(model: str | os.PathLike, data, proba: bool = False):
     from nnexp.results import load_model
 
     if not isinstance(model, (str, os.PathLike)):
-        raise NnexpError(f"model: expected the path of a model.npz (or its folder), got {type(model).__name__} {model!r:.40}")
+        raise NnexpError(f"model: expected the path of a model.npz (or its folder), got {describe(model)}")
     if not isinstance(data, (str, os.PathLike, pd.DataFrame)):
-        raise NnexpError(f"data: expected a table file's path or a pandas DataFrame, got {_shown(data)}")
+        raise NnexpError(f"data: expected a table file's path or a pandas DataFrame, got {describe(data)}")
     _check_flag(proba, "proba")
     saved = load_model(model)
     if proba and saved.task == "regression":
@@ -166,12 +170,6 @@ def predict(model: str | os.PathLike, data, proba: bool = False):
         for k, name in enumerate(saved.class_names):
             frame[f"proba_{name}"] = probabilities[:, k]
     return frame
-
-
-def _shown(value) -> str:
-    """A wrong argument in one line: its type and the start of its repr (an array's spans lines)."""
-    text = " ".join(repr(value).split())
-    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
 
 
 def _is_integer_text(name) -> bool:
@@ -215,7 +213,10 @@ def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8, en
     if isinstance(entries, bool) or not isinstance(entries, int) or entries < 0:
         raise NnexpError(f"--entries: must be a whole number of entries per array (0: all of them), got {entries!r}")
     resolved = load_spec(spec)
-    data = prepare(resolved.data.model_copy(update={"cv_folds": 0}), resolved.seed, dtype="float64")
+    try:
+        data = prepare(resolved.data.model_copy(update={"cv_folds": 0}), resolved.seed, dtype="float64")
+    finally:
+        forget_tables()
     X, y = data.X_train[:rows], data.y_train[:rows]
     rng = np.random.default_rng(resolved.seed)
     net = build_network(resolved.model, X.shape[1], data.task, data.n_outputs, rng, "float64")
@@ -270,8 +271,7 @@ def run_search(spec: str | os.PathLike, *, results_dir: str | os.PathLike = "res
     _check_flag(retry_failed, "retry_failed")
     _check_progress(progress)
     if scheduler is not None and not isinstance(scheduler, str):
-        raise NnexpError(f"scheduler: expected a dask scheduler address or file, got {type(scheduler).__name__} "
-                         f"{scheduler!r:.40}")
+        raise NnexpError(f"scheduler: expected a dask scheduler address or file, got {describe(scheduler)}")
     if scheduler is not None and backend != "dask":
         raise NnexpError("scheduler: only used with backend='dask'")
     pairs = _keyword_overrides(overrides, SEARCH_ARGUMENTS, _is_search_field)
@@ -310,5 +310,5 @@ def rebuild_report(folder: str | os.PathLike, metric: str | None = None, mode: s
     from nnexp.report import report as build_report
 
     if not isinstance(folder, (str, os.PathLike)):
-        raise NnexpError(f"folder: expected the path of a search results folder, got {folder!r:.40}")
+        raise NnexpError(f"folder: expected the path of a search results folder, got {describe(folder)}")
     return build_report(folder, metric=metric, mode=mode)

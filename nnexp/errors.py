@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -28,6 +32,33 @@ def warn(message: str, category: type[Warning] = UserWarning) -> None:
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
+
+
+def describe(value) -> str:
+    """A wrong value in one line, for a message: its type and the start of its repr (an array's
+    repr spans lines)."""
+    text = " ".join(repr(value).split())
+    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
+
+
+def made_with_warnings(make: Callable[[], T]) -> tuple[T, list[Warning]]:
+    """(make(), the warnings it gave, held back): something made once and used many times (a
+    prepared data set) gives its warnings to each use through `with_warnings_again`, so each
+    use (a trial's record) holds them, whichever use made it."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        made = make()
+    return made, [w.message for w in caught]
+
+
+def with_warnings_again(kept: tuple[T, list[Warning]]) -> T:
+    """What `made_with_warnings` made, giving its warnings again."""
+    made, messages = kept
+    for message in messages:
+        warn(str(message), type(message))
+    return made
 
 
 class NnexpError(Exception):

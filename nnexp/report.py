@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nnexp.errors import NnexpError, warn
+from nnexp.errors import NnexpError, describe, warn
 from nnexp.search.store import STATUSES, TrialStore, read_saved_spec
 
 ALPHA = 0.05
@@ -690,7 +690,7 @@ def _check_ranking(metric: str | None, mode: str | None, names: tuple[str, str])
     if mode is not None and metric is None:
         raise SpecError(f"{names[1]}: give {names[0]} too (without it the search's own mode applies)")
     if metric is not None and not isinstance(metric, str):
-        raise SpecError(f"{names[0]}: expected a metric name such as val_loss, got {type(metric).__name__} {metric!r:.40}")
+        raise SpecError(f"{names[0]}: expected a metric name such as val_loss, got {describe(metric)}")
     if metric is not None:
         try:
             TypeAdapter(RankingMetric).validate_python(metric)  # as a search's own metric

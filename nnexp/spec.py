@@ -34,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from nnexp.errors import SpecError, warn
+from nnexp.errors import SpecError, describe, warn
 
 # --------------------------------------------------------------------------- names
 # Registries elsewhere (engine, data) are keyed by exactly these names; tests
@@ -167,7 +167,7 @@ def kind_type(family: str, choices: list[type[Kind]], aliases: dict[str, str] | 
         if isinstance(value, str):
             value = {"name": value}
         if not isinstance(value, dict):
-            raise ValueError(f"expected {_a(family)} name or a mapping with 'name', got {_describe(value)}")
+            raise ValueError(f"expected {_a(family)} name or a mapping with 'name', got {describe(value)}")
         if "name" not in value and default is not None and all(k in by_name[default].model_fields for k in value):
             value = {"name": default, **value}  # as `--set optimizer.lr=0.01` gives the default optimizer
         if "name" not in value:
@@ -178,7 +178,7 @@ def kind_type(family: str, choices: list[type[Kind]], aliases: dict[str, str] | 
             raise ValueError(f"{_a(family)} mapping needs a 'name' (one of {', '.join(by_name)})")
         name = value["name"]
         if not isinstance(name, str):
-            raise ValueError(f"@name: expected {_a(family)} name, got {_describe(name)}")
+            raise ValueError(f"@name: expected {_a(family)} name, got {describe(name)}")
         name = aliases.get(name, name)
         if name not in by_name:
             raise ValueError(
@@ -199,11 +199,6 @@ def kind_type(family: str, choices: list[type[Kind]], aliases: dict[str, str] | 
         Discriminator(lambda v: f"~{_tag(v)}"),
         BeforeValidator(normalise),
     ]
-
-
-def _describe(value) -> str:
-    text = repr(value)
-    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
 
 
 def _kind(name: str, family: str, base: type[Kind] = Kind, **fields) -> type[Kind]:
@@ -709,7 +704,7 @@ def _check_dimension(value):
                 f"unknown distribution {keys}{did_you_mean(keys[0] if keys else '', DISTRIBUTIONS)}"
                 f" (a list of values, or one of {', '.join(DISTRIBUTIONS)})"
             )
-        raise ValueError(f"expected a list of values or a distribution such as {{choice: [...]}}, got {_describe(value)}")
+        raise ValueError(f"expected a list of values or a distribution such as {{choice: [...]}}, got {describe(value)}")
     named = [key for key in DISTRIBUTIONS if isinstance(value, dict) and key in value]
     if len(named) > 1:  # pydantic would call the second one an unknown field of the first, unnamed
         raise ValueError(f"one distribution per entry, got {' and '.join(named)}")
@@ -990,7 +985,7 @@ def parse_yaml(text: str, source: str) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise SpecError(f"{source}: a spec must be a YAML mapping of fields, got {_describe(data)}")
+        raise SpecError(f"{source}: a spec must be a YAML mapping of fields, got {describe(data)}")
     return data
 
 
@@ -1039,7 +1034,7 @@ def format_errors(source: str, error: ValidationError, prefix: str = "",
             count = "one value" if limit == 1 else f"{limit} values"
             msg = f"needs at least {count}" if err["type"] == "too_short" else f"takes at most {count}"
         elif err["type"] in _TYPE_WORDS:
-            msg = f"expected {_TYPE_WORDS[err['type']]}, got {_describe(err.get('input'))}"
+            msg = f"expected {_TYPE_WORDS[err['type']]}, got {describe(err.get('input'))}"
         elif err["type"] in _BOUND_WORDS:
             bound = next(iter(err.get("ctx", {}).values()), "")
             msg = f"must be {_BOUND_WORDS[err['type']]} {bound}, got {err.get('input')!r}"

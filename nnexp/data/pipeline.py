@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,7 +12,7 @@ import numpy as np
 from nnexp.data.datasets import Table, load_table, npz_frame, read_frame, read_npz
 from nnexp.data.preprocess import Preprocessor, check_features, check_levels
 from nnexp.data.split import fold_indices, split_indices, subsample
-from nnexp.errors import DataError, warn
+from nnexp.errors import DataError, made_with_warnings, with_warnings_again
 
 if TYPE_CHECKING:  # pragma: no cover
     from nnexp.spec import DataSpec
@@ -121,21 +120,20 @@ def _load(spec: DataSpec, seed: int) -> Table:
     (the last one only): a search's seeds split one table, and reading a large file again for
     each seed took longer than training on it."""
     key = _file_key(spec)
-    if key is not None and key in _tables:
-        table, messages = _tables[key]
-    else:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            table = load_table(spec, seed)
-            if table.numeric is None:  # a built-in's numbers are finite and complete (tests/data/test_datasets.py)
-                check_features(table.features, table.columns, {} if spec.impute == "none" else None, table.source)
-                check_levels(table.features, spec.max_categories, table.source)
-        messages = [w.message for w in caught]
+    kept = _tables.get(key) if key is not None else None
+    if kept is None:
+        kept = made_with_warnings(lambda: _checked_table(spec, seed))
         if key is not None:
             _tables.clear()
-            _tables[key] = (table, messages)
-    for message in messages:  # each use gives the read's warnings, as a fresh read would
-        warn(str(message), type(message))
+            _tables[key] = kept
+    return with_warnings_again(kept)  # each use gives the read's warnings, as a fresh read would
+
+
+def _checked_table(spec: DataSpec, seed: int) -> Table:
+    table = load_table(spec, seed)
+    if table.numeric is None:  # a built-in's numbers are finite and complete (tests/data/test_datasets.py)
+        check_features(table.features, table.columns, {} if spec.impute == "none" else None, table.source)
+        check_levels(table.features, spec.max_categories, table.source)
     return table
 
 

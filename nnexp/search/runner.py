@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager
 
-from nnexp.errors import ClusterLost, NnexpError, StorageError, first_line
+from nnexp.errors import ClusterLost, NnexpError, StorageError, first_line, made_with_warnings, with_warnings_again
 from nnexp.search.store import (
     SearchLock,
     TrialStore,
@@ -32,7 +32,7 @@ from nnexp.search.store import (
     save_spec,
     search_identity,
 )
-from nnexp.search.trial import TrialTask, data_key, forget_data, replayed, run_trial, with_warnings
+from nnexp.search.trial import TrialTask, data_key, forget_data, run_trial
 
 RETRYABLE = ("failed", "diverged")
 
@@ -360,6 +360,8 @@ def run_search(
         except (StorageError, ClusterLost) as exc:  # disk full, scheduler gone: stop, say what is kept
             raise type(exc)(f"{exc.problems[0]}; the {counts.done} trial(s) finished before it this run are "
                             f"kept in {store.path}; fix that and run the same command again to resume") from None
+        finally:
+            forget_data()  # a notebook's process keeps no data set once its search is over
 
         latest = store.latest()
         records = [latest[t.key] for t in plan.trials if t.key in latest]
@@ -508,7 +510,7 @@ class DaskTrial:
     def __call__(self, task: TrialTask, data_ref: str, **options) -> dict:
         from nnexp.search.dask_data import shipped
 
-        return run_trial(task, data_fn=lambda spec: replayed(shipped(data_ref)), **options)
+        return run_trial(task, data_fn=lambda spec: with_warnings_again(shipped(data_ref)), **options)
 
 
 def _prepare_in_client(tasks, data_fn) -> tuple[dict, dict, list]:
@@ -528,7 +530,7 @@ def _prepare_in_client(tasks, data_fn) -> tuple[dict, dict, list]:
         ref = ship_key(data_key(spec))
         if ref not in data and ref not in broken:
             try:
-                data[ref] = with_warnings(data_fn or load_data, spec)
+                data[ref] = made_with_warnings(lambda: (data_fn or load_data)(spec))
             except Exception:
                 broken.add(ref)
         if ref in broken:

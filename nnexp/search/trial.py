@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from nnexp.collector import collect_less_often
-from nnexp.errors import NnexpError, first_line
+from nnexp.errors import NnexpError, first_line, made_with_warnings, with_warnings_again
 
 CACHE_SIZE = 8
 MAIN_METRICS = ("val_accuracy", "val_rmse")
@@ -66,11 +66,11 @@ def prepared_data(spec) -> Any:
     if key not in _data_cache:
         from nnexp.train import load_data
 
-        _data_cache[key] = with_warnings(load_data, spec)
+        _data_cache[key] = made_with_warnings(lambda: load_data(spec))
         while len(_data_cache) > CACHE_SIZE:
             _data_cache.popitem(last=False)
     _data_cache.move_to_end(key)
-    return replayed(_data_cache[key])
+    return with_warnings_again(_data_cache[key])  # each trial's record holds its data's warnings
 
 
 def forget_data() -> None:
@@ -80,23 +80,6 @@ def forget_data() -> None:
 
     _data_cache.clear()
     forget_tables()
-
-
-def with_warnings(prepare: Callable, spec) -> tuple[Any, list[Warning]]:
-    """(prepared data, the warnings preparing it gave): data prepared once and used by many trials
-    gives its warnings (constant features dropped, ...) to each, through `replayed`, so a trial's
-    record holds them whichever process or client prepared the data first."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        prepared = prepare(spec)
-    return prepared, [w.message for w in caught]
-
-
-def replayed(kept: tuple[Any, list[Warning]]) -> Any:
-    prepared, messages = kept
-    for message in messages:
-        warnings.warn(message, stacklevel=2)
-    return prepared
 
 
 def _default_train(spec, prepared):
