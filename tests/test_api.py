@@ -202,7 +202,7 @@ def test_the_callers_mapping_is_left_as_it_was(tmp_path):
      "data: expected a table file's path or a pandas DataFrame, got ndarray array([[0., 0., 0., 0.], [0., 0., 0., 0...."),
     (lambda: nnexp.rebuild_report("folder", metric=3), "metric: expected a metric name such as val_loss, got int 3"),
     (lambda: nnexp.run_experiment({"data": {"dataset": "iris"}}, results_dir=np.zeros((3, 3))),
-     "results_dir: expected a folder path or None, got ndarray array([[0., 0., 0.], [0., 0., 0.], [0., 0., 0...."),
+     "results_dir: expected a folder path or None, got ndarray array([[0., 0., 0.], [0., 0., 0.], [0., ..."),
     (lambda: nnexp.run_experiment({"experiment": {"data": {"dataset": "iris"}}, "space": {"model.hidden": [[4]]}},
                                   results_dir=None), "<dict>: this is a search spec (it has space/base/experiment); use "
                                                      "nnexp.run_search"),
