@@ -207,6 +207,7 @@ def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8, en
     from nnexp.build import build_network
     from nnexp.data import prepare
     from nnexp.engine import gradient_check
+    from nnexp.engine.gradcheck import checked_entries
 
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 2:
         raise NnexpError(f"--rows: must be a whole number of at least 2 training rows, got {rows!r}")
@@ -228,7 +229,7 @@ def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8, en
             p += rng.normal(0.0, 0.1, p.shape)
     errors = gradient_check(net, X, y, l1=resolved.train.l1, l2=resolved.train.l2, entries=entries or None,
                             seed=resolved.seed)
-    checked = {n: min(p.size, entries or p.size) for n, p in zip(net.param_names, net.params)}
+    checked = {n: checked_entries(p.size, entries or None) for n, p in zip(net.param_names, net.params)}
     return GradcheckReport(errors, {n: p.shape for n, p in zip(net.param_names, net.params)}, len(X), checked)
 
 
@@ -280,7 +281,7 @@ def run_search(spec: str | os.PathLike, *, results_dir: str | os.PathLike = "res
             loaded = load_search(Path("search"), pairs, data=copy.deepcopy(spec), source=MAPPING)
         else:
             loaded = load_search(spec, pairs)
-    plan = plan_search(loaded, strategy, trials)
+        plan = plan_search(loaded, strategy, trials)
     check_data(plan, loaded.spec, loaded.source)
     folder = Path(results_dir) / loaded.spec.name
     outcome = run_plan(loaded, plan, folder, n_jobs=n_jobs, backend=backend, scheduler=scheduler, fresh=fresh,

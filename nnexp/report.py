@@ -305,7 +305,7 @@ def natural_key(value) -> tuple:
 def space_orders(space: dict) -> dict[str, list]:
     """Each listed dimension's values as the search lists them (as trials show them)."""
     orders = {}
-    for p, dim in (space or {}).items():
+    for p, dim in (space if isinstance(space, dict) else {}).items():  # (a hand-edited search.yaml may hold anything)
         values = dim if isinstance(dim, list) else dim.get("choice") if isinstance(dim, dict) else None
         if isinstance(values, list):
             orders[p] = [display_value(v) for v in values]

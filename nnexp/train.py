@@ -21,16 +21,17 @@ from nnexp.spec import ExperimentSpec, metric_mode
 
 PROBE_ROWS = 256  # training rows used each epoch to measure saturation and dead units
 
-
-def probe_rows(n: int) -> np.ndarray:
-    """PROBE_ROWS training rows spread evenly over all of them: a file sorted by class keeps its
-    order in the split, and its first rows held one class (units that fire for the others read dead)."""
-    return np.unique(np.linspace(0, n - 1, min(n, PROBE_ROWS)).round().astype(np.int64))
 # A training loss this many times its first epoch's (or 1, if that was lower) has exploded:
 # SGD at batch 1 on digits grew ~1000-fold an epoch (103, 2.4e4, 9.2e6, ...) for a dozen
 # epochs before float32 overflowed, and its metrics were those of a broken network.
 DIVERGENCE_GROWTH = 1e4
 SMALL_GEMM = 1_000_000  # multiply-adds per batch GEMM below which extra BLAS threads cost more than they give
+
+
+def probe_rows(n: int) -> np.ndarray:
+    """PROBE_ROWS training rows spread evenly over all of them: a file sorted by class keeps its
+    order in the split, and its first rows held one class (units that fire for the others read dead)."""
+    return np.unique(np.linspace(0, n - 1, min(n, PROBE_ROWS)).round().astype(np.int64))
 
 
 @dataclass

@@ -47,7 +47,7 @@ def gradient_check(net, X: np.ndarray, y: np.ndarray, l1: float = 0.0, l2: float
         for name, p, g in zip(net.param_names, net.params, analytic):
             flat = p.reshape(-1)  # a view: params are contiguous
             checked = np.arange(flat.size)
-            if entries is not None and flat.size > entries:
+            if checked_entries(flat.size, entries) < flat.size:
                 checked = np.sort(pick.choice(flat.size, size=entries, replace=False))
             numeric = np.empty(checked.size, dtype=np.float64)
             for k, i in enumerate(checked):
@@ -65,3 +65,8 @@ def gradient_check(net, X: np.ndarray, y: np.ndarray, l1: float = 0.0, l2: float
     finally:
         net.set_state(state)
         net.dropout_rng.bit_generator.state = rng_state
+
+
+def checked_entries(size: int, entries: int | None) -> int:
+    """How many of an array's `size` entries `gradient_check` checks."""
+    return size if entries is None else min(size, entries)

@@ -21,6 +21,7 @@ import numpy as np
 
 from nnexp.errors import SpecError, warn
 from nnexp.spec import (
+    OVERRIDE,
     ChoiceDist,
     ExperimentSpec,
     IntUniformDist,
@@ -177,7 +178,8 @@ def expand_params(loaded: LoadedSearch, strategy: str | None = None, trials: int
 
     n = trials or spec.trials
     rng = np.random.default_rng(spec.seed)
-    asked = "--trials" if trials else f"{loaded.source}: trials"
+    # named as given: in the spec, the command line's --trials, or the API's trials= (as its overrides are)
+    asked = f"{loaded.source}: trials" if not trials else "--trials" if OVERRIDE.get() == "--set" else "trials"
     if finite:  # distinct grid points without replacement; a larger --trials extends a smaller one's sample
         count = min(n, size)
         if n > size:  # as scikit-learn's ParameterSampler warns

@@ -245,10 +245,7 @@ class SearchLock:
                         f"{holder.get('host')}, since {holder.get('started')}); wait for it, or delete "
                         f"{self.path} if that process is gone"
                     ) from None
-                try:
-                    self.path.unlink(missing_ok=True)  # stale: its owner is dead
-                except OSError as exc:
-                    raise StorageError.writing(self.path, exc, "cannot remove the stale search lock") from None
+                self._remove_stale()
                 continue
             self.owned, self._fd = True, fd
             info["flock"] = _flock(fd)  # before the file says who holds it: a reader that can parse it may test it
@@ -259,6 +256,35 @@ class SearchLock:
                 raise StorageError.writing(self.path, exc, "cannot take the search lock") from None
             return self
         raise LockError(f"{self.path}: cannot take the search lock (another process keeps taking it)")
+
+    def _remove_stale(self) -> None:
+        """Remove a dead owner's lock file, holding its flock, and only if it is still that file:
+        two searches that found it stale at once must not both go on (the second removing the
+        lock the first had just made)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageError.writing(self.path, exc, "cannot remove the stale search lock") from None
+        try:
+            try:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # another search is taking it over: look again
+            except (ImportError, OSError):
+                pass  # no flock here: the pid check judged it
+            if os.fstat(fd).st_ino != os.stat(self.path).st_ino:
+                return  # replaced meanwhile by a live search's lock
+            self.path.unlink()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageError.writing(self.path, exc, "cannot remove the stale search lock") from None
+        finally:
+            os.close(fd)
 
     def _holder(self) -> dict | None:
         try:

@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -200,3 +201,23 @@ def test_an_edited_data_file_is_refused_on_resume(tmp_path, search_file):
     identity.pop("data_files")
     save_spec(folder, identity)  # as written before fingerprints
     assert resume(repeats=3).ran == 2
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+def test_searches_that_find_a_stale_lock_at_once_take_it_over_one_at_a_time(tmp_path):
+    """Both removed the dead owner's file, and the second removed the lock the first had just made."""
+    code = ("import sys, time\nfrom pathlib import Path\nfrom nnexp.search.store import LockError, SearchLock\n"
+            "go = Path(sys.argv[2])\nwhile not go.exists(): time.sleep(0.001)\n"
+            "try:\n    SearchLock(sys.argv[1]).acquire()\nexcept LockError:\n    print('refused'); sys.exit(0)\n"
+            "print('took it', flush=True); time.sleep(2)\n")
+    for _ in range(3):
+        (tmp_path / ".lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "x",
+                                                    "flock": True}))  # its owner died: nobody holds the flock
+        go = tmp_path / "go"
+        go.unlink(missing_ok=True)
+        racers = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(go)], stdout=subprocess.PIPE,
+                                   text=True) for _ in range(6)]
+        time.sleep(1.0)  # all started and waiting
+        go.touch()
+        said = sorted(p.communicate(timeout=60)[0].strip() for p in racers)
+        assert said == ["refused"] * 5 + ["took it"], said
