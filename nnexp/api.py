@@ -282,7 +282,7 @@ def run_search(spec: str | os.PathLike, *, results_dir: str | os.PathLike = "res
         else:
             loaded = load_search(spec, pairs)
         plan = plan_search(loaded, strategy, trials)
-    check_data(plan, loaded.spec, loaded.source)
+    check_data(plan, loaded)
     folder = Path(results_dir) / loaded.spec.name
     outcome = run_plan(loaded, plan, folder, n_jobs=n_jobs, backend=backend, scheduler=scheduler, fresh=fresh,
                        retry_failed=retry_failed, progress=progress)

@@ -168,7 +168,7 @@ def validate(spec: SpecArg, set_: SetOpt = None,
             from nnexp.search.preflight import check_data
 
             plan = plan_search(loaded)
-            check_data(plan, loaded.spec, loaded.source)
+            check_data(plan, loaded)
             # the output is itself a valid search spec: the base inline, as `experiment:`
             search = loaded.spec.model_dump(mode="json", exclude={"experiment", "base"})
             origin = f" (from base: {loaded.spec.base})" if loaded.spec.base is not None else ""

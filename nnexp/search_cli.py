@@ -88,7 +88,7 @@ def search(
             check_n_jobs(n_jobs)
         loaded = load_search(spec, parse_overrides(set_))
         plan = plan_search(loaded, "random" if random_ else loaded.spec.strategy, trials)
-        check_data(plan, loaded.spec, loaded.source)
+        check_data(plan, loaded)
         folder = Path(results_dir) / loaded.spec.name
 
         from nnexp.cli import describe_plan
@@ -147,8 +147,8 @@ def report(
     from nnexp.errors import NnexpError
 
     with user_errors(), warnings_as_lines():
-        if not folder.exists() and (results_dir / folder).exists():  # the search's name, under where it wrote
-            folder = results_dir / folder
+        if not (folder / "trials.jsonl").exists() and (results_dir / folder / "trials.jsonl").exists():
+            folder = results_dir / folder  # the search's name, under where it wrote (a local folder of that name aside)
         elif not folder.exists():
             from nnexp.spec import did_you_mean
 

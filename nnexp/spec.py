@@ -1173,6 +1173,7 @@ class LoadedSearch(BaseModel):
     base: dict
     base_spec: ExperimentSpec
     source: str
+    base_source: str = ""  # the file the base experiment came from (the search's own when inline)
 
 
 EXPERIMENT_ONLY_KEYS = ("data", "model", "optimizer", "train")
@@ -1253,7 +1254,7 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
     with _blaming_overrides(base_source, experiment_overrides, inline):
         base_spec = validate_experiment(base_data, base_source, inline)
     warn_ignored(base_source, base_spec.data.ignored_fields(spec.space), experiment_overrides)
-    return LoadedSearch(spec=spec, base=base_data, base_spec=base_spec, source=source)
+    return LoadedSearch(spec=spec, base=base_data, base_spec=base_spec, source=source, base_source=base_source)
 
 
 def listed_values(dim) -> list:

@@ -141,16 +141,17 @@ _tables: dict[tuple, tuple[Table, list[Warning]]] = {}
 
 
 def _file_key(spec: DataSpec) -> tuple | None:
-    """What a file's checked table depends on, its size and modification time included (a file
-    edited between two calls in a notebook is read again); None for a built-in."""
+    """What a file's checked table depends on, the file's identity and times included (a file
+    edited or replaced between two calls in a notebook is read again, also when `cp -p` or
+    `tar x` kept its size and modification time); None for a built-in."""
     if spec.is_builtin:
         return None
     try:
         stat = os.stat(spec.dataset)
     except OSError:
         return None  # the read names the problem
-    return (os.path.realpath(spec.dataset), stat.st_mtime_ns, stat.st_size, spec.target, spec.task, tuple(spec.drop),
-            spec.impute == "none", spec.max_categories)
+    file = (os.path.realpath(spec.dataset), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)  # ctime:
+    return (*file, spec.target, spec.task, tuple(spec.drop), spec.impute == "none", spec.max_categories)  # cp -p too
 
 
 def forget_tables() -> None:

@@ -17,7 +17,7 @@ from nnexp.search.trial import prepared_data
 from nnexp.spec import metric_problem, monitor_problems
 
 
-def check_data(plan, search, source: str) -> None:
+def check_data(plan, loaded) -> None:
     """Every data file a searched `data.dataset` names exists and can be read, every searched
     `data.drop` names its file's columns, and some configuration's data can be prepared for a
     task the search metric and the monitors suit. The data prepared here is the first trial's
@@ -25,6 +25,7 @@ def check_data(plan, search, source: str) -> None:
     data-set cache the workers read."""
     from nnexp.train import first_split
 
+    search, source, data_source = loaded.spec, loaded.source, loaded.base_source or loaded.source
     problems = []
     for path in dict.fromkeys(t.spec.data.dataset for t in plan.trials if not t.spec.data.is_builtin):
         try:
@@ -35,11 +36,11 @@ def check_data(plan, search, source: str) -> None:
         raise DataError(problems)
     try:
         _check_dropped_columns(plan)
-    except DataError as exc:
+    except DataError as exc:  # the values are the space's: the search file's
         raise DataError(spec_named_problems(exc.problems, source)) from None
     if not plan.trials:
         return
-    first, prepared = _first_loadable(plan, source)
+    first, prepared = _first_loadable(plan, data_source)  # the base's settings, unless a searched value broke them
     task = first_split(prepared).task
     problems = [problem for problem in (metric_problem(search.metric, task), *monitor_problems(first, task)) if problem]
     if problems:

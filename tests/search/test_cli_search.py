@@ -213,6 +213,8 @@ def test_report_command(search_file, tmp_path, monkeypatch):
     (tmp_path / "grid").rename(tmp_path / "cwd" / "results" / "grid")
     monkeypatch.chdir(tmp_path / "cwd")
     assert runner.invoke(app, ["report", "grid", "--quiet"]).exit_code == 0
+    (tmp_path / "cwd" / "grid").mkdir()  # an unrelated local folder of that name
+    assert runner.invoke(app, ["report", "grid", "--quiet"]).exit_code == 0
     missing = runner.invoke(app, ["report", "gird"])
     assert missing.exit_code == 2
     assert missing.stderr == f"error: gird: no such folder, nor {Path('results') / 'gird'}; did you mean 'grid'?\n"
@@ -458,3 +460,12 @@ def test_the_trials_different_warnings_are_capped_on_the_console(tmp_path):
     assert len(differing) > 5 and len(warned) == 6
     assert warned[-1] == (f"warning: ... and {len(differing) - 5} more different warnings of trials (each trial's "
                           f"are in {tmp_path / 'res' / 'sparse'}/trials.jsonl)")
+
+
+def test_a_base_files_data_settings_are_named_by_the_base_file(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "base.yaml").write_text("data: {dataset: iris, normalize: pca, pca_components: 10}\n")
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"name": "x", "base": "sub/base.yaml", "repeats": 1, "space": {"model.hidden": [[4]]}}))
+    result = runner.invoke(app, ["validate", str(path), "-q"])
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: {tmp_path / 'sub' / 'base.yaml'}: data.pca_components")
