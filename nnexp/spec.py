@@ -924,6 +924,10 @@ class _SpecLoader(yaml.SafeLoader):
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     continue
                 key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, str) and isinstance(key_node, yaml.ScalarNode):
+                    raise yaml.constructor.ConstructorError(  # `1e3:` or `true:` as a field name: say so, as written
+                        None, None, f"key '{key_node.value}' reads as {'null' if key is None else type(key).__name__}, "
+                        "not a name; quote it if it is one", key_node.start_mark)
                 try:
                     if key in first:
                         raise yaml.constructor.ConstructorError(

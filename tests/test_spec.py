@@ -693,3 +693,12 @@ def test_an_endless_or_huge_file_is_refused_after_reading_a_spec_sized_piece(tmp
     big.write_text("# " + "x" * 2_000_000)
     with pytest.raises(SpecError, match=r"big.yaml: spec file is larger than"):
         specs.read_yaml(big)
+
+
+@pytest.mark.parametrize("text, shown", [("1e3: 5", "key '1e3' reads as float"), ("true: 1", "key 'true' reads as bool"),
+                                         ("null: 1", "key 'null' reads as null"),
+                                         ("data: {dataset: iris, 0x10: 1}", "key '0x10' reads as int")])
+def test_a_key_that_reads_as_a_number_is_named_as_written(text, shown):
+    """It was `1000.0: Keys should be strings`, the key mangled and no hint to quote it."""
+    with pytest.raises(SpecError, match=rf"^t.yaml: line 1, column \d+: YAML syntax error: {shown}, not a name; quote"):
+        specs.parse_yaml(text + "\n", "t.yaml")
