@@ -150,12 +150,12 @@ def _file_key(spec: DataSpec) -> tuple | None:
         stat = os.stat(spec.dataset)
     except OSError:
         return None  # the read names the problem
-    file = (os.path.realpath(spec.dataset), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)  # ctime:
-    return (*file, spec.target, spec.task, tuple(spec.drop), spec.impute == "none", spec.max_categories)  # cp -p too
+    file = (os.path.realpath(spec.dataset), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    return (*file, spec.target, spec.task, tuple(spec.drop), spec.impute == "none", spec.max_categories)
 
 
 def forget_tables() -> None:
-    """Drop the kept table (a process that hands the trials to workers needs it no more)."""
+    """Drop the kept table (once a run or search is over, or its trials run in other processes)."""
     _tables.clear()
 
 

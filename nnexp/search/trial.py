@@ -75,7 +75,7 @@ def prepared_data(spec) -> Any:
 
 def forget_data() -> None:
     """Drop this process's prepared data and kept table: a search whose trials run in other
-    processes holds no copy of a large data set while they do."""
+    processes, or that is over, holds no copy of a large data set."""
     from nnexp.data.pipeline import forget_tables
 
     _data_cache.clear()
