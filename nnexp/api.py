@@ -210,9 +210,9 @@ def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8, en
     from nnexp.engine.gradcheck import checked_entries
 
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 2:
-        raise NnexpError(f"--rows: must be a whole number of at least 2 training rows, got {rows!r}")
+        raise NnexpError(f"rows: must be a whole number of at least 2 training rows, got {rows!r}")
     if isinstance(entries, bool) or not isinstance(entries, int) or entries < 0:
-        raise NnexpError(f"--entries: must be a whole number of entries per array (0: all of them), got {entries!r}")
+        raise NnexpError(f"entries: must be a whole number of entries per array (0: all of them), got {entries!r}")
     resolved = load_spec(spec)
     try:
         data = prepare(resolved.data.model_copy(update={"cv_folds": 0}), resolved.seed, dtype="float64")

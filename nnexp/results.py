@@ -11,6 +11,7 @@ import math
 import os
 import tempfile
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,13 +108,19 @@ def write_run(result, folder: Path, plots: bool = True) -> dict[str, Path]:
                 "history.csv": lambda: pd.DataFrame(result.history).to_csv(index=False)}
     if result.network is not None and result.status == "ok":
         contents["model.npz"] = lambda: model_bytes(result)
+    for name in RUN_FILES:
+        if (folder / name).is_dir():  # it would be moved aside and left there
+            raise StorageError(f"{folder / name}: is a folder, where this run writes a file")
     staged: dict[str, Path] = {}
     try:
         for name, make in contents.items():
             staged[name] = staged_write(folder / name, make())
         if plots and result.history:
-            staged["learning_curves.png"] = folder / f".learning_curves.png.new-{os.getpid()}.png"  # savefig's format
-            plot_learning_curves(result.history, result.prepared.task, staged["learning_curves.png"])
+            png = staged["learning_curves.png"] = folder / f".learning_curves.png.new-{os.getpid()}.png"  # its format
+            try:
+                plot_learning_curves(result.history, result.prepared.task, png)
+            except StorageError as exc:  # named as the file it stands for
+                raise StorageError([p.replace(str(png), str(folder / "learning_curves.png")) for p in exc.problems]) from None
         _swap_in(folder, staged)
     finally:
         for path in staged.values():
@@ -125,32 +132,48 @@ def write_run(result, folder: Path, plots: bool = True) -> dict[str, Path]:
 
 
 def _swap_in(folder: Path, staged: dict[str, Path]) -> None:
-    """Rename the staged files onto their names; if one rename fails (or a Ctrl-C lands), put the
-    earlier files back."""
-    done: list[tuple[Path, Path | None, bool]] = []  # (name, the earlier file moved aside, new one in place)
-    failing = folder
-    try:
-        for name, tmp in staged.items():
-            final, backup = folder / name, None
-            failing = final
-            if final.exists():
-                backup = folder / f".{name}.old-{os.getpid()}"
-                os.rename(final, backup)
-            done.append((final, backup, False))
-            os.replace(tmp, final)
-            done[-1] = (final, backup, True)
-    except BaseException as exc:
-        for final, backup, placed in reversed(done):
-            if placed:
-                unlink_quietly(final)
-            if backup is not None:
-                os.rename(backup, final)  # the name is free again: rename works wherever replace does
-        if isinstance(exc, OSError):
+    """Rename the staged files onto their names; if one rename fails, put the earlier files back.
+    A Ctrl-C or SIGTERM in these few renames is ignored: half a swap, or half a rollback, would
+    leave two runs' files side by side."""
+    with _signals_ignored():
+        done: list[tuple[Path, Path | None, bool]] = []  # (name, the earlier file moved aside, new one in place)
+        failing = folder
+        try:
+            for name, tmp in staged.items():
+                final, backup = folder / name, None
+                failing = final
+                if final.exists():
+                    backup = folder / f".{name}.old-{os.getpid()}"
+                    os.rename(final, backup)
+                done.append((final, backup, False))
+                os.replace(tmp, final)
+                done[-1] = (final, backup, True)
+        except OSError as exc:
+            for final, backup, placed in reversed(done):
+                if placed:
+                    unlink_quietly(final)
+                if backup is not None:
+                    os.rename(backup, final)  # the name is free again: rename works wherever replace does
             raise StorageError.writing(failing, exc) from None
-        raise
-    for _, backup, _ in done:
-        if backup is not None:
-            unlink_quietly(backup)
+        for _, backup, _ in done:
+            if backup is not None:
+                unlink_quietly(backup)
+
+
+@contextmanager
+def _signals_ignored():
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives them (and may set handlers)
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 RUN_FILES = ("spec.yaml", "metrics.json", "history.csv", "model.npz", "learning_curves.png")

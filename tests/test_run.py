@@ -503,3 +503,46 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path, write_spec):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and err.splitlines()[-1] == "terminated (SIGTERM); nothing was written", err
     assert not (tmp_path / "long").exists()
+
+
+def test_a_stop_during_the_swap_of_a_runs_files_is_ignored_and_a_folder_in_the_way_is_named(tmp_path, write_spec,
+                                                                                          monkeypatch):
+    """A Ctrl-C between moving an earlier file aside and putting the new one in lost the earlier
+    file; a folder where a run file goes was moved aside and left behind, and the run said ok."""
+    import signal
+
+    path = write_spec({"name": "r", "data": {"dataset": "iris"}, "model": {"hidden": [4]}, "train": {"epochs": 2}})
+    assert run_cli("run", path, "--results-dir", tmp_path, "-q").exit_code == 0
+    real_rename = os.rename
+
+    def rename_then_ctrl_c(src, dst):
+        real_rename(src, dst)
+        os.kill(os.getpid(), signal.SIGINT)  # lands right after the earlier file moved aside
+
+    monkeypatch.setattr(os, "rename", rename_then_ctrl_c)
+    result = run_cli("run", path, "--results-dir", tmp_path, "-q", "--set", "train.epochs=3")
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert result.exit_code == 0, result.output  # the swap finished: every file is the new run's
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["epochs_run"] == 3
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == sorted(
+        ["spec.yaml", "metrics.json", "history.csv", "model.npz", "learning_curves.png"])
+    (tmp_path / "r" / "metrics.json").unlink()
+    (tmp_path / "r" / "metrics.json").mkdir()
+    result = run_cli("run", path, "--results-dir", tmp_path, "-q")
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {tmp_path / 'r' / 'metrics.json'}: is a folder, where this run writes a file\n"
+
+
+def test_a_full_disk_while_the_plot_is_written_names_the_plot(tmp_path, write_spec, monkeypatch):
+    import nnexp.results
+    from nnexp.errors import StorageError
+
+    def full(fig, path):
+        raise StorageError(f"{path}: cannot write (No space left on device)")
+
+    monkeypatch.setattr(nnexp.results, "save_figure", full)
+    path = write_spec({"name": "r", "data": {"dataset": "iris"}, "train": {"epochs": 1}})
+    result = run_cli("run", path, "--results-dir", tmp_path, "-q")
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {tmp_path / 'r' / 'learning_curves.png'}: cannot write (No space left on device)\n"
+    assert not [p for p in (tmp_path / "r").iterdir()]  # none of the run's files, no temporary one
