@@ -122,12 +122,12 @@ def run_experiment(spec: str | os.PathLike | dict | ExperimentSpec, *, results_d
     return result
 
 
-def write_results(result: RunResult, results_dir: str | os.PathLike) -> dict[str, Path]:
+def write_results(result: RunResult, results_dir: str | os.PathLike, on_written=None) -> dict[str, Path]:
     """Write a trained run's files to <results_dir>/<its name>/, as run_experiment does: all of
     them, replacing an earlier run's, or (a failed write, a Ctrl-C) none."""
     from nnexp.results import write_run
 
-    result.files = write_run(result, run_folder(result.spec, results_dir))
+    result.files = write_run(result, run_folder(result.spec, results_dir), on_written=on_written)
     return result.files
 
 

@@ -199,8 +199,7 @@ def run(spec: ExperimentArg, set_: SetOpt = None, results_dir: ResultsOpt = Path
         with EpochProgress(experiment, enabled=not quiet) as bar, spec_named(spec):
             result = run_experiment(experiment, results_dir=None, progress=bar.update)
         writing.append(run_folder(result.spec, results_dir))
-        write_results(result, results_dir)
-        writing.clear()
+        write_results(result, results_dir, on_written=writing.clear)
         if not quiet:
             print_run_summary(result)
         if result.status != "ok":

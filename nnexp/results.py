@@ -14,6 +14,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -91,15 +92,20 @@ def json_safe(value):
     return value
 
 
-def write_run(result, folder: Path, plots: bool = True) -> dict[str, Path]:
+def write_run(result, folder: Path, plots: bool = True, on_written: Callable[[], None] | None = None) -> dict[str, Path]:
     """Write spec.yaml, metrics.json, history.csv, model.npz (and learning_curves.png): all or
     none. Each is first written whole under a temporary name; only when every one is written do
     they replace the earlier run's files, and those this run has none of (a diverged run's
     model, whose spec and metrics it would contradict) go. A write that fails, or a Ctrl-C,
-    leaves the earlier run's files as they were."""
+    leaves the earlier run's files as they were. `on_written` is called once the new files are
+    in place, before a Ctrl-C can interrupt again (the CLI then knows what to say)."""
     import pandas as pd
 
     folder = ensure_folder(Path(folder))
+    _remove_leftovers(folder)
+    for name in RUN_FILES:
+        if (folder / name).is_dir():  # it would be moved aside and left there
+            raise StorageError(f"{folder / name}: is a folder, where this run writes a file")
     metrics = dict(result.metrics)
     if result.folds:
         metrics["folds"] = result.folds
@@ -108,9 +114,6 @@ def write_run(result, folder: Path, plots: bool = True) -> dict[str, Path]:
                 "history.csv": lambda: pd.DataFrame(result.history).to_csv(index=False)}
     if result.network is not None and result.status == "ok":
         contents["model.npz"] = lambda: model_bytes(result)
-    for name in RUN_FILES:
-        if (folder / name).is_dir():  # it would be moved aside and left there
-            raise StorageError(f"{folder / name}: is a folder, where this run writes a file")
     staged: dict[str, Path] = {}
     try:
         for name, make in contents.items():
@@ -121,43 +124,59 @@ def write_run(result, folder: Path, plots: bool = True) -> dict[str, Path]:
                 plot_learning_curves(result.history, result.prepared.task, png)
             except StorageError as exc:  # named as the file it stands for
                 raise StorageError([p.replace(str(png), str(folder / "learning_curves.png")) for p in exc.problems]) from None
-        _swap_in(folder, staged)
-    finally:
-        for path in staged.values():
-            unlink_quietly(path)  # what was not renamed into place
-    for name in RUN_FILES:
-        if name not in staged:
-            _remove(folder / name)
+    except BaseException:
+        with _signals_ignored():  # a second Ctrl-C must not stop the cleanup
+            for path in staged.values():
+                unlink_quietly(path)
+        raise
+    with _signals_ignored():  # half a swap, or half a rollback, would leave two runs' files side by side
+        try:
+            _swap_in(folder, staged)
+        finally:
+            for path in staged.values():
+                unlink_quietly(path)  # what was not renamed into place
+        if on_written is not None:
+            on_written()
     return {name: folder / name for name in staged}
 
 
 def _swap_in(folder: Path, staged: dict[str, Path]) -> None:
-    """Rename the staged files onto their names; if one rename fails, put the earlier files back.
-    A Ctrl-C or SIGTERM in these few renames is ignored: half a swap, or half a rollback, would
-    leave two runs' files side by side."""
-    with _signals_ignored():
-        done: list[tuple[Path, Path | None, bool]] = []  # (name, the earlier file moved aside, new one in place)
-        failing = folder
-        try:
-            for name, tmp in staged.items():
-                final, backup = folder / name, None
-                failing = final
-                if final.exists():
-                    backup = folder / f".{name}.old-{os.getpid()}"
-                    os.rename(final, backup)
-                done.append((final, backup, False))
-                os.replace(tmp, final)
-                done[-1] = (final, backup, True)
-        except OSError as exc:
-            for final, backup, placed in reversed(done):
-                if placed:
-                    unlink_quietly(final)
-                if backup is not None:
-                    os.rename(backup, final)  # the name is free again: rename works wherever replace does
-            raise StorageError.writing(failing, exc) from None
-        for _, backup, _ in done:
+    """Move every earlier run file aside, rename the staged ones onto their names, then drop what
+    was moved aside; if a rename fails, put the earlier files back."""
+    done: list[tuple[Path, Path | None, bool]] = []  # (name, the earlier file moved aside, new one in place)
+    failing = folder
+    try:
+        for name in RUN_FILES:
+            final = failing = folder / name
+            backup = folder / f".{name}.old-{os.getpid()}" if os.path.lexists(final) else None
             if backup is not None:
-                unlink_quietly(backup)
+                os.rename(final, backup)
+            done.append((final, backup, False))
+            if name in staged:
+                os.replace(staged[name], final)
+                done[-1] = (final, backup, True)
+    except OSError as exc:
+        kept = []
+        for final, backup, placed in reversed(done):
+            if placed:
+                unlink_quietly(final)
+            if backup is not None:
+                try:
+                    os.rename(backup, final)  # the name is free again: rename works wherever replace does
+                except OSError:
+                    kept.append(f"{final.name} as {backup.name}")
+        where = f"; the earlier run's {', '.join(kept)}" if kept else ""
+        raise StorageError([p + where for p in StorageError.writing(failing, exc).problems]) from None
+    for _, backup, _ in done:
+        if backup is not None:
+            unlink_quietly(backup)
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """Temporary and moved-aside run files of a run killed while writing (kill -9, power cut)."""
+    for name in RUN_FILES:
+        for leftover in (*folder.glob(f".{name}.old-*"), *folder.glob(f".{name}.*.tmp"), *folder.glob(f".{name}.new-*")):
+            unlink_quietly(leftover)
 
 
 @contextmanager
@@ -185,13 +204,6 @@ def unlink_quietly(path: Path) -> None:
         path.unlink(missing_ok=True)
     except OSError:
         pass
-
-
-def _remove(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError as exc:
-        raise StorageError.writing(path, exc) from None
 
 
 def model_bytes(result) -> bytes:
@@ -346,9 +358,8 @@ def save_figure(fig, path: Path) -> None:
     try:
         fig.savefig(tmp, dpi=100)
         os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise StorageError.writing(path, exc) from None
+    except BaseException as exc:  # a Ctrl-C while drawing too: no temporary file is left
+        unlink_quietly(tmp)
+        if isinstance(exc, OSError):
+            raise StorageError.writing(path, exc) from None
+        raise

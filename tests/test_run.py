@@ -546,3 +546,26 @@ def test_a_full_disk_while_the_plot_is_written_names_the_plot(tmp_path, write_sp
     assert result.exit_code == 1
     assert result.stderr == f"error: {tmp_path / 'r' / 'learning_curves.png'}: cannot write (No space left on device)\n"
     assert not [p for p in (tmp_path / "r").iterdir()]  # none of the run's files, no temporary one
+
+
+def test_a_diverged_run_that_cannot_remove_the_earlier_model_changes_nothing(tmp_path, write_spec, monkeypatch):
+    """The stale model was removed after the swap: when that failed, the diverged spec and metrics
+    sat beside the earlier run's model."""
+    path = write_spec({"name": "r", "data": {"dataset": "iris"}, "model": {"hidden": [4]}, "train": {"epochs": 2}})
+    assert run_cli("run", path, "--results-dir", tmp_path, "-q").exit_code == 0
+    (tmp_path / "r" / ".spec.yaml.old-12345").write_text("left by a run killed while writing")
+    (tmp_path / "r" / ".metrics.json.x1y2.tmp").write_text("{")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if not p.name.startswith(".")}
+    real_rename = os.rename
+
+    def model_stuck(src, dst):
+        if os.fspath(src).endswith("model.npz"):
+            raise OSError(1, "Operation not permitted")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", model_stuck)
+    diverging = ["--set", "optimizer={name: sgd, lr: 1.0e+9}", "--set", "train.epochs=3"]
+    result = run_cli("run", path, "--results-dir", tmp_path, "-q", *diverging)
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {tmp_path / 'r' / 'model.npz'}: cannot write (Operation not permitted)\n"
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()} == before  # and the leftovers are gone
