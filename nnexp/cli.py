@@ -184,11 +184,14 @@ def run(spec: ExperimentArg, set_: SetOpt = None, results_dir: ResultsOpt = Path
     """Train one network from an experiment spec and write its result files."""
     from nnexp import spec as specs
 
-    writing: list[Path] = []  # the run's folder, while its files are being written
+    folder: dict[str, Path] = {}  # "writing", then "written": the run's folder
 
     def stopped(how: str) -> str:
-        if writing:
-            return f"{how} while writing {writing[0]}: none of this run's files were kept (an earlier run's are as they were)"
+        if "written" in folder:
+            return f"{how} after this run's files were written in {folder['written']}"
+        if "writing" in folder:
+            return (f"{how} while writing {folder['writing']}: none of this run's files were kept (an earlier run's "
+                    "are as they were)")
         return f"{how}; nothing was written"
 
     with user_errors(), warnings_as_lines(), sigterm_as_interrupt(stopped):
@@ -198,8 +201,8 @@ def run(spec: ExperimentArg, set_: SetOpt = None, results_dir: ResultsOpt = Path
 
         with EpochProgress(experiment, enabled=not quiet) as bar, spec_named(spec):
             result = run_experiment(experiment, results_dir=None, progress=bar.update)
-        writing.append(run_folder(result.spec, results_dir))
-        write_results(result, results_dir, on_written=writing.clear)
+        folder["writing"] = run_folder(result.spec, results_dir)
+        write_results(result, results_dir, on_written=lambda: folder.update(written=folder["writing"]))
         if not quiet:
             print_run_summary(result)
         if result.status != "ok":
@@ -310,6 +313,7 @@ def warnings_as_lines(show: bool = True):
 
     with warnings.catch_warnings():
         warnings.simplefilter("default")
+        warnings.simplefilter("ignore", ResourceWarning)  # Python's own (an import cut off by Ctrl-C), not the user's
         warnings.showwarning = show_line
         yield
 

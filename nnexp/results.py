@@ -119,11 +119,8 @@ def write_run(result, folder: Path, plots: bool = True, on_written: Callable[[],
         for name, make in contents.items():
             staged[name] = staged_write(folder / name, make())
         if plots and result.history:
-            png = staged["learning_curves.png"] = folder / f".learning_curves.png.new-{os.getpid()}.png"  # its format
-            try:
-                plot_learning_curves(result.history, result.prepared.task, png)
-            except StorageError as exc:  # named as the file it stands for
-                raise StorageError([p.replace(str(png), str(folder / "learning_curves.png")) for p in exc.problems]) from None
+            figure = plot_learning_curves(result.history, result.prepared.task)
+            staged["learning_curves.png"] = staged_write(folder / "learning_curves.png", png_bytes(figure))
     except BaseException:
         with _signals_ignored():  # a second Ctrl-C must not stop the cleanup
             for path in staged.values():
@@ -156,16 +153,17 @@ def _swap_in(folder: Path, staged: dict[str, Path]) -> None:
                 os.replace(staged[name], final)
                 done[-1] = (final, backup, True)
     except OSError as exc:
-        kept = []
+        left = []  # what the rollback could not undo, said in the error
         for final, backup, placed in reversed(done):
-            if placed:
-                unlink_quietly(final)
-            if backup is not None:
-                try:
-                    os.rename(backup, final)  # the name is free again: rename works wherever replace does
-                except OSError:
-                    kept.append(f"{final.name} as {backup.name}")
-        where = f"; the earlier run's {', '.join(kept)}" if kept else ""
+            try:
+                if backup is not None:
+                    os.rename(backup, final)  # over this run's file, if placed: the name is the earlier run's again
+                elif placed:
+                    os.unlink(final)
+            except OSError:
+                left.append(f"the earlier {final.name} is kept as {backup.name}" if backup is not None
+                            else f"this run's {final.name} is left in place")
+        where = f"; {', '.join(left)}" if left else ""
         raise StorageError([p + where for p in StorageError.writing(failing, exc).problems]) from None
     for _, backup, _ in done:
         if backup is not None:
@@ -175,7 +173,7 @@ def _swap_in(folder: Path, staged: dict[str, Path]) -> None:
 def _remove_leftovers(folder: Path) -> None:
     """Temporary and moved-aside run files of a run killed while writing (kill -9, power cut)."""
     for name in RUN_FILES:
-        for leftover in (*folder.glob(f".{name}.old-*"), *folder.glob(f".{name}.*.tmp"), *folder.glob(f".{name}.new-*")):
+        for leftover in (*folder.glob(f".{name}.old-*"), *folder.glob(f".{name}.*.tmp")):
             unlink_quietly(leftover)
 
 
@@ -313,7 +311,7 @@ def new_figure(**kwargs):
     return Figure(**kwargs)
 
 
-def plot_learning_curves(history: list[dict], task: str, path: Path) -> None:
+def plot_learning_curves(history: list[dict], task: str):
     """The loss (train vs validation) and the main validation metric per epoch; under
     cross-validation those of the first fold, as the figure's title says."""
     import pandas as pd
@@ -348,18 +346,18 @@ def plot_learning_curves(history: list[dict], task: str, path: Path) -> None:
             axes[1].legend()
     if fold is not None:
         fig.suptitle(f"fold {fold} of the cross-validation (metrics.json has the means over folds)")
-    save_figure(fig, path)
+    return fig
+
+
+def png_bytes(fig) -> bytes:
+    """A figure as PNG file contents (written then like any other result file)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
 
 
 def save_figure(fig, path: Path) -> None:
-    """Save a figure as PNG atomically (temp name, rename); OS failures are StorageErrors."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    except BaseException as exc:  # a Ctrl-C while drawing too: no temporary file is left
-        unlink_quietly(tmp)
-        if isinstance(exc, OSError):
-            raise StorageError.writing(path, exc) from None
-        raise
+    """Save a figure as PNG atomically (temp name, fsync, rename); OS failures are StorageErrors."""
+    atomic_write(Path(path), png_bytes(fig))

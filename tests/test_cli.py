@@ -144,6 +144,18 @@ def test_nnexp_alone_prints_the_help_and_no_empty_error_line(monkeypatch, capsys
     assert exit_info.value.code == 2 and "Usage: nnexp" in out + err and "error:" not in err
 
 
+def test_pythons_resource_warnings_are_not_the_users(capsys):
+    """A Ctrl-C that cut an import short printed `warning: unclosed file <...hatch.pyc>`."""
+    import warnings
+
+    from nnexp.cli import warnings_as_lines
+
+    with warnings_as_lines():
+        warnings.warn("unclosed file <_io.BufferedReader name='x.pyc'>", ResourceWarning)
+        warnings.warn("a user's warning")
+    assert capsys.readouterr().err == "warning: a user's warning\n"
+
+
 def test_each_warning_text_is_shown_once(capsys):
     """The validation and test splits can raise the same warning from different places."""
     import warnings

@@ -537,10 +537,14 @@ def test_a_full_disk_while_the_plot_is_written_names_the_plot(tmp_path, write_sp
     import nnexp.results
     from nnexp.errors import StorageError
 
-    def full(fig, path):
-        raise StorageError(f"{path}: cannot write (No space left on device)")
+    real = nnexp.results.staged_write
 
-    monkeypatch.setattr(nnexp.results, "save_figure", full)
+    def full(path, data):
+        if path.name == "learning_curves.png":
+            raise StorageError(f"{path}: cannot write (No space left on device)")
+        return real(path, data)
+
+    monkeypatch.setattr(nnexp.results, "staged_write", full)
     path = write_spec({"name": "r", "data": {"dataset": "iris"}, "train": {"epochs": 1}})
     result = run_cli("run", path, "--results-dir", tmp_path, "-q")
     assert result.exit_code == 1
@@ -569,3 +573,18 @@ def test_a_diverged_run_that_cannot_remove_the_earlier_model_changes_nothing(tmp
     assert result.exit_code == 1
     assert result.stderr == f"error: {tmp_path / 'r' / 'model.npz'}: cannot write (Operation not permitted)\n"
     assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()} == before  # and the leftovers are gone
+
+
+def test_a_stop_after_the_files_are_written_says_so(tmp_path, write_spec, monkeypatch):
+    """It said 'nothing was written' (or that none of this run's files were kept) with every file in place."""
+    import nnexp.console
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nnexp.console, "print_run_summary", stop)
+    path = write_spec({"name": "r", "data": {"dataset": "iris"}, "train": {"epochs": 2}})
+    result = run_cli("run", path, "--results-dir", tmp_path)
+    assert result.exit_code == 130
+    assert result.stderr.splitlines()[-1] == f"interrupted after this run's files were written in {tmp_path / 'r'}"
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["epochs_run"] == 2

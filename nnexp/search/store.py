@@ -238,6 +238,10 @@ class SearchLock:
             except OSError as exc:
                 if not isinstance(exc, FileExistsError):
                     raise StorageError.writing(self.path, exc, "cannot take the search lock") from None
+                try:
+                    judged = os.stat(self.path).st_ino  # the file the holder is read from and judged by
+                except FileNotFoundError:
+                    continue
                 holder = self._holder()
                 if holder is not None and not self._stale(holder):
                     raise LockError(
@@ -245,7 +249,7 @@ class SearchLock:
                         f"{holder.get('host')}, since {holder.get('started')}); wait for it, or delete "
                         f"{self.path} if that process is gone"
                     ) from None
-                self._remove_stale()
+                self._remove_stale(judged)
                 continue
             self.owned, self._fd = True, fd
             info["flock"] = _flock(fd)  # before the file says who holds it: a reader that can parse it may test it
@@ -257,10 +261,10 @@ class SearchLock:
             return self
         raise LockError(f"{self.path}: cannot take the search lock (another process keeps taking it)")
 
-    def _remove_stale(self) -> None:
-        """Remove a dead owner's lock file, holding its flock, and only if it is still that file:
-        two searches that found it stale at once must not both go on (the second removing the
-        lock the first had just made)."""
+    def _remove_stale(self, judged: int) -> None:
+        """Remove a dead owner's lock file (inode `judged`), holding its flock, and only if the
+        path still names that file: two searches that found it stale at once must not both go on
+        (the second removing the lock the first had just made, before that one held its flock)."""
         try:
             fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
@@ -268,6 +272,8 @@ class SearchLock:
         except OSError as exc:
             raise StorageError.writing(self.path, exc, "cannot remove the stale search lock") from None
         try:
+            if os.fstat(fd).st_ino != judged:
+                return  # another search's new lock: look again
             try:
                 import fcntl
 

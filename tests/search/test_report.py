@@ -419,12 +419,10 @@ def test_effects_keep_the_spaces_order_else_a_natural_one():
     assert sorted([True, 0.5, "b", "[2]", 3], key=natural_key) == [True, 0.5, 3, "[2]", "b"]
 
 
-def test_a_one_epoch_curve_is_drawn_as_a_point(tmp_path, monkeypatch):
+def test_a_one_epoch_curve_is_drawn_as_a_point():
     import nnexp.results
 
-    drawn = []
-    monkeypatch.setattr(nnexp.results, "save_figure", lambda fig, path: drawn.append(fig))
-    nnexp.results.plot_learning_curves([{"epoch": 1, "train_loss": 1.4, "val_loss": 1.3, "val_accuracy": 0.4}],
-                                       "classification", tmp_path / "c.png")
-    lines = [line for ax in drawn[0].axes for line in ax.get_lines()]
+    fig = nnexp.results.plot_learning_curves([{"epoch": 1, "train_loss": 1.4, "val_loss": 1.3, "val_accuracy": 0.4}],
+                                             "classification")
+    lines = [line for ax in fig.axes for line in ax.get_lines()]
     assert len(lines) == 3 and all(line.get_marker() == "o" for line in lines)
