@@ -11,10 +11,10 @@ import math
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -90,6 +90,9 @@ def json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+RUN_FILES = ("spec.yaml", "metrics.json", "history.csv", "model.npz", "learning_curves.png")
 
 
 def write_run(result, folder: Path, plots: bool = True, on_written: Callable[[], None] | None = None) -> dict[str, Path]:
@@ -191,9 +194,6 @@ def _signals_ignored():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-
-
-RUN_FILES = ("spec.yaml", "metrics.json", "history.csv", "model.npz", "learning_curves.png")
 
 
 def unlink_quietly(path: Path) -> None:
