@@ -252,7 +252,7 @@ class SearchLock:
                 self._remove_stale(judged)
                 continue
             self.owned, self._fd = True, fd
-            info["flock"] = _flock(fd)  # before the file says who holds it: a reader that can parse it may test it
+            info["flock"] = _try_flock(fd) is True  # before the file says who holds it: a reader may test it
             try:
                 os.write(fd, json.dumps(info).encode())
             except OSError as exc:
@@ -274,14 +274,8 @@ class SearchLock:
         try:
             if os.fstat(fd).st_ino != judged:
                 return  # another search's new lock: look again
-            try:
-                import fcntl
-
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return  # another search is taking it over: look again
-            except (ImportError, OSError):
-                pass  # no flock here: the pid check judged it
+            if _try_flock(fd) is False:
+                return  # another search is taking it over: look again (None: no flock here, the pid judged it)
             if os.fstat(fd).st_ino != os.stat(self.path).st_ino:
                 return  # replaced meanwhile by a live search's lock
             self.path.unlink()
@@ -333,34 +327,31 @@ class SearchLock:
         self.release()
 
 
-def _flock(fd: int) -> bool:
-    """Hold an exclusive advisory lock on `fd`; False where the OS or file system has none."""
+def _try_flock(fd: int) -> bool | None:
+    """Take an exclusive advisory lock on `fd` without waiting: True if taken, False if a live
+    process holds it, None where the OS or file system has none."""
     try:
         import fcntl
 
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
-    except (ImportError, OSError):
+    except BlockingIOError:
         return False
+    except (ImportError, OSError):
+        return None
 
 
 def _flock_held(path: Path) -> bool | None:
     """Whether a live process holds the flock on `path` (None: cannot tell here)."""
     try:
-        import fcntl
-
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return False
-    except (ImportError, OSError):
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
     except OSError:
         return None
+    try:
+        taken = _try_flock(fd)
+        return None if taken is None else not taken
     finally:
         os.close(fd)
 
