@@ -1178,6 +1178,16 @@ class LoadedSearch(BaseModel):
     base_spec: ExperimentSpec
     source: str
     base_source: str = ""  # the file the base experiment came from (the search's own when inline)
+    override: str = "--set"  # how messages name an override: the command line's, or the API's
+    set_space: tuple[str, ...] = ()  # the space entries an override gave
+
+    def space_field(self, key: str) -> str:
+        """How a message names space entry `key`: by the file, or by the override that gave it."""
+        return _space_field(key, self.source, self.set_space, self.override)
+
+
+def _space_field(key: str, source: str, set_space: tuple[str, ...], override: str) -> str:
+    return f"{override} space.{key}" if key in set_space else f"{source}: space.{key}"
 
 
 EXPERIMENT_ONLY_KEYS = ("data", "model", "optimizer", "train")
@@ -1246,11 +1256,14 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
         resolve_dataset_path(base_data, base_folder)
     base_data.setdefault("name", spec.name)
 
+    given = [key for key, _ in search_overrides]
+    set_space = tuple(spec.space) if "space" in given else tuple(k for k in spec.space if f"space.{k}" in given)
     problems = []
     known = experiment_paths()
     for key in spec.space:
         if key not in known:
-            problems.append(f"{source}: space.{key}: unknown field{did_you_mean(key, known)}")
+            where = _space_field(key, source, set_space, OVERRIDE.get())
+            problems.append(f"{where}: unknown field{did_you_mean(key, known)}")
     problems += [f"{source}: {problem}" for problem in _overlapping_dimensions(spec.space)]
     if problems:
         raise SpecError(problems)
@@ -1258,7 +1271,8 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
     with _blaming_overrides(base_source, experiment_overrides, inline):
         base_spec = validate_experiment(base_data, base_source, inline)
     warn_ignored(base_source, base_spec.data.ignored_fields(spec.space), experiment_overrides)
-    return LoadedSearch(spec=spec, base=base_data, base_spec=base_spec, source=source, base_source=base_source)
+    return LoadedSearch(spec=spec, base=base_data, base_spec=base_spec, source=source, base_source=base_source,
+                        override=OVERRIDE.get(), set_space=set_space)
 
 
 def listed_values(dim) -> list:

@@ -600,6 +600,28 @@ def test_a_bad_value_is_blamed_on_where_it_was_written(write_spec):
         assert info.value.problems == [problem]
 
 
+def test_a_space_entry_from_set_is_blamed_on_the_override(write_spec):
+    """`--set space.optimizer.lr=[0.1, -1]` said `g.yaml: space.optimizer.lr: value -1`, a value the file does not hold."""
+    from nnexp.search.space import plan_search
+
+    search = write_spec({"experiment": {"data": {"dataset": "iris"}}, "space": {"optimizer.lr": [0.1],
+                                                                              "model.hidden": [[4], [0]]}}, "g.yaml")
+    for overrides, problems in (
+            (["space.optimizer.lr=[0.1, -1]"], ["--set space.optimizer.lr: value -1: must be > 0.0, got -1",
+                                                f"{search}: space.model.hidden: value [0]: must be >= 1, got 0"]),
+            (["space={optimizer.lr: [0.1, -1]}"], ["--set space.optimizer.lr: value -1: must be > 0.0, got -1"]),
+            (["space.model.hiden=[[4]]"], ["--set space.model.hiden: unknown field; did you mean 'model.hidden'?"]),
+            (["space.model.activation=[relu, {name: relu}]"],
+             ["--set space.model.activation: relu and {name: relu} make the same experiment",
+              f"{search}: space.model.hidden: value [0]: must be >= 1, got 0"]),
+            (["space.optimizer.lr={log_uniform: [0.01, 1]}"],
+             ["--set space.optimizer.lr: a grid needs `points` to use a continuous distribution "
+              "(e.g. {log_uniform: [...], points: 4}), or use --random"])):
+        with pytest.raises(SpecError) as info:
+            plan_search(specs.load_search(search, specs.parse_overrides(overrides)))
+        assert sorted(info.value.problems) == sorted(problems), overrides
+
+
 def test_batch_norm_needs_two_rows_per_batch():
     (line,) = errors_of({"model": {"batch_norm": True}, "train": {"batch_size": 1}})
     assert line.startswith("s.yaml: train.batch_size: batch norm needs at least 2 rows per batch")

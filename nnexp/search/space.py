@@ -21,7 +21,6 @@ import numpy as np
 
 from nnexp.errors import SpecError, warn
 from nnexp.spec import (
-    OVERRIDE,
     ChoiceDist,
     ExperimentSpec,
     IntUniformDist,
@@ -103,7 +102,7 @@ def _scaled(value, scale: float):
     return float(f"{_plain(value) * scale:.12g}")
 
 
-def grid_values(key: str, dim, source: str) -> list:
+def grid_values(key: str, dim, where: str) -> list:
     """The finite list of values a dimension takes in a grid."""
     if isinstance(dim, list):
         return dim
@@ -114,7 +113,7 @@ def grid_values(key: str, dim, source: str) -> list:
         values = list(range(lo, hi + 1)) if dim.points is None else sorted(
             {int(round(v)) for v in np.linspace(lo, hi, dim.points)})
     elif dim.points is None:
-        raise SpecError(f"{source}: space.{key}: a grid needs `points` to use a continuous distribution "
+        raise SpecError(f"{where}: a grid needs `points` to use a continuous distribution "
                         f"(e.g. {{{_dist_name(dim)}: [...], points: 4}}), or use --random")
     elif isinstance(dim, UniformDist):
         values = [float(v) for v in np.linspace(*dim.uniform, dim.points)]
@@ -168,7 +167,7 @@ def expand_params(loaded: LoadedSearch, strategy: str | None = None, trials: int
     keys = sorted(spec.space)
     finite = is_finite_space(spec.space)
     if strategy == "grid" or finite:
-        values = [grid_values(k, spec.space[k], loaded.source) for k in keys]
+        values = [grid_values(k, spec.space[k], loaded.space_field(k)) for k in keys]
         size = math.prod(len(v) for v in values)
     if strategy == "grid":
         if size > MAX_GRID:
@@ -179,7 +178,7 @@ def expand_params(loaded: LoadedSearch, strategy: str | None = None, trials: int
     n = trials or spec.trials
     rng = np.random.default_rng(spec.seed)
     # named as given: in the spec, the command line's --trials, or the API's trials= (as its overrides are)
-    asked = f"{loaded.source}: trials" if not trials else "--trials" if OVERRIDE.get() == "--set" else "trials"
+    asked = f"{loaded.source}: trials" if not trials else "--trials" if loaded.override == "--set" else "trials"
     if finite:  # distinct grid points without replacement; a larger --trials extends a smaller one's sample
         count = min(n, size)
         if n > size:  # as scikit-learn's ParameterSampler warns
@@ -227,7 +226,7 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
         try:
             spec = ExperimentSpec.model_validate(experiment)
         except ValidationError as exc:
-            for key, line in _attribute(loaded.source, exc, params):
+            for key, line in _attribute(loaded, exc, params):
                 invalid.setdefault(key, []).append(line)
             continue
         task = spec.data.known_task
@@ -238,7 +237,7 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
             unsplit.append(params)
         twin = made_by.setdefault(spec.model_dump_json(exclude={"name"}), params)
         if twin is not params:
-            problems.append(_same_experiment(loaded.source, twin, params))
+            problems.append(_same_experiment(loaded, twin, params))
         configs.append(Config(cid, params, spec))
     if unsplit:
         problems.append(_unsplit_problem(loaded, unsplit, len(configs)))
@@ -290,16 +289,16 @@ def _warn_ignored_dimensions(loaded: LoadedSearch, configs: list[Config]) -> Non
                           if is_searched(line.split(":", 1)[0], loaded.spec.space))
     for line in lines:
         field, reason = line.split(": ", 1)
-        warn(f"{loaded.source}: space.{field}: {reason}; its values train the same network there")
+        warn(f"{loaded.space_field(field)}: {reason}; its values train the same network there")
 
 
-def _same_experiment(source: str, first: dict, second: dict) -> str:
+def _same_experiment(loaded: LoadedSearch, first: dict, second: dict) -> str:
     """Values written differently that mean the same (relu and {name: relu}, sigmoid and logistic) would train one network twice."""
     differ = [key for key in first if repr(first[key]) != repr(second[key])]
     if len(differ) == 1:
         key = differ[0]
-        return f"{source}: space.{key}: {yaml_text(first[key])} and {yaml_text(second[key])} make the same experiment"
-    return f"{source}: space: configurations {first} and {second} make the same experiment"
+        return f"{loaded.space_field(key)}: {yaml_text(first[key])} and {yaml_text(second[key])} make the same experiment"
+    return f"{loaded.source}: space: configurations {first} and {second} make the same experiment"
 
 
 def _same_values(loaded: LoadedSearch) -> list[str]:
@@ -315,14 +314,15 @@ def _same_values(loaded: LoadedSearch) -> list[str]:
                 continue
             first = made_by.setdefault(made, value)
             if first is not value:
-                problems.append(_same_experiment(loaded.source, {key: first}, {key: value}))
+                problems.append(_same_experiment(loaded, {key: first}, {key: value}))
     return problems
 
 
-def _attribute(source: str, exc: ValidationError, params: dict) -> list[tuple[tuple, str]]:
+def _attribute(loaded: LoadedSearch, exc: ValidationError, params: dict) -> list[tuple[tuple, str]]:
     """Name the space entry (and value) behind each validation problem of a configuration, as
     ((space key, problem), line) pairs, so that values with the same problem can be told as one."""
     lines = []
+    source = loaded.source
     for line in format_errors(source, exc):
         problem = line.split(": ", 1)[1]
         path = problem.split(": ", 1)[0]
@@ -331,7 +331,7 @@ def _attribute(source: str, exc: ValidationError, params: dict) -> list[tuple[tu
         if owner is not None:
             rest = problem.split(": ", 1)[1]
             kind = _whatever_value(rest.split(", got ", 1)[0])  # what is wrong, whatever value it is wrong for
-            lines.append(((owner, path, kind), f"{source}: space.{owner}: value {params[owner]!r}: {rest}"))
+            lines.append(((owner, path, kind), f"{loaded.space_field(owner)}: value {params[owner]!r}: {rest}"))
         else:
             lines.append(((None, _whatever_value(problem)), f"{source}: space: configuration {params}: {problem}"))
     return lines
