@@ -192,11 +192,31 @@ def _rows_problem(problem: str) -> str:
 
 
 class GradcheckReport:
-    """Relative error per parameter array of a spec's network, with the arrays' shapes and how
-    many of each array's entries were checked."""
+    """Per parameter array of a spec's network: the relative error of backprop against central
+    differences (`errors`), the error rounding alone can produce there (`noise`), the difference
+    step used (`steps`), the array's shape and how many of its entries were checked."""
 
-    def __init__(self, errors: dict[str, float], shapes: dict[str, tuple], rows: int, checked: dict[str, int]):
-        self.errors, self.shapes, self.rows, self.checked = errors, shapes, rows, checked
+    def __init__(self, checks: dict, shapes: dict[str, tuple], rows: int, checked: dict[str, int]):
+        self.checks, self.shapes, self.rows, self.checked = checks, shapes, rows, checked
+        self.errors = {name: c.error for name, c in checks.items()}
+        self.noise = {name: c.noise for name, c in checks.items()}
+        self.steps = {name: c.step for name, c in checks.items()}
+
+    def verdicts(self, tolerance: float = 1e-5) -> dict[str, str]:
+        """'ok', 'failed', or 'noise': above `tolerance` but within rounding noise (a gradient too
+        small to check that closely, or truly zero); only 'failed' fails the check."""
+        return {name: c.verdict(tolerance) for name, c in self.checks.items()}
+
+    def passed(self, tolerance: float = 1e-5) -> bool:
+        return "failed" not in self.verdicts(tolerance).values()
+
+    def __repr__(self) -> str:
+        noise = [name for name, v in self.verdicts().items() if v == "noise"]
+        judged = {name: e for name, e in self.errors.items() if name not in noise} or {"": 0.0}
+        worst = max(judged, key=judged.get)
+        within = f", {len(noise)} within noise" if noise else ""
+        return (f"<GradcheckReport on {self.rows} rows: {len(self.checks)} arrays, {'passed' if self.passed() else 'FAILED'} "
+                f"at 1e-05 (largest error {judged[worst]:.1e}{' in ' + worst if worst else ''}{within})>")
 
 
 def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8, entries: int = 1000) -> GradcheckReport:
@@ -227,10 +247,10 @@ def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8, en
     for name, p in zip(net.param_names, net.params):
         if name.endswith((".b", ".beta")):
             p += rng.normal(0.0, 0.1, p.shape)
-    errors = gradient_check(net, X, y, l1=resolved.train.l1, l2=resolved.train.l2, entries=entries or None,
+    checks = gradient_check(net, X, y, l1=resolved.train.l1, l2=resolved.train.l2, entries=entries or None,
                             seed=resolved.seed)
     checked = {n: checked_entries(p.size, entries or None) for n, p in zip(net.param_names, net.params)}
-    return GradcheckReport(errors, {n: p.shape for n, p in zip(net.param_names, net.params)}, len(X), checked)
+    return GradcheckReport(checks, {n: p.shape for n, p in zip(net.param_names, net.params)}, len(X), checked)
 
 
 class SearchResult:
