@@ -1,7 +1,7 @@
 """Weight initialisers: ``f(rng, fan_in, fan_out, *, activation, **params) -> (fan_in, fan_out)``.
 
 Biases are not initialised here: they always start at 0.  ``activation`` is the
-name of the layer's activation (the output function for the output layer); only
+name of a hidden layer's activation ("" for the output layer); only
 ``xavier``/``xavier_normal`` look at it, for the default gain.
 """
 

@@ -94,8 +94,10 @@ class Network:
                 layers.append(Dropout(name + ".dropout", dropout_hidden, units, self.dropout_rng,
                                       dtype=dtype))
             fan_in = units
+        # the output function is the loss's link, not a hidden activation: no logistic gain for a
+        # binary head (its weights were 4x a softmax head's, unlike what the docs and other tools do)
         layers.append(Dense("output", fan_in, n_out, bias=True, need_input_grad=bool(hidden),
-                            init=init_for(output), dtype=dtype))
+                            init=init_for(""), dtype=dtype))
         self.layers = layers
         self._reversed_layers = layers[::-1]
         self._allocate()

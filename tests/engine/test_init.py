@@ -61,6 +61,16 @@ def test_parameters_are_used():
     assert np.abs(init_weights("uniform", {"limit": 0.3}, rng, 50, 50)).max() <= 0.3
 
 
+def test_the_logistic_gain_is_for_hidden_layers_not_a_binary_output():
+    """A binary head's output function is logistic; its weights had gain 4, 4x a softmax head's."""
+    for output, n_out in (("logistic", 1), ("softmax", 3), ("linear", 1)):
+        net = Network(30, [50], n_out, [("logistic", {})], ("xavier", {"gain": None}), output,
+                      rng=np.random.default_rng(0))
+        W1, Wo = (net.params[net.param_names.index(n)] for n in ("layer1.W", "output.W"))
+        assert np.abs(W1).max() == pytest.approx(4 * np.sqrt(6 / 80), rel=0.05)
+        assert np.abs(Wo).max() == pytest.approx(np.sqrt(6 / (50 + n_out)), rel=0.1)
+
+
 def test_network_layers_use_their_own_fans_and_zero_biases():
     net = Network(300, [500], 2, [("logistic", {})], ("xavier", {"gain": None}), "softmax",
                   rng=np.random.default_rng(0))
