@@ -122,7 +122,8 @@ def write_run(result, folder: Path, plots: bool = True, on_written: Callable[[],
         for name, make in contents.items():
             staged[name] = staged_write(folder / name, make())
         if plots and result.history:
-            figure = plot_learning_curves(result.history, result.prepared.task)
+            penalized = bool(result.spec.train.l1 or result.spec.train.l2)
+            figure = plot_learning_curves(result.history, result.prepared.task, penalized)
             staged["learning_curves.png"] = staged_write(folder / "learning_curves.png", png_bytes(figure))
     except BaseException:
         with _signals_ignored():  # a second Ctrl-C must not stop the cleanup
@@ -311,9 +312,11 @@ def new_figure(**kwargs):
     return Figure(**kwargs)
 
 
-def plot_learning_curves(history: list[dict], task: str):
+def plot_learning_curves(history: list[dict], task: str, penalized: bool = False):
     """The loss (train vs validation) and the main validation metric per epoch; under
-    cross-validation those of the first fold, as the figure's title says."""
+    cross-validation those of the first fold, as the figure's title says. `penalized`: the
+    training curve includes an L1/L2 penalty that the validation loss does not, and says so
+    (else train above validation reads as a data problem)."""
     import pandas as pd
 
     frame = pd.DataFrame(history)
@@ -325,7 +328,7 @@ def plot_learning_curves(history: list[dict], task: str):
     fig = new_figure(figsize=(10, 4), layout="constrained")
     axes = fig.subplots(1, 2)
     marker = "o" if len(frame) < 2 else None  # one epoch is a point: a line alone draws nothing
-    axes[0].plot(frame["epoch"], frame["train_loss"], marker=marker, label="train (running, training mode)")
+    axes[0].plot(frame["epoch"], frame["train_loss"], marker=marker, label="train (running, training mode" + (", + L1/L2 penalty)" if penalized else ")"))
     if "val_loss" in frame:
         axes[0].plot(frame["epoch"], frame["val_loss"], marker=marker, label="validation")
     from matplotlib.ticker import MaxNLocator

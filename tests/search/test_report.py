@@ -426,3 +426,14 @@ def test_a_one_epoch_curve_is_drawn_as_a_point():
                                              "classification")
     lines = [line for ax in fig.axes for line in ax.get_lines()]
     assert len(lines) == 3 and all(line.get_marker() == "o" for line in lines)
+
+
+def test_a_penalised_training_curve_says_it_holds_the_penalty():
+    """With L1/L2 the training objective sits above the validation loss by the penalty alone."""
+    import nnexp.results
+
+    history = [{"epoch": e, "train_loss": 1.0, "val_loss": 0.6, "val_accuracy": 0.8} for e in (1, 2)]
+    for penalized, label in ((False, "train (running, training mode)"),
+                             (True, "train (running, training mode, + L1/L2 penalty)")):
+        fig = nnexp.results.plot_learning_curves(history, "classification", penalized)
+        assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [label, "validation"]
