@@ -21,6 +21,7 @@ import numpy as np
 
 from nnexp.errors import SpecError, warn
 from nnexp.spec import (
+    KIND_FAMILIES,
     ChoiceDist,
     ExperimentSpec,
     IntUniformDist,
@@ -237,7 +238,7 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
             unsplit.append(params)
         twin = made_by.setdefault(spec.model_dump_json(exclude={"name"}), params)
         if twin is not params:
-            problems.append(_same_experiment(loaded, twin, params))
+            problems.append(_same_experiment(loaded, twin, params, spec))
         configs.append(Config(cid, params, spec))
     if unsplit:
         problems.append(_unsplit_problem(loaded, unsplit, len(configs)))
@@ -292,13 +293,31 @@ def _warn_ignored_dimensions(loaded: LoadedSearch, configs: list[Config]) -> Non
         warn(f"{loaded.space_field(field)}: {reason}; its values train the same network there")
 
 
-def _same_experiment(loaded: LoadedSearch, first: dict, second: dict) -> str:
+def _same_experiment(loaded: LoadedSearch, first: dict, second: dict, spec: ExperimentSpec | None = None) -> str:
     """Values written differently that mean the same (relu and {name: relu}, sigmoid and logistic) would train one network twice."""
     differ = [key for key in first if repr(first[key]) != repr(second[key])]
     if len(differ) == 1:
         key = differ[0]
-        return f"{loaded.space_field(key)}: {yaml_text(first[key])} and {yaml_text(second[key])} make the same experiment"
+        line = f"{loaded.space_field(key)}: {yaml_text(first[key])} and {yaml_text(second[key])} make the same experiment"
+        return line + (_parameter_of_another_kind(key, first, spec) if spec is not None else "")
     return f"{loaded.source}: space: configurations {first} and {second} make the same experiment"
+
+
+def _parameter_of_another_kind(key: str, params: dict, spec: ExperimentSpec) -> str:
+    """Why two values of a kind's parameter can be one experiment: in a configuration whose kind
+    (searched alongside) has no such parameter, it is dropped. Say so, and what to search instead."""
+    family, _, parameter = key.rpartition(".")
+    if family not in KIND_FAMILIES:
+        return ""
+    kind = spec
+    for part in family.split("."):
+        kind = getattr(kind, part, None)
+    if kind is None or isinstance(kind, list) or parameter in type(kind).model_fields:
+        return ""
+    named = {k: v for k, v in params.items() if k == f"{family}.name"}
+    where = f" with {family}.name {kind.name}" if named else f" on {kind.name}"
+    return (f"{where}, which has no {parameter}: search whole choices instead, e.g. "
+            f"{family}: [{{name: {kind.name}}}, {{name: ..., {parameter}: {yaml_text(params[key])}}}, ...]")
 
 
 def _same_values(loaded: LoadedSearch) -> list[str]:

@@ -75,6 +75,10 @@ def test_random_trials_option_overrides_spec(search_file):
     ({"data.drop": [["sepal width (cm)", "petal width (cm)"], ["petal width (cm)", "sepal width (cm)"]]},
      "space.data.drop: [sepal width (cm), petal width (cm)] and [petal width (cm), sepal width (cm)] make the same "
      "experiment"),
+    # a parameter of one searched optimizer is dropped on another that lacks it: say why, and what to search
+    ({"optimizer.name": ["adam", "momentum"], "optimizer.momentum": [0.5, 0.9]},
+     "space.optimizer.momentum: 0.5 and 0.9 make the same experiment with optimizer.name adam, which has no "
+     "momentum: search whole choices instead, e.g. optimizer: [{name: adam}, {name: ..., momentum: 0.5}, ...]"),
 ])
 def test_values_that_make_the_same_experiment_are_an_error(space, problem, search_file):
     """Written differently but equal once resolved: each would train the same networks twice under two names."""
