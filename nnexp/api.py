@@ -29,7 +29,7 @@ def load_spec(spec: str | os.PathLike | dict | ExperimentSpec, overrides: dict[s
             raise SpecError(f"overrides: {path}: unknown field{did_you_mean(path, known)}")
     warned: list[str] = []
     if isinstance(spec, ExperimentSpec):  # validated again (it may have been edited), warned about where it was made
-        warned = spec.data.ignored_fields()
+        warned = spec.ignored_fields()
         spec = spec.model_dump(mode="json")
     with _keyword_overrides_named():
         if isinstance(spec, dict):
@@ -39,7 +39,7 @@ def load_spec(spec: str | os.PathLike | dict | ExperimentSpec, overrides: dict[s
             for path, value in pairs:
                 apply_override(tree, path, value)
             resolved = validate_experiment(tree, MAPPING)
-            warn_ignored(MAPPING, [line for line in resolved.data.ignored_fields() if line not in warned], pairs)
+            warn_ignored(MAPPING, [line for line in resolved.ignored_fields() if line not in warned], pairs)
             return resolved
         return load_experiment(spec, pairs)
 

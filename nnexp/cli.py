@@ -148,7 +148,11 @@ def _root(
 @app.command()
 def validate(spec: SpecArg, set_: SetOpt = None,
              quiet: Annotated[bool, typer.Option(
-                 "--quiet", "-q", help="Print only warnings and errors; the exit code says.")] = False):
+                 "--quiet", "-q", help="Print only warnings and errors; the exit code says.")] = False,
+             random_: Annotated[bool, typer.Option(
+                 "--random", help="A search spec: check the random search `nnexp search --random` would run.")] = False,
+             trials: Annotated[Optional[int], typer.Option(
+                 "--trials", min=1, max=1_000_000, help="A random search: configurations to sample.")] = None):
     """Check a spec and its data file, then print it with every default filled in (and a search's plan).
 
     The data file is read as run and search would read it."""
@@ -157,6 +161,8 @@ def validate(spec: SpecArg, set_: SetOpt = None,
     with user_errors(), warnings_as_lines():
         overrides = specs.parse_overrides(set_)
         loaded = specs.load_any(spec, overrides)
+        if isinstance(loaded, specs.ExperimentSpec) and (random_ or trials is not None):
+            raise NnexpError(f"{'--random' if random_ else '--trials'}: only for a search spec; {spec} is an experiment spec")
         if isinstance(loaded, specs.ExperimentSpec):
             from nnexp.train import check_monitors, first_split, load_data
 
@@ -167,10 +173,11 @@ def validate(spec: SpecArg, set_: SetOpt = None,
             from nnexp.search.space import plan_search
             from nnexp.search.preflight import check_data
 
-            plan = plan_search(loaded)
+            plan = plan_search(loaded, "random" if random_ else loaded.spec.strategy, trials)
             check_data(plan, loaded)
             # the output is itself a valid search spec: the base inline, as `experiment:`
             search = loaded.spec.model_dump(mode="json", exclude={"experiment", "base"})
+            search.update(strategy=plan.strategy, trials=trials or search["trials"])  # as --random and --trials made it
             origin = f" (from base: {loaded.spec.base})" if loaded.spec.base is not None else ""
             text = (specs.dump_yaml(search) + f"# base experiment, resolved{origin}:\n"
                     + specs.dump_yaml({"experiment": loaded.base_spec.model_dump(mode="json")})

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 import yaml
 from pydantic import (
@@ -28,6 +28,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     Tag,
     ValidationError,
     model_serializer,
@@ -131,6 +132,25 @@ class Kind(Strict):
     """One named choice; serialises back to a bare name when it has no parameters."""
 
     name: str
+    # fields another choice of the family uses that this one takes and ignores, with why
+    IGNORED: ClassVar[dict[str, str]] = {}
+    _ignored: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _set_aside_ignored(cls, data, handler):
+        given = tuple(k for k in cls.IGNORED if isinstance(data, dict) and k in data)
+        if given:
+            for key in given:
+                _check_ignored_value(key, data[key])
+            data = {k: v for k, v in data.items() if k not in given}
+        made = handler(data)
+        made._ignored = given
+        return made
+
+    def ignored_fields(self, path: str) -> list[str]:
+        """`path.<field>: why` for each field given that this choice ignores."""
+        return [f"{path}.{key}: {self.IGNORED[key]}" for key in self._ignored]
 
     @model_serializer(mode="wrap")
     def _compact(self, handler):
@@ -140,6 +160,12 @@ class Kind(Strict):
     def params(self) -> dict[str, Any]:
         """The choice's parameters, without its name."""
         return {k: getattr(self, k) for k in type(self).model_fields if k != "name"}
+
+
+def _check_ignored_value(key: str, value) -> None:
+    """An ignored field is still checked as its users check it (a momentum in [0, 1))."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"@{key}: must be a number in [0, 1), got {describe(value)}")
 
 
 def _tag(value) -> str | None:
@@ -186,7 +212,7 @@ def kind_type(family: str, choices: list[type[Kind]], aliases: dict[str, str] | 
                 f" (one of {', '.join(by_name)})"
             )
         cls = by_name[name]
-        extra = [k for k in value if k != "name" and k not in cls.model_fields]
+        extra = [k for k in value if k != "name" and k not in cls.model_fields and k not in cls.IGNORED]
         if extra:
             own = [k for k in cls.model_fields if k != "name"]
             has = f"its parameters: {', '.join(own)}" if own else "it takes none"
@@ -210,7 +236,9 @@ def _kind(name: str, family: str, base: type[Kind] = Kind, **fields) -> type[Kin
         namespace[field] = default
     namespace["__annotations__"] = annotations
     cls_name = "".join(p.capitalize() for p in f"{family}_{name}".split("_"))
-    return type(cls_name, (base,), namespace)
+    namespace.update(__module__=__name__, __qualname__=cls_name)  # found again by pickle (a spec sent to a process)
+    made = globals()[cls_name] = type(cls_name, (base,), namespace)
+    return made
 
 
 KIND_DEFAULTS = {  # the choice each family's field defaults to
@@ -276,13 +304,22 @@ class _OptimizerKind(Kind):
         return self
 
 
-def _optimizer(name: str, lr: float, **fields) -> type[Kind]:
+def _optimizer(name: str, lr: float, base: type[Kind] = _OptimizerKind, **fields) -> type[Kind]:
     """Every optimizer takes a learning rate (with its own default) and a schedule."""
-    return _kind(name, "optimizer", _OptimizerKind, lr=(PositiveFloat, lr), **fields, schedule=(Schedule, KIND_DEFAULTS["optimizer.schedule"]))
+    return _kind(name, "optimizer", base, lr=(PositiveFloat, lr), **fields, schedule=(Schedule, KIND_DEFAULTS["optimizer.schedule"]))
+
+
+class _SgdKind(_OptimizerKind):
+    """Plain SGD takes the momentum of the momentum optimizers (as in the contract's example,
+    `{name: sgd, lr: 0.1, momentum: 0.9}`) and ignores it, with a warning."""
+
+    IGNORED: ClassVar[dict[str, str]] = {
+        "momentum": "only the momentum and nesterov optimizers use it; sgd ignores it "
+                    "(SGD with momentum is `name: momentum`)"}
 
 
 OPTIMIZER_CHOICES = [
-    _optimizer("sgd", 0.1),
+    _optimizer("sgd", 0.1, _SgdKind),
     _optimizer("momentum", 0.01, momentum=(_Momentum, 0.9)),
     _optimizer("nesterov", 0.01, momentum=(_Momentum, 0.9)),
     _optimizer("adagrad", 0.01, eps=(PositiveFloat, 1e-8)),
@@ -571,6 +608,10 @@ class ExperimentSpec(Strict):
         if problems:
             raise ValueError(f"@{problems[0]}")
         return self
+
+    def ignored_fields(self, searched: Iterable[str] = ()) -> list[str]:
+        """Fields given that this experiment does not use, as `<path>: why` lines (for warnings)."""
+        return self.data.ignored_fields(searched) + self.optimizer.ignored_fields("optimizer")
 
     def monitors(self) -> list[tuple[str, Any]]:
         """(field, config) of early stopping and the target watch, where set."""
@@ -1133,12 +1174,12 @@ def experiment_from_dict(data: dict, path: Path, overrides=None) -> ExperimentSp
         data["name"] = path.stem
     with _blaming_overrides(str(path), overrides or []):
         spec = validate_experiment(data, str(path))
-    warn_ignored(str(path), spec.data.ignored_fields(), overrides or [])
+    warn_ignored(str(path), spec.ignored_fields(), overrides or [])
     return spec
 
 
 def warn_ignored(source: str, lines: list[str], overrides: list[tuple[str, Any]] = ()) -> None:
-    """One warning per `DataSpec.ignored_fields` line, named by the file, or by `--set` when an
+    """One warning per `ExperimentSpec.ignored_fields` line, named by the file, or by `--set` when an
     override gave that field."""
     given = [path for path, _ in overrides]
     for line in lines:
@@ -1270,7 +1311,7 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
     inline = "experiment." if spec.base is None else ""  # its fields are named as the search file writes them
     with _blaming_overrides(base_source, experiment_overrides, inline):
         base_spec = validate_experiment(base_data, base_source, inline)
-    warn_ignored(base_source, base_spec.data.ignored_fields(spec.space), experiment_overrides)
+    warn_ignored(base_source, base_spec.ignored_fields(spec.space), experiment_overrides)
     return LoadedSearch(spec=spec, base=base_data, base_spec=base_spec, source=source, base_source=base_source,
                         override=OVERRIDE.get(), set_space=set_space)
 

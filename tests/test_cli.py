@@ -300,3 +300,69 @@ def test_running_out_of_memory_is_one_line_and_exit_1_not_bad_input(tmp_path, wr
     result = runner.invoke(app, ["run", str(path), "--results-dir", str(tmp_path / "r")])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.stderr.startswith("error: out of memory (Unable to allocate 763. MiB")
+
+
+CONTRACT_EXPERIMENT = """\
+name: digits-relu
+seed: 0
+data:
+  dataset: digits
+  target: label
+  task: auto
+  val_fraction: 0.2
+  test_fraction: 0.2
+  normalize: zscore
+  pca_components: 0.95
+  pca_whiten: false
+  cv_folds: 0
+model:
+  hidden: [128, 64]
+  activation: relu
+  init: he
+  dropout: 0.0
+  batch_norm: false
+optimizer:
+  name: sgd
+  lr: 0.1
+  momentum: 0.9              # momentum / nesterov only
+  schedule: constant
+train:
+  epochs: 50
+  batch_size: 64
+  l2: 0.0
+  l1: 0.0
+  early_stopping: null
+  dtype: float32
+"""
+
+
+def test_the_contracts_example_specs_validate_and_run(tmp_path):
+    """The contract's experiment example sets momentum on sgd, a field it documents as for
+    momentum / nesterov only: taken and ignored with a warning (it was refused, exit 2)."""
+    (tmp_path / "digits.yaml").write_text(CONTRACT_EXPERIMENT)
+    (tmp_path / "grid.yaml").write_text(
+        "name: activation-vs-init\nbase: digits.yaml\nstrategy: grid\ntrials: 20\nrepeats: 3\n"
+        "metric: val_accuracy\nmode: max\nn_jobs: -1\nspace:\n  model.activation: [logistic, tanh, relu]\n"
+        "  optimizer.lr: {log_uniform: [0.001, 1.0]}\n  train.batch_size: {choice: [16, 64, 256]}\n")
+    ignored = ("optimizer.momentum: only the momentum and nesterov optimizers use it; sgd ignores it "
+               "(SGD with momentum is `name: momentum`)")
+    checked = runner.invoke(app, ["validate", str(tmp_path / "digits.yaml")])
+    assert checked.exit_code == 0, checked.stderr
+    assert f"warning: {tmp_path / 'digits.yaml'}: {ignored}" in checked.stderr.splitlines()
+    assert "momentum" not in checked.stdout  # the resolved spec holds what trains: plain SGD
+    run = runner.invoke(app, ["run", str(tmp_path / "digits.yaml"), "--set", "train.epochs=1", "--results-dir",
+                              str(tmp_path / "out"), "-q"])
+    assert run.exit_code == 0 and (tmp_path / "out" / "digits-relu" / "metrics.json").exists()
+    grid = runner.invoke(app, ["validate", str(tmp_path / "grid.yaml")])  # a continuous dimension: random only
+    assert grid.exit_code == 2 and "or use --random" in grid.stderr
+    sampled = runner.invoke(app, ["validate", str(tmp_path / "grid.yaml"), "--random", "--trials", "4"])
+    assert sampled.exit_code == 0, sampled.stderr
+    assert "strategy: random\ntrials: 4\n" in sampled.stdout
+    assert sampled.stdout.endswith("# plan: random: 4 configurations x 3 repeats = 12 trials\n")
+    for args, problem in ((["--random"], "--random: only for a search spec"), (["--trials", "3"], "--trials: only")):
+        wrong = runner.invoke(app, ["validate", str(tmp_path / "digits.yaml"), *args])
+        assert wrong.exit_code == 2 and problem in wrong.stderr
+    for value, shown in (("2", "int 2"), ("abc", "str 'abc'"), ("true", "bool True")):
+        bad = runner.invoke(app, ["validate", str(tmp_path / "digits.yaml"), "--set", f"optimizer.momentum={value}"])
+        assert bad.exit_code == 2
+        assert bad.stderr.endswith(f"error: --set optimizer.momentum: must be a number in [0, 1), got {shown}\n")
