@@ -194,34 +194,40 @@ def _rows_problem(problem: str) -> str:
 class GradcheckReport:
     """Per parameter array of a spec's network: the relative error of backprop against central
     differences (`errors`), the error rounding alone can produce there (`noise`), the difference
-    step used (`steps`), the array's shape and how many of its entries were checked."""
+    step used (`steps`), the array's shape and how many of its entries were checked; `verdicts`
+    and `passed` judge them at `tolerance`."""
 
-    def __init__(self, checks: dict, shapes: dict[str, tuple], rows: int, checked: dict[str, int]):
-        self.checks, self.shapes, self.rows, self.checked = checks, shapes, rows, checked
+    def __init__(self, checks: dict, shapes: dict[str, tuple], rows: int, checked: dict[str, int],
+                 tolerance: float = 1e-5):
+        self.checks, self.shapes, self.rows, self.checked, self.tolerance = checks, shapes, rows, checked, tolerance
         self.errors = {name: c.error for name, c in checks.items()}
         self.noise = {name: c.noise for name, c in checks.items()}
         self.steps = {name: c.step for name, c in checks.items()}
 
-    def verdicts(self, tolerance: float = 1e-5) -> dict[str, str]:
-        """'ok', 'failed', or 'noise': above `tolerance` but within rounding noise (a gradient too
+    @property
+    def verdicts(self) -> dict[str, str]:
+        """'ok', 'failed', or 'noise': above the tolerance but within rounding noise (a gradient too
         small to check that closely, or truly zero); only 'failed' fails the check."""
-        return {name: c.verdict(tolerance) for name, c in self.checks.items()}
+        return {name: c.verdict(self.tolerance) for name, c in self.checks.items()}
 
-    def passed(self, tolerance: float = 1e-5) -> bool:
-        return "failed" not in self.verdicts(tolerance).values()
+    @property
+    def passed(self) -> bool:
+        return "failed" not in self.verdicts.values()
 
     def __repr__(self) -> str:
-        noise = [name for name, v in self.verdicts().items() if v == "noise"]
+        noise = [name for name, v in self.verdicts.items() if v == "noise"]
         judged = {name: e for name, e in self.errors.items() if name not in noise} or {"": 0.0}
         worst = max(judged, key=judged.get)
         within = f", {len(noise)} within noise" if noise else ""
-        return (f"<GradcheckReport on {self.rows} rows: {len(self.checks)} arrays, {'passed' if self.passed() else 'FAILED'} "
-                f"at 1e-05 (largest error {judged[worst]:.1e}{' in ' + worst if worst else ''}{within})>")
+        return (f"<GradcheckReport on {self.rows} rows: {len(self.checks)} arrays, {'passed' if self.passed else 'FAILED'} "
+                f"at {self.tolerance:.0e} (largest error {judged[worst]:.1e}{' in ' + worst if worst else ''}{within})>")
 
 
-def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8, entries: int = 1000) -> GradcheckReport:
+def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8, entries: int = 1000,
+              tolerance: float = 1e-5) -> GradcheckReport:
     """Backprop vs central differences for the spec's network on a few training rows, in float64,
-    on at most `entries` entries of each parameter array drawn at random (0: every entry)."""
+    on at most `entries` entries of each parameter array drawn at random (0: every entry);
+    the report's `passed` and `verdicts` judge the errors at `tolerance`."""
     import numpy as np
 
     from nnexp.build import build_network
@@ -231,6 +237,8 @@ def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8, en
 
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 2:
         raise NnexpError(f"rows: must be a whole number of at least 2 training rows, got {rows!r}")
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance > 0:
+        raise NnexpError(f"tolerance: must be a positive relative error, got {tolerance!r}")
     if isinstance(entries, bool) or not isinstance(entries, int) or entries < 0:
         raise NnexpError(f"entries: must be a whole number of entries per array (0: all of them), got {entries!r}")
     resolved = load_spec(spec)
@@ -250,7 +258,8 @@ def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8, en
     checks = gradient_check(net, X, y, l1=resolved.train.l1, l2=resolved.train.l2, entries=entries or None,
                             seed=resolved.seed)
     checked = {n: checked_entries(p.size, entries or None) for n, p in zip(net.param_names, net.params)}
-    return GradcheckReport(checks, {n: p.shape for n, p in zip(net.param_names, net.params)}, len(X), checked)
+    return GradcheckReport(checks, {n: p.shape for n, p in zip(net.param_names, net.params)}, len(X), checked,
+                           float(tolerance))
 
 
 class SearchResult:

@@ -294,10 +294,10 @@ def gradcheck(
         from nnexp.console import print_gradcheck
 
         with spec_named(spec):
-            report = check_gradients(experiment, rows=rows, entries=entries)
-        failed = [n for n, v in report.verdicts(tolerance).items() if v == "failed"]
+            report = check_gradients(experiment, rows=rows, entries=entries, tolerance=tolerance)
+        failed = [n for n, v in report.verdicts.items() if v == "failed"]
         if not quiet:
-            print_gradcheck(report, tolerance)
+            print_gradcheck(report)
         elif failed:
             worst = max(failed, key=report.errors.get)
             sys.stderr.write(f"error: {spec}: gradient check failed: relative error {report.errors[worst]:.2e} "

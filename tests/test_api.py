@@ -58,7 +58,7 @@ def test_load_spec_overrides_and_errors():
 def test_gradcheck_api():
     report = nnexp.gradcheck({"data": {"dataset": "xor", "n_samples": 40}, "model": {"hidden": [3], "activation": "tanh"}})
     assert set(report.errors) == {"layer1.W", "layer1.b", "output.W", "output.b"}
-    assert max(report.errors.values()) < 1e-6
+    assert max(report.errors.values()) < 1e-6 and report.passed is True and set(report.verdicts.values()) == {"ok"}
     assert report.checked == {"layer1.W": 6, "layer1.b": 3, "output.W": 3, "output.b": 1}  # all: under `entries`
     sampled = nnexp.gradcheck({"data": {"dataset": "xor", "n_samples": 40}, "model": {"hidden": [30]}}, entries=20)
     assert sampled.checked == {"layer1.W": 20, "layer1.b": 20, "output.W": 20, "output.b": 1}
@@ -188,6 +188,7 @@ def test_the_callers_mapping_is_left_as_it_was(tmp_path):
     (lambda: nnexp.gradcheck({"data": {"dataset": "iris"}}, rows=0), "rows: must be a whole number of at least 2"),
     (lambda: nnexp.gradcheck({"data": {"dataset": "iris"}}, rows=-1), "rows: must be a whole number of at least 2"),
     (lambda: nnexp.gradcheck({"data": {"dataset": "iris"}}, entries=-1), "entries: must be a whole number"),
+    (lambda: nnexp.gradcheck({"data": {"dataset": "iris"}}, tolerance=0), "tolerance: must be a positive relative error"),
     (lambda: nnexp.run_experiment({"data": {"dataset": "iris"}}, results_dir=5),
      "results_dir: expected a folder path or None, got int 5"),
     (lambda: nnexp.run_search("grid.yaml", results_dir=5), "results_dir: expected a folder path, got int 5"),

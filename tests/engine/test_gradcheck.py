@@ -173,8 +173,8 @@ def test_correct_gradients_are_not_failed_by_rounding_or_kinks(spec):
     """Each of these read FAILED (errors 1.0, 0.17-0.38, 8e-5) on a backprop that is right."""
     import nnexp
 
-    report = nnexp.gradcheck(spec)
-    verdicts = report.verdicts(1e-7)
+    report = nnexp.gradcheck(spec, tolerance=1e-7)
+    verdicts = report.verdicts
     assert "failed" not in verdicts.values(), report.errors
     assert all(report.errors[name] < 1e-7 for name, v in verdicts.items() if v == "ok")
     # a beta feeding another batch norm through a linear stretch has a gradient of exactly 0: agreeing within noise is all it can do
@@ -231,7 +231,7 @@ def test_a_wrong_small_gradient_of_a_saturated_network_fails(activation, hidden,
     spec = {"data": {"dataset": "diabetes"},
             "model": {"hidden": hidden, "activation": activation, "init": {"name": "gaussian", "std": 0.01}}}
     right = nnexp.gradcheck(spec)
-    assert right.passed() and right.steps["layer1.W"] > 1e-6  # rounding blurs the smallest step
+    assert right.passed and right.steps["layer1.W"] > 1e-6  # rounding blurs the smallest step
     original = layers.Dense.backward
 
     def wrong(self, grad):
@@ -242,5 +242,5 @@ def test_a_wrong_small_gradient_of_a_saturated_network_fails(activation, hidden,
 
     monkeypatch.setattr(layers.Dense, "backward", wrong)
     report = nnexp.gradcheck(spec)
-    assert report.verdicts()["layer1.W"] == "failed" and report.errors["layer1.W"] == pytest.approx(0.2, rel=0.01)
-    assert not report.passed() and report.passed(0.3)
+    assert report.verdicts["layer1.W"] == "failed" and report.errors["layer1.W"] == pytest.approx(0.2, rel=0.01)
+    assert not report.passed and nnexp.gradcheck(spec, tolerance=0.3).passed
