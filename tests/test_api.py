@@ -256,3 +256,16 @@ def test_only_labels_that_print_as_whole_numbers_become_numbers(tmp_path):
     nnexp.run_experiment({"name": "c", "data": {"dataset": str(tmp_path / "codes.parquet")}, "train": {"epochs": 1}},
                          results_dir=tmp_path)
     assert set(nnexp.predict(tmp_path / "c" / "model.npz", frame)["prediction"]) <= {"007", "008"}
+
+
+def test_the_api_is_listed_and_reached_after_a_plain_import():
+    """`nnexp.errors.NnexpError`, as the README writes it, raised AttributeError until some API
+    function had been used; dir() (tab completion) listed none of the functions."""
+    import subprocess
+    import sys
+
+    code = ("import nnexp, sys; print(nnexp.errors.NnexpError.__name__); "
+            "print(' '.join(n for n in dir(nnexp) if not n.startswith('_'))); print('nnexp.api' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[:3] == ["NnexpError", "errors gradcheck load_spec predict rebuild_report run_experiment run_search",
+                       "False"]
