@@ -89,7 +89,9 @@ def print_run_summary(result) -> None:
     epochs += " per fold (mean)" if metrics.get("cv_folds") else ""
     best = metrics.get("best_epoch")
     if best and best != metrics["epochs_run"]:
-        epochs += f" (best weights from epoch {fmt_epochs(best)})"
+        restored = result.spec.train.early_stopping is not None
+        epochs += (f" (best weights from epoch {fmt_epochs(best)})" if restored else
+                   f" (val_loss lowest at epoch {fmt_epochs(best)}; the last epoch's weights are kept)")
     task = _task_words(result)  # which task data.task auto chose, said where it cannot be missed
     console.print(f"{task + ': ' if task else ''}{epochs} in {metrics['seconds']:.2f} s "
                   f"({1000 * metrics['seconds_per_epoch']:.1f} ms/epoch)")

@@ -181,10 +181,10 @@ def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None
     loop_seconds = time.perf_counter() - loop_started
 
     epochs_run = len(history)
-    best_epoch = epochs_run
+    kept_epoch = epochs_run  # whose weights the metrics and the model are
     if stopper and stopper.best_state is not None:
         net.set_state(stopper.best_state)
-        best_epoch = stopper.best_epoch
+        kept_epoch = stopper.best_epoch
     metrics: dict[str, Any] = {}
     for split in ("train", "val", "test"):
         X, y = getattr(data, f"X_{split}"), getattr(data, f"y_{split}")
@@ -192,12 +192,12 @@ def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None
             continue
         values = evaluate(net, data, X, y) if status == "ok" else dict.fromkeys(metric_names(data.task))
         metrics.update({f"{split}_{k}": v for k, v in values.items()})
-    metrics.update(layer_summary(history, best_epoch) if status == "ok" else {})
+    metrics.update(layer_summary(history, kept_epoch) if status == "ok" else {})
     if target:
         metrics["epochs_to_target"] = target.epoch
     metrics.update({
         "epochs_run": epochs_run,
-        "best_epoch": best_epoch if status == "ok" else None,
+        "best_epoch": (kept_epoch if stopper else lowest_epoch(history, "val_loss")) if status == "ok" else None,
         "diverged_epoch": diverged_epoch,
         "seconds": time.perf_counter() - started,
         "seconds_per_epoch": loop_seconds / max(epochs_run, 1),
@@ -220,12 +220,18 @@ def evaluate(net: Network, data, X: np.ndarray, y: np.ndarray) -> dict[str, floa
     return regression_metrics(output, y, data.preprocessor.inverse_target)
 
 
-def layer_summary(history: list[dict], best_epoch: int | None = None) -> dict[str, float | None]:
+def lowest_epoch(history: list[dict], key: str) -> int | None:
+    """The epoch where `key` was lowest (the first, on a tie); None where it was not recorded."""
+    values = [(row[key], row["epoch"]) for row in history if row.get(key) is not None and math.isfinite(row[key])]
+    return min(values)[1] if values else None
+
+
+def layer_summary(history: list[dict], kept_epoch: int | None = None) -> dict[str, float | None]:
     """Vanishing gradients and unit health in a few numbers for comparison tables.
 
     grad_norm_first / grad_norm_last: mean over epochs of the first hidden layer's
     and the output layer's weight-gradient norm; grad_ratio is their quotient.
-    saturated / dead: mean over the layers where they apply, at `best_epoch` (the
+    saturated / dead: mean over the layers where they apply, at `kept_epoch` (the
     weights kept, which early stopping restores), else the last epoch.
     """
     grads = sorted((k for k in history[0] if k.startswith("grad_norm_")), key=lambda k: int(k.rsplit("_", 1)[1]))
@@ -234,7 +240,7 @@ def layer_summary(history: list[dict], best_epoch: int | None = None) -> dict[st
         first = float(np.mean([row[grads[0]] for row in history]))
         last = float(np.mean([row[grads[-1]] for row in history]))
         summary.update(grad_norm_first=first, grad_norm_last=last, grad_ratio=first / last if last > 0 else None)
-    final = history[best_epoch - 1] if best_epoch else history[-1]
+    final = history[kept_epoch - 1] if kept_epoch else history[-1]
     for kind in ("saturated", "dead"):
         values = [v for k, v in final.items() if k.startswith(f"{kind}_")]
         summary[kind] = float(np.mean(values)) if values else None

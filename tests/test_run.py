@@ -588,3 +588,17 @@ def test_a_stop_after_the_files_are_written_says_so(tmp_path, write_spec, monkey
     assert result.exit_code == 130
     assert result.stderr.splitlines()[-1] == f"interrupted after this run's files were written in {tmp_path / 'r'}"
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["epochs_run"] == 2
+
+
+def test_best_epoch_without_early_stopping_is_the_lowest_validation_loss():
+    """It was the last epoch (the weights kept), which a reader takes for the best validation score."""
+    spec = {"data": {"dataset": "digits", "train_size": 100}, "model": {"hidden": [64]},
+            "optimizer": {"name": "sgd", "lr": 0.5}, "train": {"epochs": 40}}
+    result = run_experiment(spec, results_dir=None)
+    history = pd.DataFrame(result.history)
+    lowest = int(history.loc[history["val_loss"].idxmin(), "epoch"])
+    assert lowest < 40 and result.metrics["best_epoch"] == lowest  # it overfits: the minimum is not at the end
+    assert result.metrics["val_loss"] == pytest.approx(history["val_loss"].iloc[-1], rel=1e-6)  # last weights kept
+    unsplit = run_experiment({**spec, "data": {"dataset": "iris", "val_fraction": 0.0}, "train": {"epochs": 3}},
+                             results_dir=None)
+    assert unsplit.metrics["best_epoch"] is None
