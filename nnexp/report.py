@@ -57,6 +57,13 @@ class ReportResult:
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     metric_guessed: bool = False  # no search.yaml said which metric the search ranks by
+    name: str = ""  # the search's, from search.yaml (else the folder's)
+    planned: int | None = None  # trials its last run planned, from search.yaml
+
+    @property
+    def missing(self) -> int:
+        """Planned trials with no record yet: the search was stopped before it finished (or still runs)."""
+        return max(0, self.planned - len(self.trials)) if self.planned else 0
 
 
 # --------------------------------------------------------------------------- frames
@@ -414,8 +421,10 @@ def summary_markdown(result: ReportResult) -> str:
 
     body = pd.DataFrame(table).to_markdown(index=False) if table else f"({NO_TRIALS})"
     n = len(result.trials)
-    head = (f"# {result.folder.name}: summary\n\n"
-            f"{len(s)} configurations, {n} trials ({_counts(result.trials)}); ranked by {m} ({result.mode}"
+    unfinished = (f"**Unfinished:** {n} of the {result.planned} planned trials have run (the search was stopped, "
+                  "or is still running); run the same `nnexp search` command to finish it.\n\n" if result.missing else "")
+    head = (f"# {result.name or result.folder.name}: summary\n\n{unfinished}"
+            f"{_plural(len(s), 'configuration')}, {_plural(n, 'trial')} ({_counts(result.trials)}); ranked by {m} ({result.mode}"
             f"{'; a guess: no search.yaml says which metric the search ranks by' if result.metric_guessed else ''}).\n"
             f"Mean ± std (n-1) over ok repeats; ci95 is the half-width of the 95% t-interval of the mean; "
             f"configurations that trained with every seed rank first, then those with a failed or diverged "
@@ -433,9 +442,13 @@ def summary_markdown(result: ReportResult) -> str:
     return head + body + "\n" + tail
 
 
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def effects_markdown(result: ReportResult) -> str:
     m = result.metric
-    parts = [f"# {result.folder.name}: effects of each searched parameter on {m}\n",
+    parts = [f"# {result.name or result.folder.name}: effects of each searched parameter on {m}\n",
              "Marginal effect: mean ± std of the metric over all ok trials having that value "
              "(averaged over the other parameters), with failure and divergence rates over all its trials.\n"]
     for p, frame in result.effects.items():
@@ -617,13 +630,12 @@ def _config_label(result: ReportResult, cid: str) -> str:
 # --------------------------------------------------------------------------- entry point
 
 
-def search_settings(folder: Path, records: list[dict], metric: str | None = None,
+def search_settings(folder: Path, records: list[dict], saved: dict, metric: str | None = None,
                     mode: str | None = None) -> tuple[str, str, list[str], bool, dict[str, list]]:
     """(metric, mode, params, guessed, orders): the given metric and mode, else the saved search.yaml's;
     a guess, said in a warning, when that file is missing; and the order of each listed dimension."""
     from nnexp.spec import metric_mode
 
-    saved = read_saved_spec(folder) or {}
     search = saved.get("search") or {}
     orders = space_orders(search.get("space"))
     params = sorted(search.get("space") or {}) or sorted({p for r in records for p in r.get("params", {})})
@@ -655,7 +667,8 @@ def report(folder: str | os.PathLike, plots: bool = True, metric: str | None = N
         records = list(store.latest().values())
         if metric is not None:
             _check_metric_recorded(metric, records, folder, names[0])
-        metric, mode, params, guessed, orders = search_settings(folder, records, metric, mode)
+        saved = read_saved_spec(folder) or {}
+        metric, mode, params, guessed, orders = search_settings(folder, records, saved, metric, mode)
         frame = trials_frame(records, params)
     if frame.empty:
         import pandas as pd
@@ -663,8 +676,11 @@ def report(folder: str | os.PathLike, plots: bool = True, metric: str | None = N
         frame = pd.DataFrame(columns=["trial_id", "config_id", "seed", "repeat", "status", "error",
                                       *[param_column(p) for p in params]])
     summary = summarize(frame, metric, mode, params)
+    planned = saved.get("planned_trials")
     result = ReportResult(folder, metric, mode, params, frame, summary, effects(frame, metric, params, orders),
-                          notes=[str(w.message) for w in caught], metric_guessed=guessed)
+                          notes=[str(w.message) for w in caught], metric_guessed=guessed,
+                          name=(saved.get("search") or {}).get("name") or folder.name,
+                          planned=planned if isinstance(planned, int) and not isinstance(planned, bool) else None)
     from nnexp.results import atomic_write
 
     # whole files or the previous ones: a full disk never leaves a cut-off table

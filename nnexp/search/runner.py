@@ -292,6 +292,7 @@ def run_search(
     # the data files' hashes first (seconds for a large file): a Ctrl-C then leaves no folder behind
     identity = search_identity(loaded, plan.strategy, len(plan.configs) if plan.strategy == "random" else None,
                                data_fingerprints(config.spec for config in plan.configs))
+    identity["planned_trials"] = len(plan.trials)  # so tables rebuilt later can tell an unfinished search
     folder = ensure_folder(Path(folder))
     start = time.perf_counter()
     notes: list[str] = []

@@ -401,7 +401,7 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 def spec_differences(old: dict, new: dict) -> list[str]:
     """`path: old -> new` for every field that differs, ignoring the resumable ones. A data file's
     path is the same if the file's contents are (the project was moved or renamed since)."""
-    ignore = {f"search.{f}" for f in RESUMABLE_FIELDS} | {"source", "data_files"}  # files: check_same_search
+    ignore = {f"search.{f}" for f in RESUMABLE_FIELDS} | {"source", "data_files", "planned_trials"}  # files: check_same_search
     old_files, new_files = old.get("data_files") or {}, new.get("data_files") or {}
 
     def same(x, y) -> bool:  # (a searched data.dataset lists paths as written: they name the configurations)

@@ -437,3 +437,24 @@ def test_a_penalised_training_curve_says_it_holds_the_penalty():
                              (True, "train (running, training mode, + L1/L2 penalty)")):
         fig = nnexp.results.plot_learning_curves(history, "classification", penalized)
         assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [label, "validation"]
+
+
+def test_tables_of_an_unfinished_search_say_so(searched):
+    """Rebuilt after an interrupted run, the tables read like a small finished search."""
+    from typer.testing import CliRunner
+
+    from nnexp.cli import app
+
+    finished = report(searched, plots=False)
+    assert (finished.planned, finished.missing, finished.name) == (27, 0, "grid")
+    assert "Unfinished" not in (searched / "summary.md").read_text()
+    lines = (searched / "trials.jsonl").read_text().splitlines(keepends=True)
+    (searched / "trials.jsonl").write_text("".join(lines[:20]))  # as a run stopped after 20 trials leaves it
+    unfinished = report(searched, plots=False)
+    assert unfinished.missing == 7
+    assert ("**Unfinished:** 20 of the 27 planned trials have run (the search was stopped, or is still running); "
+            "run the same `nnexp search` command to finish it.") in (searched / "summary.md").read_text()
+    rebuilt = CliRunner().invoke(app, ["report", str(searched), "-q"])
+    assert rebuilt.exit_code == 0 and rebuilt.stderr == (
+        "note: 20 of the 27 planned trials have run: the search was stopped (or still runs); run the same "
+        "`nnexp search` command to finish it\n")
