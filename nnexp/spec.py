@@ -1220,15 +1220,18 @@ class LoadedSearch(BaseModel):
     source: str
     base_source: str = ""  # the file the base experiment came from (the search's own when inline)
     override: str = "--set"  # how messages name an override: the command line's, or the API's
-    set_space: tuple[str, ...] = ()  # the space entries an override gave
+    overridden: tuple[str, ...] = ()  # the search fields overrides gave (`metric`, `space.optimizer.lr`, `space`)
+
+    def field(self, path: str) -> str:
+        """How a message names a search field: by the file, or by the override that gave it."""
+        return _named_field(path, self.source, self.overridden, self.override)
 
     def space_field(self, key: str) -> str:
-        """How a message names space entry `key`: by the file, or by the override that gave it."""
-        return _space_field(key, self.source, self.set_space, self.override)
+        return self.field(f"space.{key}")
 
 
-def _space_field(key: str, source: str, set_space: tuple[str, ...], override: str) -> str:
-    return f"{override} space.{key}" if key in set_space else f"{source}: space.{key}"
+def _named_field(path: str, source: str, overridden: tuple[str, ...], override: str) -> str:
+    return f"{override} {path}" if _given_by(path, list(overridden)) else f"{source}: {path}"
 
 
 EXPERIMENT_ONLY_KEYS = ("data", "model", "optimizer", "train")
@@ -1297,13 +1300,12 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
         resolve_dataset_path(base_data, base_folder)
     base_data.setdefault("name", spec.name)
 
-    given = [key for key, _ in search_overrides]
-    set_space = tuple(spec.space) if "space" in given else tuple(k for k in spec.space if f"space.{k}" in given)
+    overridden = tuple(key for key, _ in search_overrides)
     problems = []
     known = experiment_paths()
     for key in spec.space:
         if key not in known:
-            where = _space_field(key, source, set_space, OVERRIDE.get())
+            where = _named_field(f"space.{key}", source, overridden, OVERRIDE.get())
             problems.append(f"{where}: unknown field{did_you_mean(key, known)}")
     problems += [f"{source}: {problem}" for problem in _overlapping_dimensions(spec.space)]
     if problems:
@@ -1313,7 +1315,7 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
         base_spec = validate_experiment(base_data, base_source, inline)
     warn_ignored(base_source, base_spec.ignored_fields(spec.space), experiment_overrides)
     return LoadedSearch(spec=spec, base=base_data, base_spec=base_spec, source=source, base_source=base_source,
-                        override=OVERRIDE.get(), set_space=set_space)
+                        override=OVERRIDE.get(), overridden=overridden)
 
 
 def listed_values(dim) -> list:

@@ -622,6 +622,13 @@ def test_a_space_entry_from_set_is_blamed_on_the_override(write_spec):
         with pytest.raises(SpecError) as info:
             plan_search(specs.load_search(search, specs.parse_overrides(overrides)))
         assert sorted(info.value.problems) == sorted(problems), overrides
+    fixed = ["space.model.hidden=[[4]]"]
+    with pytest.raises(SpecError) as info:  # the file holds no metric: the override is what is wrong
+        plan_search(specs.load_search(search, specs.parse_overrides([*fixed, "metric=val_r2"])))
+    assert info.value.problems == ["--set metric: 'val_r2' is not computed for a classification task "
+                                   "(one of val_loss, val_accuracy, val_f1)"]
+    with pytest.warns(UserWarning, match=r"^--set trials: 5 configurations asked for, but the space has only 1"):
+        plan_search(specs.load_search(search, specs.parse_overrides([*fixed, "strategy=random", "trials=5"])))
 
 
 def test_batch_norm_needs_two_rows_per_batch():

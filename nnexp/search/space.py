@@ -179,7 +179,7 @@ def expand_params(loaded: LoadedSearch, strategy: str | None = None, trials: int
     n = trials or spec.trials
     rng = np.random.default_rng(spec.seed)
     # named as given: in the spec, the command line's --trials, or the API's trials= (as its overrides are)
-    asked = f"{loaded.source}: trials" if not trials else "--trials" if loaded.override == "--set" else "trials"
+    asked = loaded.field("trials") if not trials else "--trials" if loaded.override == "--set" else "trials"
     if finite:  # distinct grid points without replacement; a larger --trials extends a smaller one's sample
         count = min(n, size)
         if n > size:  # as scikit-learn's ParameterSampler warns
@@ -233,7 +233,7 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
         task = spec.data.known_task
         wrong_metric = metric_problem(loaded.spec.metric, task) if task else None
         if wrong_metric:
-            problems.append(f"{loaded.source}: {wrong_metric}")
+            problems.append(f"{loaded.field('metric')}: {wrong_metric.removeprefix('metric: ')}")
         if _lacks_validation(loaded.spec.metric, spec):
             unsplit.append(params)
         twin = made_by.setdefault(spec.model_dump_json(exclude={"name"}), params)
@@ -271,7 +271,7 @@ def _unsplit_problem(loaded: LoadedSearch, unsplit: list[dict], n_configs: int) 
     where = "" if len(unsplit) == n_configs else (
         f" in {len(unsplit)} of {n_configs} configurations (e.g. "
         f"{', '.join(f'{key}={yaml_text(value)}' for key, value in unsplit[0].items())})")
-    return f"{loaded.source}: metric: {loaded.spec.metric} needs a validation split; data.val_fraction is 0{where}: {advice}"
+    return f"{loaded.field('metric')}: {loaded.spec.metric} needs a validation split; data.val_fraction is 0{where}: {advice}"
 
 
 def _experiment(loaded: LoadedSearch, params: dict) -> dict:
