@@ -304,6 +304,10 @@ def run_search(spec: str | os.PathLike, *, results_dir: str | os.PathLike = "res
         raise NnexpError(f"scheduler: expected a dask scheduler address or file, got {describe(scheduler)}")
     if scheduler is not None and backend != "dask":
         raise NnexpError("scheduler: only used with backend='dask'")
+    if n_jobs is not None:
+        from nnexp.search.runner import check_n_jobs
+
+        check_n_jobs(n_jobs, "n_jobs")
     pairs = _keyword_overrides(overrides, SEARCH_ARGUMENTS, _is_search_field)
     with _keyword_overrides_named():
         if isinstance(spec, dict):  # named '<dict>' in messages, as an experiment mapping is; relative paths from here

@@ -24,12 +24,12 @@ def test_run_search_and_report(tmp_path, write_spec):
 
 @pytest.mark.parametrize("arguments, message", [
     ({"strategy": "bayes"}, "strategy: 'bayes' is not a search strategy (grid or random)"),
-    ({"strategy": "random", "trials": 0}, "--trials: must be a positive whole number, got 0"),
-    ({"strategy": "random", "trials": 2.5}, "--trials: must be a positive whole number, got 2.5"),
-    ({"trials": 2}, "--trials: only for random search"),
-    ({"n_jobs": "2"}, "--n-jobs: must be a positive number of workers, or -1 for all cores (-2 all but one, ...), got '2'"),
-    ({"n_jobs": 1.5}, "--n-jobs: must be a positive number of workers, or -1 for all cores (-2 all but one, ...), got 1.5"),
-    ({"n_jobs": 0}, "--n-jobs: must be a positive number of workers"),
+    ({"strategy": "random", "trials": 0}, "trials: must be a positive whole number, got 0"),
+    ({"strategy": "random", "trials": 2.5}, "trials: must be a positive whole number, got 2.5"),
+    ({"trials": 2}, "trials: only for random search"),
+    ({"n_jobs": "2"}, "n_jobs: must be a positive number of workers, or -1 for all cores (-2 all but one, ...), got '2'"),
+    ({"n_jobs": 1.5}, "n_jobs: must be a positive number of workers, or -1 for all cores (-2 all but one, ...), got 1.5"),
+    ({"n_jobs": 0}, "n_jobs: must be a positive number of workers"),
     ({"fresh": "no"}, "fresh: expected True or False, got str 'no'"),
     ({"retry_failed": 1}, "retry_failed: expected True or False, got int 1"),
     ({"scheduler": 5, "backend": "dask"}, "scheduler: expected a dask scheduler address or file, got int 5"),

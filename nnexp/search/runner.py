@@ -248,10 +248,10 @@ def cores() -> int:
     return max(1, cpu_count())
 
 
-def check_n_jobs(n_jobs) -> int:
+def check_n_jobs(n_jobs, name: str = "--n-jobs") -> int:
     """A worker count as joblib reads it: positive, or -1 for all cores (-2 all but one, ...)."""
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -64:
-        raise NnexpError(f"--n-jobs: must be a positive number of workers, or -1 for all cores (-2 all but one, ...), got {n_jobs!r}")
+        raise NnexpError(f"{name}: must be a positive number of workers, or -1 for all cores (-2 all but one, ...), got {n_jobs!r}")
     return n_jobs
 
 

@@ -202,21 +202,24 @@ def expand_params(loaded: LoadedSearch, strategy: str | None = None, trials: int
     return list(seen.values()), None
 
 
-def check_strategy(strategy, trials) -> None:
-    """What the spec's validation checks for its own fields, for values given as arguments."""
+def check_strategy(strategy, trials, cli: bool = True) -> None:
+    """What the spec's validation checks for its own fields, for values given as arguments
+    (named as the command line's options, or as the API's arguments when not `cli`)."""
     if strategy not in ("grid", "random"):
         raise SpecError(f"strategy: {strategy!r} is not a search strategy (grid or random)")
     if trials is not None:
+        name = "--trials" if cli else "trials"
         if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-            raise SpecError(f"--trials: must be a positive whole number, got {trials!r}")
+            raise SpecError(f"{name}: must be a positive whole number, got {trials!r}")
         if strategy != "random":
-            raise SpecError("--trials: only for random search; add --random (or strategy: random in the spec)")
+            how = "add --random" if cli else "pass strategy='random'"
+            raise SpecError(f"{name}: only for random search; {how} (or strategy: random in the spec)")
 
 
 def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int | None = None) -> SearchPlan:
     """Expand, validate every configuration against the experiment schema, and assign seeds."""
     strategy = strategy or loaded.spec.strategy
-    check_strategy(strategy, trials)
+    check_strategy(strategy, trials, cli=loaded.override == "--set")
     points, grid_size = expand_params(loaded, strategy, trials)
     configs, problems, made_by, unsplit = [], [], {}, []
     invalid: dict[tuple, list[str]] = {}  # (space key, problem) -> the lines of each value that has it
