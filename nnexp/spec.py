@@ -1157,7 +1157,8 @@ def load_experiment(path: str | os.PathLike, overrides: list[tuple[str, Any]] | 
     path = Path(path)
     data = read_yaml(path) if data is None else data
     if is_search_spec(data):
-        raise SpecError(f"{path}: this is a search spec (it has space/base/experiment); use `nnexp search`")
+        how = "`nnexp search`" if OVERRIDE.get() == "--set" else "nnexp.run_search"  # the CLI's, or the API's
+        raise SpecError(f"{path}: this is a search spec (it has space/base/experiment); use {how}")
     return experiment_from_dict(data, path, overrides)
 
 

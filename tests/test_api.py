@@ -2,6 +2,7 @@
 
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -180,6 +181,9 @@ def test_the_callers_mapping_is_left_as_it_was(tmp_path):
     assert search == before and experiment == {"data": {"dataset": "iris"}, "optimizer": {"name": "sgd"}}
 
 
+SEARCH_FILE = str(Path(__file__).parents[1] / "experiments" / "activations.yaml")
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: nnexp.run_experiment(123, results_dir=None), "spec: expected a path, a mapping or an ExperimentSpec, got int 123"),
     (lambda: nnexp.load_spec({}, 5), "overrides: expected a mapping of field paths to values, got 5"),
@@ -207,6 +211,8 @@ def test_the_callers_mapping_is_left_as_it_was(tmp_path):
     (lambda: nnexp.run_experiment({"experiment": {"data": {"dataset": "iris"}}, "space": {"model.hidden": [[4]]}},
                                   results_dir=None), "<dict>: this is a search spec (it has space/base/experiment); use "
                                                      "nnexp.run_search"),
+    (lambda: nnexp.load_spec(SEARCH_FILE), f"{SEARCH_FILE}: this is a search spec (it has space/base/experiment); use "
+                                           "nnexp.run_search"),
 ])
 def test_wrong_argument_types_are_one_line_errors(call, message):
     """Not a TypeError deep inside (int has no path, a list has no .items, zero rows have no maximum)."""
