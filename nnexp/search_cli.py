@@ -45,7 +45,7 @@ def search(
         "--n-jobs", help="Worker processes (-1 = all cores, -2 all but one, 1 = in this process). Default: the spec's n_jobs.")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume/--fresh",
-        help="Resume from trials.jsonl, or start over (the old log is moved aside to trials-<time>.jsonl.old).")] = True,
+        help="Resume from trials.jsonl, or start over (the old log is kept aside, as a .old file).")] = True,
     retry_failed: Annotated[bool, typer.Option(
         "--retry-failed", help="Re-run failed and diverged trials.")] = False,
     backend: Annotated[str, typer.Option(
@@ -126,7 +126,7 @@ def search(
             raise typer.Exit(signals.exit_code)
         if outcome.all_failed:
             first = next((r.get("error") for r in outcome.records if r.get("error")), None)
-            sys.stderr.write(f"error: no trial finished ok ({outcome.count('failed')} failed, "
+            sys.stderr.write(f"error: {folder}: no trial finished ok ({outcome.count('failed')} failed, "
                              f"{outcome.count('diverged')} diverged)" + (f"; first error: {first}" if first else "") + "\n")
             raise typer.Exit(1)
 
