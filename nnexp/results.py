@@ -241,6 +241,19 @@ class SavedModel:
         return self.network.predict(X)
 
 
+def _why_no_model(folder: Path) -> str:
+    """A run folder without model.npz: a run that diverged writes none; say so (else nothing)."""
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    if isinstance(metrics, dict) and metrics.get("status") == "diverged":
+        epoch = metrics.get("diverged_epoch")
+        return (f": the run in {folder} diverged{f' at epoch {epoch}' if epoch else ''}, so it saved no model "
+                "(lower the learning rate and run it again)")
+    return ""
+
+
 def load_model(path: str | os.PathLike) -> SavedModel:
     """Rebuild a network and its preprocessing from model.npz."""
     import zipfile
@@ -256,7 +269,7 @@ def load_model(path: str | os.PathLike) -> SavedModel:
         with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:  # our `with` closes a bad file too
             arrays = {k: npz[k] for k in npz.files}
     except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+        raise DataError(f"{path}: file not found{_why_no_model(path.parent)}") from None
     except (OSError, ValueError, EOFError, MemoryError, zipfile.BadZipFile, zlib.error):  # numpy's reasons ("load it
         # unsafely") are no advice for a model; an empty or cut-off file is one of these too
         raise DataError(f"{path}: not an nnexp model file, or a damaged one (expected the model.npz that "

@@ -138,6 +138,12 @@ def test_diverging_run_exits_1_and_still_writes_files(tmp_path, write_spec):
     assert metrics["status"] == "diverged" and metrics["diverged_epoch"] >= 1
     # the good run's model would otherwise sit beside the diverged run's spec and metrics
     assert not (tmp_path / "out" / "boom" / "model.npz").exists()
+    rows = tmp_path / "rows.csv"
+    rows.write_text("a,b,c,d\n1,2,3,4\n")
+    predicted = run_cli("predict", tmp_path / "out" / "boom", rows)  # it said only "model.npz: file not found"
+    assert predicted.exit_code == 2 and predicted.stderr == (
+        f"error: {tmp_path / 'out' / 'boom' / 'model.npz'}: file not found: the run in {tmp_path / 'out' / 'boom'} "
+        f"diverged at epoch {metrics['diverged_epoch']}, so it saved no model (lower the learning rate and run it again)\n")
 
 
 def test_a_loss_that_explodes_while_still_finite_is_diverged(tmp_path, write_spec):
