@@ -398,10 +398,33 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): tree}
 
 
-def spec_differences(old: dict, new: dict) -> list[str]:
-    """`path: old -> new` for every field that differs, ignoring the resumable ones. A data file's
-    path is the same if the file's contents are (the project was moved or renamed since)."""
+def grown_grid(old: dict, new: dict) -> list[str]:
+    """The dimensions of a grid search that gained values, when that is all its space changed
+    (the same dimensions, each one's earlier values all still listed): the trials run so far keep
+    their ids, so they are kept and only the new configurations run. Empty otherwise."""
+    old_space, new_space = old.get("space"), new.get("space")
+    if old.get("strategy", "grid") != "grid" or new.get("strategy", "grid") != "grid":
+        return []
+    if not isinstance(old_space, dict) or not isinstance(new_space, dict) or set(old_space) != set(new_space):
+        return []
+    grown = []
+    for key, before in old_space.items():
+        after = new_space[key]
+        if before == after:
+            continue
+        if not (isinstance(before, list) and isinstance(after, list) and all(v in after for v in before)):
+            return []
+        grown.append(key)
+    return grown
+
+
+def spec_differences(old: dict, new: dict, space_grew: bool = False) -> list[str]:
+    """`path: old -> new` for every field that differs, ignoring the resumable ones (and the space,
+    when it only `space_grew`). A data file's path is the same if the file's contents are (the
+    project was moved or renamed since)."""
     ignore = {f"search.{f}" for f in RESUMABLE_FIELDS} | {"source", "data_files", "planned_trials"}  # files: check_same_search
+    if space_grew:
+        ignore.add("search.space")
     old_files, new_files = old.get("data_files") or {}, new.get("data_files") or {}
 
     def same(x, y) -> bool:  # (a searched data.dataset lists paths as written: they name the configurations)
@@ -460,15 +483,24 @@ def check_same_search(folder: str | os.PathLike, identity: dict) -> list[str]:
             f"{Path(folder) / SPEC_FILE}: the data file {edited[0]} changed since the trials here were run "
             "(its contents differ); use --fresh to start over (old trials are kept aside), or another name / --results-dir"
         )
-    diffs = spec_differences(saved, identity)
+    grown = grown_grid(saved.get("search") or {}, identity["search"])
+    diffs = spec_differences(saved, identity, space_grew=bool(grown))
     if diffs:
         shown = "; ".join(diffs[:5]) + (f"; and {len(diffs) - 5} more" if len(diffs) > 5 else "")
+        grid = (identity["search"].get("strategy", "grid") == "grid"
+                and any(d.startswith("search.space.") for d in diffs))
+        hint = " (a grid resumes with values added to its lists, none removed or changed)" if grid else ""
         raise SearchChangedError(
-            f"{Path(folder) / SPEC_FILE}: the search changed since its trials were run ({shown}); "
+            f"{Path(folder) / SPEC_FILE}: the search changed since its trials were run ({shown}){hint}; "
             "use --fresh to start over (old trials are kept aside), or another name / --results-dir"
         )
     before, now = saved.get("search") or {}, identity["search"]
+    notes = []
+    if grown:
+        added = ", ".join(f"{k} +{len(now['space'][k]) - len(before['space'][k])}" for k in grown)
+        notes.append(f"space: new values since the last run ({added}): its trials are kept, and only the new "
+                     "configurations run")
     if any(key in before and before[key] != now.get(key) for key in ("metric", "mode")):
-        return [f"ranked by {now['metric']} ({now['mode']}) now, by {before.get('metric')} ({before.get('mode')}) "
-                "in the last run: the same trials, ordered anew"]
-    return []
+        notes.append(f"ranked by {now['metric']} ({now['mode']}) now, by {before.get('metric')} ({before.get('mode')}) "
+                     "in the last run: the same trials, ordered anew")
+    return notes

@@ -199,6 +199,17 @@ def test_changed_search_is_refused_until_fresh(search_file, tmp_path):
     assert fresh.exit_code == 0 and trials(tmp_path / "grid")[0]["epochs_run"] == 4
 
 
+def test_a_grid_with_new_values_runs_only_the_new_configurations(search_file, tmp_path):
+    path = search_file({"optimizer.lr": [0.1]}, repeats=2)
+    assert search(path, "--results-dir", tmp_path, "-q", "--n-jobs", 1).exit_code == 0
+    first = trials(tmp_path / "grid")
+    grown = search(path, "--results-dir", tmp_path, "-q", "--n-jobs", 1, "--set", "space.optimizer.lr=[0.1, 0.5]")
+    assert grown.exit_code == 0 and "its trials are kept, and only the new configurations run" in grown.stderr
+    now = trials(tmp_path / "grid")
+    assert now[:2] == first and [r["params"]["optimizer.lr"] for r in now[2:]] == [0.5, 0.5]
+    assert len(pd.read_csv(tmp_path / "grid" / "summary.csv")) == 2
+
+
 def test_report_command(search_file, tmp_path, monkeypatch):
     path = search_file({"optimizer.lr": [0.1, 0.01]}, repeats=2)
     assert search(path, "--results-dir", tmp_path, "-q", "--n-jobs", 1).exit_code == 0

@@ -146,6 +146,26 @@ def test_changed_search_is_refused_but_resumable_fields_may_change(tmp_path):
         check_same_search(tmp_path, changed)
 
 
+def test_a_grid_resumes_with_values_added_but_not_removed_or_changed(tmp_path):
+    """Adding a learning rate to a finished grid retrained every trial (--fresh): their ids do not change."""
+    saved = {"search": {"strategy": "grid", "space": {"lr": [0.1, 0.01], "act": ["relu"]}}, "experiment": {}}
+    save_spec(tmp_path, saved)
+
+    def space(**dims):
+        return {**saved, "search": {**saved["search"], "space": {**saved["search"]["space"], **dims}}}
+
+    assert check_same_search(tmp_path, space(lr=[0.3, 0.1, 0.01], act=["relu", "tanh"])) == [
+        "space: new values since the last run (lr +1, act +1): its trials are kept, and only the new configurations run"]
+    for changed in (space(lr=[0.1]), space(lr=[0.1, 0.02]), space(extra=[1]), space(lr={"log_uniform": [0.01, 0.1]})):
+        with pytest.raises(SearchChangedError, match=r"a grid resumes with values added to its lists"):
+            check_same_search(tmp_path, changed)
+    random = {**saved, "search": {**saved["search"], "strategy": "random"}}
+    save_spec(tmp_path, random)  # a random search samples anew from a grown space: its trials are other ones
+    with pytest.raises(SearchChangedError, match=r"search.space.lr: \[0.1, 0.01\] -> \[0.1, 0.01, 0.3\]\);"):
+        check_same_search(tmp_path, {**random, "search": {**random["search"], "space": {"lr": [0.1, 0.01, 0.3],
+                                                                                       "act": ["relu"]}}})
+
+
 def test_a_moved_project_resumes_when_its_data_files_hold_the_same_bytes(tmp_path):
     """The base's data path is kept resolved: moving or renaming the project folder changed it. (Paths a
     space lists are kept as written and name its configurations: absolute ones moved are another search.)"""
