@@ -24,6 +24,8 @@ from typing import Any, Callable, ContextManager
 
 from nnexp.errors import ClusterLost, NnexpError, StorageError, first_line, made_with_warnings, with_warnings_again
 from nnexp.search.store import (
+    LOCK_FILE,
+    SPEC_FILE,
     SearchLock,
     TrialStore,
     check_same_search,
@@ -293,12 +295,13 @@ def run_search(
     identity = search_identity(loaded, plan.strategy, len(plan.configs) if plan.strategy == "random" else None,
                                data_fingerprints(config.spec for config in plan.configs))
     identity["planned_trials"] = len(plan.trials)  # so tables rebuilt later can tell an unfinished search
+    created = not Path(folder).exists()
     folder = ensure_folder(Path(folder))
     start = time.perf_counter()
     notes: list[str] = []
     store = TrialStore(folder)
 
-    with SearchLock(folder):
+    with _removed_if_unused(store, created), SearchLock(folder):
         if fresh:
             moved = store.move_aside()
             if moved:
@@ -368,6 +371,23 @@ def run_search(
         records = [latest[t.key] for t in plan.trials if t.key in latest]
         ran = store.lines() - lines_before  # not counts.done: a Ctrl-C may fall between an append and its count
     return SearchOutcome(folder, records, ran, counts.skipped, interrupted, time.perf_counter() - start, notes)
+
+
+@contextmanager
+def _removed_if_unused(store: TrialStore, created: bool):
+    """A search that stops on bad input before its first trial (an unreachable scheduler) leaves
+    no folder behind that it made itself: an empty one would read as a search that ran nothing."""
+    try:
+        yield
+    except NnexpError:
+        if created and not (store.path.exists() and store.path.stat().st_size):
+            for name in (SPEC_FILE, store.path.name, LOCK_FILE):
+                (store.folder / name).unlink(missing_ok=True)
+            try:
+                store.folder.rmdir()
+            except OSError:  # something else is in it now: leave it
+                pass
+        raise
 
 
 def _run_in_process(tasks, options, counts: Progress, record_done) -> None:

@@ -233,3 +233,25 @@ def test_a_suspect_run_alone_after_a_worker_death_ignores_ctrl_c_too(planned, tm
     outcome = run_search(loaded, plan, tmp_path / "out", n_jobs=2, train_fn=sigint_train, data_fn=no_data)
     by_activation = {r["params"]["model.activation"]: r for r in outcome.records}
     assert by_activation["identity"]["status"] == "failed" and by_activation["swish"]["val_accuracy"] == 1.0
+
+
+def test_a_search_stopped_by_bad_input_before_its_first_trial_leaves_no_folder_it_made(planned, tmp_path, monkeypatch):
+    """An unreachable --scheduler left an empty folder (search.yaml, an empty log) that read as a search."""
+    import nnexp.search.runner as runner
+    from nnexp.errors import NnexpError
+
+    def unreachable(*args, **kwargs):
+        raise NnexpError("--scheduler: cannot connect to the dask scheduler at tcp://nowhere:1")
+
+    monkeypatch.setattr(runner, "_run_parallel", unreachable)
+    loaded, plan = planned({"optimizer.lr": [0.1]}, repeats=2)
+    for folder in (tmp_path / "new", tmp_path / "kept"):
+        if folder.name == "kept":
+            folder.mkdir()
+            (folder / "notes.txt").write_text("mine")
+        with pytest.raises(NnexpError, match="cannot connect"):
+            run_search(loaded, plan, folder, n_jobs=2, train_fn=fake_train, data_fn=no_data)
+    assert not (tmp_path / "new").exists()
+    assert (tmp_path / "kept" / "notes.txt").read_text() == "mine"  # a folder it did not make stays
+    monkeypatch.undo()
+    assert run_search(loaded, plan, tmp_path / "new", n_jobs=1, train_fn=fake_train, data_fn=no_data).ran == 2
