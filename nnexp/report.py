@@ -152,9 +152,11 @@ def summarize(frame, metric: str, mode: str, params: list[str]):
 
     pcols = [param_column(p) for p in params]
     metrics = metric_columns(frame)
+    folded = [m for m in metrics if f"{m}_std" in frame]  # cross-validated: each trial's spread over its folds
     # named up front so that a log without trials (interrupted before the first) gives an empty table
     columns = ["config_id", *pcols, "n_trials", *(f"n_{s}" for s in STATUSES),
                *(f"{stat}_{m}" for m in metrics for stat in ("mean", "std", "ci95")),
+               *(f"fold_std_{m}" for m in folded),
                *(["n_reached_target"] if "epochs_to_target" in metrics else []), "epochs", "seconds"]
     rows = []
     for cid, group in frame.groupby("config_id", sort=False):
@@ -168,6 +170,8 @@ def summarize(frame, metric: str, mode: str, params: list[str]):
             row[f"mean_{m}"] = sample_mean(values)
             row[f"std_{m}"] = std
             row[f"ci95_{m}"] = t_halfwidth(std, len(values))
+        for m in folded:  # as GridSearchCV's std_test_score; folds share training rows, so no interval or test uses it
+            row[f"fold_std_{m}"] = sample_mean(ok.loc[ok[m].notna(), f"{m}_std"].dropna())
         if "epochs_to_target" in metrics:  # its mean is over the repeats that reached the target only
             row["n_reached_target"] = int(ok["epochs_to_target"].notna().sum())
         row["epochs"] = float(ok["epochs_run"].mean()) if "epochs_run" in ok and len(ok) else math.nan
@@ -407,6 +411,8 @@ def summary_markdown(result: ReportResult) -> str:
         line.update({p: fmt_param(row[param_column(p)]) for p in result.params})
         line[m] = pm(row.get(f"mean_{m}", math.nan), row.get(f"std_{m}", math.nan))
         line["ci95"] = "–" if _isna(row.get(f"ci95_{m}")) else f"± {_fmt(row[f'ci95_{m}'])}"
+        if f"fold_std_{m}" in s:
+            line["fold_std"] = "–" if _isna(row[f"fold_std_{m}"]) else _fmt(row[f"fold_std_{m}"])
         for other in metric_columns(result.trials):
             if other == "epochs_to_target":  # how many got there matters as much as how fast
                 line[other] = f"{pm(row[f'mean_{other}'], row[f'std_{other}'], 3)} ({row['n_reached_target']}/{row['n_ok']})"
@@ -433,6 +439,9 @@ def summary_markdown(result: ReportResult) -> str:
             f"tied when the means are): a wide spread "
             f"over few repeats can tie a weak configuration, so read it with the std; "
             f"seconds = mean training time of the ok trials."
+            + (f" fold_std = the std of {m} over the cross-validation folds of a trial (the mean over its ok "
+               "repeats), as GridSearchCV's std_test_score; the folds share training rows, so neither ci95 nor "
+               "tied_best uses it: repeats do." if f"fold_std_{m}" in s else "")
             + (" epochs_to_target: mean over the ok repeats that reached train.target, (reached/ok)."
                if "n_reached_target" in s else "") + "\n\n")
     errors = result.trials["error"].dropna().value_counts() if "error" in result.trials else []

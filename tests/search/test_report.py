@@ -458,3 +458,20 @@ def test_tables_of_an_unfinished_search_say_so(searched):
     assert rebuilt.exit_code == 0 and rebuilt.stderr == (
         "note: 20 of the 27 planned trials have run: the search was stopped (or still runs); run the same "
         "`nnexp search` command to finish it\n")
+
+
+def test_a_cross_validated_search_shows_the_spread_over_folds(planned, tmp_path):
+    """With one repeat a CV search showed no spread at all; GridSearchCV users read std_test_score."""
+    loaded, plan = planned({"optimizer.lr": [0.1, 0.01]}, repeats=2,
+                           experiment={"data": {"dataset": "iris", "cv_folds": 3}, "train": {"epochs": 2}})
+    run_search(loaded, plan, tmp_path / "cv", n_jobs=1)
+    result = report(tmp_path / "cv", plots=False)
+    frame = raw(tmp_path / "cv")
+    expected = frame.groupby("config_id")["val_loss_std"].mean()
+    summary = result.summary.set_index("config_id")
+    assert np.allclose(summary.loc[expected.index, "fold_std_val_loss"], expected.to_numpy(), rtol=1e-12)
+    assert (summary["fold_std_val_loss"] > 0).all() and "fold_std" in (tmp_path / "cv" / "summary.md").read_text()
+    plain, plan = planned({"optimizer.lr": [0.1]}, repeats=2, experiment={"data": {"dataset": "iris"},
+                                                                          "train": {"epochs": 1}})
+    run_search(plain, plan, tmp_path / "plain", n_jobs=1)
+    assert not any(c.startswith("fold_std") for c in report(tmp_path / "plain", plots=False).summary.columns)
