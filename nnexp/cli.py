@@ -212,10 +212,27 @@ def run(spec: ExperimentArg, set_: SetOpt = None, results_dir: ResultsOpt = Path
         write_results(result, results_dir, on_written=lambda: folder.update(written=folder["writing"]))
         if not quiet:
             print_run_summary(result)
+        if result.metrics.get("still_improving"):
+            sys.stderr.write(f"note: {_still_falling(result)}: training has not converged; more train.epochs "
+                             "(or a larger optimizer.lr) may do better\n")
         if result.status != "ok":
             sys.stderr.write(f"error: {spec}: training diverged ({_divergence(result)}) at epoch "
                              f"{result.metrics.get('diverged_epoch')}; try a smaller optimizer.lr\n")
             raise typer.Exit(1)
+
+
+def _still_falling(result) -> str:
+    """`val_loss was still falling at the last epoch (-4.1% over the last 5 epochs)` (the first
+    fold's numbers under cross-validation)."""
+    from nnexp.train import still_improving
+
+    rows = [row for row in result.history if row.get("fold", 0) == result.history[0].get("fold", 0)]
+    key = "val_loss" if all(row.get("val_loss") is not None for row in rows) else "train_loss"
+    window = max(3, len(rows) // 10)
+    earlier, last = rows[-1 - window][key], rows[-1][key]
+    if "fold" in result.history[0] and not still_improving(rows):
+        return f"{key} was still falling at the last epoch in a fold"
+    return f"{key} was still falling at the last epoch ({(last - earlier) / earlier:+.1%} over the last {window} epochs)"
 
 
 def _divergence(result) -> str:

@@ -125,6 +125,8 @@ def _cross_validate(spec, folds, progress) -> RunResult:
         numbers = [v for v in values if isinstance(v, (int, float)) and v is not None and math.isfinite(v)]
         if key in ("diverged_epoch",):
             merged[key] = next((v for v in values if v is not None), None)
+        elif key == "still_improving":  # in any fold
+            merged[key] = None if None in values else any(values)
         elif len(numbers) == len(values) and numbers:
             merged[key] = float(np.mean(numbers))
             if key.split("_", 1)[0] in ("train", "val", "test") and key != "seconds_per_epoch":
@@ -196,6 +198,7 @@ def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None
     if target:
         metrics["epochs_to_target"] = target.epoch
     metrics.update({
+        "still_improving": still_improving(history) if status == "ok" and not stopper else None,
         "epochs_run": epochs_run,
         "best_epoch": (kept_epoch if stopper else lowest_epoch(history, "val_loss")) if status == "ok" else None,
         "diverged_epoch": diverged_epoch,
@@ -218,6 +221,22 @@ def evaluate(net: Network, data, X: np.ndarray, y: np.ndarray) -> dict[str, floa
         return classification_metrics(output, y, data.n_outputs, loss)
     output = net.predict(X)
     return regression_metrics(output, y, data.preprocessor.inverse_target)
+
+
+IMPROVING = 0.01  # still falling by more than this fraction over the last tenth of the run: not converged
+
+
+def still_improving(history: list[dict]) -> bool | None:
+    """Whether the validation loss (else the training loss) was still falling when training
+    ended: lowest at the last epoch and more than 1% below its value a tenth of the run (at
+    least 3 epochs) before, as scikit-learn's ConvergenceWarning says. None under 6 epochs."""
+    key = "val_loss" if all(row.get("val_loss") is not None for row in history) else "train_loss"
+    values = [row.get(key) for row in history]
+    if len(values) < 6 or any(v is None or not math.isfinite(v) for v in values):
+        return None
+    window = max(3, len(values) // 10)
+    earlier, last = values[-1 - window], values[-1]
+    return bool(last <= min(values) and earlier > 0 and (earlier - last) / earlier > IMPROVING)
 
 
 def lowest_epoch(history: list[dict], key: str) -> int | None:

@@ -608,3 +608,25 @@ def test_best_epoch_without_early_stopping_is_the_lowest_validation_loss():
     unsplit = run_experiment({**spec, "data": {"dataset": "iris", "val_fraction": 0.0}, "train": {"epochs": 3}},
                              results_dir=None)
     assert unsplit.metrics["best_epoch"] is None
+
+
+def test_a_run_that_had_not_converged_says_so(tmp_path, write_spec):
+    """As scikit-learn's ConvergenceWarning: the default iris run ended with its loss still falling, silently."""
+    from nnexp.train import still_improving
+
+    def history(losses, key="val_loss"):
+        return [{"epoch": i + 1, "train_loss": 1.0, key: v} for i, v in enumerate(losses)]
+
+    assert still_improving(history([1.0, 0.9, 0.8, 0.7, 0.6, 0.5])) is True
+    assert still_improving(history([1.0, 0.5, 0.4, 0.4, 0.4, 0.399])) is False  # 0.25% over the last 3: converged
+    assert still_improving(history([1.0, 0.5, 0.3, 0.2, 0.25, 0.21])) is False  # not its lowest at the end
+    assert still_improving(history([1.0, 0.9, 0.8, 0.7, 0.6])) is None  # too short to tell
+    assert still_improving([{"epoch": i, "train_loss": 1.0 / i, "val_loss": None} for i in range(1, 8)]) is True
+    path = write_spec({"data": {"dataset": "iris"}, "train": {"epochs": 20}})
+    short = run_cli("run", path, "--results-dir", tmp_path / "out", "-q")
+    assert short.exit_code == 0 and short.stderr.startswith("note: val_loss was still falling at the last epoch (-")
+    assert json.loads((tmp_path / "out" / "spec" / "metrics.json").read_text())["still_improving"] is True
+    done = run_cli("run", path, "--results-dir", tmp_path / "out", "-q", "--set", "train.epochs=300",
+                   "--set", "optimizer.lr=0.01")
+    assert done.exit_code == 0 and done.stderr == ""
+    assert json.loads((tmp_path / "out" / "spec" / "metrics.json").read_text())["still_improving"] is False
