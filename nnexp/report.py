@@ -157,7 +157,8 @@ def summarize(frame, metric: str, mode: str, params: list[str]):
     columns = ["config_id", *pcols, "n_trials", *(f"n_{s}" for s in STATUSES),
                *(f"{stat}_{m}" for m in metrics for stat in ("mean", "std", "ci95")),
                *(f"fold_std_{m}" for m in folded),
-               *(["n_reached_target"] if "epochs_to_target" in metrics else []), "epochs", "seconds"]
+               *(["n_reached_target"] if "epochs_to_target" in metrics else []),
+               *(["n_still_improving"] if "still_improving" in frame else []), "epochs", "seconds"]
     rows = []
     for cid, group in frame.groupby("config_id", sort=False):
         ok = group[group["status"] == "ok"]
@@ -174,6 +175,8 @@ def summarize(frame, metric: str, mode: str, params: list[str]):
             row[f"fold_std_{m}"] = sample_mean(ok.loc[ok[m].notna(), f"{m}_std"].dropna())
         if "epochs_to_target" in metrics:  # its mean is over the repeats that reached the target only
             row["n_reached_target"] = int(ok["epochs_to_target"].notna().sum())
+        if "still_improving" in frame:  # repeats that ended with the loss still falling: more epochs may change the ranking
+            row["n_still_improving"] = int((ok["still_improving"] == True).sum())  # noqa: E712 - None/NaN are not True
         row["epochs"] = float(ok["epochs_run"].mean()) if "epochs_run" in ok and len(ok) else math.nan
         # training time, not the trial's wall time (which includes a fresh worker's imports and data load)
         timing = "train_seconds" if "train_seconds" in ok else "seconds"
@@ -419,6 +422,8 @@ def summary_markdown(result: ReportResult) -> str:
             elif other != m and (other in MARKDOWN_DIAGNOSTICS or other == "train_loss" or (
                     other.startswith(METRIC_PREFIXES) and other.endswith(("_accuracy", "_rmse", "_loss")))):
                 line[other] = pm(row[f"mean_{other}"], row[f"std_{other}"])
+        if "n_still_improving" in s and s["n_still_improving"].any():
+            line["improving"] = f"{row['n_still_improving']}/{row['n_ok']}"
         line.update({"ok": int(row["n_ok"]), "failed": int(row["n_failed"]), "diverged": int(row["n_diverged"]),
                      "epochs": fmt_epochs(row["epochs"]), "seconds": _fmt(row["seconds"], 3),
                      "tied_best": row["tied_best"]})
@@ -439,6 +444,9 @@ def summary_markdown(result: ReportResult) -> str:
             f"tied when the means are): a wide spread "
             f"over few repeats can tie a weak configuration, so read it with the std; "
             f"seconds = mean training time of the ok trials."
+            + (" improving = repeats whose loss was still falling at the last epoch (not converged: more "
+               "train.epochs may change the ranking), of the ok ones."
+               if "n_still_improving" in s and s["n_still_improving"].any() else "")
             + (f" fold_std = the std of {m} over the cross-validation folds of a trial (the mean over its ok "
                "repeats), as GridSearchCV's std_test_score; the folds share training rows, so neither ci95 nor "
                "tied_best uses it: repeats do." if f"fold_std_{m}" in s else "")

@@ -475,3 +475,15 @@ def test_a_cross_validated_search_shows_the_spread_over_folds(planned, tmp_path)
                                                                           "train": {"epochs": 1}})
     run_search(plain, plan, tmp_path / "plain", n_jobs=1)
     assert not any(c.startswith("fold_std") for c in report(tmp_path / "plain", plots=False).summary.columns)
+
+
+def test_repeats_that_had_not_converged_are_counted(planned, tmp_path):
+    loaded, plan = planned({"optimizer.lr": [0.1, 0.001]}, repeats=2,
+                           experiment={"data": {"dataset": "iris"}, "train": {"epochs": 12}})
+    run_search(loaded, plan, tmp_path / "s", n_jobs=1)
+    result = report(tmp_path / "s", plots=False)
+    frame = raw(tmp_path / "s")
+    expected = frame[frame["status"] == "ok"].groupby("config_id")["still_improving"].sum()
+    summary = result.summary.set_index("config_id")
+    assert summary.loc[expected.index, "n_still_improving"].tolist() == expected.astype(int).tolist()
+    assert expected.sum() > 0 and "improving" in (tmp_path / "s" / "summary.md").read_text()
