@@ -145,7 +145,8 @@ class Kind(Strict):
                 _check_ignored_value(key, data[key])
             data = {k: v for k, v in data.items() if k not in given}
         made = handler(data)
-        made._ignored = given
+        if given:  # (a model passed in again keeps what it set aside)
+            made._ignored = given
         return made
 
     def ignored_fields(self, path: str) -> list[str]:

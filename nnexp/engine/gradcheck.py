@@ -48,9 +48,9 @@ def gradient_check(net, X: np.ndarray, y: np.ndarray, l1: float = 0.0, l2: float
     array whose gradient is small against that noise (the first layers of a saturated,
     vanishing-gradient network), larger steps are tried, and the most conclusive one is kept
     (the least of error and noise): rounding noise shrinks as the step grows, while a wrong
-    gradient disagrees at every step. What no step resolves (a gradient that is truly zero, as the beta of a
-    batch-normalised layer feeding another batch norm) is reported with its noise, so that
-    a verdict can say it is within it rather than call it wrong.
+    gradient disagrees at every step. What no step resolves (a gradient that is truly zero,
+    as the beta of a batch-normalised layer feeding another batch norm) is reported with its
+    noise, so that a verdict can say it is within it rather than call it wrong.
 
     g_num[i] = (J(theta + h e_i) - J(theta - h e_i)) / (2 h), with J the training-mode
     objective of ``net.loss_and_grad``. The dropout generator is reset to the same state
