@@ -194,7 +194,7 @@ def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None
             continue
         values = evaluate(net, data, X, y) if status == "ok" else dict.fromkeys(metric_names(data.task))
         metrics.update({f"{split}_{k}": v for k, v in values.items()})
-    metrics.update(layer_summary(history, kept_epoch) if status == "ok" else {})
+    metrics.update(layer_summary(history, kept_epoch, net.weight_sizes) if status == "ok" else {})
     if target:
         metrics["epochs_to_target"] = target.epoch
     metrics.update({
@@ -245,20 +245,28 @@ def lowest_epoch(history: list[dict], key: str) -> int | None:
     return min(values)[1] if values else None
 
 
-def layer_summary(history: list[dict], kept_epoch: int | None = None) -> dict[str, float | None]:
+def layer_summary(history: list[dict], kept_epoch: int | None = None,
+                  sizes: list[int] | None = None) -> dict[str, float | None]:
     """Vanishing gradients and unit health in a few numbers for comparison tables.
 
     grad_norm_first / grad_norm_last: mean over epochs of the first hidden layer's
-    and the output layer's weight-gradient norm; grad_ratio is their quotient.
+    and the output layer's weight-gradient norm. grad_ratio: the first hidden layer's
+    weight gradient against the last hidden layer's, per entry (norm / sqrt(`sizes`)):
+    below 1 it shrinks on its way back through the hidden layers. The output layer is left
+    out, and the size divided out: against the output layer the ratio moved with the width
+    (0.5 for a 256-wide ReLU net, 2 at width 8) and read a batch-normalised network, whose
+    hidden gradients grow towards the input, as vanishing. None below two hidden layers.
     saturated / dead: mean over the layers where they apply, at `kept_epoch` (the
     weights kept, which early stopping restores), else the last epoch.
     """
     grads = sorted((k for k in history[0] if k.startswith("grad_norm_")), key=lambda k: int(k.rsplit("_", 1)[1]))
     summary: dict[str, float | None] = {}
     if len(grads) >= 2:
-        first = float(np.mean([row[grads[0]] for row in history]))
-        last = float(np.mean([row[grads[-1]] for row in history]))
-        summary.update(grad_norm_first=first, grad_norm_last=last, grad_ratio=first / last if last > 0 else None)
+        means = [float(np.mean([row[g] for row in history])) for g in grads]
+        summary.update(grad_norm_first=means[0], grad_norm_last=means[-1], grad_ratio=None)
+        if len(grads) >= 3 and sizes is not None and len(sizes) == len(grads):
+            first, last_hidden = means[0] / math.sqrt(sizes[0]), means[-2] / math.sqrt(sizes[-2])
+            summary["grad_ratio"] = first / last_hidden if last_hidden > 0 else None
     final = history[kept_epoch - 1] if kept_epoch else history[-1]
     for kind in ("saturated", "dead"):
         values = [v for k, v in final.items() if k.startswith(f"{kind}_")]

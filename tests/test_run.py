@@ -318,9 +318,26 @@ def test_layer_summary_matches_history():
     history = pd.DataFrame(result.history)
     assert result.metrics["grad_norm_first"] == pytest.approx(history["grad_norm_1"].mean())
     assert result.metrics["grad_norm_last"] == pytest.approx(history["grad_norm_3"].mean())
-    assert result.metrics["grad_ratio"] == pytest.approx(history["grad_norm_1"].mean() / history["grad_norm_3"].mean())
+    features = result.prepared.X_train.shape[1]  # per entry: layer1.W is features x 16, layer2.W 16 x 16
+    assert result.metrics["grad_ratio"] == pytest.approx(
+        (history["grad_norm_1"].mean() / np.sqrt(features * 16)) / (history["grad_norm_2"].mean() / np.sqrt(16 * 16)))
     assert result.metrics["dead"] == pytest.approx((history["dead_1"].iloc[-1] + history["dead_2"].iloc[-1]) / 2)
     assert result.metrics["saturated"] is None
+
+
+def test_grad_ratio_compares_hidden_layers_per_entry():
+    """Against the output layer it moved with the width (a wide ReLU net read as vanishing) and read a
+    batch-normalised logistic net, whose hidden gradients grow towards the input, as vanishing."""
+    def ratio(**model):
+        spec = {"data": {"dataset": "digits"}, "model": model, "optimizer": {"name": "sgd", "lr": 0.03},
+                "train": {"epochs": 3, "batch_size": 32}}
+        return run_experiment(spec, results_dir=None).metrics["grad_ratio"]
+
+    assert ratio(hidden=[16]) is None  # one hidden layer: nothing to vanish through
+    narrow, wide = ratio(hidden=[8, 8], init="he"), ratio(hidden=[256, 256], init="he")
+    assert 0.5 < narrow / wide < 2  # no vanishing at either width (against the output layer: 1.96 and 0.51)
+    deep = {"hidden": [64] * 6, "activation": "logistic", "init": "xavier"}
+    assert ratio(**deep) < 0.5 < 1 < ratio(**deep, batch_norm=True)
 
 
 def test_unit_diagnostics_describe_the_kept_weights_on_rows_of_every_class(tmp_path):

@@ -275,6 +275,11 @@ class Network:
                            np.empty((bs, *y.shape[1:]), dtype=y.dtype))
         return self._batch
 
+    @property
+    def weight_sizes(self) -> list[int]:
+        """Entries of each weight matrix, input side first (the grad_norm_i layers)."""
+        return [W.size for W, _ in self._weights]
+
     def unit_stats(self, X: np.ndarray) -> list[dict]:
         """Per hidden layer (inference mode): saturated fraction and dead-unit fraction, or None."""
         X = self._as_input(X)
