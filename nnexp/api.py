@@ -200,9 +200,10 @@ class GradcheckReport:
     def __init__(self, checks: dict, shapes: dict[str, tuple], rows: int, checked: dict[str, int],
                  tolerance: float = 1e-5):
         self.checks, self.shapes, self.rows, self.checked, self.tolerance = checks, shapes, rows, checked, tolerance
-        self.errors = {name: c.error for name, c in checks.items()}
-        self.noise = {name: c.noise for name, c in checks.items()}
-        self.steps = {name: c.step for name, c in checks.items()}
+        shown = {name: c.shown(tolerance) for name, c in checks.items()}  # the step behind each verdict
+        self.errors = {name: s.error for name, s in shown.items()}
+        self.noise = {name: s.noise for name, s in shown.items()}
+        self.steps = {name: s.step for name, s in shown.items()}
 
     @property
     def verdicts(self) -> dict[str, str]:

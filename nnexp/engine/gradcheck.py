@@ -11,29 +11,62 @@ ROUNDING = 1e-15  # relative rounding error of one objective evaluation (a few u
 STEPS = (1e-6, 1e-5, 1e-4, 1e-3)  # central-difference steps, tried in turn while rounding blurs the check
 RESOLVED = 1e-7  # rounding noise at most this fraction of an array's gradient: no larger step is needed
 NOISE_MARGIN = 3.0  # a difference within this many times the rounding noise is noise, not an error
+SMALLER = 1e-7  # tried when the first step disagrees: a kink it crossed (tiny weights under batch norm) a tenth is not
+
+
+@dataclass(frozen=True)
+class StepCheck:
+    """Backprop against the differences at one step: `error` = ||g - g_num|| / (||g|| + ||g_num||);
+    `noise` = the error the differences alone can make there: their rounding noise, plus at a
+    larger step their truncation error (a curve, a ReLU kink crossed), bounded by how far they
+    moved from the previous step's."""
+
+    step: float
+    error: float
+    noise: float
+
+    @property
+    def lowest(self) -> float:
+        """The least the true discrepancy can be, by this step."""
+        return self.error - NOISE_MARGIN * self.noise
+
+    @property
+    def highest(self) -> float:
+        """The most the true discrepancy can be, by this step."""
+        return self.error + NOISE_MARGIN * self.noise
 
 
 @dataclass(frozen=True)
 class ArrayCheck:
-    """One parameter array's check: `error` = ||g - g_num|| / (||g|| + ||g_num||) at step `step`;
-    `noise` = the error that the differences' rounding alone can produce there."""
+    """One parameter array's check at each step tried."""
 
-    error: float
-    noise: float
-    step: float
+    steps: tuple[StepCheck, ...]
 
-    @property
-    def resolved(self) -> float:
-        """The error as far as this step can tell (no lower than its rounding noise): the step
-        for which it is smallest is the most conclusive one."""
-        return max(self.error, NOISE_MARGIN * self.noise)
+    def disagreements(self, tolerance: float) -> list[StepCheck]:
+        """Steps that disagree beyond the tolerance and beyond their own noise, where no smaller
+        step saw a smaller discrepancy for sure: a wrong gradient disagrees at every step, while
+        a larger step's difference can also cross a kink (ReLU, maxout), which no bound of its
+        noise foresees, and disagree alone."""
+        return [s for k, s in enumerate(self.steps)
+                if s.lowest > tolerance and all(smaller.highest >= s.lowest for smaller in self.steps[:k])]
 
     def verdict(self, tolerance: float) -> str:
-        """'ok'; 'noise' when the difference is within rounding noise but above `tolerance`
-        (a gradient too small to check that closely: truly zero ones end here); else 'failed'."""
-        if self.error <= tolerance:
-            return "ok"
-        return "noise" if self.error <= NOISE_MARGIN * self.noise else "failed"
+        """'failed' on a disagreement (above); else 'ok' when some step agrees within the
+        tolerance; else 'noise': agreement only within the noise (a gradient too small to check
+        that closely, or one that is zero)."""
+        if self.disagreements(tolerance):
+            return "failed"
+        return "ok" if min(s.error for s in self.steps) <= tolerance else "noise"
+
+    def shown(self, tolerance: float) -> StepCheck:
+        """The step behind the verdict: the clearest disagreement, the closest agreement, or
+        the least noisy reading."""
+        verdict = self.verdict(tolerance)
+        if verdict == "failed":
+            return max(self.disagreements(tolerance), key=lambda s: s.lowest)
+        if verdict == "ok":
+            return min(self.steps, key=lambda s: s.error)
+        return min(self.steps, key=lambda s: max(s.error, NOISE_MARGIN * s.noise))
 
 
 def gradient_check(net, X: np.ndarray, y: np.ndarray, l1: float = 0.0, l2: float = 0.0,
@@ -46,11 +79,12 @@ def gradient_check(net, X: np.ndarray, y: np.ndarray, l1: float = 0.0, l2: float
 
     The differences carry about ROUNDING x |J| / step of rounding noise per entry. For an
     array whose gradient is small against that noise (the first layers of a saturated,
-    vanishing-gradient network), larger steps are tried, and the most conclusive one is kept
-    (the least of error and noise): rounding noise shrinks as the step grows, while a wrong
-    gradient disagrees at every step. What no step resolves (a gradient that is truly zero,
-    as the beta of a batch-normalised layer feeding another batch norm) is reported with its
-    noise, so that a verdict can say it is within it rather than call it wrong.
+    vanishing-gradient network), larger steps are tried, and all of them judged together
+    (see ArrayCheck.verdict): rounding noise shrinks as the step grows and truncation error
+    grows (bounded by how far the differences moved from the smaller step's), while a wrong
+    gradient disagrees at every step. What no step resolves (a gradient that is truly
+    zero, as the beta of a batch-normalised layer feeding another batch norm) is reported
+    with its noise, so that a verdict can say it is within it rather than call it wrong.
 
     g_num[i] = (J(theta + h e_i) - J(theta - h e_i)) / (2 h), with J the training-mode
     objective of ``net.loss_and_grad``. The dropout generator is reset to the same state
@@ -78,18 +112,26 @@ def gradient_check(net, X: np.ndarray, y: np.ndarray, l1: float = 0.0, l2: float
             if checked_entries(flat.size, entries) < flat.size:
                 checked = np.sort(pick.choice(flat.size, size=entries, replace=False))
             g = g.reshape(-1)[checked].astype(np.float64)
-            best = None
+            tried, previous = [], None
             for step in steps:
                 numeric = _differences(flat, checked, step, objective)
                 size = np.linalg.norm(g) + np.linalg.norm(numeric)
-                noise = scale / step * np.sqrt(checked.size)
-                check = ArrayCheck(float(np.linalg.norm(g - numeric) / size) if size > 0 else 0.0,
-                                   float(noise / size) if size > 0 else float("inf"), step)
-                if best is None or check.resolved < best.resolved:
-                    best = check
-                if check.noise <= RESOLVED:
+                rounding = scale / step * np.sqrt(checked.size)
+                noise = rounding + (np.linalg.norm(numeric - previous) if previous is not None else 0.0)
+                if size == 0:  # both exactly zero: they agree
+                    tried.append(StepCheck(step, 0.0, 0.0))
                     break
-            checks[name] = best
+                tried.append(StepCheck(step, float(np.linalg.norm(g - numeric) / size), float(noise / size)))
+                if rounding / size <= RESOLVED:
+                    break
+                previous = numeric
+            if tried[0].lowest > RESOLVED:
+                numeric = _differences(flat, checked, SMALLER, objective)
+                size = np.linalg.norm(g) + np.linalg.norm(numeric)
+                if size > 0:
+                    tried.insert(0, StepCheck(SMALLER, float(np.linalg.norm(g - numeric) / size),
+                                              float(scale / SMALLER * np.sqrt(checked.size) / size)))
+            checks[name] = ArrayCheck(tuple(tried))
         return checks
     finally:
         net.set_state(state)

@@ -31,8 +31,7 @@ def _net(activations, output="softmax", n_out=3, hidden=None, std=0.5, **kw):
 
 def _assert_ok(checks):
     assert checks, "no parameters checked"
-    worst = max(checks, key=lambda name: checks[name].error)
-    assert checks[worst].error < TOL, f"{worst}: relative error {checks[worst].error:.2e} ({checks})"
+    assert all(check.verdict(TOL) == "ok" for check in checks.values()), checks
 
 
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
@@ -126,8 +125,8 @@ def test_a_wrong_gradient_is_detected():
 
     dense.backward = broken_backward
     checks = gradient_check(net, X, y)
-    assert checks["layer1.W"].error > 1e-4 and checks["layer1.W"].verdict(1e-5) == "failed"
-    assert checks["output.W"].error < TOL
+    assert checks["layer1.W"].shown(1e-5).error > 1e-4 and checks["layer1.W"].verdict(1e-5) == "failed"
+    assert checks["output.W"].verdict(TOL) == "ok"
 
 
 def test_gradient_check_restores_the_network():
@@ -218,7 +217,26 @@ def test_a_sample_of_a_large_arrays_entries_is_checked_and_still_catches_a_wrong
         return out
 
     net.loss_and_grad = wrong
-    assert gradient_check(net, X, y, entries=30)["layer1.W"].error > 1e-3
+    assert gradient_check(net, X, y, entries=30)["layer1.W"].verdict(1e-3) == "failed"
+
+
+@pytest.mark.parametrize("spec", [
+    # the initialisation experiment's relu + gaussian 0.01: a step of 1e-3 crosses kinks, and was kept
+    {"data": {"dataset": "digits"}, "model": {"hidden": [64] * 6, "init": {"name": "gaussian", "std": 0.01}}},
+    # smooth, but curved at 1e-5 already: the step where it agreed (1e-6) was passed over
+    {"data": {"dataset": "breast_cancer"},
+     "model": {"hidden": [16, 16], "activation": "tanh", "batch_norm": True, "init": {"name": "gaussian", "std": 1e-4}}},
+    # weights of 1e-4 under batch norm: even a step of 1e-6 crosses a kink; a tenth of it does not
+    {"seed": 1, "data": {"dataset": "diabetes"},
+     "model": {"hidden": [16, 16], "batch_norm": True, "init": {"name": "gaussian", "std": 1e-4}}},
+])
+def test_larger_steps_never_fail_a_right_gradient(spec):
+    """Steps past the smallest are for gradients that rounding blurs; their truncation error
+    (a curve, a kink crossed) must not read as a wrong backprop."""
+    import nnexp
+
+    report = nnexp.gradcheck(spec, entries=200)
+    assert report.passed, {n: (v, report.errors[n], report.steps[n]) for n, v in report.verdicts.items() if v != "ok"}
 
 
 @pytest.mark.parametrize("activation, hidden", [("hard_logistic", [8, 8, 8]), ("logistic", [8, 8, 8, 8])])
