@@ -193,9 +193,10 @@ def _rows_problem(problem: str) -> str:
 
 class GradcheckReport:
     """Per parameter array of a spec's network: the relative error of backprop against central
-    differences (`errors`), the error rounding alone can produce there (`noise`), the difference
-    step used (`steps`), the array's shape and how many of its entries were checked; `verdicts`
-    and `passed` judge them at `tolerance`."""
+    differences (`errors`), the error the differences alone can make there (`noise`), the
+    difference step behind the verdict (`steps`), the gradient's size (`rms`, root mean square),
+    the array's shape and how many of its entries were checked; `verdicts` and `passed` judge
+    them at `tolerance`."""
 
     def __init__(self, checks: dict, shapes: dict[str, tuple], rows: int, checked: dict[str, int],
                  tolerance: float = 1e-5):
@@ -204,6 +205,7 @@ class GradcheckReport:
         self.errors = {name: s.error for name, s in shown.items()}
         self.noise = {name: s.noise for name, s in shown.items()}
         self.steps = {name: s.step for name, s in shown.items()}
+        self.rms = {name: c.rms for name, c in checks.items()}
 
     @property
     def verdicts(self) -> dict[str, str]:

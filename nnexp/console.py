@@ -101,21 +101,22 @@ def print_run_summary(result) -> None:
 
 def print_gradcheck(report) -> None:
     """One row per parameter array: shape, relative error, the error rounding alone gives, verdict."""
-    table = Table("parameter", "shape", "entries checked", "step", "relative error", "rounding noise", "ok",
+    table = Table("parameter", "shape", "entries checked", "gradient (rms)", "step", "relative error", "noise", "ok",
                   title=f"gradient check on {report.rows} rows (float64)")
     tolerance, verdicts = report.tolerance, report.verdicts
     shown = {"ok": "[green]yes[/]", "failed": "[red]NO[/]", "noise": "[yellow]within noise[/]"}
     for name, error in report.errors.items():
         size = math.prod(report.shapes[name])
         checked = "all" if report.checked[name] == size else f"{report.checked[name]} at random"
-        table.add_row(name, "x".join(map(str, report.shapes[name])), checked, f"{report.steps[name]:.0e}",
-                      f"{error:.2e}", f"{report.noise[name]:.1e}", shown[verdicts[name]])
+        table.add_row(name, "x".join(map(str, report.shapes[name])), checked, f"{report.rms[name]:.1e}",
+                      f"{report.steps[name]:.0e}", f"{error:.2e}", f"{report.noise[name]:.1e}", shown[verdicts[name]])
     console.print(table)
     judged = {n: e for n, e in report.errors.items() if verdicts[n] != "noise"}
-    worst = f"max relative error {max(judged.values()):.2e}" if judged else "no array above rounding noise"
+    worst = (f"max relative error {max(judged.values()):.2e}{' (of the arrays not within noise)' if len(judged) < len(verdicts) else ''}"
+             if judged else "every array within noise")
     console.print(f"{worst} (tolerance {tolerance:.0e}): {'passed' if report.passed else 'FAILED'}")
     noisy = [n for n, v in verdicts.items() if v == "noise"]
     if noisy:
-        console.print(f"within noise: {', '.join(noisy)}: backprop and the differences agree within the rounding "
-                      "noise of the differences, which exceeds the tolerance: gradients too small to check that "
-                      "closely, or zero")
+        console.print(f"within noise: {', '.join(noisy)}: backprop and the differences agree only within the noise "
+                      "of the differences, which exceeds the tolerance: gradients too small to check that closely "
+                      "(see their rms), or zero")

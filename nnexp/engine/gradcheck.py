@@ -38,9 +38,11 @@ class StepCheck:
 
 @dataclass(frozen=True)
 class ArrayCheck:
-    """One parameter array's check at each step tried."""
+    """One parameter array's check at each step tried; `rms` = backprop's gradient, root mean
+    square over the entries checked (how small a vanishing gradient is)."""
 
     steps: tuple[StepCheck, ...]
+    rms: float = 0.0
 
     def disagreements(self, tolerance: float) -> list[StepCheck]:
         """Steps that disagree beyond the tolerance and beyond their own noise, where no smaller
@@ -131,7 +133,7 @@ def gradient_check(net, X: np.ndarray, y: np.ndarray, l1: float = 0.0, l2: float
                 if size > 0:
                     tried.insert(0, StepCheck(SMALLER, float(np.linalg.norm(g - numeric) / size),
                                               float(scale / SMALLER * np.sqrt(checked.size) / size)))
-            checks[name] = ArrayCheck(tuple(tried))
+            checks[name] = ArrayCheck(tuple(tried), float(np.sqrt(np.mean(g * g))))
         return checks
     finally:
         net.set_state(state)
