@@ -398,23 +398,33 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): tree}
 
 
-def grown_grid(old: dict, new: dict) -> list[str]:
+def _id_text(value) -> str:
+    """A value as a configuration's id sees it (0 and 0.0 are two values there)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def grown_grid(old: dict, new: dict) -> dict[str, int] | None:
     """The dimensions of a grid search that gained values, when that is all its space changed
-    (the same dimensions, each one's earlier values all still listed): the trials run so far keep
-    their ids, so they are kept and only the new configurations run. Empty otherwise."""
+    (the same dimensions, each one's earlier values all still listed, in any order): the trials
+    run so far keep their ids, so they are kept and only the new configurations run: how many
+    values each gained. None when the space changed otherwise."""
     old_space, new_space = old.get("space"), new.get("space")
     if old.get("strategy", "grid") != "grid" or new.get("strategy", "grid") != "grid":
-        return []
+        return None
     if not isinstance(old_space, dict) or not isinstance(new_space, dict) or set(old_space) != set(new_space):
-        return []
-    grown = []
+        return None
+    grown = {}
     for key, before in old_space.items():
         after = new_space[key]
-        if before == after:
+        if _id_text(before) == _id_text(after):
             continue
-        if not (isinstance(before, list) and isinstance(after, list) and all(v in after for v in before)):
-            return []
-        grown.append(key)
+        if not (isinstance(before, list) and isinstance(after, list)):
+            return None
+        earlier, listed = {_id_text(v) for v in before}, {_id_text(v) for v in after}
+        if not earlier <= listed:
+            return None
+        if listed - earlier:  # not when only reordered
+            grown[key] = len(listed - earlier)
     return grown
 
 
@@ -428,7 +438,7 @@ def spec_differences(old: dict, new: dict, space_grew: bool = False) -> list[str
     old_files, new_files = old.get("data_files") or {}, new.get("data_files") or {}
 
     def same(x, y) -> bool:  # (a searched data.dataset lists paths as written: they name the configurations)
-        return x == y or (isinstance(x, str) and x in old_files and old_files[x] == new_files.get(y))
+        return _id_text(x) == _id_text(y) or (isinstance(x, str) and x in old_files and old_files[x] == new_files.get(y))
 
     a, b = _flatten(old), _flatten(new)
     diffs = []
@@ -484,7 +494,7 @@ def check_same_search(folder: str | os.PathLike, identity: dict) -> list[str]:
             "(its contents differ); use --fresh to start over (old trials are kept aside), or another name / --results-dir"
         )
     grown = grown_grid(saved.get("search") or {}, identity["search"])
-    diffs = spec_differences(saved, identity, space_grew=bool(grown))
+    diffs = spec_differences(saved, identity, space_grew=grown is not None)
     if diffs:
         shown = "; ".join(diffs[:5]) + (f"; and {len(diffs) - 5} more" if len(diffs) > 5 else "")
         grid = (identity["search"].get("strategy", "grid") == "grid"
@@ -497,7 +507,7 @@ def check_same_search(folder: str | os.PathLike, identity: dict) -> list[str]:
     before, now = saved.get("search") or {}, identity["search"]
     notes = []
     if grown:
-        added = ", ".join(f"{k} +{len(now['space'][k]) - len(before['space'][k])}" for k in grown)
+        added = ", ".join(f"{k} +{n}" for k, n in grown.items())
         notes.append(f"space: new values since the last run ({added}): its trials are kept, and only the new "
                      "configurations run")
     if any(key in before and before[key] != now.get(key) for key in ("metric", "mode")):

@@ -156,6 +156,13 @@ def test_a_grid_resumes_with_values_added_but_not_removed_or_changed(tmp_path):
 
     assert check_same_search(tmp_path, space(lr=[0.3, 0.1, 0.01], act=["relu", "tanh"])) == [
         "space: new values since the last run (lr +1, act +1): its trials are kept, and only the new configurations run"]
+    assert check_same_search(tmp_path, space(lr=[0.01, 0.1])) == []  # reordered: the same configurations
+    zero = {**saved, "search": {**saved["search"], "space": {"l2": [0, 0.001]}}}
+    save_spec(tmp_path, zero)  # 0 and 0.0 are two configurations (their ids differ): 0 was taken away
+    for l2 in ([0.0, 0.001, 0.01], [0.0, 0.001]):  # (it read as kept, and l2 = 0.0 trained beside l2 = 0)
+        with pytest.raises(SearchChangedError, match="a grid resumes with values added"):
+            check_same_search(tmp_path, {**zero, "search": {**zero["search"], "space": {"l2": l2}}})
+    save_spec(tmp_path, saved)
     for changed in (space(lr=[0.1]), space(lr=[0.1, 0.02]), space(extra=[1]), space(lr={"log_uniform": [0.01, 0.1]})):
         with pytest.raises(SearchChangedError, match=r"a grid resumes with values added to its lists"):
             check_same_search(tmp_path, changed)
