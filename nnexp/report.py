@@ -59,11 +59,7 @@ class ReportResult:
     metric_guessed: bool = False  # no search.yaml said which metric the search ranks by
     name: str = ""  # the search's, from search.yaml (else the folder's)
     planned: int | None = None  # trials its last run planned, from search.yaml
-
-    @property
-    def missing(self) -> int:
-        """Planned trials with no record yet: the search was stopped before it finished (or still runs)."""
-        return max(0, self.planned - len(self.trials)) if self.planned else 0
+    missing: int = 0  # of those, the ones with no record: it was stopped before it finished (or still runs)
 
 
 # --------------------------------------------------------------------------- frames
@@ -432,8 +428,9 @@ def summary_markdown(result: ReportResult) -> str:
 
     body = pd.DataFrame(table).to_markdown(index=False) if table else f"({NO_TRIALS})"
     n = len(result.trials)
-    unfinished = (f"**Unfinished:** {n} of the {result.planned} planned trials have run (the search was stopped, "
-                  "or is still running); run the same `nnexp search` command to finish it.\n\n" if result.missing else "")
+    unfinished = (f"**Unfinished:** {result.planned - result.missing} of the {result.planned} planned trials have run "
+                  "(the search was stopped, or is still running); run the same `nnexp search` command to finish it.\n\n"
+                  if result.missing else "")
     head = (f"# {result.name or result.folder.name}: summary\n\n{unfinished}"
             f"{_plural(len(s), 'configuration')}, {_plural(n, 'trial')} ({_counts(result.trials)}); ranked by {m} ({result.mode}"
             f"{'; a guess: no search.yaml says which metric the search ranks by' if result.metric_guessed else ''}).\n"
@@ -693,11 +690,10 @@ def report(folder: str | os.PathLike, plots: bool = True, metric: str | None = N
         frame = pd.DataFrame(columns=["trial_id", "config_id", "seed", "repeat", "status", "error",
                                       *[param_column(p) for p in params]])
     summary = summarize(frame, metric, mode, params)
-    planned = saved.get("planned_trials")
+    planned, missing = _planned(saved.get("plan"), records)
     result = ReportResult(folder, metric, mode, params, frame, summary, effects(frame, metric, params, orders),
                           notes=[str(w.message) for w in caught], metric_guessed=guessed,
-                          name=(saved.get("search") or {}).get("name") or folder.name,
-                          planned=planned if isinstance(planned, int) and not isinstance(planned, bool) else None)
+                          name=(saved.get("search") or {}).get("name") or folder.name, planned=planned, missing=missing)
     from nnexp.results import atomic_write
 
     # whole files or the previous ones: a full disk never leaves a cut-off table
@@ -710,6 +706,17 @@ def report(folder: str | os.PathLike, plots: bool = True, metric: str | None = N
         result.files += drawn
         _remove_stale_plots(folder, keep=drawn)
     return result
+
+
+def _planned(plan, records: list[dict]) -> tuple[int | None, int]:
+    """(trials the last run planned, how many of them have no record), from search.yaml's `plan`
+    (none in a folder written before it was kept, or one edited by hand)."""
+    try:
+        keys = {(str(cid), int(seed)) for cid in plan["configs"] for seed in plan["seeds"]}
+    except (TypeError, KeyError, ValueError):
+        return None, 0
+    done = {(str(r.get("config_id")), r.get("seed")) for r in records}
+    return len(keys), len(keys - done)
 
 
 def _check_ranking(metric: str | None, mode: str | None, names: tuple[str, str]) -> None:

@@ -161,7 +161,7 @@ def report(
         for note in result.notes:
             sys.stderr.write(f"warning: {note}\n")
         if result.missing:
-            sys.stderr.write(f"note: {len(result.trials)} of the {result.planned} planned trials have run: the search "
+            sys.stderr.write(f"note: {result.planned - result.missing} of the {result.planned} planned trials have run: the search "
                              "was stopped (or still runs); run the same `nnexp search` command to finish it\n")
         if not quiet:
             print_leaderboard(_console(), result, None)

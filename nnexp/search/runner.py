@@ -294,7 +294,9 @@ def run_search(
     # the data files' hashes first (seconds for a large file): a Ctrl-C then leaves no folder behind
     identity = search_identity(loaded, plan.strategy, len(plan.configs) if plan.strategy == "random" else None,
                                data_fingerprints(config.spec for config in plan.configs))
-    identity["planned_trials"] = len(plan.trials)  # so tables rebuilt later can tell an unfinished search
+    # so tables rebuilt later can tell an unfinished search: its trials are these configurations x seeds
+    identity["plan"] = {"trials": len(plan.trials), "seeds": sorted({t.seed for t in plan.trials}),
+                        "configs": [c.config_id for c in plan.configs]}
     created = not Path(folder).exists()
     folder = ensure_folder(Path(folder))
     start = time.perf_counter()

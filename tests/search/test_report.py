@@ -458,6 +458,17 @@ def test_tables_of_an_unfinished_search_say_so(searched):
     assert rebuilt.exit_code == 0 and rebuilt.stderr == (
         "note: 20 of the 27 planned trials have run: the search was stopped (or still runs); run the same "
         "`nnexp search` command to finish it\n")
+    # a later run with fewer repeats and a new value, stopped at once: the log holds more records than that
+    # run planned, and the tables read as finished when they were only counted
+    import yaml
+
+    saved = yaml.safe_load((searched / "search.yaml").read_text())
+    saved["plan"] = {"trials": 3, "seeds": [0], "configs": [*saved["plan"]["configs"][:2], "feedfacecaf"]}
+    (searched / "search.yaml").write_text(yaml.safe_dump(saved))
+    assert (report(searched, plots=False).planned, report(searched, plots=False).missing) == (3, 1)
+    saved.pop("plan")  # a folder from before the plan was kept: nothing to say
+    (searched / "search.yaml").write_text(yaml.safe_dump(saved))
+    assert report(searched, plots=False).missing == 0
 
 
 def test_a_cross_validated_search_shows_the_spread_over_folds(planned, tmp_path):
