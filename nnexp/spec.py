@@ -164,8 +164,15 @@ class Kind(Strict):
 
 
 def _check_ignored_value(key: str, value) -> None:
-    """An ignored field is still checked as its users check it (a momentum in [0, 1))."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+    """An ignored field is still checked as its users check it (a momentum in [0, 1); text that
+    is a plain number is that number, as for every number field)."""
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0 <= number < 1:
         raise ValueError(f"@{key}: must be a number in [0, 1), got {describe(value)}")
 
 

@@ -362,7 +362,9 @@ def test_the_contracts_example_specs_validate_and_run(tmp_path):
     for args, problem in ((["--random"], "--random: only for a search spec"), (["--trials", "3"], "--trials: only")):
         wrong = runner.invoke(app, ["validate", str(tmp_path / "digits.yaml"), *args])
         assert wrong.exit_code == 2 and problem in wrong.stderr
-    for value, shown in (("2", "int 2"), ("abc", "str 'abc'"), ("true", "bool True")):
+    as_text = runner.invoke(app, ["validate", str(tmp_path / "digits.yaml"), "-q", "--set", "optimizer.momentum='0.5'"])
+    assert as_text.exit_code == 0  # text holding a plain number is that number, as in the momentum optimizer's field
+    for value, shown in (("2", "int 2"), ("abc", "str 'abc'"), ("true", "bool True"), ("'nan'", "str 'nan'")):
         bad = runner.invoke(app, ["validate", str(tmp_path / "digits.yaml"), "--set", f"optimizer.momentum={value}"])
         assert bad.exit_code == 2
         assert bad.stderr.endswith(f"error: --set optimizer.momentum: must be a number in [0, 1), got {shown}\n")

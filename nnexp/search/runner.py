@@ -297,13 +297,13 @@ def run_search(
     # so tables rebuilt later can tell an unfinished search: its trials are these configurations x seeds
     identity["plan"] = {"trials": len(plan.trials), "seeds": sorted({t.seed for t in plan.trials}),
                         "configs": [c.config_id for c in plan.configs]}
-    created = not Path(folder).exists()
+    made = [p for p in (Path(folder), *Path(folder).parents) if not p.exists()]  # the folders this search makes
     folder = ensure_folder(Path(folder))
     start = time.perf_counter()
     notes: list[str] = []
     store = TrialStore(folder)
 
-    with _removed_if_unused(store, created), SearchLock(folder):
+    with _removed_if_unused(store, made), SearchLock(folder):
         if fresh:
             moved = store.move_aside()
             if moved:
@@ -376,19 +376,21 @@ def run_search(
 
 
 @contextmanager
-def _removed_if_unused(store: TrialStore, created: bool):
+def _removed_if_unused(store: TrialStore, made: list[Path]):
     """A search that stops on bad input before its first trial (an unreachable scheduler) leaves
-    no folder behind that it made itself: an empty one would read as a search that ran nothing."""
+    none of the folders behind that it `made` (its own, and a --results-dir): an empty one would
+    read as a search that ran nothing."""
     try:
         yield
     except NnexpError:
-        if created and not (store.path.exists() and store.path.stat().st_size):
+        if made and not (store.path.exists() and store.path.stat().st_size):
             for name in (SPEC_FILE, store.path.name, LOCK_FILE):
                 (store.folder / name).unlink(missing_ok=True)
-            try:
-                store.folder.rmdir()
-            except OSError:  # something else is in it now: leave it
-                pass
+            for folder in made:  # innermost first
+                try:
+                    folder.rmdir()
+                except OSError:  # something else is in it now: leave it, and those around it
+                    break
         raise
 
 

@@ -180,6 +180,8 @@ def expand_params(loaded: LoadedSearch, strategy: str | None = None, trials: int
     rng = np.random.default_rng(spec.seed)
     # named as given: in the spec, the command line's --trials, or the API's trials= (as its overrides are)
     asked = loaded.field("trials") if not trials else "--trials" if loaded.override == "--set" else "trials"
+    if not trials and "trials" not in spec.model_fields_set:
+        asked += " (the default)"  # the file does not say it
     if finite:  # distinct grid points without replacement; a larger --trials extends a smaller one's sample
         count = min(n, size)
         if n > size:  # as scikit-learn's ParameterSampler warns

@@ -54,6 +54,8 @@ def test_random_over_lists_samples_distinct_grid_points(search_file):
     assert len(everything.configs) == 6  # capped at the grid size, no repeats
     with pytest.warns(UserWarning, match=r"trials: 8 configurations asked for, but the space has only 6"):
         plan_search(load_search(search_file(SPACE, strategy="random", trials=8, repeats=1)))
+    with pytest.warns(UserWarning, match=r"trials \(the default\): 20 configurations asked for"):  # not in the file
+        plan_search(load_search(search_file(SPACE, strategy="random", repeats=1)))
 
 
 def test_random_trials_option_overrides_spec(search_file):
