@@ -326,11 +326,13 @@ def new_figure(**kwargs):
 
 
 def plot_learning_curves(history: list[dict], task: str, penalized: bool = False):
-    """The loss (train vs validation) and the main validation metric per epoch; under
+    """The loss (train vs validation), the main validation metric and each layer's weight-gradient
+    norm per epoch (log scale: a vanishing gradient shows as layers decades apart); under
     cross-validation those of the first fold, as the figure's title says. `penalized`: the
     training curve includes an L1/L2 penalty that the validation loss does not, and says so
     (else train above validation reads as a data problem)."""
     import pandas as pd
+    from matplotlib.ticker import MaxNLocator
 
     frame = pd.DataFrame(history)
     fold = None
@@ -338,28 +340,33 @@ def plot_learning_curves(history: list[dict], task: str, penalized: bool = False
         fold = frame["fold"].iloc[0]
         frame = frame[frame["fold"] == fold]
     metric = "val_accuracy" if task == "classification" else "val_rmse"
-    fig = new_figure(figsize=(10, 4), layout="constrained")
-    axes = fig.subplots(1, 2)
+    grads = sorted((c for c in frame if c.startswith("grad_norm_") and frame[c].notna().any()),
+                   key=lambda c: int(c.rsplit("_", 1)[1]))  # none when training stopped in its first epoch
+    panels = 1 + (metric in frame) + bool(grads)
+    fig = new_figure(figsize=(5 * panels, 4), layout="constrained")
+    axes = list(fig.subplots(1, panels, squeeze=False)[0])
     marker = "o" if len(frame) < 2 else None  # one epoch is a point: a line alone draws nothing
-    axes[0].plot(frame["epoch"], frame["train_loss"], marker=marker, label="train (running, training mode" + (", + L1/L2 penalty)" if penalized else ")"))
+    loss = axes.pop(0)
+    loss.plot(frame["epoch"], frame["train_loss"], marker=marker,
+              label="train (running, training mode" + (", + L1/L2 penalty)" if penalized else ")"))
     if "val_loss" in frame:
-        axes[0].plot(frame["epoch"], frame["val_loss"], marker=marker, label="validation")
-    from matplotlib.ticker import MaxNLocator
-
-    for ax in axes:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are counts (a 4-epoch run showed 1.25, 1.5)
-    axes[0].set(xlabel="epoch", ylabel="loss", title="Loss")
-    axes[0].legend()
+        loss.plot(frame["epoch"], frame["val_loss"], marker=marker, label="validation")
+    loss.set(xlabel="epoch", ylabel="loss", title="Loss")
+    loss.legend()
+    loss.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are counts (a 4-epoch run showed 1.25, 1.5)
     if metric in frame:
-        axes[1].plot(frame["epoch"], frame[metric], color="C1", marker=marker)
-        axes[1].set(xlabel="epoch", ylabel=metric, title=metric.replace("_", " "))
-    else:
-        grads = [c for c in frame if c.startswith("grad_norm_")]
-        for c in grads:
-            axes[1].plot(frame["epoch"], frame[c], marker=marker, label=c)
-        axes[1].set(xlabel="epoch", ylabel="||dJ/dW||", yscale="log", title="gradient norm per layer")
-        if grads:  # none recorded when training stopped in its first epoch
-            axes[1].legend()
+        ax = axes.pop(0)
+        ax.plot(frame["epoch"], frame[metric], color="C1", marker=marker)
+        ax.set(xlabel="epoch", ylabel=metric, title=metric.replace("_", " "))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if grads:
+        ax = axes.pop(0)
+        for i, c in enumerate(grads, start=1):
+            ax.plot(frame["epoch"], frame[c], marker=marker, label="output" if i == len(grads) else f"layer {i}")
+        ax.set(xlabel="epoch", ylabel="||dJ/dW|| (mean over mini-batches)", yscale="log",
+               title="weight-gradient norm per layer")
+        ax.legend(fontsize=8, ncol=2 if len(grads) > 6 else 1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if fold is not None:
         fig.suptitle(f"fold {fold} of the cross-validation (metrics.json has the means over folds)")
     return fig

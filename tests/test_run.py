@@ -647,3 +647,19 @@ def test_a_run_that_had_not_converged_says_so(tmp_path, write_spec):
                    "--set", "optimizer.lr=0.01")
     assert done.exit_code == 0 and done.stderr == ""
     assert json.loads((tmp_path / "out" / "spec" / "metrics.json").read_text())["still_improving"] is False
+
+
+def test_the_learning_curves_show_each_layers_gradient_on_a_log_scale():
+    """The vanishing gradient was in history.csv only; a teacher wants it on the run's figure."""
+    from nnexp.results import plot_learning_curves
+
+    result = run_experiment({"data": {"dataset": "iris"}, "model": {"hidden": [4, 4], "activation": "logistic"},
+                             "train": {"epochs": 3}}, results_dir=None)
+    fig = plot_learning_curves(result.history, "classification")
+    loss, metric, grads = fig.axes
+    assert grads.get_yscale() == "log" and [t.get_text() for t in grads.get_legend().get_texts()] == [
+        "layer 1", "layer 2", "output"]
+    assert [list(line.get_ydata()) for line in grads.get_lines()] == [
+        [row[f"grad_norm_{i}"] for row in result.history] for i in (1, 2, 3)]
+    unsplit = run_experiment({"data": {"dataset": "iris", "val_fraction": 0.0}, "train": {"epochs": 2}}, results_dir=None)
+    assert len(plot_learning_curves(unsplit.history, "classification").axes) == 2  # no validation metric to draw
