@@ -195,6 +195,8 @@ def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None
         values = evaluate(net, data, X, y) if status == "ok" else dict.fromkeys(metric_names(data.task))
         metrics.update({f"{split}_{k}": v for k, v in values.items()})
     metrics.update(layer_summary(history, kept_epoch, net.weight_sizes) if status == "ok" else {})
+    if status == "ok":
+        metrics["weights_near_zero"] = net.share_of_weights_below(NEAR_ZERO)
     if target:
         metrics["epochs_to_target"] = target.epoch
     metrics.update({
@@ -223,6 +225,7 @@ def evaluate(net: Network, data, X: np.ndarray, y: np.ndarray) -> dict[str, floa
     return regression_metrics(output, y, data.preprocessor.inverse_target)
 
 
+NEAR_ZERO = 1e-3  # |w| below this counts as a weight L1 has driven to zero (its subgradient steps never reach 0 exactly)
 IMPROVING = 0.01  # still falling by more than this fraction over the last tenth of the run: not converged
 
 

@@ -663,3 +663,15 @@ def test_the_learning_curves_show_each_layers_gradient_on_a_log_scale():
         [row[f"grad_norm_{i}"] for row in result.history] for i in (1, 2, 3)]
     unsplit = run_experiment({"data": {"dataset": "iris", "val_fraction": 0.0}, "train": {"epochs": 2}}, results_dir=None)
     assert len(plot_learning_curves(unsplit.history, "classification").axes) == 2  # no validation metric to draw
+
+
+def test_weights_near_zero_shows_what_l1_does():
+    """L1's sparsity was visible only by opening model.npz."""
+    spec = {"data": {"dataset": "digits"}, "model": {"hidden": [32]}, "optimizer": {"name": "sgd", "lr": 0.05},
+            "train": {"epochs": 30}}
+    plain = run_experiment(spec, results_dir=None)
+    sparse = run_experiment({**spec, "train": {"epochs": 30, "l1": 0.01}}, results_dir=None)
+    weights = [p for name, p in zip(sparse.network.param_names, sparse.network.params) if name.endswith(".W")]
+    share = sum(int((np.abs(w) < 1e-3).sum()) for w in weights) / sum(w.size for w in weights)
+    assert sparse.metrics["weights_near_zero"] == pytest.approx(share)
+    assert plain.metrics["weights_near_zero"] < 0.05 < 0.5 < sparse.metrics["weights_near_zero"]

@@ -275,6 +275,11 @@ class Network:
                            np.empty((bs, *y.shape[1:]), dtype=y.dtype))
         return self._batch
 
+    def share_of_weights_below(self, size: float) -> float:
+        """The share of weight-matrix entries (biases and batch-norm parameters aside) with |w| < size."""
+        small = sum(int(np.count_nonzero(np.abs(W) < size)) for W, _ in self._weights)
+        return small / max(1, sum(self.weight_sizes))
+
     @property
     def weight_sizes(self) -> list[int]:
         """Entries of each weight matrix, input side first (the grad_norm_i layers)."""
