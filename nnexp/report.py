@@ -31,7 +31,7 @@ ALPHA = 0.05
 METRIC_PREFIXES = ("val_", "test_")
 # per-run diagnostics that the chapter's questions compare (vanishing gradients, saturation, speed)
 DIAGNOSTICS = ("train_loss", "grad_ratio", "grad_norm_first", "grad_norm_last", "saturated", "dead", "weights_near_zero",
-               "epochs_to_target")
+               "copied_units", "epochs_to_target")
 MARKDOWN_DIAGNOSTICS = ("grad_ratio", "saturated", "dead", "epochs_to_target")  # the CSV has all of them
 SPARSITY_SHOWN = 0.05  # weights_near_zero joins summary.md when configurations differ in it by more
 CURVES = 3  # configurations whose learning curves are plotted
@@ -410,6 +410,8 @@ def summary_markdown(result: ReportResult) -> str:
     # the share of near-zero weights, when configurations differ in it (an L1 penalty searched): what L1 does
     near_zero = s["mean_weights_near_zero"] if "mean_weights_near_zero" in s else None
     shows_sparsity = near_zero is not None and near_zero.max() - near_zero.min() > SPARSITY_SHOWN
+    # units that are copies of one another (a symmetric initialisation), when any configuration has them
+    shows_copies = "mean_copied_units" in s and bool((s["mean_copied_units"] > 0).any())
     for _, row in s.iterrows():
         line = {"rank": _fmt(row["rank"]) if not _isna(row["rank"]) else "–"}
         line.update({p: fmt_param(row[param_column(p)]) for p in result.params})
@@ -421,7 +423,7 @@ def summary_markdown(result: ReportResult) -> str:
             if other == "epochs_to_target":  # how many got there matters as much as how fast
                 line[other] = f"{pm(row[f'mean_{other}'], row[f'std_{other}'], 3)} ({row['n_reached_target']}/{row['n_ok']})"
             elif other != m and (other in MARKDOWN_DIAGNOSTICS or other == "train_loss" or (
-                    other == "weights_near_zero" and shows_sparsity) or (
+                    other == "weights_near_zero" and shows_sparsity) or (other == "copied_units" and shows_copies) or (
                     other.startswith(METRIC_PREFIXES) and other.endswith(("_accuracy", "_rmse", "_loss")))):
                 line[other] = pm(row[f"mean_{other}"], row[f"std_{other}"])
         if "n_still_improving" in s and s["n_still_improving"].any():

@@ -197,6 +197,7 @@ def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None
     metrics.update(layer_summary(history, kept_epoch, net.weight_sizes) if status == "ok" else {})
     if status == "ok":
         metrics["weights_near_zero"] = net.share_of_weights_below(NEAR_ZERO)
+        metrics["copied_units"] = net.share_of_copied_units()
     if target:
         metrics["epochs_to_target"] = target.epoch
     metrics.update({

@@ -675,3 +675,14 @@ def test_weights_near_zero_shows_what_l1_does():
     share = sum(int((np.abs(w) < 1e-3).sum()) for w in weights) / sum(w.size for w in weights)
     assert sparse.metrics["weights_near_zero"] == pytest.approx(share)
     assert plain.metrics["weights_near_zero"] < 0.05 < 0.5 < sparse.metrics["weights_near_zero"]
+
+
+def test_copied_units_show_the_symmetry_of_a_zero_initialisation():
+    """Zero weights keep every hidden unit a copy of the others; dropout's random masks break it."""
+    def copied(**model):
+        spec = {"data": {"dataset": "digits"}, "model": {"hidden": [16, 16], "activation": "logistic", **model},
+                "train": {"epochs": 3}}
+        return run_experiment(spec, results_dir=None).metrics["copied_units"]
+
+    assert copied(init="zeros") == pytest.approx(30 / 32)  # one unit of each 16-unit layer is not a copy
+    assert copied(init="zeros", dropout=0.2) == 0 and copied(init="he") == 0

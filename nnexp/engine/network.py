@@ -275,6 +275,18 @@ class Network:
                            np.empty((bs, *y.shape[1:]), dtype=y.dtype))
         return self._batch
 
+    def share_of_copied_units(self) -> float:
+        """The share of hidden units (maxout pieces) whose incoming weights and bias equal another
+        unit's of their layer exactly: a zero (symmetric) initialisation keeps every unit a copy
+        of the others, so a layer computes one feature however wide it is."""
+        copies = units = 0
+        for layer in self.layers:
+            if isinstance(layer, Dense) and layer.name != "output":
+                columns = (layer.W if layer.b is None else np.vstack([layer.W, layer.b])).T
+                units += columns.shape[0]
+                copies += columns.shape[0] - np.unique(columns, axis=0).shape[0]
+        return copies / units if units else 0.0
+
     def share_of_weights_below(self, size: float) -> float:
         """The share of weight-matrix entries (biases and batch-norm parameters aside) with |w| < size."""
         small = sum(int(np.count_nonzero(np.abs(W) < size)) for W, _ in self._weights)
