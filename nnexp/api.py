@@ -205,6 +205,7 @@ class GradcheckReport:
         self.errors = {name: s.error for name, s in shown.items()}
         self.noise = {name: s.noise for name, s in shown.items()}
         self.steps = {name: s.step for name, s in shown.items()}
+        self.kinked = {name: s.kinked for name, s in shown.items()}  # entries left out there: their step crossed a kink
         self.rms = {name: c.rms for name, c in checks.items()}
 
     @property

@@ -108,6 +108,8 @@ def print_gradcheck(report) -> None:
     for name, error in report.errors.items():
         size = math.prod(report.shapes[name])
         checked = "all" if report.checked[name] == size else f"{report.checked[name]} at random"
+        if report.kinked[name]:
+            checked += f" ({report.kinked[name]} on a kink)"
         table.add_row(name, "x".join(map(str, report.shapes[name])), checked, f"{report.rms[name]:.1e}",
                       f"{report.steps[name]:.0e}", f"{error:.2e}", f"{report.noise[name]:.1e}", shown[verdicts[name]])
     console.print(table)

@@ -71,6 +71,12 @@ class Activation:
         """Boolean mask of activations near an asymptote (only if ``saturates``)."""
         raise NotImplementedError
 
+    def regions(self, z, a: np.ndarray) -> np.ndarray | None:
+        """Which piece of a piecewise function each input fell on (None for a smooth one): a
+        gradient check whose step moves an input across a kink compares backprop with a
+        difference quotient that straddles two slopes, and must leave that entry out."""
+        return None
+
     # Convenience for tests and plots, not used on the hot path.
     def __call__(self, z) -> np.ndarray:
         """f(z) for a 1-D or 2-D array (rows = samples), float64."""
@@ -172,6 +178,9 @@ class HardLogistic(Activation):
     def saturated(self, a):
         return (a <= 0.0) | (a >= 1.0)
 
+    def regions(self, z, a):
+        return (a >= 1.0).view(np.int8) - (a <= 0.0).view(np.int8)
+
 
 class HardTanh(Activation):
     """f(z) = max(min(z, 1), -1)."""
@@ -191,6 +200,9 @@ class HardTanh(Activation):
     def saturated(self, a):
         return np.abs(a) >= 1.0
 
+    def regions(self, z, a):
+        return (a >= 1.0).view(np.int8) - (a <= -1.0).view(np.int8)
+
 
 class ReLU(Activation):
     """f(z) = max(z, 0); f'(0) taken as 0."""
@@ -205,6 +217,9 @@ class ReLU(Activation):
         np.greater(a, self._zeros_like(a), out=work)
         grad *= work
         return grad
+
+    def regions(self, z, a):
+        return a > 0
 
 
 class LeakyReLU(Activation):
@@ -230,6 +245,9 @@ class LeakyReLU(Activation):
         work += self.slope
         grad *= work
         return grad
+
+    def regions(self, z, a):
+        return a > 0
 
 
 class PReLU(Activation):
@@ -265,6 +283,9 @@ class PReLU(Activation):
         work += 1.0
         grad *= work
         return grad
+
+    def regions(self, z, a):
+        return z > 0  # (a learned slope may turn negative: the output's sign would not tell)
 
 
 class Softplus(Activation):
@@ -308,6 +329,9 @@ class ELU(Activation):
         np.copyto(work, 1.0, where=a > 0)
         grad *= work
         return grad
+
+    def regions(self, z, a):
+        return a > 0  # a kink in the slope unless alpha is 1
 
 
 class GELU(Activation):
@@ -400,6 +424,9 @@ class Maxout(Activation):
         w3 = work.reshape(work.shape[0], -1, self.pieces)
         np.put_along_axis(w3, self._argmax, grad[..., None], axis=2)
         return work
+
+    def regions(self, z, a):
+        return self._argmax
 
 
 ACTIVATIONS: dict[str, type[Activation]] = {

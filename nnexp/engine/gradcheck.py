@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,7 @@ class StepCheck:
     step: float
     error: float
     noise: float
+    kinked: int = 0  # entries left out: the step moved an activation's input across a kink, or a weight across 0 under L1
 
     @property
     def lowest(self) -> float:
@@ -56,6 +58,8 @@ class ArrayCheck:
         """'failed' on a disagreement (above); else 'ok' when some step agrees within the
         tolerance; else 'noise': agreement only within the noise (a gradient too small to check
         that closely, or one that is zero)."""
+        if not self.steps:  # every entry sat on a kink at every step: nothing was compared
+            return "noise"
         if self.disagreements(tolerance):
             return "failed"
         return "ok" if min(s.error for s in self.steps) <= tolerance else "noise"
@@ -63,6 +67,8 @@ class ArrayCheck:
     def shown(self, tolerance: float) -> StepCheck:
         """The step behind the verdict: the clearest disagreement, the closest agreement, or
         the least noisy reading."""
+        if not self.steps:
+            return StepCheck(math.nan, math.nan, math.inf)
         verdict = self.verdict(tolerance)
         if verdict == "failed":
             return max(self.disagreements(tolerance), key=lambda s: s.lowest)
@@ -106,33 +112,45 @@ def gradient_check(net, X: np.ndarray, y: np.ndarray, l1: float = 0.0, l2: float
         net.loss_and_grad(X, y, l1, l2)
         analytic = [g.copy() for g in net.grads]
         scale = ROUNDING * max(1.0, abs(objective()))
+        at_theta = net.kink_pattern()
         checks = {}
         pick = np.random.default_rng(seed)
-        for name, p, g in zip(net.param_names, net.params, analytic):
+        for name, p, g, penalised in zip(net.param_names, net.params, analytic, net.regularised):
             flat = p.reshape(-1)  # a view: params are contiguous
             checked = np.arange(flat.size)
             if checked_entries(flat.size, entries) < flat.size:
                 checked = np.sort(pick.choice(flat.size, size=entries, replace=False))
             g = g.reshape(-1)[checked].astype(np.float64)
+
+            def at(step: float, previous=None):
+                """(StepCheck or None when every entry straddled a kink, its differences, their kinks,
+                whether rounding is negligible there)."""
+                numeric, kinked = _differences(flat, checked, step, objective, net.kink_pattern, at_theta,
+                                               l1 > 0 and penalised)
+                keep = ~kinked if previous is None else ~(kinked | previous[1])
+                if not keep.any():
+                    return None, numeric, kinked, False
+                size = np.linalg.norm(g[keep]) + np.linalg.norm(numeric[keep])
+                if size == 0:  # both exactly zero: they agree
+                    return StepCheck(step, 0.0, 0.0, int(kinked.sum())), numeric, kinked, True
+                rounding = scale / step * np.sqrt(keep.sum())
+                moved = np.linalg.norm(numeric[keep] - previous[0][keep]) if previous is not None else 0.0
+                error = float(np.linalg.norm(g[keep] - numeric[keep]) / size)
+                check = StepCheck(step, error, float((rounding + moved) / size), int(kinked.sum()))
+                return check, numeric, kinked, rounding / size <= RESOLVED
+
             tried, previous = [], None
             for step in steps:
-                numeric = _differences(flat, checked, step, objective)
-                size = np.linalg.norm(g) + np.linalg.norm(numeric)
-                rounding = scale / step * np.sqrt(checked.size)
-                noise = rounding + (np.linalg.norm(numeric - previous) if previous is not None else 0.0)
-                if size == 0:  # both exactly zero: they agree
-                    tried.append(StepCheck(step, 0.0, 0.0))
+                check, numeric, kinked, resolved = at(step, previous)
+                if check is not None:
+                    tried.append(check)
+                if resolved:
                     break
-                tried.append(StepCheck(step, float(np.linalg.norm(g - numeric) / size), float(noise / size)))
-                if rounding / size <= RESOLVED:
-                    break
-                previous = numeric
-            if tried[0].lowest > RESOLVED:
-                numeric = _differences(flat, checked, SMALLER, objective)
-                size = np.linalg.norm(g) + np.linalg.norm(numeric)
-                if size > 0:
-                    tried.insert(0, StepCheck(SMALLER, float(np.linalg.norm(g - numeric) / size),
-                                              float(scale / SMALLER * np.sqrt(checked.size) / size)))
+                previous = (numeric, kinked)
+            if tried and tried[0].lowest > RESOLVED:
+                check = at(SMALLER)[0]
+                if check is not None:
+                    tried.insert(0, check)
             checks[name] = ArrayCheck(tuple(tried), float(np.sqrt(np.mean(g * g))))
         return checks
     finally:
@@ -140,17 +158,25 @@ def gradient_check(net, X: np.ndarray, y: np.ndarray, l1: float = 0.0, l2: float
         net.dropout_rng.bit_generator.state = rng_state
 
 
-def _differences(flat: np.ndarray, checked: np.ndarray, step: float, objective) -> np.ndarray:
+def _differences(flat: np.ndarray, checked: np.ndarray, step: float, objective, pattern, at_theta: bytes,
+                 l1_kink: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The central differences of the `checked` entries, and which of them straddled a kink: an
+    activation's input moved to another piece (`pattern` differs from `at_theta`), or, under L1,
+    the weight itself crossed 0."""
     numeric = np.empty(checked.size, dtype=np.float64)
+    kinked = np.zeros(checked.size, dtype=bool)
     for k, i in enumerate(checked):
         orig = flat[i]
         flat[i] = orig + step
         j_plus = objective()
+        moved = pattern() != at_theta
         flat[i] = orig - step
         j_minus = objective()
+        moved = moved or pattern() != at_theta
         flat[i] = orig
         numeric[k] = (j_plus - j_minus) / (2.0 * step)
-    return numeric
+        kinked[k] = moved or (l1_kink and abs(orig) < step)
+    return numeric, kinked
 
 
 def checked_entries(size: int, entries: int | None) -> int:

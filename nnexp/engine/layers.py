@@ -205,6 +205,10 @@ class ActivationLayer(Layer):
         act = self.act
         return act.backward(None if act.in_place else self._z, self.out, grad, self._work)
 
+    def regions(self) -> np.ndarray | None:
+        """The activation's pieces in the last forward pass (None when it is smooth)."""
+        return self.act.regions(None if self.act.in_place else self._z, self.out)
+
 
 class Dropout(Layer):
     """Inverted dropout: keep each unit with probability 1 - p and scale it by 1/(1 - p)."""

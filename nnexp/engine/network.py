@@ -275,6 +275,12 @@ class Network:
                            np.empty((bs, *y.shape[1:]), dtype=y.dtype))
         return self._batch
 
+    def kink_pattern(self) -> bytes:
+        """Which piece of each piecewise activation every unit and row fell on in the last forward
+        pass: two passes with the same pattern saw no kink between them."""
+        parts = [layer.regions() for layer in self.activation_layers]
+        return b"".join(np.ascontiguousarray(r).tobytes() for r in parts if r is not None)
+
     def share_of_copied_units(self) -> float:
         """The share of hidden units (maxout pieces) whose incoming weights and bias equal another
         unit's of their layer exactly: a zero (symmetric) initialisation keeps every unit a copy
