@@ -297,7 +297,8 @@ def run_search(
     # so tables rebuilt later can tell an unfinished search: its trials are these configurations x seeds
     identity["plan"] = {"trials": len(plan.trials), "seeds": sorted({t.seed for t in plan.trials}),
                         "configs": [c.config_id for c in plan.configs]}
-    made = [p for p in (Path(folder), *Path(folder).parents) if not p.exists()]  # the folders this search makes
+    # the folders this search makes (not `..`: r4/.. is r4's parent, which exists or is made as r4's)
+    made = [p for p in (Path(folder), *Path(folder).parents) if p.name != ".." and not p.exists()]
     folder = ensure_folder(Path(folder))
     start = time.perf_counter()
     notes: list[str] = []

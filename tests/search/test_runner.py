@@ -245,13 +245,14 @@ def test_a_search_stopped_by_bad_input_before_its_first_trial_leaves_no_folder_i
 
     monkeypatch.setattr(runner, "_run_parallel", unreachable)
     loaded, plan = planned({"optimizer.lr": [0.1]}, repeats=2)
-    for folder in (tmp_path / "results" / "deep" / "new", tmp_path / "kept"):
+    for folder in (tmp_path / "results" / "deep" / "new", tmp_path / "kept", tmp_path / "up" / ".." / "side"):
         if folder.name == "kept":
             folder.mkdir()
             (folder / "notes.txt").write_text("mine")
         with pytest.raises(NnexpError, match="cannot connect"):
             run_search(loaded, plan, folder, n_jobs=2, train_fn=fake_train, data_fn=no_data)
     assert not (tmp_path / "results").exists()  # nor the --results-dir folders it made on the way
+    assert not (tmp_path / "up").exists() and not (tmp_path / "side").exists()
     assert (tmp_path / "kept" / "notes.txt").read_text() == "mine"  # a folder it did not make stays
     monkeypatch.undo()
     assert run_search(loaded, plan, tmp_path / "new", n_jobs=1, train_fn=fake_train, data_fn=no_data).ran == 2
