@@ -224,15 +224,14 @@ def run(spec: ExperimentArg, set_: SetOpt = None, results_dir: ResultsOpt = Path
 def _still_falling(result) -> str:
     """`val_loss was still falling at the last epoch (-4.1% over the last 5 epochs)` (the first
     fold's numbers under cross-validation)."""
-    from nnexp.train import still_improving
+    from nnexp.train import IMPROVING, late_fall
 
     rows = [row for row in result.history if row.get("fold", 0) == result.history[0].get("fold", 0)]
-    key = "val_loss" if all(row.get("val_loss") is not None for row in rows) else "train_loss"
-    window = max(3, len(rows) // 10)
-    earlier, last = rows[-1 - window][key], rows[-1][key]
-    if "fold" in result.history[0] and not still_improving(rows):
-        return f"{key} was still falling at the last epoch in a fold"
-    return f"{key} was still falling at the last epoch ({(last - earlier) / earlier:+.1%} over the last {window} epochs)"
+    fall = late_fall(rows)
+    if fall is None or fall[1] >= -IMPROVING:  # another fold's
+        return "the loss was still falling at the last epoch in a fold"
+    key, change, window = fall
+    return f"{key} was still falling at the last epoch ({change:+.1%} over the last {window} epochs)"
 
 
 def _divergence(result) -> str:

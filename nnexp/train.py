@@ -230,17 +230,26 @@ NEAR_ZERO = 1e-3  # |w| below this counts as a weight L1 has driven to zero (its
 IMPROVING = 0.01  # still falling by more than this fraction over the last tenth of the run: not converged
 
 
-def still_improving(history: list[dict]) -> bool | None:
-    """Whether the validation loss (else the training loss) was still falling when training
-    ended: lowest at the last epoch and more than 1% below its value a tenth of the run (at
-    least 3 epochs) before, as scikit-learn's ConvergenceWarning says. None under 6 epochs."""
+def late_fall(history: list[dict]) -> tuple[str, float, int] | None:
+    """(loss, relative change, epochs) over the last tenth of the run (at least 3 epochs): the
+    validation loss, else the training loss; None under 6 epochs or with a missing value."""
     key = "val_loss" if all(row.get("val_loss") is not None for row in history) else "train_loss"
     values = [row.get(key) for row in history]
     if len(values) < 6 or any(v is None or not math.isfinite(v) for v in values):
         return None
     window = max(3, len(values) // 10)
     earlier, last = values[-1 - window], values[-1]
-    return bool(last <= min(values) and earlier > 0 and (earlier - last) / earlier > IMPROVING)
+    if last > min(values) or earlier <= 0:  # not at its lowest at the end: no longer falling
+        return key, 0.0, window
+    return key, (last - earlier) / earlier, window
+
+
+def still_improving(history: list[dict]) -> bool | None:
+    """Whether that loss was still falling when training ended: lowest at the last epoch and
+    more than 1% below its value a tenth of the run before, as scikit-learn's
+    ConvergenceWarning says. None under 6 epochs."""
+    fall = late_fall(history)
+    return None if fall is None else fall[1] < -IMPROVING
 
 
 def lowest_epoch(history: list[dict], key: str) -> int | None:
