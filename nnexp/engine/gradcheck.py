@@ -93,6 +93,9 @@ def gradient_check(net, X: np.ndarray, y: np.ndarray, l1: float = 0.0, l2: float
     gradient disagrees at every step. What no step resolves (a gradient that is truly
     zero, as the beta of a batch-normalised layer feeding another batch norm) is reported
     with its noise, so that a verdict can say it is within it rather than call it wrong.
+    An entry whose step carries an activation's input across a kink (the network's
+    kink_pattern changes) or, under L1, its weight across 0 is left out at that step: its
+    difference straddles two slopes that no backprop matches.
 
     g_num[i] = (J(theta + h e_i) - J(theta - h e_i)) / (2 h), with J the training-mode
     objective of ``net.loss_and_grad``. The dropout generator is reset to the same state
@@ -147,7 +150,7 @@ def gradient_check(net, X: np.ndarray, y: np.ndarray, l1: float = 0.0, l2: float
                 if resolved:
                     break
                 previous = (numeric, kinked)
-            if tried and tried[0].lowest > RESOLVED:
+            if tried and tried[0].lowest > RESOLVED:  # the smallest step disagrees for sure: a tenth of it
                 check = at(SMALLER)[0]
                 if check is not None:
                     tried.insert(0, check)
