@@ -198,9 +198,9 @@ class GradcheckReport:
     the array's shape and how many of its entries were checked; `verdicts` and `passed` judge
     them at `tolerance`."""
 
-    def __init__(self, checks: dict, shapes: dict[str, tuple], rows: int, checked: dict[str, int],
-                 tolerance: float = 1e-5):
-        self.checks, self.shapes, self.rows, self.checked, self.tolerance = checks, shapes, rows, checked, tolerance
+    def __init__(self, checks: dict, shapes: dict[str, tuple], rows: int, tolerance: float = 1e-5):
+        self.checks, self.shapes, self.rows, self.tolerance = checks, shapes, rows, tolerance
+        self.checked = {name: c.entries for name, c in checks.items()}
         shown = {name: c.shown(tolerance) for name, c in checks.items()}  # the step behind each verdict
         self.errors = {name: s.error for name, s in shown.items()}
         self.noise = {name: s.noise for name, s in shown.items()}
@@ -218,13 +218,22 @@ class GradcheckReport:
     def passed(self) -> bool:
         return "failed" not in self.verdicts.values()
 
+    @property
+    def within_noise(self) -> list[str]:
+        return [name for name, v in self.verdicts.items() if v == "noise"]
+
+    @property
+    def worst(self) -> str | None:
+        """The array with the largest error of those not within noise (a failed one, if any)."""
+        judged = [name for name in self.errors if name not in self.within_noise]
+        return max(judged, key=self.errors.get) if judged else None
+
     def __repr__(self) -> str:
-        noise = [name for name, v in self.verdicts.items() if v == "noise"]
-        judged = {name: e for name, e in self.errors.items() if name not in noise} or {"": 0.0}
-        worst = max(judged, key=judged.get)
-        within = f", {len(noise)} within noise" if noise else ""
+        worst, noise = self.worst, self.within_noise
+        largest = f"largest error {self.errors[worst]:.1e} in {worst}" if worst else "every array within noise"
+        within = f", {len(noise)} within noise" if noise and worst else ""
         return (f"<GradcheckReport on {self.rows} rows: {len(self.checks)} arrays, {'passed' if self.passed else 'FAILED'} "
-                f"at {self.tolerance:.0e} (largest error {judged[worst]:.1e}{' in ' + worst if worst else ''}{within})>")
+                f"at {self.tolerance:.0e} ({largest}{within})>")
 
 
 def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8, entries: int = 1000,
@@ -237,7 +246,6 @@ def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8, en
     from nnexp.build import build_network
     from nnexp.data import prepare
     from nnexp.engine import gradient_check
-    from nnexp.engine.gradcheck import checked_entries
 
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 2:
         raise NnexpError(f"rows: must be a whole number of at least 2 training rows, got {rows!r}")
@@ -261,9 +269,7 @@ def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8, en
             p += rng.normal(0.0, 0.1, p.shape)
     checks = gradient_check(net, X, y, l1=resolved.train.l1, l2=resolved.train.l2, entries=entries or None,
                             seed=resolved.seed)
-    checked = {n: checked_entries(p.size, entries or None) for n, p in zip(net.param_names, net.params)}
-    return GradcheckReport(checks, {n: p.shape for n, p in zip(net.param_names, net.params)}, len(X), checked,
-                           float(tolerance))
+    return GradcheckReport(checks, {n: p.shape for n, p in zip(net.param_names, net.params)}, len(X), float(tolerance))
 
 
 class SearchResult:

@@ -113,11 +113,10 @@ def print_gradcheck(report) -> None:
         table.add_row(name, "x".join(map(str, report.shapes[name])), checked, f"{report.rms[name]:.1e}",
                       f"{report.steps[name]:.0e}", f"{error:.2e}", f"{report.noise[name]:.1e}", shown[verdicts[name]])
     console.print(table)
-    judged = {n: e for n, e in report.errors.items() if verdicts[n] != "noise"}
-    worst = (f"max relative error {max(judged.values()):.2e}{' (of the arrays not within noise)' if len(judged) < len(verdicts) else ''}"
-             if judged else "every array within noise")
-    console.print(f"{worst} (tolerance {tolerance:.0e}): {'passed' if report.passed else 'FAILED'}")
-    noisy = [n for n, v in verdicts.items() if v == "noise"]
+    worst, noisy = report.worst, report.within_noise
+    largest = (f"max relative error {report.errors[worst]:.2e}{' (of the arrays not within noise)' if noisy else ''}"
+               if worst else "every array within noise")
+    console.print(f"{largest} (tolerance {tolerance:.0e}): {'passed' if report.passed else 'FAILED'}")
     if noisy:
         console.print(f"within noise: {', '.join(noisy)}: backprop and the differences agree only within the noise "
                       "of the differences, which exceeds the tolerance: gradients too small to check that closely "

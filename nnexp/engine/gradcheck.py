@@ -40,10 +40,11 @@ class StepCheck:
 
 @dataclass(frozen=True)
 class ArrayCheck:
-    """One parameter array's check at each step tried; `rms` = backprop's gradient, root mean
-    square over the entries checked (how small a vanishing gradient is)."""
+    """One parameter array's check at each step tried, on `entries` of its entries; `rms` =
+    backprop's gradient, root mean square over them (how small a vanishing gradient is)."""
 
     steps: tuple[StepCheck, ...]
+    entries: int
     rms: float = 0.0
 
     def disagreements(self, tolerance: float) -> list[StepCheck]:
@@ -121,7 +122,7 @@ def gradient_check(net, X: np.ndarray, y: np.ndarray, l1: float = 0.0, l2: float
         for name, p, g, penalised in zip(net.param_names, net.params, analytic, net.regularised):
             flat = p.reshape(-1)  # a view: params are contiguous
             checked = np.arange(flat.size)
-            if checked_entries(flat.size, entries) < flat.size:
+            if entries is not None and entries < flat.size:
                 checked = np.sort(pick.choice(flat.size, size=entries, replace=False))
             g = g.reshape(-1)[checked].astype(np.float64)
 
@@ -154,7 +155,7 @@ def gradient_check(net, X: np.ndarray, y: np.ndarray, l1: float = 0.0, l2: float
                 check = at(SMALLER)[0]
                 if check is not None:
                     tried.insert(0, check)
-            checks[name] = ArrayCheck(tuple(tried), float(np.sqrt(np.mean(g * g))))
+            checks[name] = ArrayCheck(tuple(tried), checked.size, float(np.sqrt(np.mean(g * g))))
         return checks
     finally:
         net.set_state(state)
@@ -180,8 +181,3 @@ def _differences(flat: np.ndarray, checked: np.ndarray, step: float, objective, 
         numeric[k] = (j_plus - j_minus) / (2.0 * step)
         kinked[k] = moved or (l1_kink and abs(orig) < step)
     return numeric, kinked
-
-
-def checked_entries(size: int, entries: int | None) -> int:
-    """How many of an array's `size` entries `gradient_check` checks."""
-    return size if entries is None else min(size, entries)
