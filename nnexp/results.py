@@ -353,12 +353,10 @@ def plot_learning_curves(history: list[dict], task: str, penalized: bool = False
         loss.plot(frame["epoch"], frame["val_loss"], marker=marker, label="validation")
     loss.set(xlabel="epoch", ylabel="loss", title="Loss")
     loss.legend()
-    loss.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are counts (a 4-epoch run showed 1.25, 1.5)
     if metric in frame:
         ax = axes.pop(0)
         ax.plot(frame["epoch"], frame[metric], color="C1", marker=marker)
         ax.set(xlabel="epoch", ylabel=metric, title=metric.replace("_", " "))
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if grads:
         ax = axes.pop(0)
         for i, c in enumerate(grads, start=1):
@@ -366,7 +364,8 @@ def plot_learning_curves(history: list[dict], task: str, penalized: bool = False
         ax.set(xlabel="epoch", ylabel="||dJ/dW|| (mean over mini-batches)", yscale="log",
                title="weight-gradient norm per layer")
         ax.legend(fontsize=8, ncol=2 if len(grads) > 6 else 1)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in fig.axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are counts (a 4-epoch run showed 1.25, 1.5)
     if fold is not None:
         fig.suptitle(f"fold {fold} of the cross-validation (metrics.json has the means over folds)")
     return fig

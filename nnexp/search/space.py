@@ -319,8 +319,7 @@ def _parameter_of_another_kind(key: str, params: dict, spec: ExperimentSpec) -> 
         kind = getattr(kind, part, None)
     if kind is None or isinstance(kind, list) or parameter in type(kind).model_fields:
         return ""
-    named = {k: v for k, v in params.items() if k == f"{family}.name"}
-    where = f" with {family}.name {kind.name}" if named else f" on {kind.name}"
+    where = f" with {family}.name {kind.name}" if f"{family}.name" in params else f" on {kind.name}"
     return (f"{where}, which has no {parameter}: search whole choices instead, e.g. "
             f"{family}: [{{name: {kind.name}}}, {{name: ..., {parameter}: {yaml_text(params[key])}}}, ...]")
 
