@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from nnexp.errors import SpecError, warn
+from nnexp.search.store import id_text
 from nnexp.spec import (
     KIND_FAMILIES,
     ChoiceDist,
@@ -84,8 +84,7 @@ class SearchPlan:
 
 def config_id(params: dict[str, Any]) -> str:
     """A stable short hash of a configuration's parameters."""
-    text = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha1(text.encode()).hexdigest()[:10]
+    return hashlib.sha1(id_text(params).encode()).hexdigest()[:10]
 
 
 def _plain(value):

@@ -398,8 +398,8 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): tree}
 
 
-def _id_text(value) -> str:
-    """A value as a configuration's id sees it (0 and 0.0 are two values there)."""
+def id_text(value) -> str:
+    """A value as a configuration's id hashes it (0 and 0.0 are two values there)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
@@ -416,11 +416,11 @@ def grown_grid(old: dict, new: dict) -> dict[str, int] | None:
     grown = {}
     for key, before in old_space.items():
         after = new_space[key]
-        if _id_text(before) == _id_text(after):
+        if id_text(before) == id_text(after):
             continue
         if not (isinstance(before, list) and isinstance(after, list)):
             return None
-        earlier, listed = {_id_text(v) for v in before}, {_id_text(v) for v in after}
+        earlier, listed = {id_text(v) for v in before}, {id_text(v) for v in after}
         if not earlier <= listed:
             return None
         if listed - earlier:  # not when only reordered
@@ -439,7 +439,7 @@ def spec_differences(old: dict, new: dict, space_grew: bool = False) -> list[str
     old_files, new_files = old.get("data_files") or {}, new.get("data_files") or {}
 
     def same(x, y) -> bool:  # (a searched data.dataset lists paths as written: they name the configurations)
-        return _id_text(x) == _id_text(y) or (isinstance(x, str) and x in old_files and old_files[x] == new_files.get(y))
+        return id_text(x) == id_text(y) or (isinstance(x, str) and x in old_files and old_files[x] == new_files.get(y))
 
     a, b = _flatten(old), _flatten(new)
     diffs = []
