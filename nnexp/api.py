@@ -287,6 +287,12 @@ class SearchResult:
     def folder(self) -> Path:
         return self.report.folder
 
+    @property
+    def best_spec(self) -> Path | None:
+        """best.yaml: the rank-1 configuration with its first ok repeat's seed; `run_experiment` on it
+        trains that trial again and keeps its model (None when no configuration ranks)."""
+        return self.report.best_spec
+
     def __repr__(self) -> str:
         return (f"<SearchResult {self.folder}: {len(self.summary)} configurations, {self.outcome.ran} trial(s) run now, "
                 f"{self.outcome.skipped} resumed>")

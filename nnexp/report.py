@@ -35,6 +35,7 @@ DIAGNOSTICS = ("train_loss", "grad_ratio", "grad_norm_first", "grad_norm_last", 
 MARKDOWN_DIAGNOSTICS = ("grad_ratio", "saturated", "dead", "epochs_to_target")  # the CSV has all of them
 SPARSITY_SHOWN = 0.05  # weights_near_zero joins summary.md when configurations differ in it by more
 CURVES = 3  # configurations whose learning curves are plotted
+BEST_SPEC = "best.yaml"  # the rank-1 configuration as an experiment spec, for `nnexp run`
 EFFECT_LEVELS = 8  # a numeric parameter with more distinct values (a random search's) is shown in ranges
 EFFECT_BINS = 5
 NO_TRIALS = "no trials finished yet"  # a search interrupted before its first trial: legitimate, not an error
@@ -62,6 +63,7 @@ class ReportResult:
     name: str = ""  # the search's, from search.yaml (else the folder's)
     planned: int | None = None  # trials its last run planned, from search.yaml
     missing: int = 0  # of those, the ones with no record: it was stopped before it finished (or still runs)
+    best_spec: Path | None = None  # best.yaml, when a configuration ranks
 
 
 # --------------------------------------------------------------------------- frames
@@ -456,7 +458,10 @@ def summary_markdown(result: ReportResult) -> str:
                "repeats), as GridSearchCV's std_test_score; the folds share training rows, so neither ci95 nor "
                "tied_best uses it: repeats do." if f"fold_std_{m}" in s else "")
             + (" epochs_to_target: mean over the ok repeats that reached train.target, (reached/ok)."
-               if "n_reached_target" in s else "") + "\n\n")
+               if "n_reached_target" in s else "")
+            + (f" best.yaml: rank 1 as an experiment spec with the seed of its first ok repeat: `nnexp run` on it "
+               "trains that trial again (the same numbers) and keeps the model." if result.best_spec else "")
+            + "\n\n")
     errors = result.trials["error"].dropna().value_counts() if "error" in result.trials else []
     tail = ""
     if len(errors):
@@ -704,16 +709,66 @@ def report(folder: str | os.PathLike, plots: bool = True, metric: str | None = N
                           name=(saved.get("search") or {}).get("name") or folder.name, planned=planned, missing=missing)
     from nnexp.results import atomic_write
 
+    best = best_experiment(result, saved, records)
+    result.best_spec = folder / BEST_SPEC if best is not None else None
     # whole files or the previous ones: a full disk never leaves a cut-off table
     atomic_write(folder / "summary.csv", summary.to_csv(index=False))
     atomic_write(folder / "summary.md", summary_markdown(result))
     atomic_write(folder / "effects.md", effects_markdown(result))
     result.files = [folder / "summary.csv", folder / "summary.md", folder / "effects.md"]
+    if best is not None:
+        atomic_write(folder / BEST_SPEC, best)
+        result.files.append(folder / BEST_SPEC)
+    else:  # nothing ranks (yet): no stale spec of an earlier winner
+        (folder / BEST_SPEC).unlink(missing_ok=True)
     if plots:
         drawn = write_plots(result, records) if len(frame) else []
         result.files += drawn
         _remove_stale_plots(folder, keep=drawn)
     return result
+
+
+def best_experiment(result: ReportResult, saved: dict, records: list[dict]) -> str | None:
+    """The rank-1 configuration as a whole experiment spec (YAML text), or None when nothing ranks.
+
+    A search keeps no model; GridSearchCV's refit has it train the winner again. Here the spec
+    carries the seed of the winner's first ok repeat, so `nnexp run` on it trains that very trial
+    again, to the same numbers, and keeps its model for `nnexp predict`. It is rebuilt from
+    search.yaml's resolved base experiment and the trial's parameters, as the search built it.
+    """
+    import copy
+
+    from pydantic import ValidationError
+
+    from nnexp.spec import ExperimentSpec, apply_override, dump_yaml, resolve_dataset_path
+
+    s, base = result.summary, saved.get("experiment")
+    if not len(s) or _isna(s["rank"].iloc[0]) or not isinstance(base, dict):
+        return None
+    row, m = s.iloc[0], result.metric
+    ok = sorted((r for r in records if r.get("config_id") == row["config_id"] and r.get("status") == "ok"),
+                key=lambda r: (r.get("repeat") if isinstance(r.get("repeat"), int) else math.inf, str(r.get("seed"))))
+    if not ok:
+        return None
+    trial, experiment = ok[0], copy.deepcopy(base)
+    try:
+        for path, value in trial["params"].items():
+            apply_override(experiment, path, copy.deepcopy(value))
+        if isinstance(saved.get("source"), str):  # a searched data file is named relative to the search spec
+            resolve_dataset_path(experiment, Path(saved["source"]).parent)
+        experiment.update(name=f"{result.name}-best", seed=trial["seed"])
+        spec = ExperimentSpec.model_validate(experiment)
+    except (ValidationError, NnexpError, ValueError, TypeError, KeyError, AttributeError):
+        return None  # a hand-edited search.yaml that no longer builds the trial's spec
+    others = int((s["tied_best"] == "yes").sum()) - 1 if "tied_best" in s else 0
+    ties = f"; {_plural(others, 'other configuration')} tie with it (tied_best in summary.md)" if others > 0 else ""
+    where = result.folder / BEST_SPEC
+    return (f"# The best configuration of search '{result.name}' by {m} ({result.mode}): "
+            f"{pm(row.get(f'mean_{m}', math.nan), row.get(f'std_{m}', math.nan))} over "
+            f"{_plural(int(row['n_ok']), 'ok repeat')}{ties}.\n"
+            f"# Its seed is that of trial {trial.get('trial_id')}, so `nnexp run {where}` trains that trial again\n"
+            f"# (the same numbers) and keeps the model for `nnexp predict`. `nnexp report` writes this file again.\n"
+            + dump_yaml(spec))
 
 
 def _planned(plan, records: list[dict]) -> tuple[int | None, int]:

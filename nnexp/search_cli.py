@@ -251,3 +251,6 @@ def print_leaderboard(console, result, outcome) -> None:
         console.print(f"... and {len(errors) - FAILURE_REASONS} more reasons in summary.md")
     names = ", ".join(p.name for p in result.files)
     console.print(f"results: {result.folder}/  ({names}, trials.jsonl)")
+    if result.best_spec is not None:
+        console.print(f"best configuration: `nnexp run {result.best_spec}` trains it again (the seed of its "
+                      "first ok repeat) and keeps the model", markup=False, highlight=False)

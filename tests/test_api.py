@@ -21,6 +21,8 @@ def test_run_search_and_report(tmp_path, write_spec):
     assert [r["epochs_run"] for r in records] == [1, 1, 1, 1]
     again = nnexp.rebuild_report(tmp_path / "out" / "api")
     pd.testing.assert_frame_equal(again.summary, result.summary)
+    assert result.best_spec == again.best_spec == tmp_path / "out" / "api" / "best.yaml"
+    assert "best.yaml" in (tmp_path / "out" / "api" / "summary.md").read_text()
 
 
 @pytest.mark.parametrize("arguments, message", [

@@ -46,9 +46,11 @@ def test_grid_on_iris_with_two_jobs_matches_one_job(search_file, tmp_path):
     assert len({(r["config_id"], r["seed"]) for r in records}) == 12
     summary = pd.read_csv(folder / "summary.csv")
     assert len(summary) == 6 and summary["n_ok"].eq(2).all() and sorted(summary["rank"]) == sorted(summary["rank"])
-    for name in ("summary.md", "effects.md", "search.yaml", "learning_curves.png", "effect_model.activation.png"):
+    for name in ("summary.md", "effects.md", "search.yaml", "learning_curves.png", "effect_model.activation.png",
+                 "best.yaml"):
         assert (folder / name).exists(), name
     assert "top configurations by val_accuracy" in result.stdout and str(folder) in result.stdout
+    assert f"`nnexp run {folder / 'best.yaml'}` trains it again" in " ".join(result.stdout.split())
     assert {r["threads"] for r in records} == {1} or os.cpu_count() > 2
 
     # the same plan in this process (n_jobs 1) gives bit-identical metrics

@@ -498,3 +498,61 @@ def test_repeats_that_had_not_converged_are_counted(planned, tmp_path):
     summary = result.summary.set_index("config_id")
     assert summary.loc[expected.index, "n_still_improving"].tolist() == expected.astype(int).tolist()
     assert expected.sum() > 0 and "improving" in (tmp_path / "s" / "summary.md").read_text()
+
+
+def test_best_spec_trains_the_winning_trial_again(planned, tmp_path):
+    """A search keeps no model (GridSearchCV refits its winner): best.yaml carries the winner's
+    parameters and its first repeat's seed, so a run on it reproduces that trial and keeps a model."""
+    from nnexp.api import run_experiment
+    from nnexp.report import param_column
+    from nnexp.spec import load_experiment
+
+    loaded, plan = planned({"optimizer.lr": [0.001, 0.1], "model.hidden": [[3], [8]]}, name="win", repeats=2,
+                           experiment={"seed": 7, "data": {"dataset": "iris"}, "train": {"epochs": 8}})
+    run_search(loaded, plan, tmp_path / "win", n_jobs=1)
+    result = report(tmp_path / "win", plots=False)
+    path = tmp_path / "win" / "best.yaml"
+    assert path in result.files
+    winner = result.summary.iloc[0]
+    spec = load_experiment(path)
+    assert (spec.name, spec.seed) == ("win-best", 7)
+    trial = raw(tmp_path / "win").set_index("trial_id").loc[f"{winner['config_id']}-s7"]
+    assert (spec.optimizer.lr, spec.model.hidden) == (trial["optimizer.lr"], trial["model.hidden"])
+    assert spec.optimizer.lr == winner[param_column("optimizer.lr")]
+    header = path.read_text().split("\nname:")[0]
+    assert f"trial {winner['config_id']}-s7" in header and "val_accuracy (max)" in header
+    run = run_experiment(path, results_dir=tmp_path / "runs")
+    for name in ("train_loss", "val_loss", "val_accuracy", "best_epoch"):
+        assert run.metrics[name] == trial[name], name
+    assert (tmp_path / "runs" / "win-best" / "model.npz").exists()
+
+
+def test_best_spec_names_a_searched_data_file_wherever_the_run_starts(search_file, tmp_path, monkeypatch):
+    from nnexp.search.space import plan_search
+    from nnexp.spec import load_experiment, load_search
+
+    data = tmp_path / "specs" / "toy.csv"
+    data.parent.mkdir()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 2))
+    pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": (x[:, 0] > 0).astype(int)}).to_csv(data, index=False)
+    path = search_file({"data.dataset": ["toy.csv"]}, repeats=1,
+                       experiment={"data": {"dataset": "iris", "target": "y"}, "train": {"epochs": 2}})
+    moved = tmp_path / "specs" / "grid.yaml"
+    path.rename(moved)
+    loaded = load_search(moved)
+    run_search(loaded, plan_search(loaded), tmp_path / "out", n_jobs=1)
+    report(tmp_path / "out", plots=False)
+    monkeypatch.chdir(tmp_path / "out")
+    assert load_experiment(tmp_path / "out" / "best.yaml").data.dataset == str(data.resolve())
+
+
+def test_no_best_spec_when_nothing_ranks(planned, tmp_path):
+    loaded, plan = planned({"optimizer.lr": [1e6]}, repeats=2)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "best.yaml").write_text("name: an-earlier-winner\n")
+    run_search(loaded, plan, folder, n_jobs=1, train_fn=fake_train, data_fn=no_data)
+    result = report(folder, plots=False)
+    assert (result.summary["n_ok"] == 0).all()
+    assert not (folder / "best.yaml").exists() and folder / "best.yaml" not in result.files
