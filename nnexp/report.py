@@ -64,6 +64,7 @@ class ReportResult:
     planned: int | None = None  # trials its last run planned, from search.yaml
     missing: int = 0  # of those, the ones with no record: it was stopped before it finished (or still runs)
     best_spec: Path | None = None  # best.yaml, when a configuration ranks
+    importance: Any = None  # DataFrame: parameter, spread, eta2 (most influential first), then the repeats' share
 
 
 # --------------------------------------------------------------------------- frames
@@ -300,6 +301,44 @@ def effects(frame, metric: str, params: list[str], orders: dict[str, list] | Non
     return out
 
 
+def importance(frame, metric: str, params: list[str], effect_tables: dict[str, Any]):
+    """Which searched parameters move the metric, most first: per parameter the `spread` (highest minus
+    lowest mean of its values, as the effects tables show them) and `eta2`, the share of the metric's
+    variance over the ok trials that its values explain (one-way ANOVA's effect size: between-value
+    sum of squares over the total). A last row, `repeats`, is the share left within configurations,
+    where only the seed differs: the noise a ranking has to beat. In a full grid with every trial ok
+    the shares add up to 1 with the parameters' interactions."""
+    import pandas as pd
+
+    columns = ["parameter", "spread", "eta2"]
+    ok = frame[frame["status"] == "ok"] if metric in frame else frame.iloc[0:0]
+    y = pd.to_numeric(ok[metric], errors="coerce").dropna().astype(float) if metric in ok else pd.Series(dtype=float)
+    ok = ok.loc[y.index]
+    mean = sample_mean(y)
+    total = math.fsum((v - mean) ** 2 for v in y)
+    explainable = len(y) >= 2 and math.sqrt(total / len(y)) > STD_NOISE * abs(mean)
+
+    def share(keys) -> float:
+        """Sum of squares within the groups `keys` makes, over the total (order-independent)."""
+        within = math.fsum(math.fsum((v - sample_mean(g)) ** 2 for v in g)
+                           for _, g in y.groupby(keys, dropna=False, sort=False))
+        return within / total if explainable else math.nan
+
+    rows = []
+    for p in params:
+        column = param_column(p)
+        keys = (value_ranges(frame[column]) if is_continuous(frame[column]) else frame[column]).loc[y.index]
+        effect = effect_tables.get(p)
+        means = effect[f"mean_{metric}"].dropna() if effect is not None and f"mean_{metric}" in effect else []
+        within = share(keys.map(str))  # str: lists and None group as the tables show them
+        rows.append({"parameter": p, "spread": float(means.max() - means.min()) if len(means) else math.nan,
+                     "eta2": math.nan if math.isnan(within) else min(1.0, max(0.0, 1.0 - within))})
+    table = pd.DataFrame(rows, columns=columns).sort_values("eta2", ascending=False, na_position="last", kind="stable")
+    repeated = bool(len(ok)) and bool((ok.groupby("config_id").size() >= 2).any())
+    noise = {"parameter": "repeats", "spread": math.nan, "eta2": share(ok["config_id"]) if repeated else math.nan}
+    return pd.concat([table, pd.DataFrame([noise], columns=columns)], ignore_index=True)
+
+
 def natural_key(value) -> tuple:
     """Numbers by size, lists (shown as JSON) element by element, then text: [4] < [8] < [8,8] < [16]."""
     if isinstance(value, str) and value[:1] == "[":
@@ -478,6 +517,20 @@ def effects_markdown(result: ReportResult) -> str:
     parts = [f"# {result.name or result.folder.name}: effects of each searched parameter on {m}\n",
              "Marginal effect: mean ± std of the metric over all ok trials having that value "
              "(averaged over the other parameters), with failure and divergence rates over all its trials.\n"]
+    shares = result.importance
+    if shares is not None and len(shares) > 1 and shares["eta2"].notna().any():
+        rows = [{"parameter": r["parameter"] if r["parameter"] != "repeats" else "(repeats: seed noise)",
+                 "spread": _fmt(r["spread"]) if not _isna(r["spread"]) else "–",
+                 "share of variance": f"{r['eta2']:.1%}" if not _isna(r["eta2"]) else "–"} for _, r in shares.iterrows()]
+        import pandas as pd
+
+        parts.append(f"## What matters\n\nspread: the highest minus the lowest mean of {m} over a parameter's values "
+                     f"(the tables below). share of variance (eta squared): the part of the variance of {m} over the ok "
+                     "trials that the parameter's values explain; the repeats' share is what is left within "
+                     "configurations, where only the seed differs: the noise any ranking has to beat. In a full grid "
+                     "with every trial ok the shares add up to 100% with the parameters' interactions. Failed and "
+                     "diverged trials are not in these figures: see each table's rates.\n\n"
+                     + pd.DataFrame(rows).to_markdown(index=False) + "\n")
     for p, frame in result.effects.items():
         rows = [{p: fmt_param(r[p]), m: pm(r[f"mean_{m}"], r[f"std_{m}"]), "ok": f"{int(r['n_ok'])}/{int(r['n_trials'])}",
                  "failure rate": f"{r['failure_rate']:.0%}", "divergence rate": f"{r['divergence_rate']:.0%}"}
@@ -704,9 +757,11 @@ def report(folder: str | os.PathLike, plots: bool = True, metric: str | None = N
                                       *[param_column(p) for p in params]])
     summary = summarize(frame, metric, mode, params)
     planned, missing = _planned(saved.get("plan"), records)
-    result = ReportResult(folder, metric, mode, params, frame, summary, effects(frame, metric, params, orders),
+    tables = effects(frame, metric, params, orders)
+    result = ReportResult(folder, metric, mode, params, frame, summary, tables,
                           notes=[str(w.message) for w in caught], metric_guessed=guessed,
-                          name=(saved.get("search") or {}).get("name") or folder.name, planned=planned, missing=missing)
+                          name=(saved.get("search") or {}).get("name") or folder.name, planned=planned, missing=missing,
+                          importance=importance(frame, metric, params, tables))
     from nnexp.results import atomic_write
 
     best = best_experiment(result, saved, records)

@@ -240,6 +240,17 @@ def print_leaderboard(console, result, outcome) -> None:
     console.print(table if len(s) else f"{result.folder.name}: {NO_TRIALS}")  # no header over nothing
     if len(s) > LEADERBOARD_ROWS:
         console.print(f"... and {len(s) - LEADERBOARD_ROWS} more configurations in summary.md")
+    shares = result.importance
+    if shares is not None and len(shares) > 1 and shares["eta2"].notna().any():
+        def percent(share: float) -> str:
+            return f"{share:.0%}" if share >= 0.01 else f"{share:.1%}"
+
+        named = [f"{r['parameter']} {percent(r['eta2'])}" for _, r in shares.iloc[:-1].iterrows()
+                 if not math.isnan(r["eta2"])]
+        noise = shares["eta2"].iloc[-1]
+        console.print(f"what matters (share of the variance of {m}): {', '.join(named)}"
+                      + (f"; seed noise {percent(noise)}" if not math.isnan(noise) else "") + " (effects.md)",
+                      markup=False, highlight=False)
     if outcome is not None:
         console.print(f"ran {outcome.ran} trials, resumed {outcome.skipped} from an earlier run "
                       f"({outcome.count('ok')} ok, {outcome.count('failed')} failed, {outcome.count('diverged')} diverged) "

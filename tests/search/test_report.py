@@ -556,3 +556,45 @@ def test_no_best_spec_when_nothing_ranks(planned, tmp_path):
     result = report(folder, plots=False)
     assert (result.summary["n_ok"] == 0).all()
     assert not (folder / "best.yaml").exists() and folder / "best.yaml" not in result.files
+
+
+def test_importance_matches_an_independent_anova(searched):
+    """eta squared = between-value sum of squares / total, over the ok trials; spread = the range of the
+    effects tables' means; the repeats' row = the share within configurations."""
+    result = report(searched, plots=False)
+    frame = raw(searched)
+    ok = frame[frame["status"] == "ok"]
+    y = ok["val_accuracy"].astype(float)
+    total = ((y - y.mean()) ** 2).sum()
+    shares = result.importance.set_index("parameter")
+    for p in SPACE:
+        between = (ok.groupby(ok[p].astype(str))["val_accuracy"].transform("mean") - y.mean()).pow(2).sum()
+        assert shares.loc[p, "eta2"] == pytest.approx(between / total, rel=1e-9)
+        means = ok.groupby(ok[p].astype(str))["val_accuracy"].mean()
+        assert shares.loc[p, "spread"] == pytest.approx(means.max() - means.min(), rel=1e-12)
+    within = (y - ok.groupby("config_id")["val_accuracy"].transform("mean")).pow(2).sum()
+    assert shares.loc["repeats", "eta2"] == pytest.approx(within / total, rel=1e-9)
+    assert list(result.importance["parameter"])[-1] == "repeats"
+    assert list(result.importance["eta2"].iloc[:-1]) == sorted(result.importance["eta2"].iloc[:-1], reverse=True)
+    assert "## What matters" in (searched / "effects.md").read_text()
+
+
+def test_importance_tells_a_parameter_that_matters_from_one_that_does_not(tmp_path):
+    save_spec(tmp_path, {"search": {"metric": "val_accuracy", "mode": "max", "space": {"a": [1, 2], "b": [1, 2]}},
+                         "experiment": {}})
+    store = TrialStore(tmp_path)
+    noise = np.random.default_rng(0).normal(0, 0.002, 16)
+    for i, (a, b, seed) in enumerate((a, b, seed) for a in (1, 2) for b in (1, 2) for seed in range(4)):
+        store.append({"trial_id": f"{a}{b}-s{seed}", "config_id": f"{a}{b}", "params": {"a": a, "b": b}, "seed": seed,
+                      "repeat": seed, "status": "ok", "error": None, "val_accuracy": 0.8 + 0.1 * a + noise[i],
+                      "epochs_run": 5, "seconds": 1.0, "history": {}})
+    shares = report(tmp_path, plots=False).importance.set_index("parameter")["eta2"]
+    assert shares["a"] > 0.99 and shares["b"] < 0.01 and shares["repeats"] < 0.01
+    assert shares.sum() == pytest.approx(1.0, abs=0.01)  # a full grid: a, b, their interaction and the repeats
+
+
+def test_no_importance_when_every_trial_scores_the_same(tmp_path):
+    write_scores(tmp_path, {"a": [0.9, 0.9], "b": [0.9, 0.9]})
+    result = report(tmp_path, plots=False)
+    assert result.importance["eta2"].isna().all()
+    assert "What matters" not in (tmp_path / "effects.md").read_text()
