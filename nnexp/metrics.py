@@ -7,6 +7,8 @@ tests compare every one with scikit-learn's.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from nnexp.spec import TASK_METRICS
@@ -48,14 +50,62 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     return float(np.mean(2.0 * hits[present] / denominator))
 
 
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """Mean recall over the classes present in y_true, as scikit-learn's balanced_accuracy_score
+    (a predicted class absent from y_true has no recall and is left out, where scikit-learn
+    also warns); NaN for an empty y_true."""
+    true_count = np.bincount(y_true, minlength=n_classes)
+    hits = np.bincount(y_true[y_true == y_pred], minlength=n_classes)
+    present = true_count > 0
+    return float(np.mean(hits[present] / true_count[present])) if present.any() else math.nan
+
+
+def roc_auc(scores: np.ndarray, y: np.ndarray) -> float:
+    """Area under the ROC curve as the Mann-Whitney U statistic: the share of (positive, negative)
+    pairs the scores order correctly, a tie counting a half (average ranks).
+
+    `scores`: (n,) P(y=1) of a binary task, as scikit-learn's roc_auc_score(y, scores); or (n, K)
+    class probabilities, each column scored one-vs-rest against `y`'s class indices and
+    macro-averaged, as roc_auc_score(y, scores, multi_class="ovr", average="macro"). Where
+    scikit-learn raises, this is defined instead: a class with no positive or no negative row in
+    `y` has no AUC and is left out of the average (a class missing from a small validation split
+    or fold), and with no class left (`y` holds a single class) the AUC is NaN, which the result
+    files write as null (JSON) or an empty cell (CSV).
+
+    One sort of all columns (a copy laid out class by class, so each sorts contiguously), then per
+    class a binary search of its positives' sorted scores: below / at-or-below counts are exact
+    integers. An argsort to rank every entry cost twice as long (29 ms against 13 ms for 60,000 x 10).
+    """
+    binary = scores.ndim == 1
+    columns = np.ascontiguousarray(scores.reshape(len(scores), -1).T)  # (K, n)
+    ordered = np.sort(columns, axis=1)
+    n = len(y)
+    areas = []
+    for c, (column, sorted_column) in enumerate(zip(columns, ordered)):
+        positive = np.sort(column[y == (1 if binary else c)])  # sorted keys: searchsorted walks forward
+        n_pos = len(positive)
+        if n_pos == 0 or n_pos == n:
+            continue
+        below = np.searchsorted(sorted_column, positive, side="left")  # rows scored lower, itself not included
+        at_or_below = np.searchsorted(sorted_column, positive, side="right")
+        # sum of the positives' average ranks (1-based) = (below + at_or_below + 1) / 2; U = that - n_pos(n_pos+1)/2
+        twice_u = int(below.sum()) + int(at_or_below.sum()) - n_pos * n_pos
+        areas.append(twice_u / (2.0 * n_pos * (n - n_pos)))
+    return float(np.mean(areas)) if areas else math.nan
+
+
 def classification_metrics(output: np.ndarray, y: np.ndarray, n_classes: int, loss: float | None = None) -> dict[str, float]:
     """`loss`: the cross-entropy from the logits, when known (training's; exact where p rounds to 0)."""
     proba = class_probabilities(output)
     pred = proba.argmax(axis=1)
+    # a single logistic unit, or two softmax columns, is scored by P(y=1) alone, as roc_auc_score(y, p1)
+    scores = output if output.ndim == 1 else proba[:, 1] if proba.shape[1] == 2 else proba
     return {
         "loss": log_loss(proba, y) if loss is None else loss,
         "accuracy": float(np.mean(pred == y)),
         "f1": macro_f1(y, pred, n_classes),
+        "balanced_accuracy": balanced_accuracy(y, pred, n_classes),
+        "auc": roc_auc(scores, y),
     }
 
 

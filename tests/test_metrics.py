@@ -1,10 +1,14 @@
 """nnexp's fast per-epoch metrics agree with scikit-learn's."""
 
+import math
+import warnings
+
 import numpy as np
 import pytest
+from sklearn import exceptions as sk_exceptions
 from sklearn import metrics as sk
 
-from nnexp.metrics import classification_metrics, regression_metrics
+from nnexp.metrics import balanced_accuracy, classification_metrics, regression_metrics, roc_auc
 
 
 @pytest.mark.parametrize("n_classes", [2, 3, 7])
@@ -20,6 +24,9 @@ def test_classification_metrics_match_sklearn(n_classes):
     pred = proba.argmax(axis=1)
     assert got["accuracy"] == pytest.approx(sk.accuracy_score(y, pred))
     assert got["f1"] == pytest.approx(sk.f1_score(y, pred, average="macro"))
+    assert got["balanced_accuracy"] == pytest.approx(sk.balanced_accuracy_score(y, pred), rel=1e-12)
+    expected_auc = sk.roc_auc_score(y, output) if n_classes == 2 else sk.roc_auc_score(y, proba, multi_class="ovr")
+    assert got["auc"] == pytest.approx(expected_auc, rel=1e-12)
     assert got["loss"] == pytest.approx(sk.log_loss(y, proba, labels=list(range(n_classes))), rel=1e-9)
 
 
@@ -59,3 +66,87 @@ def test_log_loss_charges_a_confident_mistake_in_full(dtype):
     expected = (-np.log(np.float64(dtype(p_wrong))) + np.log(2.0)) / 2
     assert got == pytest.approx(expected, rel=1e-6)
     assert got > sk.log_loss([1, 0], proba, labels=[0, 1]) + 1.0
+
+
+def tied_outputs(rng, n_classes: int, dtype, n: int = 400, distinct: int = 12):
+    """Imbalanced labels (the first class 70%) and outputs drawn from a few distinct rows, so
+    many scores tie; softmax rows sum to 1, as roc_auc_score's multi_class="ovr" requires."""
+    weights = np.r_[0.7, np.full(n_classes - 1, 0.3 / (n_classes - 1))]
+    y = rng.choice(n_classes, size=n, p=weights)
+    rows = rng.dirichlet(np.ones(n_classes), size=distinct).astype(dtype)
+    proba = rows[rng.integers(distinct, size=n)]
+    proba[y == 1] = rows[0]  # a whole class tied with some rows of the others
+    return y, proba
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_classes", [2, 3, 7])
+@pytest.mark.parametrize("seed", range(5))
+def test_auc_and_balanced_accuracy_match_sklearn_with_ties_and_imbalance(n_classes, dtype, seed):
+    rng = np.random.default_rng([seed, n_classes])
+    y, proba = tied_outputs(rng, n_classes, dtype)
+    output = proba[:, 1] if n_classes == 2 else proba  # a binary network's single logistic unit
+    got = classification_metrics(output, y, n_classes)
+    if n_classes == 2:
+        assert got["auc"] == pytest.approx(sk.roc_auc_score(y, output), rel=1e-12)
+        pred = np.column_stack([1 - output, output]).argmax(axis=1)  # as the first test: the predicted class
+    else:
+        assert got["auc"] == pytest.approx(sk.roc_auc_score(y, proba, multi_class="ovr", average="macro"), rel=1e-12)
+        pred = proba.argmax(axis=1)
+    assert got["balanced_accuracy"] == pytest.approx(sk.balanced_accuracy_score(y, pred), rel=1e-12)
+    # a float32 output is scored as float32: its ties are the ties scikit-learn sees in the same array
+    assert roc_auc(output, y) == got["auc"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_auc_of_two_softmax_columns_is_the_binary_auc_of_the_second(dtype):
+    rng = np.random.default_rng(3)
+    y, proba = tied_outputs(rng, 2, dtype)
+    got = classification_metrics(proba, y, 2)["auc"]
+    assert got == pytest.approx(sk.roc_auc_score(y, proba[:, 1]), rel=1e-12)
+
+
+def test_auc_of_perfect_reversed_and_constant_scores():
+    y = np.array([0, 0, 1, 1, 1])
+    assert roc_auc(np.array([0.1, 0.2, 0.3, 0.4, 0.9]), y) == 1.0
+    assert roc_auc(np.array([0.9, 0.8, 0.3, 0.2, 0.1]), y) == 0.0
+    assert roc_auc(np.full(5, 0.5, dtype=np.float32), y) == 0.5
+
+
+def test_balanced_accuracy_leaves_out_a_predicted_class_absent_from_y_true():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    pred = np.array([0, 0, 2, 1, 2, 2])  # class 2 predicted, never true
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn: "y_pred contains classes not in y_true"
+        expected = sk.balanced_accuracy_score(y, pred)
+    assert balanced_accuracy(y, pred, 3) == pytest.approx(expected, rel=1e-12) and expected == pytest.approx(0.5)
+    proba = np.eye(3)[pred]
+    assert classification_metrics(proba, y, 3)["balanced_accuracy"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_auc_averages_the_classes_that_have_positives_and_negatives():
+    """scikit-learn raises when y_true misses a class; nnexp averages the classes it can score."""
+    rng = np.random.default_rng(7)
+    y, proba = tied_outputs(rng, 4, np.float64)
+    y[y == 2] = 3  # class 2 has no positive row
+    per_class = [sk.roc_auc_score(y == c, proba[:, c]) for c in (0, 1, 3)]
+    assert roc_auc(proba, y) == pytest.approx(np.mean(per_class), rel=1e-12)
+    assert classification_metrics(proba, y, 4)["auc"] == pytest.approx(np.mean(per_class), rel=1e-12)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_auc_of_a_single_class_is_nan_not_an_error(n_classes):
+    proba = np.random.default_rng(0).dirichlet(np.ones(n_classes), size=6)
+    y = np.full(6, 1)
+    output = proba[:, 1] if n_classes == 2 else proba
+    got = classification_metrics(output, y, n_classes)
+    assert math.isnan(got["auc"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "y_pred contains classes not in y_true"
+        assert got["balanced_accuracy"] == pytest.approx(sk.balanced_accuracy_score(y, proba.argmax(axis=1)))
+    if n_classes == 2:  # scikit-learn 1.9: NaN with an UndefinedMetricWarning, as here
+        with pytest.warns(sk_exceptions.UndefinedMetricWarning):
+            assert math.isnan(sk.roc_auc_score(y, output))
+    else:  # one-vs-rest: an error, where nnexp has no class to average
+        with pytest.raises(ValueError):
+            sk.roc_auc_score(y, output, multi_class="ovr")
