@@ -71,7 +71,9 @@ def _task_words(result) -> str:
 def print_run_summary(result) -> None:
     """Train / validation / test metrics and where the files went."""
     metrics = result.metrics
-    names = [m for m in ("loss", "accuracy", "f1", "rmse", "mae", "r2") if any(f"{s}_{m}" in metrics for s in ("train", "val", "test"))]
+    from nnexp.spec import METRIC_NAMES
+
+    names = [m for m in METRIC_NAMES if any(f"{s}_{m}" in metrics for s in ("train", "val", "test"))]
     table = Table("split", *names, title=f"{result.spec.name}: {result.status}")
     for split in ("train", "val", "test"):
         if any(f"{split}_{m}" in metrics for m in names):

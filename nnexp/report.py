@@ -33,6 +33,9 @@ METRIC_PREFIXES = ("val_", "test_")
 DIAGNOSTICS = ("train_loss", "grad_ratio", "grad_norm_first", "grad_norm_last", "saturated", "dead", "weights_near_zero",
                "copied_units", "epochs_to_target")
 MARKDOWN_DIAGNOSTICS = ("grad_ratio", "saturated", "dead", "epochs_to_target")  # the CSV has all of them
+# val_/test_ metrics summary.md shows beside the ranking metric (always shown); f1, balanced_accuracy,
+# auc, mae and r2 are in the CSV: two columns more each would make the table unreadable
+MARKDOWN_METRICS = ("loss", "accuracy", "rmse")
 SPARSITY_SHOWN = 0.05  # weights_near_zero joins summary.md when configurations differ in it by more
 CURVES = 3  # configurations whose learning curves are plotted
 BEST_SPEC = "best.yaml"  # the rank-1 configuration as an experiment spec, for `nnexp run`
@@ -465,7 +468,7 @@ def summary_markdown(result: ReportResult) -> str:
                 line[other] = f"{pm(row[f'mean_{other}'], row[f'std_{other}'], 3)} ({row['n_reached_target']}/{row['n_ok']})"
             elif other != m and (other in MARKDOWN_DIAGNOSTICS or other == "train_loss" or (
                     other == "weights_near_zero" and shows_sparsity) or (other == "copied_units" and shows_copies) or (
-                    other.startswith(METRIC_PREFIXES) and other.endswith(("_accuracy", "_rmse", "_loss")))):
+                    other.startswith(METRIC_PREFIXES) and other.split("_", 1)[1] in MARKDOWN_METRICS)):
                 line[other] = pm(row[f"mean_{other}"], row[f"std_{other}"])
         if "n_still_improving" in s and s["n_still_improving"].any():
             line["improving"] = f"{row['n_still_improving']}/{row['n_ok']}"

@@ -35,18 +35,45 @@ def test_digits_reaches_96_percent():
 
 
 @pytest.mark.parametrize("dataset, hidden", [("digits", [8]), ("breast_cancer", [2])])
-def test_reported_accuracy_and_f1_equal_scikit_learns(dataset, hidden):
+def test_reported_classification_metrics_equal_scikit_learns(dataset, hidden):
     """The figures in metrics.json, re-derived from the model's own test predictions by scikit-learn."""
-    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
     result = run_experiment({"data": {"dataset": dataset}, "model": {"hidden": hidden},
                              "optimizer": {"name": "sgd", "lr": 0.01}, "train": {"epochs": 2}}, results_dir=None)
     data = result.prepared
-    pred = result.network.predict(data.X_test)
-    pred = pred.argmax(axis=1) if pred.ndim == 2 else (pred > 0.5).astype(int)
+    output = result.network.predict(data.X_test)
+    pred = output.argmax(axis=1) if output.ndim == 2 else (output > 0.5).astype(int)
     assert result.metrics["test_accuracy"] == pytest.approx(accuracy_score(data.y_test, pred), abs=1e-12)
     assert result.metrics["test_f1"] == pytest.approx(f1_score(data.y_test, pred, average="macro", zero_division=0), abs=1e-12)
+    assert result.metrics["test_balanced_accuracy"] == pytest.approx(balanced_accuracy_score(data.y_test, pred), abs=1e-12)
+    auc = roc_auc_score(data.y_test, output, **({"multi_class": "ovr"} if output.ndim == 2 else {}))
+    assert result.metrics["test_auc"] == pytest.approx(auc, abs=1e-12)
     assert result.metrics["test_accuracy"] < 1.0  # an undertrained net: the predictions carry real mistakes
+
+
+def test_an_undefined_auc_is_null_in_metrics_json_and_empty_in_history(tmp_path, monkeypatch):
+    """Splits always hold every class, but an AUC that is NaN (one class in y) must not break the files:
+    null in metrics.json (valid JSON), an empty history cell, and early stopping on it just never improves."""
+    import math
+
+    import nnexp.train
+    from nnexp.metrics import classification_metrics
+
+    def no_auc(*args, **kwargs):
+        return {**classification_metrics(*args, **kwargs), "auc": math.nan}
+    monkeypatch.setattr(nnexp.train, "classification_metrics", no_auc)
+    spec = {"name": "nan-auc", "data": {"dataset": "iris"}, "model": {"hidden": [4]},
+            "train": {"epochs": 4, "early_stopping": {"monitor": "val_auc", "patience": 2}}}
+    result = run_experiment(spec, results_dir=tmp_path)
+    assert result.status == "ok" and result.metrics["epochs_run"] == 2
+
+    def refuse(constant):
+        raise ValueError(f"{constant} in metrics.json")
+    saved = json.loads((tmp_path / "nan-auc" / "metrics.json").read_text(), parse_constant=refuse)
+    assert saved["val_auc"] is None and saved["test_auc"] is None and 0 <= saved["val_balanced_accuracy"] <= 1
+    history = pd.read_csv(tmp_path / "nan-auc" / "history.csv")
+    assert history["val_auc"].isna().all() and history["val_balanced_accuracy"].notna().all()
 
 
 def test_iris_reaches_93_percent():
@@ -91,7 +118,8 @@ def test_result_files_and_determinism(tmp_path):
     assert first.metrics["val_loss"] == second.metrics["val_loss"]
     history = pd.read_csv(folder / "history.csv")
     assert list(history["epoch"]) == [1, 2, 3, 4, 5]
-    assert {"train_loss", "val_loss", "val_accuracy", "val_f1", "lr", "grad_norm_1", "grad_norm_2", "dead_1"} <= set(history)
+    assert {"train_loss", "val_loss", "val_accuracy", "val_f1", "val_balanced_accuracy", "val_auc", "lr", "grad_norm_1",
+            "grad_norm_2", "dead_1"} <= set(history)
     resolved = yaml.safe_load((folder / "spec.yaml").read_text())
     assert resolved["optimizer"]["beta1"] == 0.9 and resolved["model"]["dropout"] == 0.1
 

@@ -598,3 +598,50 @@ def test_no_importance_when_every_trial_scores_the_same(tmp_path):
     result = report(tmp_path, plots=False)
     assert result.importance["eta2"].isna().all()
     assert "What matters" not in (tmp_path / "effects.md").read_text()
+
+
+def test_ranked_by_val_auc_with_an_undefined_auc(tmp_path):
+    """An AUC that is NaN (a split with one class) is null in trials.jsonl and left out of the
+    statistics; a configuration with none ranks last, unmarked. summary.md keeps its focus: the
+    ranking metric, losses and accuracies; f1, balanced_accuracy and auc of other splits are in the CSV."""
+    save_spec(tmp_path, {"search": {"metric": "val_auc", "mode": "max", "space": {"x": ["a", "b", "c"]}}, "experiment": {}})
+    store = TrialStore(tmp_path)
+    nan = float("nan")
+    aucs = {"a": [0.9, 0.92, nan], "b": [0.95, 0.97, 0.96], "c": [nan, nan, nan]}
+    for name, values in aucs.items():
+        for seed, auc in enumerate(values):
+            store.append({"trial_id": f"{name}-s{seed}", "config_id": name, "params": {"x": name}, "seed": seed,
+                          "repeat": seed, "status": "ok", "error": None, "epochs_run": 5, "seconds": 1.0,
+                          **{f"{split}_{m}": v for split in ("train", "val", "test") for m, v in (
+                              ("loss", 0.3), ("accuracy", 0.9), ("f1", 0.85), ("balanced_accuracy", 0.8), ("auc", auc))},
+                          "history": {"val_loss": [1.0, 0.5], "val_accuracy": [0.5, 0.9]}})
+
+    def refuse(constant):
+        raise ValueError(f"{constant} in trials.jsonl")
+    lines = [json.loads(line, parse_constant=refuse) for line in (tmp_path / "trials.jsonl").read_text().splitlines()]
+    assert [r["val_auc"] for r in lines if r["config_id"] == "a"] == [0.9, 0.92, None]
+
+    result = report(tmp_path, plots=False)
+    assert (result.metric, result.mode) == ("val_auc", "max")
+    summary = result.summary.set_index("config_id")
+    assert list(summary.index) == ["b", "a", "c"] and summary.loc["b", "rank"] == 1 and summary.loc["a", "rank"] == 2
+    assert pd.isna(summary.loc["c", "rank"])
+    assert summary.loc["a", "mean_val_auc"] == pytest.approx(0.91) and np.isnan(summary.loc["c", "mean_val_auc"])
+    assert summary.loc["c", "tied_best"] == "n/a (no val_auc)"
+    csv = pd.read_csv(tmp_path / "summary.csv")
+    assert {f"{stat}_{split}_{m}" for stat in ("mean", "std", "ci95") for split in ("train", "val", "test")
+            for m in ("f1", "balanced_accuracy", "auc")} <= set(csv.columns)
+    text = (tmp_path / "summary.md").read_text()
+    header = next(line for line in text.splitlines() if line.startswith("|"))
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    assert columns[:4] == ["rank", "x", "val_auc", "ci95"]
+    assert {"val_loss", "val_accuracy", "test_loss", "test_accuracy", "train_loss"} <= set(columns)
+    assert not {c for c in columns if c.endswith(("_f1", "_balanced_accuracy", "_auc")) and c != "val_auc"}
+    assert markdown_column(text, "val_auc") == ["0.9600 ± 0.0100", "0.9100 ± 0.0141", "–"]
+    effects = (tmp_path / "effects.md").read_text()
+    assert "effects of each searched parameter on val_auc" in effects
+
+    by_balanced = report(tmp_path, plots=False, metric="val_balanced_accuracy")
+    assert by_balanced.mode == "max" and by_balanced.summary["tied_best"].tolist() == ["yes", "yes", "yes"]
+    header = next(line for line in (tmp_path / "summary.md").read_text().splitlines() if line.startswith("|"))
+    assert [cell.strip() for cell in header.strip("|").split("|")][2] == "val_balanced_accuracy"
