@@ -820,11 +820,10 @@ def best_experiment(result: ReportResult, saved: dict, records: list[dict]) -> s
         return None  # a hand-edited search.yaml that no longer builds the trial's spec
     others = int((s["tied_best"] == "yes").sum()) - 1 if "tied_best" in s else 0
     ties = f"; {_plural(others, 'other configuration')} tie with it (tied_best in summary.md)" if others > 0 else ""
-    where = result.folder / BEST_SPEC
     return (f"# The best configuration of search '{result.name}' by {m} ({result.mode}): "
             f"{pm(row.get(f'mean_{m}', math.nan), row.get(f'std_{m}', math.nan))} over "
             f"{_plural(int(row['n_ok']), 'ok repeat')}{ties}.\n"
-            f"# Its seed is that of trial {trial.get('trial_id')}, so `nnexp run {where}` trains that trial again\n"
+            f"# Its seed is that of trial {trial.get('trial_id')}, so `nnexp run` on this file trains that trial again\n"
             f"# (the same numbers) and keeps the model for `nnexp predict`. `nnexp report` writes this file again.\n"
             + dump_yaml(spec))
 
