@@ -246,6 +246,8 @@ def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8, en
     from nnexp.build import build_network
     from nnexp.data import prepare
     from nnexp.engine import gradient_check
+    from nnexp.spec import class_weight_problem
+    from nnexp.train import class_weights
 
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 2:
         raise NnexpError(f"rows: must be a whole number of at least 2 training rows, got {rows!r}")
@@ -258,9 +260,13 @@ def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8, en
         data = prepare(resolved.data.model_copy(update={"cv_folds": 0}), resolved.seed, dtype="float64")
     finally:
         forget_tables()
+    problem = class_weight_problem(resolved, data.task, data.class_names)
+    if problem:
+        raise SpecError(problem)
     X, y = data.X_train[:rows], data.y_train[:rows]
     rng = np.random.default_rng(resolved.seed)
-    net = build_network(resolved.model, X.shape[1], data.task, data.n_outputs, rng, "float64")
+    net = build_network(resolved.model, X.shape[1], data.task, data.n_outputs, rng, "float64",
+                        class_weights(resolved, data))  # the objective training minimises
     # Biases start at 0, which puts a ReLU-like unit exactly on its kink for every row whose
     # inputs are all 0 (input dropout, a layer of dead units): there the central difference
     # averages two slopes and no backprop can match it. Any point is a valid place to check.

@@ -20,8 +20,9 @@ def output_kind(task: str, n_outputs: int) -> tuple[str, int]:
 
 
 def build_network(model: ModelSpec, n_in: int, task: str, n_outputs: int, rng: np.random.Generator,
-                  dtype: str = "float32") -> Network:
-    """The network a model spec describes, for `n_in` inputs and the task's output."""
+                  dtype: str = "float32", class_weights=None) -> Network:
+    """The network a model spec describes, for `n_in` inputs and the task's output (its training
+    loss weighted per class by `class_weights`, if given)."""
     output, n_out = output_kind(task, n_outputs)
     drop_in, drop_hidden = model.dropout_rates()
     return Network(
@@ -30,7 +31,7 @@ def build_network(model: ModelSpec, n_in: int, task: str, n_outputs: int, rng: n
         init=(model.init.name, model.init.params()),
         output=output,
         dropout_input=drop_in, dropout_hidden=drop_hidden,
-        batch_norm=model.batch_norm, rng=rng, dtype=np.dtype(dtype),
+        batch_norm=model.batch_norm, rng=rng, dtype=np.dtype(dtype), class_weights=class_weights,
     )
 
 

@@ -167,7 +167,8 @@ def validate(spec: SpecArg, set_: SetOpt = None,
             from nnexp.train import check_monitors, first_split, load_data
 
             with spec_named(spec):  # a missing file, settings its data cannot take, a monitor its task lacks
-                check_monitors(loaded, first_split(load_data(loaded)).task)
+                first = first_split(load_data(loaded))
+                check_monitors(loaded, first.task, first.class_names)
             text = specs.dump_yaml(loaded)
         else:
             from nnexp.search.space import plan_search

@@ -122,8 +122,9 @@ def write_run(result, folder: Path, plots: bool = True, on_written: Callable[[],
         for name, make in contents.items():
             staged[name] = staged_write(folder / name, make())
         if plots and result.history:
-            penalized = bool(result.spec.train.l1 or result.spec.train.l2)
-            figure = plot_learning_curves(result.history, result.prepared.task, penalized)
+            train = result.spec.train
+            figure = plot_learning_curves(result.history, result.prepared.task, bool(train.l1 or train.l2),
+                                          weighted=train.class_weight is not None)
             staged["learning_curves.png"] = staged_write(folder / "learning_curves.png", png_bytes(figure))
     except BaseException:
         with _signals_ignored():  # a second Ctrl-C must not stop the cleanup
@@ -325,12 +326,12 @@ def new_figure(**kwargs):
     return Figure(**kwargs)
 
 
-def plot_learning_curves(history: list[dict], task: str, penalized: bool = False):
+def plot_learning_curves(history: list[dict], task: str, penalized: bool = False, weighted: bool = False):
     """The loss (train vs validation), the main validation metric and each layer's weight-gradient
     norm per epoch (log scale: a vanishing gradient shows as layers decades apart); under
-    cross-validation those of the first fold, as the figure's title says. `penalized`: the
-    training curve includes an L1/L2 penalty that the validation loss does not, and says so
-    (else train above validation reads as a data problem)."""
+    cross-validation those of the first fold, as the figure's title says. `penalized`,
+    `weighted`: the training curve includes an L1/L2 penalty, or class weights, that the
+    validation loss does not, and says so (else train above validation reads as a data problem)."""
     import pandas as pd
     from matplotlib.ticker import MaxNLocator
 
@@ -348,7 +349,8 @@ def plot_learning_curves(history: list[dict], task: str, penalized: bool = False
     marker = "o" if len(frame) < 2 else None  # one epoch is a point: a line alone draws nothing
     loss = axes.pop(0)
     loss.plot(frame["epoch"], frame["train_loss"], marker=marker,
-              label="train (running, training mode" + (", + L1/L2 penalty)" if penalized else ")"))
+              label="train (running, training mode" + (", + L1/L2 penalty" if penalized else "")
+              + (", class-weighted" if weighted else "") + ")")
     if "val_loss" in frame:
         loss.plot(frame["epoch"], frame["val_loss"], marker=marker, label="validation")
     loss.set(xlabel="epoch", ylabel="loss", title="Loss")

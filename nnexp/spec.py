@@ -560,13 +560,32 @@ class TargetSpec(Strict):
     value: float
 
 
+def _check_class_weight(value):
+    """'balanced', or {class: weight} with the classes as the data names them (YAML may read `0:` or
+    `yes:` as a number or a boolean: keys are compared as text)."""
+    if value is None or value == "balanced":
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"expected 'balanced' or a mapping {{class: weight}}, got {json.dumps(value, default=str)}")
+    if not value:
+        raise ValueError("a mapping {class: weight} needs at least one class (leave the field out for equal weights)")
+    weights = {}
+    for key, weight in value.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
+            raise ValueError(f"the weight of class '{key}' must be a positive number, got {json.dumps(weight, default=str)}")
+        weights[str(key).lower() if isinstance(key, bool) else str(key)] = float(weight)
+    return weights
+
+
 class TrainSpec(Strict):
-    """The fit loop: epochs, batch size, penalties, early stopping, precision."""
+    """The fit loop: epochs, batch size, penalties, class weights, early stopping, precision."""
 
     epochs: Annotated[int, Field(ge=1, le=1_000_000)] = 50
     batch_size: Annotated[int, Field(ge=1)] = 64
     l2: Annotated[float, Field(ge=0)] = 0.0
     l1: Annotated[float, Field(ge=0)] = 0.0
+    # classification: the training loss weights each row by its class's weight ('balanced': n / (K x n_class))
+    class_weight: Annotated[Literal["balanced"] | dict[str, float] | None, BeforeValidator(_check_class_weight)] = None
     early_stopping: EarlyStoppingSpec | None = None
     target: TargetSpec | None = None
     time_limit: Annotated[float, Field(gt=0)] | None = None  # seconds of training; stops after the epoch that passes it
@@ -613,6 +632,8 @@ class ExperimentSpec(Strict):
             if config.monitor.startswith("val_") and not self.data.has_validation:
                 raise ValueError(f"@{field}: monitoring a val_ metric needs data.val_fraction > 0")
         problems = monitor_problems(self, self.data.known_task) if self.data.known_task else []
+        if self.data.known_task == "regression" and self.train.class_weight is not None:
+            problems.append(class_weight_problem(self, "regression", None))
         if problems:
             raise ValueError(f"@{problems[0]}")
         return self
@@ -645,6 +666,23 @@ def monitor_problems(spec: ExperimentSpec, task: str) -> list[str]:
     computed = ["train_loss", *(f"val_{m}" for m in TASK_METRICS[task])]
     return [f"{field}.monitor: '{config.monitor}' is not computed for a {task} task (one of {', '.join(computed)})"
             for field, config in spec.monitors() if config.monitor not in computed]
+
+
+def class_weight_problem(spec: ExperimentSpec, task: str, classes: list[str] | None) -> str | None:
+    """`train.class_weight: problem` when the data cannot take the setting: a regression task, or
+    a class the data does not have (known once the data is loaded; the spec checks the task when
+    it knows it)."""
+    setting = spec.train.class_weight
+    if setting is None:
+        return None
+    if task != "classification":
+        return f"train.class_weight: only for classification, and this is a {task} task"
+    classes = [str(c) for c in classes or []]
+    unknown = [name for name in setting if name not in classes] if isinstance(setting, dict) else []
+    if unknown:
+        return (f"train.class_weight: no class '{unknown[0]}' in the data{did_you_mean(unknown[0], classes)} "
+                f"(its classes: {', '.join(classes)})")
+    return None
 
 
 # --------------------------------------------------------------------------- search

@@ -70,7 +70,7 @@ def train_experiment(spec: ExperimentSpec, prepared=None, progress: Callable[[di
     if prepared is None:
         prepared = load_data(spec)
     first = first_split(prepared)
-    check_monitors(spec, first.task)
+    check_monitors(spec, first.task, first.class_names)
     with _blas_threads(spec, first.X_train.shape[1]):
         if isinstance(prepared, list):
             return _cross_validate(spec, prepared, progress)
@@ -79,15 +79,30 @@ def train_experiment(spec: ExperimentSpec, prepared=None, progress: Callable[[di
     return RunResult(spec, status, metrics, history, net, prepared)
 
 
-def check_monitors(spec: ExperimentSpec, task: str) -> None:
-    """Monitored metrics must be ones this task computes: a data file's 'auto' task is known
-    only now (the spec checked what it could: built-in data sets, an explicit data.task)."""
+def check_monitors(spec: ExperimentSpec, task: str, classes: list[str] | None = None) -> None:
+    """Monitored metrics must be ones this task computes, and class weights must name its classes:
+    a data file's 'auto' task and its classes are known only now (the spec checked what it could:
+    built-in data sets, an explicit data.task)."""
     from nnexp.errors import SpecError
-    from nnexp.spec import monitor_problems
+    from nnexp.spec import class_weight_problem, monitor_problems
 
-    problems = monitor_problems(spec, task)
-    if problems:
-        raise SpecError(problems)
+    problems = [*monitor_problems(spec, task), class_weight_problem(spec, task, classes)]
+    if any(problems):
+        raise SpecError([problem for problem in problems if problem])
+
+
+def class_weights(spec: ExperimentSpec, data) -> np.ndarray | None:
+    """The training objective's weight of each class (None: all equal). 'balanced' weighs a class
+    by n / (K x its rows) over this split's training rows (scikit-learn's 'balanced'), so the
+    weights average 1 over the rows; a mapping's unnamed classes weigh 1 (as Keras's class_weight)."""
+    setting = spec.train.class_weight
+    if setting is None:
+        return None
+    classes = [str(c) for c in data.class_names]
+    if setting == "balanced":
+        counts = np.bincount(data.y_train, minlength=len(classes))
+        return len(data.y_train) / (len(classes) * np.maximum(counts, 1))
+    return np.array([setting.get(name, 1.0) for name in classes])
 
 
 def _blas_threads(spec: ExperimentSpec, n_in: int):
@@ -144,7 +159,7 @@ def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None
     started = time.perf_counter()
     init_seed, shuffle_seed = seeds.spawn(2)
     net = build_network(spec.model, data.X_train.shape[1], data.task, data.n_outputs,
-                        np.random.default_rng(init_seed), spec.train.dtype)
+                        np.random.default_rng(init_seed), spec.train.dtype, class_weights(spec, data))
     optimizer, schedule = build_optimizer(spec.optimizer, net, spec.train)
     shuffle = np.random.default_rng(shuffle_seed)
     train = spec.train

@@ -714,3 +714,65 @@ def test_copied_units_show_the_symmetry_of_a_zero_initialisation():
 
     assert copied(init="zeros") == pytest.approx(30 / 32)  # one unit of each 16-unit layer is not a copy
     assert copied(init="zeros", dropout=0.2) == 0 and copied(init="he") == 0
+
+
+def imbalanced_csv(path, n=900, seed=0):
+    """Two informative features, 6% positives: an unweighted network under-predicts the rare class."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=n, n_features=6, n_informative=3, weights=[0.94, 0.06], flip_y=0,
+                               class_sep=0.8, random_state=seed)
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(6)])
+    frame["y"] = np.where(y == 1, "rare", "common")
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_balanced_class_weights_are_scikit_learns_and_lift_the_rare_classs_recall(tmp_path):
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from nnexp.api import load_spec
+    from nnexp.data import prepare
+    from nnexp.train import class_weights
+
+    data = imbalanced_csv(tmp_path / "imb.csv")
+    spec = {"data": {"dataset": str(data), "target": "y"}, "model": {"hidden": [16]},
+            "optimizer": {"name": "adam", "lr": 0.01}, "train": {"epochs": 30, "batch_size": 32}}
+    weighted = load_spec({**spec, "train": {**spec["train"], "class_weight": "balanced"}})
+    prepared = prepare(weighted.data, weighted.seed)
+    expected = compute_class_weight("balanced", classes=np.arange(2), y=prepared.y_train)
+    np.testing.assert_allclose(class_weights(weighted, prepared), expected, rtol=1e-12)
+    assert class_weights(load_spec({**spec, "train": {"class_weight": {"rare": 5}}}), prepared).tolist() == [1.0, 5.0]
+
+    plain = run_experiment(spec, results_dir=None)
+    balanced = run_experiment(weighted, results_dir=None)
+    assert prepared.class_names == ["common", "rare"]  # one logistic unit: P(rare)
+    X, y = prepared.X_val, prepared.y_val
+
+    def rare_recall(result):
+        return float(np.mean(result.network.forward(X)[y == 1] > 0.5))
+
+    assert rare_recall(balanced) > rare_recall(plain) + 0.1
+    assert balanced.metrics["val_balanced_accuracy"] > plain.metrics["val_balanced_accuracy"]
+    # the evaluation loss is the plain cross-entropy of the predictions, weights or not
+    p = balanced.network.forward(X)
+    picked = np.where(y == 1, p, 1 - p).astype(np.float64)
+    assert balanced.metrics["val_loss"] == pytest.approx(-np.mean(np.log(picked)), rel=1e-5)
+
+
+@pytest.mark.parametrize("class_weight, dataset, message", [
+    ({"rar": 5}, "imb.csv", "train.class_weight: no class 'rar' in the data; did you mean 'rare'? (its classes: "),
+    ({"rare": 0}, "imb.csv", "train.class_weight: the weight of class 'rare' must be a positive number, got 0"),
+    ("heavy", "imb.csv", "train.class_weight: expected 'balanced' or a mapping {class: weight}, got \"heavy\""),
+    ("balanced", "diabetes", "train.class_weight: only for classification, and this is a regression task"),
+])
+def test_class_weights_the_data_cannot_take_exit_2_naming_spec_and_field(tmp_path, write_spec, class_weight, dataset,
+                                                                          message):
+    imbalanced_csv(tmp_path / "imb.csv", n=200)
+    path = write_spec({"data": {"dataset": dataset, **({"target": "y"} if dataset.endswith(".csv") else {})},
+                       "train": {"epochs": 2, "class_weight": class_weight}})
+    result = run_cli("run", path, "--results-dir", tmp_path / "out", "--quiet")
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {path}: {message}")
+    assert not (tmp_path / "out").exists()

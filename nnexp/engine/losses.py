@@ -8,6 +8,10 @@ to the output layer's net input z is ``(y_hat - y) / n``:
 * identity + squared error, with loss = mean over rows of 0.5 * ||y_hat - y||^2
   (the 1/2 factor makes the delta exactly y_hat - y; y shape (n,) or (n, n_out)).
 
+With class weights (the two classification heads), the training objective is the
+mean over rows of w[class of the row] x the row's loss, as Keras's class_weight,
+and each row's delta is scaled by its weight; evaluation keeps the plain mean loss.
+
 The losses are computed from z with log-sum-exp / logaddexp, so they stay
 finite even when a probability rounds to 0 or 1.
 """
@@ -21,6 +25,32 @@ class OutputLoss:
     """Output function + loss; works in place on the logits buffer."""
 
     name = ""
+    class_weights: np.ndarray | None = None  # (classes,): the training objective's weight of each class
+
+    def set_class_weights(self, weights) -> None:
+        raise ValueError(f"class weights need a classification output, not {self.name!r}")
+
+    def row_weights(self, y: np.ndarray) -> np.ndarray:
+        """Each row's class weight (float64), from targets as prepare_targets lays them out."""
+        raise NotImplementedError
+
+    def row_losses(self, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Each row's loss (float64); overwrites z with the output activations y_hat."""
+        raise NotImplementedError
+
+    def training_loss(self, z: np.ndarray, y: np.ndarray) -> float:
+        """The training objective's data term (overwrites z with y_hat): the mean loss, or with
+        class weights the mean of each row's weight x its loss."""
+        if self.class_weights is None:
+            return self.forward_loss(z, y)
+        return float(np.dot(self.row_weights(y), self.row_losses(z, y))) / z.shape[0]
+
+    def _weighted_loss_and_delta(self, z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        weights = self.row_weights(y)
+        loss = float(np.dot(weights, self.row_losses(z, y))) / z.shape[0]
+        delta = self.delta(z, y)
+        delta *= weights.astype(delta.dtype)[:, None]
+        return loss, delta
 
     def prepare_targets(self, y: np.ndarray, n_out: int, dtype) -> np.ndarray:
         """y in the layout the loss uses (no copy when already right)."""
@@ -40,6 +70,8 @@ class OutputLoss:
 
     def loss_and_delta(self, z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         """Training path: mean loss and dL/dz (may overwrite z)."""
+        if self.class_weights is not None:
+            return self._weighted_loss_and_delta(z, y)
         loss = self.forward_loss(z, y)
         return loss, self.delta(z, y)
 
@@ -79,6 +111,21 @@ class SoftmaxCrossEntropy(OutputLoss):
     def to_user(self, y_hat):
         return y_hat
 
+    def set_class_weights(self, weights) -> None:
+        self.class_weights = _checked_weights(weights)
+
+    def row_weights(self, y):
+        return self.class_weights.take(y)
+
+    def row_losses(self, z, y):
+        z -= z.max(axis=1, keepdims=True)
+        picked = z[np.arange(z.shape[0]), y].astype(np.float64)
+        np.exp(z, out=z)
+        s = z.sum(axis=1, keepdims=True)
+        losses = np.log(s[:, 0], dtype=np.float64) - picked  # log-sum-exp - z_y
+        z /= s
+        return losses
+
     def forward_loss(self, z, y):
         n = z.shape[0]
         z -= z.max(axis=1, keepdims=True)
@@ -96,6 +143,8 @@ class SoftmaxCrossEntropy(OutputLoss):
         Exact unless a whole row underflows (its max ~70 below the batch max);
         then the per-row log-sum-exp path is used.
         """
+        if self.class_weights is not None:
+            return self._weighted_loss_and_delta(z, y)
         n = z.shape[0]
         row_starts, flat, ones, e = self._buffers(z)
         np.add(row_starts, y, out=flat)  # flat index of each target entry
@@ -134,6 +183,22 @@ class LogisticCrossEntropy(OutputLoss):
     def prepare_targets(self, y, n_out, dtype):
         return np.asarray(y, dtype=dtype).reshape(-1, n_out)
 
+    def set_class_weights(self, weights) -> None:
+        weights = _checked_weights(weights)
+        if len(weights) != 2:
+            raise ValueError(f"a logistic output has 2 classes (0 and 1): got {len(weights)} class weights")
+        self.class_weights = weights
+
+    def row_weights(self, y):
+        if y.shape[1] != 1:
+            raise ValueError("class weights need a single logistic output (one 0/1 target per row)")
+        return self.class_weights.take(y[:, 0].astype(np.intp))
+
+    def row_losses(self, z, y):
+        losses = (np.logaddexp(0.0, z, dtype=np.float64) - y * z.astype(np.float64)).sum(axis=1)
+        self.output(z)
+        return losses
+
     def forward_loss(self, z, y):
         # -[y log s(z) + (1 - y) log(1 - s(z))] = log(1 + e^z) - y z
         n = z.shape[0]
@@ -171,6 +236,13 @@ class LinearSquaredError(OutputLoss):
         y_hat -= y
         y_hat *= 1.0 / y_hat.shape[0]
         return y_hat
+
+
+def _checked_weights(weights) -> np.ndarray:
+    weights = np.array(weights, dtype=np.float64).reshape(-1)
+    if not (np.isfinite(weights).all() and (weights > 0).all()):
+        raise ValueError(f"class weights must be positive and finite, got {weights.tolist()}")
+    return weights
 
 
 OUTPUTS: dict[str, type[OutputLoss]] = {

@@ -48,7 +48,8 @@ class Network:
     def __init__(self, n_in: int, hidden: list[int], n_out: int,
                  activations: list[tuple[str, dict]], init: tuple[str, dict], output: str, *,
                  dropout_input: float = 0.0, dropout_hidden: float = 0.0,
-                 batch_norm: bool = False, rng: np.random.Generator, dtype=np.float32) -> None:
+                 batch_norm: bool = False, rng: np.random.Generator, dtype=np.float32,
+                 class_weights=None) -> None:
         hidden = [int(h) for h in hidden]
         if len(activations) != len(hidden):
             raise ValueError(f"need one activation per hidden layer: {len(hidden)} layers, "
@@ -63,6 +64,10 @@ class Network:
         self.n_in, self.hidden, self.n_out = n_in, hidden, n_out
         self.dtype = dtype = np.dtype(dtype)
         self.head = make_output(output)
+        if class_weights is not None:  # the training objective weights each row by its class's weight
+            if output == "softmax" and len(class_weights) != n_out:
+                raise ValueError(f"need one class weight per class: {n_out} classes, {len(class_weights)} weights")
+            self.head.set_class_weights(class_weights)
         self.output = output
         self.dropout_rng = _spawn(rng)
         init_name, init_params = init
@@ -185,7 +190,7 @@ class Network:
         """The objective of loss_and_grad without the backward pass (for gradient checks)."""
         X = self._as_input(X)
         y = self.head.prepare_targets(y, self.n_out, self.dtype)
-        loss = self.head.forward_loss(self._forward(X, training), y)
+        loss = self.head.training_loss(self._forward(X, training), y)
         return loss + (self._penalty(l1, l2, grads=False) if (l1 or l2) else 0.0)
 
     def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:

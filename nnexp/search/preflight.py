@@ -14,7 +14,7 @@ import warnings
 from nnexp.data.datasets import check_path, load_table, spec_named_problems, without_columns
 from nnexp.errors import DataError, SpecError
 from nnexp.search.trial import prepared_data
-from nnexp.spec import metric_problem, monitor_problems
+from nnexp.spec import class_weight_problem, metric_problem, monitor_problems
 
 
 def check_data(plan, loaded) -> None:
@@ -41,8 +41,13 @@ def check_data(plan, loaded) -> None:
     if not plan.trials:
         return
     first, prepared = _first_loadable(plan, data_source)  # the base's settings, unless a searched value broke them
-    task = first_split(prepared).task
-    problems = [problem for problem in (metric_problem(search.metric, task), *monitor_problems(first, task)) if problem]
+    split = first_split(prepared)
+    task = split.task
+    same_data = [t.spec for t in plan.trials if t.spec.data == first.data]  # whose classes are these
+    problems = [problem for problem in (metric_problem(search.metric, task), *monitor_problems(first, task),
+                                        *(class_weight_problem(spec, task, split.class_names) for spec in same_data))
+                if problem]
+    problems = list(dict.fromkeys(problems))
     if problems:
         raise SpecError([f"{source}: {problem}" for problem in problems])
 

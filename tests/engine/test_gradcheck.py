@@ -104,6 +104,13 @@ def test_everything_together():
     _assert_ok(gradient_check(net, X, y, l1=0.01, l2=0.1))
 
 
+@pytest.mark.parametrize("output,n_out,weights", [("softmax", 3, [0.5, 4.0, 1.0]), ("logistic", 1, [3.0, 0.25])])
+def test_class_weights(output, n_out, weights):
+    net = _net([("tanh", {}), ("relu", {})], output=output, n_out=n_out, class_weights=weights, batch_norm=True)
+    X, y = _data(output, n_out)
+    _assert_ok(gradient_check(net, X, y, l2=0.1))
+
+
 def test_per_layer_mixed_activations():
     acts = [("logistic", {}), ("elu", {"alpha": 2.0}), ("leaky_relu", {"slope": 0.2}),
             ("swish", {})]

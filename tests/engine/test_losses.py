@@ -54,3 +54,37 @@ def test_target_layouts():
     assert set(OUTPUTS) == {"softmax", "logistic", "linear"}
     with pytest.raises(ValueError, match="unknown output"):
         make_output("tanh")
+
+
+@pytest.mark.parametrize("output, k", [("softmax", 4), ("logistic", 2)])
+def test_class_weights_scale_each_rows_loss_and_delta(output, k):
+    """Keras's class_weight: the objective is the mean over rows of w[class] x the row's loss, and each
+    row's delta is scaled by its weight; evaluation (forward_loss) stays the plain mean."""
+    rng = np.random.default_rng(3)
+    n = 9
+    z = rng.normal(size=(n, k if output == "softmax" else 1)) * 3
+    y = rng.integers(0, k, n)
+    weights = np.array([0.5, 4.0, 1.0, 2.5][:k])
+    plain, weighted = make_output(output), make_output(output)
+    weighted.set_class_weights(weights)
+    targets = plain.prepare_targets(y, z.shape[1], np.float64)
+    rows = plain.row_losses(z.copy(), targets)
+    loss, delta = weighted.loss_and_delta(z.copy(), targets)
+    assert loss == pytest.approx(np.mean(weights[y] * rows), rel=1e-12)
+    assert weighted.training_loss(z.copy(), targets) == pytest.approx(loss, rel=1e-12)
+    _, plain_delta = plain.loss_and_delta(z.copy(), targets)
+    assert_allclose(delta, plain_delta * weights[y][:, None], rtol=1e-12)
+    assert weighted.forward_loss(z.copy(), targets) == pytest.approx(np.mean(rows), rel=1e-12)
+    probabilities = plain.output(z.copy())
+    if output == "logistic":
+        probabilities = np.column_stack([1 - probabilities[:, 0], probabilities[:, 0]])
+    assert_allclose(rows, -np.log(probabilities[np.arange(n), y]), rtol=1e-9)
+
+
+def test_class_weights_are_refused_where_they_mean_nothing():
+    with pytest.raises(ValueError, match="classification output"):
+        make_output("linear").set_class_weights([1.0, 2.0])
+    with pytest.raises(ValueError, match="positive and finite"):
+        make_output("softmax").set_class_weights([1.0, 0.0])
+    with pytest.raises(ValueError, match="2 classes"):
+        make_output("logistic").set_class_weights([1.0, 2.0, 3.0])

@@ -361,3 +361,22 @@ def test_batch_norm_leaves_out_a_last_batch_of_one_row():
     plain.train_epoch(X, y, batch_size=16, optimizer=make_optimizer("sgd", plain.params), lr=0.0,
                       rng=np.random.default_rng(0))
     assert seen == [16, 16, 1]
+
+
+def test_class_weights_change_training_not_evaluation():
+    """Weights of 2 for every class double the objective and every gradient of a twin network;
+    the evaluation loss (val_loss, test_loss) is the plain cross-entropy either way."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 4)), rng.integers(0, 3, 30)
+
+    def twin(**kw):
+        return Network(4, [6], 3, [("tanh", {})], ("xavier", {}), "softmax", rng=np.random.default_rng(5),
+                       dtype=np.float64, **kw)
+
+    plain, doubled = twin(), twin(class_weights=[2.0, 2.0, 2.0])
+    assert doubled.loss_and_grad(X, y) == pytest.approx(2 * plain.loss_and_grad(X, y), rel=1e-12)
+    for a, b in zip(plain.grads, doubled.grads):
+        assert_allclose(b, 2 * a, rtol=1e-12)
+    assert doubled.evaluate(X, y) == plain.evaluate(X, y)
+    with pytest.raises(ValueError, match="one class weight per class"):
+        twin(class_weights=[1.0, 2.0])

@@ -181,6 +181,16 @@ def test_a_metric_the_task_of_a_data_file_lacks_exits_2_before_any_trial(search_
     assert not (tmp_path / "out").exists()
 
 
+def test_a_searched_class_weight_naming_no_class_of_the_data_exits_2_before_any_trial(search_file, tmp_path):
+    experiment = {"data": {"dataset": "iris"}, "train": {"epochs": 2}}
+    path = search_file({"train.class_weight": [None, "balanced", {"setosa": 2}, {"setossa": 2}]}, experiment=experiment)
+    result = search(path, "--results-dir", tmp_path / "out", "--quiet")
+    assert result.exit_code == 2 and result.stderr.strip().splitlines() == [
+        f"error: {path}: train.class_weight: no class 'setossa' in the data; did you mean 'setosa'? "
+        "(its classes: setosa, versicolor, virginica)"]
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_dask_exits_2(search_file, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # import fails as when not installed
     result = search(search_file(SPACE), "--results-dir", tmp_path, "--backend", "dask")
