@@ -456,6 +456,8 @@ def summary_markdown(result: ReportResult) -> str:
     shows_sparsity = near_zero is not None and near_zero.max() - near_zero.min() > SPARSITY_SHOWN
     # units that are copies of one another (a symmetric initialisation), when any configuration has them
     shows_copies = "mean_copied_units" in s and bool((s["mean_copied_units"] > 0).any())
+    # the ranking metric's own kind on the other splits too (test_auc beside val_auc), whatever it is
+    shown = (*MARKDOWN_METRICS, m.split("_", 1)[1]) if m.startswith(METRIC_PREFIXES) else MARKDOWN_METRICS
     for _, row in s.iterrows():
         line = {"rank": _fmt(row["rank"]) if not _isna(row["rank"]) else "–"}
         line.update({p: fmt_param(row[param_column(p)]) for p in result.params})
@@ -468,7 +470,7 @@ def summary_markdown(result: ReportResult) -> str:
                 line[other] = f"{pm(row[f'mean_{other}'], row[f'std_{other}'], 3)} ({row['n_reached_target']}/{row['n_ok']})"
             elif other != m and (other in MARKDOWN_DIAGNOSTICS or other == "train_loss" or (
                     other == "weights_near_zero" and shows_sparsity) or (other == "copied_units" and shows_copies) or (
-                    other.startswith(METRIC_PREFIXES) and other.split("_", 1)[1] in MARKDOWN_METRICS)):
+                    other.startswith(METRIC_PREFIXES) and other.split("_", 1)[1] in shown)):
                 line[other] = pm(row[f"mean_{other}"], row[f"std_{other}"])
         if "n_still_improving" in s and s["n_still_improving"].any():
             line["improving"] = f"{row['n_still_improving']}/{row['n_ok']}"

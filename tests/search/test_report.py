@@ -603,7 +603,8 @@ def test_no_importance_when_every_trial_scores_the_same(tmp_path):
 def test_ranked_by_val_auc_with_an_undefined_auc(tmp_path):
     """An AUC that is NaN (a split with one class) is null in trials.jsonl and left out of the
     statistics; a configuration with none ranks last, unmarked. summary.md keeps its focus: the
-    ranking metric, losses and accuracies; f1, balanced_accuracy and auc of other splits are in the CSV."""
+    ranking metric (and its kind on the test split), losses and accuracies; f1, balanced_accuracy
+    and auc of other splits are in the CSV."""
     save_spec(tmp_path, {"search": {"metric": "val_auc", "mode": "max", "space": {"x": ["a", "b", "c"]}}, "experiment": {}})
     store = TrialStore(tmp_path)
     nan = float("nan")
@@ -635,8 +636,8 @@ def test_ranked_by_val_auc_with_an_undefined_auc(tmp_path):
     header = next(line for line in text.splitlines() if line.startswith("|"))
     columns = [cell.strip() for cell in header.strip("|").split("|")]
     assert columns[:4] == ["rank", "x", "val_auc", "ci95"]
-    assert {"val_loss", "val_accuracy", "test_loss", "test_accuracy", "train_loss"} <= set(columns)
-    assert not {c for c in columns if c.endswith(("_f1", "_balanced_accuracy", "_auc")) and c != "val_auc"}
+    assert {"val_loss", "val_accuracy", "test_loss", "test_accuracy", "train_loss", "test_auc"} <= set(columns)
+    assert not {c for c in columns if c.endswith(("_f1", "_balanced_accuracy", "_auc")) and c not in ("val_auc", "test_auc")}
     assert markdown_column(text, "val_auc") == ["0.9600 ± 0.0100", "0.9100 ± 0.0141", "–"]
     effects = (tmp_path / "effects.md").read_text()
     assert "effects of each searched parameter on val_auc" in effects
@@ -644,4 +645,5 @@ def test_ranked_by_val_auc_with_an_undefined_auc(tmp_path):
     by_balanced = report(tmp_path, plots=False, metric="val_balanced_accuracy")
     assert by_balanced.mode == "max" and by_balanced.summary["tied_best"].tolist() == ["yes", "yes", "yes"]
     header = next(line for line in (tmp_path / "summary.md").read_text().splitlines() if line.startswith("|"))
-    assert [cell.strip() for cell in header.strip("|").split("|")][2] == "val_balanced_accuracy"
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    assert columns[2] == "val_balanced_accuracy" and "test_balanced_accuracy" in columns and "test_auc" not in columns
