@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nnexp.errors import NnexpError, describe, warn
+from nnexp.errors import NnexpError, describe, first_line, warn
 from nnexp.search.store import STATUSES, TrialStore, read_saved_spec
 
 ALPHA = 0.05
@@ -322,10 +322,11 @@ def importance(frame, metric: str, params: list[str], effect_tables: dict[str, A
     explainable = len(y) >= 2 and math.sqrt(total / len(y)) > STD_NOISE * abs(mean)
 
     def share(keys) -> float:
-        """Sum of squares within the groups `keys` makes, over the total (order-independent)."""
-        within = math.fsum(math.fsum((v - sample_mean(g)) ** 2 for v in g)
-                           for _, g in y.groupby(keys, dropna=False, sort=False))
-        return within / total if explainable else math.nan
+        """Sum of squares within the groups `keys` makes, over the total (order-independent); none
+        when the ok trials hold a single group (nothing to compare)."""
+        groups = [g for _, g in y.groupby(keys, dropna=False, sort=False)]
+        within = math.fsum(math.fsum((v - sample_mean(g)) ** 2 for v in g) for g in groups)
+        return within / total if explainable and len(groups) >= 2 else math.nan
 
     rows = []
     for p in params:
@@ -532,9 +533,13 @@ def effects_markdown(result: ReportResult) -> str:
         parts.append(f"## What matters\n\nspread: the highest minus the lowest mean of {m} over a parameter's values "
                      f"(the tables below). share of variance (eta squared): the part of the variance of {m} over the ok "
                      "trials that the parameter's values explain; the repeats' share is what is left within "
-                     "configurations, where only the seed differs: the noise any ranking has to beat. In a full grid "
-                     "with every trial ok the shares add up to 100% with the parameters' interactions. Failed and "
-                     "diverged trials are not in these figures: see each table's rates.\n\n"
+                     "configurations, where only the seed differs: the noise any ranking has to beat (the "
+                     "configurations share their seeds' splits, so part of it is common to all of them; under "
+                     "cross-validation a trial's metric is already its folds' mean). In a full grid with every "
+                     "trial ok the shares add up to 100% with the parameters' interactions; otherwise parameters "
+                     "that happen to vary together (a random search's, or values lost to failed trials) share "
+                     "credit, and the shares can add up to more. Failed and diverged trials are not in these "
+                     "figures: see each table's rates.\n\n"
                      + pd.DataFrame(rows).to_markdown(index=False) + "\n")
     for p, frame in result.effects.items():
         rows = [{p: fmt_param(r[p]), m: pm(r[f"mean_{m}"], r[f"std_{m}"]), "ok": f"{int(r['n_ok'])}/{int(r['n_trials'])}",
@@ -793,8 +798,9 @@ def best_experiment(result: ReportResult, saved: dict, records: list[dict]) -> s
 
     A search keeps no model; GridSearchCV's refit has it train the winner again. Here the spec
     carries the seed of the winner's first ok repeat, so `nnexp run` on it trains that very trial
-    again, to the same numbers, and keeps its model for `nnexp predict`. It is rebuilt from
-    search.yaml's resolved base experiment and the trial's parameters, as the search built it.
+    again, to the same numbers, and keeps its model for `nnexp predict`. It is built as the search
+    built the trial's: the trial's values set on the base as written (search.yaml's trial_base;
+    a folder from before it was kept has no best.yaml until the search resumes).
     """
     import copy
 
@@ -802,32 +808,43 @@ def best_experiment(result: ReportResult, saved: dict, records: list[dict]) -> s
 
     from nnexp.spec import ExperimentSpec, apply_override, dump_yaml, resolve_dataset_path
 
-    s, base = result.summary, saved.get("experiment")
-    if not len(s) or _isna(s["rank"].iloc[0]) or not isinstance(base, dict):
+    s, base = result.summary, saved.get("trial_base")
+    if not len(s) or _isna(s["rank"].iloc[0]) or not isinstance(base, dict) or not isinstance(base.get("experiment"), dict):
         return None
     row, m = s.iloc[0], result.metric
     ok = sorted((r for r in records if r.get("config_id") == row["config_id"] and r.get("status") == "ok"),
                 key=lambda r: (r.get("repeat") if isinstance(r.get("repeat"), int) else math.inf, str(r.get("seed"))))
     if not ok:
         return None
-    trial, experiment = ok[0], copy.deepcopy(base)
+    trial, experiment = ok[0], copy.deepcopy(base["experiment"])
     try:
         for path, value in trial["params"].items():
             apply_override(experiment, path, copy.deepcopy(value))
-        if isinstance(saved.get("source"), str):  # a searched data file is named relative to the search spec
-            resolve_dataset_path(experiment, Path(saved["source"]).parent)
+        resolve_dataset_path(experiment, _spec_dir(result.folder, base))
         experiment.update(name=f"{result.name}-best", seed=trial["seed"])
         spec = ExperimentSpec.model_validate(experiment)
-    except (ValidationError, NnexpError, ValueError, TypeError, KeyError, AttributeError):
-        return None  # a hand-edited search.yaml that no longer builds the trial's spec
+    except (ValidationError, NnexpError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        result.notes.append(f"{result.folder / BEST_SPEC}: not written: search.yaml's trial_base no longer builds "
+                            f"the winner's spec ({first_line(exc)})")
+        return None
     others = int((s["tied_best"] == "yes").sum()) - 1 if "tied_best" in s else 0
-    ties = f"; {_plural(others, 'other configuration')} tie with it (tied_best in summary.md)" if others > 0 else ""
+    ties = (f"; {others} other configuration{' ties' if others == 1 else 's tie'} with it (tied_best in summary.md)"
+            if others > 0 else "")
     return (f"# The best configuration of search '{result.name}' by {m} ({result.mode}): "
             f"{pm(row.get(f'mean_{m}', math.nan), row.get(f'std_{m}', math.nan))} over "
             f"{_plural(int(row['n_ok']), 'ok repeat')}{ties}.\n"
             f"# Its seed is that of trial {trial.get('trial_id')}, so `nnexp run` on this file trains that trial again\n"
             f"# (the same numbers) and keeps the model for `nnexp predict`. `nnexp report` writes this file again.\n"
             + dump_yaml(spec))
+
+
+def _spec_dir(folder: Path, base: dict) -> Path:
+    """The folder the search spec's relative data paths start from: seen from the results folder
+    when that still exists (the project moved as a whole), else as it was."""
+    relative = base.get("spec_dir_from_results")
+    if isinstance(relative, str) and (folder / relative).is_dir():
+        return (folder / relative).resolve()
+    return Path(str(base.get("spec_dir") or "."))
 
 
 def _planned(plan, records: list[dict]) -> tuple[int | None, int]:

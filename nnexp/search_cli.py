@@ -142,7 +142,7 @@ def report(
     mode: Annotated[Optional[str], typer.Option(
         "--mode", help="max or min, with --metric (default: follows the metric).", show_default=False)] = None,
 ):
-    """Rebuild the tables and plots of a finished or interrupted search from its trials.jsonl."""
+    """Rebuild the tables, plots and best.yaml of a finished or interrupted search from its trials.jsonl."""
     from nnexp.cli import user_errors, warnings_as_lines
     from nnexp.errors import NnexpError
 

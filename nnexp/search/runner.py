@@ -297,6 +297,7 @@ def run_search(
     # so tables rebuilt later can tell an unfinished search: its trials are these configurations x seeds
     identity["plan"] = {"trials": len(plan.trials), "seeds": sorted({t.seed for t in plan.trials}),
                         "configs": [c.config_id for c in plan.configs]}
+    identity["trial_base"] = trial_base(loaded, Path(folder))
     # the folders this search makes (not `..`: r4/.. is r4's parent, which exists or is made as r4's)
     made = [p for p in (Path(folder), *Path(folder).parents) if p.name != ".." and not p.exists()]
     folder = ensure_folder(Path(folder))
@@ -374,6 +375,16 @@ def run_search(
         records = [latest[t.key] for t in plan.trials if t.key in latest]
         ran = store.lines() - lines_before  # not counts.done: a Ctrl-C may fall between an append and its count
     return SearchOutcome(folder, records, ran, counts.skipped, interrupted, time.perf_counter() - start, notes)
+
+
+def trial_base(loaded, folder: Path) -> dict:
+    """What a trial's experiment is built from, for tables rebuilt later (best.yaml): the base as
+    the search file gives it, before defaults (a searched optimizer.name then takes the new kind's
+    defaults, as the trial did), and the folder its data paths are relative to, both as it was and
+    as seen from the results folder (which still holds when a project moves as a whole)."""
+    spec_dir = Path(loaded.source).parent.resolve()
+    return {"experiment": loaded.base, "spec_dir": str(spec_dir),
+            "spec_dir_from_results": os.path.relpath(spec_dir, folder.resolve())}
 
 
 @contextmanager

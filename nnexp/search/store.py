@@ -432,8 +432,9 @@ def spec_differences(old: dict, new: dict, space_grew: bool = False) -> list[str
     """`path: old -> new` for every field that differs, ignoring the resumable ones (and the space,
     when it only `space_grew`). A data file's path is the same if the file's contents are (the
     project was moved or renamed since)."""
-    # files: check_same_search; planned_trials: what an early version of `plan` kept
-    ignore = {f"search.{f}" for f in RESUMABLE_FIELDS} | {"source", "data_files", "plan", "planned_trials"}
+    # files: check_same_search; planned_trials: what an early version of `plan` kept; trial_base: the base as
+    # written, which `experiment` (resolved) already compares
+    ignore = {f"search.{f}" for f in RESUMABLE_FIELDS} | {"source", "data_files", "plan", "planned_trials", "trial_base"}
     if space_grew:
         ignore.add("search.space")
     old_files, new_files = old.get("data_files") or {}, new.get("data_files") or {}

@@ -1,6 +1,7 @@
 """Report numbers equal an independent pandas computation on the raw trial records."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -527,24 +528,55 @@ def test_best_spec_trains_the_winning_trial_again(planned, tmp_path):
     assert (tmp_path / "runs" / "win-best" / "model.npz").exists()
 
 
-def test_best_spec_names_a_searched_data_file_wherever_the_run_starts(search_file, tmp_path, monkeypatch):
+def test_best_spec_finds_a_searched_data_file_from_anywhere_and_after_the_project_moves(search_file, tmp_path,
+                                                                                        monkeypatch):
+    """The search was started with a relative spec path; its tables are rebuilt from another folder,
+    then after the whole project moved: best.yaml names the data file where it is now."""
+    import shutil
+
     from nnexp.search.space import plan_search
     from nnexp.spec import load_experiment, load_search
 
-    data = tmp_path / "specs" / "toy.csv"
-    data.parent.mkdir()
+    project = tmp_path / "project"
+    (project / "specs").mkdir(parents=True)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 2))
-    pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": (x[:, 0] > 0).astype(int)}).to_csv(data, index=False)
-    path = search_file({"data.dataset": ["toy.csv"]}, repeats=1,
+    frame = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": (x[:, 0] > 0).astype(int)})
+    frame.to_csv(project / "specs" / "toy.csv", index=False)
+    frame.to_csv(project / "specs" / "toy2.csv", index=False)
+    path = search_file({"data.dataset": ["toy.csv", "toy2.csv"]}, repeats=1,
                        experiment={"data": {"dataset": "iris", "target": "y"}, "train": {"epochs": 2}})
-    moved = tmp_path / "specs" / "grid.yaml"
-    path.rename(moved)
-    loaded = load_search(moved)
-    run_search(loaded, plan_search(loaded), tmp_path / "out", n_jobs=1)
-    report(tmp_path / "out", plots=False)
-    monkeypatch.chdir(tmp_path / "out")
-    assert load_experiment(tmp_path / "out" / "best.yaml").data.dataset == str(data.resolve())
+    path.rename(project / "specs" / "grid.yaml")
+    monkeypatch.chdir(project)
+    loaded = load_search("specs/grid.yaml")
+    run_search(loaded, plan_search(loaded), Path("results/grid"), n_jobs=1)
+
+    def best_data(folder: Path) -> Path:
+        report(folder, plots=False)
+        return Path(load_experiment(folder / "best.yaml").data.dataset)
+
+    monkeypatch.chdir(project / "results")  # "specs/..." from here is no folder at all
+    assert best_data(project / "results" / "grid").parent == project.resolve() / "specs"
+    shutil.move(project, tmp_path / "moved")
+    monkeypatch.chdir(tmp_path)
+    assert best_data(tmp_path / "moved" / "results" / "grid").parent == (tmp_path / "moved" / "specs").resolve()
+
+
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_best_spec_of_a_searched_optimizer_name_takes_that_optimizers_defaults(planned, tmp_path, mode):
+    """`optimizer.name: [sgd, adam]` over a base `optimizer: adam`: the sgd trials trained with sgd's
+    default lr (0.1), and best.yaml must say so, not adam's 0.001 from the resolved base."""
+    from nnexp.spec import load_experiment
+
+    loaded, plan = planned({"optimizer.name": ["sgd", "adam"]}, repeats=2,
+                           experiment={"data": {"dataset": "iris"}, "optimizer": "adam", "train": {"epochs": 3}})
+    run_search(loaded, plan, tmp_path / "s", n_jobs=1)
+    result = report(tmp_path / "s", plots=False, metric="val_loss", mode=mode)
+    winner = result.summary["config_id"].iloc[0]
+    trained = next(t.spec for t in plan.trials if t.config_id == winner and t.repeat == 0)
+    best = load_experiment(tmp_path / "s" / "best.yaml")
+    assert best.optimizer == trained.optimizer and best.model_copy(update={"name": None}) == trained.model_copy(
+        update={"name": None})
 
 
 def test_no_best_spec_when_nothing_ranks(planned, tmp_path):
@@ -647,3 +679,23 @@ def test_ranked_by_val_auc_with_an_undefined_auc(tmp_path):
     header = next(line for line in (tmp_path / "summary.md").read_text().splitlines() if line.startswith("|"))
     columns = [cell.strip() for cell in header.strip("|").split("|")]
     assert columns[2] == "val_balanced_accuracy" and "test_balanced_accuracy" in columns and "test_auc" not in columns
+
+
+def test_a_parameter_with_one_value_among_the_ok_trials_has_no_share(tmp_path):
+    """b's second value only ever failed: among the ok trials b does not vary, so it explains nothing
+    (shown as '–', not as 0%)."""
+    save_spec(tmp_path, {"search": {"metric": "val_accuracy", "mode": "max", "space": {"a": [1, 2], "b": [1, 2]}},
+                         "experiment": {}})
+    store = TrialStore(tmp_path)
+    for a in (1, 2):
+        for b in (1, 2):
+            for seed in range(2):
+                ok = b == 1
+                store.append({"trial_id": f"{a}{b}-s{seed}", "config_id": f"{a}{b}", "params": {"a": a, "b": b},
+                              "seed": seed, "repeat": seed, "status": "ok" if ok else "failed", "error": None,
+                              "val_accuracy": 0.8 + 0.1 * a + 0.01 * seed if ok else None, "epochs_run": 5,
+                              "seconds": 1.0, "history": {}})
+    shares = report(tmp_path, plots=False).importance.set_index("parameter")["eta2"]
+    assert shares["a"] > 0.9 and np.isnan(shares["b"])
+    rows = [line for line in (tmp_path / "effects.md").read_text().splitlines() if line.startswith("| b ")]
+    assert rows and rows[0].split("|")[3].strip() == "–"
