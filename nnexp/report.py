@@ -835,6 +835,8 @@ def best_experiment(result: ReportResult, saved: dict, records: list[dict]) -> s
             f"{_plural(int(row['n_ok']), 'ok repeat')}{ties}.\n"
             f"# Its seed is that of trial {trial.get('trial_id')}, so `nnexp run` on this file trains that trial again\n"
             f"# (the same numbers) and keeps the model for `nnexp predict`. `nnexp report` writes this file again.\n"
+            f"# `--set data.val_fraction=0{' --set data.cv_folds=0' if spec.data.cv_folds >= 2 else ''}` trains it "
+            "on the validation rows too (the same test rows).\n"
             + dump_yaml(spec))
 
 

@@ -443,13 +443,24 @@ def spec_differences(old: dict, new: dict, space_grew: bool = False) -> list[str
         return id_text(x) == id_text(y) or (isinstance(x, str) and x in old_files and old_files[x] == new_files.get(y))
 
     a, b = _flatten(old), _flatten(new)
+    defaults = _new_field_defaults()
     diffs = []
     for path in sorted(set(a) | set(b)):
         if path in ignore or any(path.startswith(i + ".") for i in ignore):
             continue
+        if path not in a and path in defaults and id_text(b[path]) == id_text(defaults[path]):
+            continue  # a field newer than the folder, at the default the old trials trained with
         if not same(a.get(path, "<absent>"), b.get(path, "<absent>")):
             diffs.append(f"{path}: {a.get(path, '<absent>')!r} -> {b.get(path, '<absent>')!r}")
     return diffs
+
+
+def _new_field_defaults() -> dict[str, Any]:
+    """Flattened defaults of the experiment fields a saved search may predate (e.g. train.class_weight):
+    a folder written before a field existed resumes while the field keeps its default."""
+    from nnexp.spec import ExperimentSpec
+
+    return _flatten({"experiment": ExperimentSpec().model_dump(mode="json")})
 
 
 def read_saved_spec(folder: str | os.PathLike) -> dict | None:

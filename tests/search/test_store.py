@@ -146,6 +146,16 @@ def test_changed_search_is_refused_but_resumable_fields_may_change(tmp_path):
         check_same_search(tmp_path, changed)
 
 
+def test_a_folder_older_than_a_field_resumes_while_the_field_keeps_its_default(tmp_path):
+    """train.class_weight came after searches were saved without it: they resume at its default
+    (what their trials trained with), and only another value is a change."""
+    saved = {"search": {"metric": "val_loss", "space": {"a": [1, 2]}}, "experiment": {"train": {"epochs": 5}}}
+    save_spec(tmp_path, saved)
+    assert check_same_search(tmp_path, {**saved, "experiment": {"train": {"epochs": 5, "class_weight": None}}}) == []
+    with pytest.raises(SearchChangedError, match=r"experiment.train.class_weight: '<absent>' -> 'balanced'"):
+        check_same_search(tmp_path, {**saved, "experiment": {"train": {"epochs": 5, "class_weight": "balanced"}}})
+
+
 def test_a_grid_resumes_with_values_added_but_not_removed_or_changed(tmp_path):
     """Adding a learning rate to a finished grid retrained every trial (--fresh): their ids do not change."""
     saved = {"search": {"strategy": "grid", "space": {"lr": [0.1, 0.01], "act": ["relu"]}}, "experiment": {}}
