@@ -135,9 +135,11 @@ def run_folder(spec: ExperimentSpec, results_dir: str | os.PathLike) -> Path:
     return Path(results_dir) / (spec.name or "experiment")
 
 
-def predict(model: str | os.PathLike, data, proba: bool = False):
+def predict(model: str | os.PathLike, data, proba: bool = False, threshold: float | None = None):
     """Predictions for the rows of a table file or a pandas DataFrame: class names (or numbers),
-    optionally with class probabilities."""
+    optionally with class probabilities. `threshold` (two-class models): predict the second class
+    (as `proba` lists them) when its probability reaches it, instead of the likelier class; a rare
+    class's recall for its precision, as chosen on validation rows."""
     import numpy as np
     import pandas as pd
 
@@ -150,9 +152,15 @@ def predict(model: str | os.PathLike, data, proba: bool = False):
     if not isinstance(data, (str, os.PathLike, pd.DataFrame)):
         raise NnexpError(f"data: expected a table file's path or a pandas DataFrame, got {describe(data)}")
     _check_flag(proba, "proba")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                  or not 0 < threshold < 1):
+        raise NnexpError(f"threshold: must be a probability between 0 and 1 (exclusive), got {threshold!r}")
     saved = load_model(model)
     if proba and saved.task == "regression":
         raise NnexpError(f"--proba: {model} is a regression model; class probabilities need a classification one")
+    if threshold is not None and (saved.task == "regression" or len(saved.class_names) != 2):
+        what = "a regression model" if saved.task == "regression" else f"a model of {len(saved.class_names)} classes"
+        raise NnexpError(f"threshold: only for a two-class model; {model} is {what}")
     try:
         X = load_features(data if isinstance(data, pd.DataFrame) else str(data), saved.preprocessor)
     except DataError as exc:  # the loader speaks of training's spec fields; here there is only the file
@@ -162,7 +170,8 @@ def predict(model: str | os.PathLike, data, proba: bool = False):
     if saved.task == "regression":
         return pd.DataFrame({"prediction": np.asarray(saved.preprocessor.inverse_target(output)).ravel()}, index=index)
     probabilities = class_probabilities(output)
-    labels = saved.preprocessor.decode_labels(probabilities.argmax(axis=1))
+    chosen = probabilities.argmax(axis=1) if threshold is None else (probabilities[:, 1] >= threshold).astype(np.int64)
+    labels = saved.preprocessor.decode_labels(chosen)
     if all(_is_integer_text(name) for name in saved.class_names):  # a numeric target's classes stay numbers
         labels = labels.astype(np.int64)
     frame = pd.DataFrame({"prediction": labels}, index=index)

@@ -252,6 +252,9 @@ def predict(
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", help="Write predictions to this file: .csv, or .parquet (default: CSV on stdout).")] = None,
     proba: Annotated[bool, typer.Option("--proba", help="Add one probability column per class.")] = False,
+    threshold: Annotated[Optional[float], typer.Option(
+        "--threshold", help="Two-class models: predict the second class (as --proba lists them) when its probability "
+                            "reaches this, instead of the likelier class.", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No warnings; only the predictions and errors.")] = False,
 ):
     """Predict with a saved model, applying its saved preprocessing."""
@@ -263,7 +266,12 @@ def predict(
             raise NnexpError(f"--output: {output}: write .csv or .parquet (the suffix says which), got '{suffix}'")
         if output is not None and output.exists() and data.exists() and output.samefile(data):
             raise NnexpError(f"--output: {output} is the data file; write the predictions to another file")
-        frame = predict_table(model, data, proba=proba)
+        try:
+            frame = predict_table(model, data, proba=proba, threshold=threshold)
+        except NnexpError as exc:  # the API names its argument; here it is the option
+            if not any(p.startswith("threshold: ") for p in exc.problems):
+                raise
+            raise type(exc)([f"--{p}" if p.startswith("threshold: ") else p for p in exc.problems]) from None
         if output is None:
             typer.echo(frame.to_csv(index=False), nl=False)
         else:

@@ -109,6 +109,25 @@ def test_predict_takes_a_dataframe_as_well_as_a_file(tmp_path):
     assert predicted["prediction"].tolist() == from_file["prediction"][chosen.index].tolist()
 
 
+def test_a_threshold_picks_the_second_class_when_its_probability_reaches_it(tmp_path):
+    from sklearn.datasets import load_breast_cancer
+
+    nnexp.run_experiment({"name": "bc", "data": {"dataset": "breast_cancer"}, "train": {"epochs": 5}}, results_dir=tmp_path)
+    rows = load_breast_cancer(as_frame=True).frame.drop(columns="target").head(120)
+    model = tmp_path / "bc" / "model.npz"
+    plain = nnexp.predict(model, rows, proba=True)
+    second = plain.columns[2].removeprefix("proba_")
+    for threshold in (0.05, 0.5, 0.95):
+        chosen = nnexp.predict(model, rows, threshold=threshold)["prediction"]
+        assert ((chosen == second) == (plain[f"proba_{second}"] >= threshold)).all()
+    assert (nnexp.predict(model, rows, threshold=0.05)["prediction"] == second).sum() > (plain["prediction"] == second).sum()
+    with pytest.raises(nnexp.errors.NnexpError, match=r"^threshold: must be a probability between 0 and 1"):
+        nnexp.predict(model, rows, threshold=1.0)
+    nnexp.run_experiment({"name": "iris", "data": {"dataset": "iris"}, "train": {"epochs": 1}}, results_dir=tmp_path)
+    with pytest.raises(nnexp.errors.NnexpError, match=r"^threshold: only for a two-class model; .* a model of 3 classes"):
+        nnexp.predict(tmp_path / "iris", tmp_path / "rows.csv", threshold=0.5)
+
+
 def test_run_search_takes_a_mapping(tmp_path):
     result = nnexp.run_search({"name": "inline", "repeats": 1, "experiment": {"data": {"dataset": "iris"},
                                                                             "train": {"epochs": 1}},

@@ -232,6 +232,13 @@ def test_csv_with_string_labels_trains_and_predicts_by_name(tmp_path, write_spec
     over_input = run_cli("predict", model, tmp_path / "new.csv", "-o", tmp_path / "." / "new.csv")
     assert over_input.exit_code == 2 and "is the data file" in over_input.stderr
     assert (tmp_path / "new.csv").read_text() == before
+    # a threshold on P(yes), the second class as --proba lists them
+    low = run_cli("predict", model, tmp_path / "table.csv", "--threshold", "0.01")
+    assert low.exit_code == 0 and set(low.stdout.splitlines()[1:]) <= {"yes", "no"}
+    assert low.stdout.splitlines()[1:].count("yes") >= (pred["prediction"] == "yes").sum()
+    bad = run_cli("predict", model, tmp_path / "new.csv", "--threshold", "1")
+    assert bad.exit_code == 2 and bad.stderr.strip().splitlines() == [
+        "error: --threshold: must be a probability between 0 and 1 (exclusive), got 1.0"]
 
 
 def test_changing_test_rows_does_not_change_the_scaler(tmp_path, write_spec):
