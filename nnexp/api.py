@@ -113,7 +113,7 @@ def run_experiment(spec: str | os.PathLike | dict | ExperimentSpec, *, results_d
     _check_progress(progress)
     resolved = load_spec(spec, _keyword_overrides(overrides, ("results_dir", "progress"), experiment_paths().__contains__))
     try:
-        result = train_experiment(resolved, progress=progress)
+        result = train_experiment(resolved, progress=progress, predictions=True)
     finally:
         forget_tables()  # a notebook's process keeps no data file's table once the run is over
     result.files = {}

@@ -16,7 +16,7 @@ import numpy as np
 
 from nnexp.build import build_network, build_optimizer
 from nnexp.engine import Network
-from nnexp.metrics import classification_metrics, metric_names, regression_metrics
+from nnexp.metrics import class_probabilities, classification_metrics, metric_names, regression_metrics
 from nnexp.spec import ExperimentSpec, metric_mode
 
 PROBE_ROWS = 256  # training rows used each epoch to measure saturation and dead units
@@ -35,6 +35,31 @@ def probe_rows(n: int) -> np.ndarray:
 
 
 @dataclass
+class SplitOutputs:
+    """A trained network's predictions for one split's rows, in the data's own labels or units."""
+
+    split: str
+    fold: int | None
+    rows: np.ndarray  # positions in the data set (0: its first row)
+    target: np.ndarray
+    prediction: np.ndarray
+    proba: np.ndarray | None = None  # (rows, classes)
+
+
+def split_outputs(net: Network, data, split: str) -> SplitOutputs | None:
+    X, y, rows = getattr(data, f"X_{split}"), getattr(data, f"y_{split}"), getattr(data, f"{split}_rows")
+    if X is None or rows is None:
+        return None
+    output = net.predict(X)
+    if data.task == "classification":
+        proba = np.asarray(class_probabilities(output))
+        decode = data.preprocessor.decode_labels
+        return SplitOutputs(split, data.fold, rows, decode(y), decode(proba.argmax(axis=1)), proba)
+    inverse = data.preprocessor.inverse_target
+    return SplitOutputs(split, data.fold, rows, np.ravel(inverse(y)), np.ravel(inverse(output)))
+
+
+@dataclass
 class RunResult:
     """What one experiment produced; nnexp.results writes it to files."""
 
@@ -45,10 +70,31 @@ class RunResult:
     network: Network | None = field(repr=False, default=None)
     prepared: Any = field(repr=False, default=None)  # PreparedData of the saved model (fold 1 under CV)
     folds: list[dict[str, Any]] | None = field(repr=False, default=None)  # per-fold metrics under cross-validation
+    outputs: list[SplitOutputs] | None = field(repr=False, default=None)  # kept by train_experiment(predictions=True)
 
     @property
     def task(self) -> str:
         return self.prepared.task
+
+    def predictions(self):
+        """Every validation and test row's target and prediction (and class probabilities) as a
+        DataFrame, `row` its position in the data set: to choose a threshold, draw a PR curve or read
+        the errors. Under cross-validation each fold's validation rows come from that fold's network
+        (out of fold) and the test rows from the first fold's, the saved model. None: not kept, or
+        the run diverged."""
+        if not self.outputs:
+            return None
+        import pandas as pd
+
+        folded = any(part.fold is not None for part in self.outputs)
+        frames = []
+        for part in self.outputs:
+            columns = {"split": part.split, **({"fold": part.fold} if folded else {}), "row": part.rows,
+                       "target": part.target, "prediction": part.prediction}
+            if part.proba is not None:
+                columns.update({f"proba_{name}": part.proba[:, k] for k, name in enumerate(self.prepared.class_names)})
+            frames.append(pd.DataFrame(columns))
+        return pd.concat(frames, ignore_index=True)
 
 
 def load_data(spec: ExperimentSpec):
@@ -65,18 +111,22 @@ def first_split(prepared):
     return prepared[0] if isinstance(prepared, list) else prepared
 
 
-def train_experiment(spec: ExperimentSpec, prepared=None, progress: Callable[[dict], None] | None = None) -> RunResult:
-    """Train the network a spec describes; exceptions propagate (bad data, bugs)."""
+def train_experiment(spec: ExperimentSpec, prepared=None, progress: Callable[[dict], None] | None = None,
+                     predictions: bool = False) -> RunResult:
+    """Train the network a spec describes; exceptions propagate (bad data, bugs). `predictions`:
+    keep the validation and test rows' predictions (RunResult.predictions; a search needs none)."""
     if prepared is None:
         prepared = load_data(spec)
     first = first_split(prepared)
     check_monitors(spec, first.task, first.class_names)
     with _blas_threads(spec, first.X_train.shape[1]):
         if isinstance(prepared, list):
-            return _cross_validate(spec, prepared, progress)
+            return _cross_validate(spec, prepared, progress, predictions)
         with np.errstate(all="ignore"):  # divergence is detected and reported, not warned about
             status, metrics, history, net = fit(spec, prepared, np.random.SeedSequence(spec.seed), progress)
-    return RunResult(spec, status, metrics, history, net, prepared)
+            outputs = [split_outputs(net, prepared, split) for split in ("val", "test")] if predictions else []
+    return RunResult(spec, status, metrics, history, net, prepared,
+                     outputs=[o for o in outputs if o is not None] if status == "ok" and predictions else None)
 
 
 def check_monitors(spec: ExperimentSpec, task: str, classes: list[str] | None = None) -> None:
@@ -122,14 +172,17 @@ def _blas_threads(spec: ExperimentSpec, n_in: int):
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _cross_validate(spec, folds, progress) -> RunResult:
-    """k folds, each its own network; metrics are fold means with `_std` columns."""
-    runs, history = [], []
+def _cross_validate(spec, folds, progress, predictions: bool = False) -> RunResult:
+    """k folds, each its own network; metrics are fold means with `_std` columns. Predictions:
+    each fold's validation rows by its own network (out of fold), the test rows by the first's."""
+    runs, history, outputs = [], [], []
     for data in folds:
         fold = data.fold if data.fold is not None else len(runs)
         reporter = (lambda row, f=fold: progress({**row, "fold": f})) if progress else None
         with np.errstate(all="ignore"):
             status, metrics, rows, net = fit(spec, data, np.random.SeedSequence([spec.seed, fold]), reporter)
+            if predictions and status == "ok":
+                outputs.append(split_outputs(net, data, "val"))
         runs.append((status, metrics, net))
         history += [{"fold": fold, **row} for row in rows]
     fold_metrics = [m for _, m, _ in runs]
@@ -151,7 +204,11 @@ def _cross_validate(spec, folds, progress) -> RunResult:
     merged["seconds"] = float(sum(m["seconds"] for m in fold_metrics))
     merged["cv_folds"] = len(folds)
     merged["status"] = status
-    return RunResult(spec, status, merged, history, runs[0][2], folds[0], folds=fold_metrics)
+    if predictions and status == "ok":
+        with np.errstate(all="ignore"):
+            outputs.append(split_outputs(runs[0][2], folds[0], "test"))
+    return RunResult(spec, status, merged, history, runs[0][2], folds[0], folds=fold_metrics,
+                     outputs=[o for o in outputs if o is not None] if predictions and status == "ok" else None)
 
 
 def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None):

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from nnexp.api import run_experiment
+from nnexp.api import predict, run_experiment
 from nnexp.cli import app
 
 runner = CliRunner()
@@ -111,7 +111,8 @@ def test_result_files_and_determinism(tmp_path):
     first = run_experiment(spec, results_dir=tmp_path / "a")
     second = run_experiment(spec, results_dir=tmp_path / "b")
     folder = tmp_path / "a" / "det"
-    assert sorted(p.name for p in folder.iterdir()) == ["history.csv", "learning_curves.png", "metrics.json", "model.npz", "spec.yaml"]
+    assert sorted(p.name for p in folder.iterdir()) == ["history.csv", "learning_curves.png", "metrics.json", "model.npz",
+                                                        "predictions.csv", "spec.yaml"]
     timing = {"seconds", "seconds_per_epoch"}
     a, b = (json.loads((tmp_path / d / "det" / "metrics.json").read_text()) for d in "ab")
     assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
@@ -164,8 +165,9 @@ def test_diverging_run_exits_1_and_still_writes_files(tmp_path, write_spec):
     assert result.exit_code == 1 and "diverged" in result.stderr
     metrics = json.loads((tmp_path / "out" / "boom" / "metrics.json").read_text())
     assert metrics["status"] == "diverged" and metrics["diverged_epoch"] >= 1
-    # the good run's model would otherwise sit beside the diverged run's spec and metrics
+    # the good run's model (and its predictions) would otherwise sit beside the diverged run's spec and metrics
     assert not (tmp_path / "out" / "boom" / "model.npz").exists()
+    assert not (tmp_path / "out" / "boom" / "predictions.csv").exists()
     rows = tmp_path / "rows.csv"
     rows.write_text("a,b,c,d\n1,2,3,4\n")
     predicted = run_cli("predict", tmp_path / "out" / "boom", rows)  # it said only "model.npz: file not found"
@@ -583,7 +585,7 @@ def test_a_stop_during_the_swap_of_a_runs_files_is_ignored_and_a_folder_in_the_w
     assert result.exit_code == 0, result.output  # the swap finished: every file is the new run's
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["epochs_run"] == 3
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == sorted(
-        ["spec.yaml", "metrics.json", "history.csv", "model.npz", "learning_curves.png"])
+        ["spec.yaml", "metrics.json", "history.csv", "predictions.csv", "model.npz", "learning_curves.png"])
     (tmp_path / "r" / "metrics.json").unlink()
     (tmp_path / "r" / "metrics.json").mkdir()
     result = run_cli("run", path, "--results-dir", tmp_path, "-q")
@@ -783,3 +785,51 @@ def test_class_weights_the_data_cannot_take_exit_2_naming_spec_and_field(tmp_pat
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: {path}: {message}")
     assert not (tmp_path / "out").exists()
+
+
+def test_predictions_csv_re_derives_the_metrics_row_by_row(tmp_path, write_spec):
+    """Each validation and test row's target, prediction and probabilities: the file's own accuracy
+    and AUC are metrics.json's, and `row` points at the row of the data file it came from."""
+    from sklearn.metrics import roc_auc_score
+
+    frame = string_label_table(tmp_path)
+    path = write_spec({"name": "tab", "data": {"dataset": "table.csv", "target": "answer", "test_fraction": 0.25},
+                       "model": {"hidden": [16], "activation": "tanh"}, "train": {"epochs": 20, "batch_size": 16}})
+    assert run_cli("run", path, "--results-dir", tmp_path / "out", "--quiet").exit_code == 0
+    folder = tmp_path / "out" / "tab"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    predictions = pd.read_csv(folder / "predictions.csv")
+    assert list(predictions.columns) == ["split", "row", "target", "prediction", "proba_no", "proba_yes"]
+    assert (predictions["target"].to_numpy() == frame["answer"].to_numpy()[predictions["row"]]).all()
+    for split in ("val", "test"):
+        part = predictions[predictions["split"] == split]
+        assert len(part) and (part["prediction"] == part["target"]).mean() == pytest.approx(metrics[f"{split}_accuracy"])
+        assert roc_auc_score(part["target"] == "yes", part["proba_yes"]) == pytest.approx(metrics[f"{split}_auc"])
+    assert predictions["row"].is_unique and len(predictions) < len(frame)
+
+
+def test_cross_validated_predictions_are_out_of_fold(tmp_path):
+    from sklearn.datasets import load_wine
+
+    result = run_experiment({"name": "cv", "data": {"dataset": "wine", "cv_folds": 3}, "train": {"epochs": 5}},
+                            results_dir=tmp_path)
+    predictions = pd.read_csv(tmp_path / "cv" / "predictions.csv")
+    val, test = predictions[predictions["split"] == "val"], predictions[predictions["split"] == "test"]
+    assert sorted(val["fold"].unique()) == [0, 1, 2] and test["fold"].unique().tolist() == [0]
+    assert not set(val["row"]) & set(test["row"]) and len(val) + len(test) == len(load_wine().target)
+    assert val["row"].is_unique
+    for fold, part in val.groupby("fold"):  # each fold's rows by its own network: the fold's accuracy
+        assert (part["prediction"] == part["target"]).mean() == pytest.approx(result.folds[fold]["val_accuracy"])
+    rows = load_wine(as_frame=True).frame.drop(columns="target").iloc[test["row"]]
+    saved = predict(tmp_path / "cv", rows, proba=True)  # the test rows come from the saved model, fold 0's
+    proba = [c for c in predictions if c.startswith("proba_")]
+    np.testing.assert_allclose(saved[proba].to_numpy(), test[proba].to_numpy(), rtol=1e-6)
+
+
+def test_regression_predictions_are_in_the_targets_units():
+    result = run_experiment({"data": {"dataset": "diabetes"}, "train": {"epochs": 5}}, results_dir=None)
+    frame = result.predictions()
+    val = frame[frame["split"] == "val"]
+    assert list(frame.columns) == ["split", "row", "target", "prediction"]
+    assert np.sqrt(np.mean((val["prediction"] - val["target"]) ** 2)) == pytest.approx(result.metrics["val_rmse"])
+    assert val["target"].abs().max() > 20  # disease progression units (25-346), not standardised

@@ -40,6 +40,8 @@ class PreparedData:
     preprocessor: Preprocessor
     source: str
     fold: int | None = None
+    val_rows: np.ndarray | None = None  # positions of the split's rows in the data set (0: its first row)
+    test_rows: np.ndarray | None = None
 
     @property
     def n_features(self) -> int:
@@ -178,4 +180,4 @@ def _build(table: Table, spec: DataSpec, train: np.ndarray, val: np.ndarray | No
     n_outputs = len(table.class_names) if table.task == "classification" else 1
     return PreparedData(X_train, y_train, X_val, y_val, X_test, y_test, task=table.task, n_outputs=n_outputs,
                         class_names=table.class_names, feature_names=list(prep.feature_names), preprocessor=prep,
-                        source=table.source, fold=fold)
+                        source=table.source, fold=fold, val_rows=val, test_rows=test)
