@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager
 
-from nnexp.errors import ClusterLost, NnexpError, StorageError, first_line, made_with_warnings, with_warnings_again
+from nnexp.errors import ClusterLost, NnexpError, StorageError, first_line, made_with_warnings, warn, with_warnings_again
 from nnexp.search.store import (
     LOCK_FILE,
     SPEC_FILE,
@@ -72,6 +72,7 @@ def _loky_lost():
 
 
 DASK_MISSING = "--backend dask: dask.distributed is not installed (pip install 'nnexp[dask]')"
+NO_WORKERS_GRACE = 10.0  # seconds without any dask worker before a search says it is waiting
 
 
 @contextmanager
@@ -534,6 +535,56 @@ def dask_blas_threads() -> int:
     return value
 
 
+def no_workers_grace() -> float:
+    """Seconds a cluster may have no worker before the search says it is waiting: the dask config
+    `nnexp.no-workers-warning` (DASK_NNEXP__NO_WORKERS_WARNING on the client), default 10."""
+    import dask
+
+    value = dask.config.get("nnexp.no-workers-warning", default=NO_WORKERS_GRACE)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not value >= 0:
+        raise NnexpError(f"dask config nnexp.no-workers-warning: must be a number of seconds >= 0, got {value!r}")
+    return value
+
+
+@contextmanager
+def _said_when_no_workers(client, grace: float):
+    """A cluster left without any worker (every one died, or none ever joined) takes no task, and the
+    search would wait without a word: once the cluster has had no worker for `grace` seconds, warn
+    that it waits and how to stop it (again after workers came and went)."""
+    import threading
+
+    stop = threading.Event()
+    address = getattr(getattr(client, "scheduler", None), "address", "the dask scheduler")
+
+    def watch() -> None:
+        empty_since, warned = None, False
+        while not stop.wait(min(1.0, max(grace / 4, 0.05))):
+            try:
+                workers = len(client.nthreads())
+            except Exception:  # noqa: BLE001 - a lost scheduler is the search's to report, not the watch's
+                continue
+            if workers:
+                empty_since, warned = None, False
+            elif empty_since is None:
+                empty_since = time.monotonic()
+            elif not warned and time.monotonic() - empty_since >= grace:
+                warned = True
+                warn(f"dask: the cluster at {address} has had no worker for {time.monotonic() - empty_since:.0f} s: "
+                     "the search waits for one to join (Ctrl-C stops it; every finished trial is kept)")
+
+    thread = threading.Thread(target=watch, name="nnexp-no-workers-watch", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
 class DaskTrial:
     """`run_trial` on a dask worker, with the data set the client shipped under `data_ref`.
 
@@ -588,7 +639,7 @@ def _run_dask(tasks, options, n_workers: int, scheduler, counts: Progress, recor
     the last worker; the other trials go on.
     """
     backend = BACKENDS["dask"]
-    threads = dask_blas_threads()
+    threads, grace = dask_blas_threads(), no_workers_grace()
     options = {**options, "threads": threads}
     data_fn = options.pop("data_fn", None)
     with backend.context(n_workers, threads, scheduler) as client:
@@ -610,7 +661,8 @@ def _run_dask(tasks, options, n_workers: int, scheduler, counts: Progress, recor
         preload()  # as in _run_parallel: the client only waits from here on
         try:
             workers = max(1, sum(client.ncores().values()))
-            _dask_rounds(client, pending, refs, options, workers, lost_errors, counts, record_done)
+            with _said_when_no_workers(client, grace):
+                _dask_rounds(client, pending, refs, options, workers, lost_errors, counts, record_done)
         except _scheduler_lost_errors() as exc:
             raise ClusterLost(f"lost the connection to the dask scheduler ({first_line(exc)})") from None
         finally:

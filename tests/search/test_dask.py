@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from nnexp.errors import NnexpError
 from nnexp.search.runner import run_search
 from nnexp.search.space import plan_search
 from nnexp.spec import load_search
@@ -380,3 +381,46 @@ def test_local_cluster_workers_ignore_the_terminals_ctrl_c(planned, tmp_path):
     outcome = run_search(loaded, plan, tmp_path / "out", backend="dask", n_jobs=2, train_fn=fakes.sigint_train,
                          data_fn=fakes.no_data)
     assert [r["val_accuracy"] for r in outcome.records] == [1.0] * len(plan.trials)
+
+
+def test_a_cluster_without_workers_is_said_to_be_waited_for(planned, tmp_path, monkeypatch):
+    """Every worker gone (or none ever joined): the search waited without a word. It now warns once
+    the cluster has had no worker for nnexp.no-workers-warning seconds, and goes on when one joins."""
+    import threading
+    import warnings
+
+    import dask
+    from distributed import LocalCluster
+
+    loaded, plan = planned({"optimizer.lr": [0.1, 0.01]}, repeats=1)
+    done: dict = {}
+    with (LocalCluster(n_workers=0, processes=False, protocol="tcp://", host="127.0.0.1", dashboard_address=":0") as empty,
+          dask.config.set({"nnexp.no-workers-warning": 0.3}), warnings.catch_warnings(record=True) as caught):
+        warnings.simplefilter("always")
+
+        def search_in_background():
+            done["outcome"] = run_search(loaded, plan, tmp_path / "s", backend="dask", scheduler=empty.scheduler_address,
+                                         train_fn=fakes.fake_train, data_fn=fakes.no_data)
+
+        thread = threading.Thread(target=search_in_background, daemon=True)
+        thread.start()
+        deadline = time.time() + 30
+        while not any("has had no worker" in str(w.message) for w in caught):
+            assert time.time() < deadline and thread.is_alive(), [str(w.message) for w in caught]
+            time.sleep(0.05)
+        assert "outcome" not in done
+        empty.scale(1)  # a worker joins: the waiting search runs its trials
+        thread.join(timeout=60)
+    assert not thread.is_alive() and done["outcome"].count("ok") == 2
+    [message] = [str(w.message) for w in caught if "has had no worker" in str(w.message)]
+    assert message.startswith(f"dask: the cluster at {empty.scheduler_address} has had no worker for ")
+    assert message.endswith("s: the search waits for one to join (Ctrl-C stops it; every finished trial is kept)")
+
+
+def test_a_bad_no_workers_setting_is_named(planned, tmp_path):
+    import dask
+
+    loaded, plan = planned({"optimizer.lr": [0.1]}, repeats=1)
+    with dask.config.set({"nnexp.no-workers-warning": "soon"}), pytest.raises(
+            NnexpError, match=r"dask config nnexp.no-workers-warning: must be a number of seconds >= 0, got"):
+        run_search(loaded, plan, tmp_path / "s", backend="dask", train_fn=fakes.fake_train, data_fn=fakes.no_data)
