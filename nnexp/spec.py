@@ -45,7 +45,7 @@ BUILTIN_DATASETS = (
     "xor", "moons", "circles", "spirals", "blobs",
 )
 DATA_FILE_SUFFIXES = (".csv", ".parquet", ".npz")
-TASK_METRICS = {"classification": ("loss", "accuracy", "f1", "balanced_accuracy", "auc"), "regression": ("loss", "rmse", "mae", "r2")}
+TASK_METRICS = {"classification": ("loss", "accuracy", "f1", "balanced_accuracy", "auc", "ap"), "regression": ("loss", "rmse", "mae", "r2")}
 METRIC_NAMES = tuple(dict.fromkeys(name for names in TASK_METRICS.values() for name in names))
 SPLITS = ("train", "val", "test")
 LOWER_IS_BETTER = ("loss", "rmse", "mae")

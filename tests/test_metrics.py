@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from sklearn import exceptions as sk_exceptions
 from sklearn import metrics as sk
+from sklearn.preprocessing import label_binarize
 
-from nnexp.metrics import balanced_accuracy, classification_metrics, regression_metrics, roc_auc
+from nnexp.metrics import average_precision, balanced_accuracy, classification_metrics, regression_metrics, roc_auc
 
 
 @pytest.mark.parametrize("n_classes", [2, 3, 7])
@@ -27,6 +28,7 @@ def test_classification_metrics_match_sklearn(n_classes):
     assert got["balanced_accuracy"] == pytest.approx(sk.balanced_accuracy_score(y, pred), rel=1e-12)
     expected_auc = sk.roc_auc_score(y, output) if n_classes == 2 else sk.roc_auc_score(y, proba, multi_class="ovr")
     assert got["auc"] == pytest.approx(expected_auc, rel=1e-12)
+    assert got["ap"] == pytest.approx(sklearn_ap(y, output if n_classes == 2 else proba), rel=1e-12)
     assert got["loss"] == pytest.approx(sk.log_loss(y, proba, labels=list(range(n_classes))), rel=1e-9)
 
 
@@ -150,3 +152,90 @@ def test_auc_of_a_single_class_is_nan_not_an_error(n_classes):
     else:  # one-vs-rest: an error, where nnexp has no class to average
         with pytest.raises(ValueError):
             sk.roc_auc_score(y, output, multi_class="ovr")
+
+
+def sklearn_ap(y, scores):
+    """scikit-learn's average precision: of P(y=1) for a binary output, else one-vs-rest macro."""
+    if scores.ndim == 1:
+        return sk.average_precision_score(y == 1, scores)
+    return sk.average_precision_score(label_binarize(y, classes=range(scores.shape[1])), scores, average="macro")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_classes", [2, 3, 7])
+@pytest.mark.parametrize("seed", range(5))
+def test_ap_matches_sklearn_with_ties_and_imbalance(n_classes, dtype, seed):
+    rng = np.random.default_rng([seed, n_classes])
+    y, proba = tied_outputs(rng, n_classes, dtype)
+    output = proba[:, 1] if n_classes == 2 else proba  # a binary network's single logistic unit
+    got = classification_metrics(output, y, n_classes)
+    assert got["ap"] == pytest.approx(sklearn_ap(y, output), rel=1e-12)
+    assert average_precision(output, y) == got["ap"]  # float32 scored as float32: scikit-learn's ties
+    assert got["auc"] == roc_auc(output, y)  # sharing the sort leaves the AUC as it was
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("seed", range(5))
+def test_ap_of_rare_positives_matches_sklearn(dtype, seed):
+    """Fraud-like data: 1-3% positives whose scores tie with negatives' (a few distinct scores)."""
+    rng = np.random.default_rng([seed, 11])
+    n = 3000
+    y = (rng.random(n) < rng.uniform(0.01, 0.03)).astype(int)
+    levels = rng.random(25).astype(dtype)
+    output = levels[rng.integers(25, size=n)]
+    output[y == 1] = levels[rng.integers(5, size=int(y.sum()))]  # positives on five of the levels, with negatives
+    got = classification_metrics(output, y, 2)["ap"]
+    assert got == pytest.approx(sk.average_precision_score(y, output), rel=1e-12)
+    assert got == pytest.approx(sklearn_ap(y, np.column_stack([1 - output, output])[:, 1]), rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ap_of_two_softmax_columns_is_the_binary_ap_of_the_second(dtype):
+    rng = np.random.default_rng(3)
+    y, proba = tied_outputs(rng, 2, dtype)
+    got = classification_metrics(proba, y, 2)["ap"]
+    assert got == pytest.approx(sk.average_precision_score(y, proba[:, 1]), rel=1e-12)
+
+
+def test_ap_takes_tied_scores_as_one_threshold():
+    """Rows scored 0.5 pass the threshold together: precision 1/3 there, not 1/2 (the positive first)
+    or 0 (the negative first); AP = 0.5 x 1/3 + 0.5 x 2/4 = 5/12, as scikit-learn's step curve."""
+    y = np.array([0, 1, 0, 1])
+    scores = np.array([0.9, 0.5, 0.5, 0.1])
+    assert average_precision(scores, y) == pytest.approx(5 / 12, rel=1e-15)
+    assert sk.average_precision_score(y, scores) == pytest.approx(5 / 12, rel=1e-15)
+
+
+def test_ap_of_perfect_reversed_and_constant_scores():
+    y = np.array([0, 0, 1, 1, 1])
+    assert average_precision(np.array([0.1, 0.2, 0.3, 0.4, 0.9]), y) == 1.0
+    reversed_scores = np.array([0.9, 0.8, 0.3, 0.2, 0.1])
+    assert average_precision(reversed_scores, y) == pytest.approx(sk.average_precision_score(y, reversed_scores), rel=1e-15)
+    assert average_precision(np.full(5, 0.5, dtype=np.float32), y) == pytest.approx(0.6, rel=1e-15)  # the prevalence
+
+
+def test_ap_averages_the_classes_that_have_positives():
+    """scikit-learn warns and counts a class without positives as AP 0; nnexp leaves it out, as for the AUC."""
+    rng = np.random.default_rng(7)
+    y, proba = tied_outputs(rng, 4, np.float64)
+    y[y == 2] = 3  # class 2 has no positive row
+    per_class = [sk.average_precision_score(y == c, proba[:, c]) for c in (0, 1, 3)]
+    assert average_precision(proba, y) == pytest.approx(np.mean(per_class), rel=1e-12)
+    assert classification_metrics(proba, y, 4)["ap"] == pytest.approx(np.mean(per_class), rel=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "No positive class found in y_true"
+        counted_as_zero = sklearn_ap(y, proba)
+    assert counted_as_zero == pytest.approx(np.mean([*per_class, 0.0]), rel=1e-12)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_ap_without_positives_is_nan_and_with_only_positives_is_1(n_classes):
+    proba = np.random.default_rng(0).dirichlet(np.ones(n_classes), size=6)
+    output = proba[:, 1] if n_classes == 2 else proba
+    only_ones = classification_metrics(output, np.full(6, 1), n_classes)
+    assert only_ones["ap"] == 1.0 and math.isnan(only_ones["auc"])  # precision 1 at every threshold, as scikit-learn
+    assert sk.average_precision_score(np.ones(6), proba[:, 1]) == 1.0
+    if n_classes == 2:  # no positive row: nothing to recall; scikit-learn warns and says 0
+        assert math.isnan(classification_metrics(output, np.zeros(6, dtype=int), 2)["ap"])
+        with pytest.warns(UserWarning, match="No positive class found"):
+            assert sk.average_precision_score(np.zeros(6), output) == 0.0

@@ -262,11 +262,13 @@ def test_metric_mode_follows_metric():
     assert specs.SearchSpec(metric="val_accuracy").mode == "max"
     assert specs.metric_mode("val_auc") == "max" and specs.metric_mode("val_balanced_accuracy") == "max"
     assert specs.SearchSpec(metric="val_auc").mode == "max" and specs.SearchSpec(metric="train_balanced_accuracy").mode == "max"
+    assert specs.metric_mode("val_ap") == "max" and specs.SearchSpec(metric="val_ap").mode == "max"
 
 
 @pytest.mark.parametrize("written, meant", [("val_AUC", "val_auc"), ("val_au", "val_auc"),
                                             ("val_balanced_acc", "val_balanced_accuracy"),
-                                            ("val_balance_accuracy", "val_balanced_accuracy")])
+                                            ("val_balance_accuracy", "val_balanced_accuracy"),
+                                            ("val_AP", "val_ap"), ("val_pa", "val_ap")])
 def test_a_misspelt_new_metric_suggests_its_name(written, meant):
     with pytest.raises(ValidationError, match=f"unknown metric '{written}'; did you mean '{meant}'"):
         specs.SearchSpec(metric=written)
@@ -636,7 +638,7 @@ def test_a_space_entry_from_set_is_blamed_on_the_override(write_spec):
     with pytest.raises(SpecError) as info:  # the file holds no metric: the override is what is wrong
         plan_search(specs.load_search(search, specs.parse_overrides([*fixed, "metric=val_r2"])))
     assert info.value.problems == ["--set metric: 'val_r2' is not computed for a classification task "
-                                   "(one of val_loss, val_accuracy, val_f1, val_balanced_accuracy, val_auc)"]
+                                   "(one of val_loss, val_accuracy, val_f1, val_balanced_accuracy, val_auc, val_ap)"]
     with pytest.warns(UserWarning, match=r"^--set trials: 5 configurations asked for, but the space has only 1"):
         plan_search(specs.load_search(search, specs.parse_overrides([*fixed, "strategy=random", "trials=5"])))
 

@@ -349,8 +349,9 @@ def test_report_ranks_by_another_metric_on_request_and_warns_when_it_must_guess(
     for args, message in ((["--metric", "val_los"], "error: --metric: unknown metric 'val_los'; did you mean 'val_loss'?"),
                           (["--metric", "VAL_LOSS"], "error: --metric: unknown metric 'VAL_LOSS'; did you mean 'val_loss'? "
                                                      "(one of train_loss, train_accuracy, train_f1, train_balanced_accuracy, "
-                                                     "train_auc, train_rmse, train_mae, train_r2, val_loss, val_accuracy, "
-                                                     "val_f1, val_balanced_accuracy, val_auc, val_rmse, val_mae, val_r2)\n"),
+                                                     "train_auc, train_ap, train_rmse, train_mae, train_r2, val_loss, "
+                                                     "val_accuracy, val_f1, val_balanced_accuracy, val_auc, val_ap, val_rmse, "
+                                                     "val_mae, val_r2)\n"),
                           (["--metric", "test_accuracy"], "error: --metric: never select on test data"),
                           (["--mode", "min"], "error: --mode: give --metric too"),
                           (["--metric", "val_loss", "--mode", "up"], "error: --mode: 'up' is not allowed"),
