@@ -34,7 +34,7 @@ DIAGNOSTICS = ("train_loss", "grad_ratio", "grad_norm_first", "grad_norm_last", 
                "copied_units", "epochs_to_target")
 MARKDOWN_DIAGNOSTICS = ("grad_ratio", "saturated", "dead", "epochs_to_target")  # the CSV has all of them
 # val_/test_ metrics summary.md shows beside the ranking metric (always shown); f1, balanced_accuracy,
-# auc, mae and r2 are in the CSV: two columns more each would make the table unreadable
+# auc, ap, mae and r2 are in the CSV: two columns more each would make the table unreadable
 MARKDOWN_METRICS = ("loss", "accuracy", "rmse")
 SPARSITY_SHOWN = 0.05  # weights_near_zero joins summary.md when configurations differ in it by more
 CURVES = 3  # configurations whose learning curves are plotted

@@ -137,7 +137,7 @@ def report(
     results_dir: Annotated[Path, typer.Option(
         "--results-dir", help="Where the search wrote its folder: FOLDER may then be the search's name.")] = Path("results"),
     metric: Annotated[Optional[str], typer.Option(
-        "--metric", help="Rank by this metric instead of the search's (val_loss, val_auc, val_balanced_accuracy, train_loss, ...); "
+        "--metric", help="Rank by this metric instead of the search's (val_loss, val_auc, val_ap, val_balanced_accuracy, train_loss, ...); "
                          "no trial is trained again.", show_default=False)] = None,
     mode: Annotated[Optional[str], typer.Option(
         "--mode", help="max or min, with --metric (default: follows the metric).", show_default=False)] = None,

@@ -37,7 +37,8 @@ def test_digits_reaches_96_percent():
 @pytest.mark.parametrize("dataset, hidden", [("digits", [8]), ("breast_cancer", [2])])
 def test_reported_classification_metrics_equal_scikit_learns(dataset, hidden):
     """The figures in metrics.json, re-derived from the model's own test predictions by scikit-learn."""
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
+    from sklearn.metrics import accuracy_score, average_precision_score, balanced_accuracy_score, f1_score, roc_auc_score
+    from sklearn.preprocessing import label_binarize
 
     result = run_experiment({"data": {"dataset": dataset}, "model": {"hidden": hidden},
                              "optimizer": {"name": "sgd", "lr": 0.01}, "train": {"epochs": 2}}, results_dir=None)
@@ -49,6 +50,9 @@ def test_reported_classification_metrics_equal_scikit_learns(dataset, hidden):
     assert result.metrics["test_balanced_accuracy"] == pytest.approx(balanced_accuracy_score(data.y_test, pred), abs=1e-12)
     auc = roc_auc_score(data.y_test, output, **({"multi_class": "ovr"} if output.ndim == 2 else {}))
     assert result.metrics["test_auc"] == pytest.approx(auc, abs=1e-12)
+    ap = (average_precision_score(data.y_test == 1, output) if output.ndim == 1 else
+          average_precision_score(label_binarize(data.y_test, classes=range(output.shape[1])), output, average="macro"))
+    assert result.metrics["test_ap"] == pytest.approx(ap, abs=1e-12)
     assert result.metrics["test_accuracy"] < 1.0  # an undertrained net: the predictions carry real mistakes
 
 
@@ -61,7 +65,7 @@ def test_an_undefined_auc_is_null_in_metrics_json_and_empty_in_history(tmp_path,
     from nnexp.metrics import classification_metrics
 
     def no_auc(*args, **kwargs):
-        return {**classification_metrics(*args, **kwargs), "auc": math.nan}
+        return {**classification_metrics(*args, **kwargs), "auc": math.nan, "ap": math.nan}
     monkeypatch.setattr(nnexp.train, "classification_metrics", no_auc)
     spec = {"name": "nan-auc", "data": {"dataset": "iris"}, "model": {"hidden": [4]},
             "train": {"epochs": 4, "early_stopping": {"monitor": "val_auc", "patience": 2}}}
@@ -72,8 +76,9 @@ def test_an_undefined_auc_is_null_in_metrics_json_and_empty_in_history(tmp_path,
         raise ValueError(f"{constant} in metrics.json")
     saved = json.loads((tmp_path / "nan-auc" / "metrics.json").read_text(), parse_constant=refuse)
     assert saved["val_auc"] is None and saved["test_auc"] is None and 0 <= saved["val_balanced_accuracy"] <= 1
+    assert saved["val_ap"] is None and saved["test_ap"] is None
     history = pd.read_csv(tmp_path / "nan-auc" / "history.csv")
-    assert history["val_auc"].isna().all() and history["val_balanced_accuracy"].notna().all()
+    assert history["val_auc"].isna().all() and history["val_ap"].isna().all() and history["val_balanced_accuracy"].notna().all()
 
 
 def test_iris_reaches_93_percent():
@@ -119,7 +124,7 @@ def test_result_files_and_determinism(tmp_path):
     assert first.metrics["val_loss"] == second.metrics["val_loss"]
     history = pd.read_csv(folder / "history.csv")
     assert list(history["epoch"]) == [1, 2, 3, 4, 5]
-    assert {"train_loss", "val_loss", "val_accuracy", "val_f1", "val_balanced_accuracy", "val_auc", "lr", "grad_norm_1",
+    assert {"train_loss", "val_loss", "val_accuracy", "val_f1", "val_balanced_accuracy", "val_auc", "val_ap", "lr", "grad_norm_1",
             "grad_norm_2", "dead_1"} <= set(history)
     resolved = yaml.safe_load((folder / "spec.yaml").read_text())
     assert resolved["optimizer"]["beta1"] == 0.9 and resolved["model"]["dropout"] == 0.1
@@ -788,9 +793,9 @@ def test_class_weights_the_data_cannot_take_exit_2_naming_spec_and_field(tmp_pat
 
 
 def test_predictions_csv_re_derives_the_metrics_row_by_row(tmp_path, write_spec):
-    """Each validation and test row's target, prediction and probabilities: the file's own accuracy
-    and AUC are metrics.json's, and `row` points at the row of the data file it came from."""
-    from sklearn.metrics import roc_auc_score
+    """Each validation and test row's target, prediction and probabilities: the file's own accuracy,
+    AUC and AP are metrics.json's, and `row` points at the row of the data file it came from."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
 
     frame = string_label_table(tmp_path)
     path = write_spec({"name": "tab", "data": {"dataset": "table.csv", "target": "answer", "test_fraction": 0.25},
@@ -805,6 +810,7 @@ def test_predictions_csv_re_derives_the_metrics_row_by_row(tmp_path, write_spec)
         part = predictions[predictions["split"] == split]
         assert len(part) and (part["prediction"] == part["target"]).mean() == pytest.approx(metrics[f"{split}_accuracy"])
         assert roc_auc_score(part["target"] == "yes", part["proba_yes"]) == pytest.approx(metrics[f"{split}_auc"])
+        assert average_precision_score(part["target"] == "yes", part["proba_yes"]) == pytest.approx(metrics[f"{split}_ap"])
     assert predictions["row"].is_unique and len(predictions) < len(frame)
 
 

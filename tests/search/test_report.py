@@ -635,8 +635,8 @@ def test_no_importance_when_every_trial_scores_the_same(tmp_path):
 def test_ranked_by_val_auc_with_an_undefined_auc(tmp_path):
     """An AUC that is NaN (a split with one class) is null in trials.jsonl and left out of the
     statistics; a configuration with none ranks last, unmarked. summary.md keeps its focus: the
-    ranking metric (and its kind on the test split), losses and accuracies; f1, balanced_accuracy
-    and auc of other splits are in the CSV."""
+    ranking metric (and its kind on the test split), losses and accuracies; f1, balanced_accuracy,
+    auc and ap of other splits are in the CSV."""
     save_spec(tmp_path, {"search": {"metric": "val_auc", "mode": "max", "space": {"x": ["a", "b", "c"]}}, "experiment": {}})
     store = TrialStore(tmp_path)
     nan = float("nan")
@@ -646,7 +646,8 @@ def test_ranked_by_val_auc_with_an_undefined_auc(tmp_path):
             store.append({"trial_id": f"{name}-s{seed}", "config_id": name, "params": {"x": name}, "seed": seed,
                           "repeat": seed, "status": "ok", "error": None, "epochs_run": 5, "seconds": 1.0,
                           **{f"{split}_{m}": v for split in ("train", "val", "test") for m, v in (
-                              ("loss", 0.3), ("accuracy", 0.9), ("f1", 0.85), ("balanced_accuracy", 0.8), ("auc", auc))},
+                              ("loss", 0.3), ("accuracy", 0.9), ("f1", 0.85), ("balanced_accuracy", 0.8), ("auc", auc),
+                              ("ap", {"a": 0.6, "b": 0.4, "c": 0.5}[name] + seed / 100))},
                           "history": {"val_loss": [1.0, 0.5], "val_accuracy": [0.5, 0.9]}})
 
     def refuse(constant):
@@ -663,13 +664,13 @@ def test_ranked_by_val_auc_with_an_undefined_auc(tmp_path):
     assert summary.loc["c", "tied_best"] == "n/a (no val_auc)"
     csv = pd.read_csv(tmp_path / "summary.csv")
     assert {f"{stat}_{split}_{m}" for stat in ("mean", "std", "ci95") for split in ("train", "val", "test")
-            for m in ("f1", "balanced_accuracy", "auc")} <= set(csv.columns)
+            for m in ("f1", "balanced_accuracy", "auc", "ap")} <= set(csv.columns)
     text = (tmp_path / "summary.md").read_text()
     header = next(line for line in text.splitlines() if line.startswith("|"))
     columns = [cell.strip() for cell in header.strip("|").split("|")]
     assert columns[:4] == ["rank", "x", "val_auc", "ci95"]
     assert {"val_loss", "val_accuracy", "test_loss", "test_accuracy", "train_loss", "test_auc"} <= set(columns)
-    assert not {c for c in columns if c.endswith(("_f1", "_balanced_accuracy", "_auc")) and c not in ("val_auc", "test_auc")}
+    assert not {c for c in columns if c.endswith(("_f1", "_balanced_accuracy", "_auc", "_ap")) and c not in ("val_auc", "test_auc")}
     assert markdown_column(text, "val_auc") == ["0.9600 ± 0.0100", "0.9100 ± 0.0141", "–"]
     effects = (tmp_path / "effects.md").read_text()
     assert "effects of each searched parameter on val_auc" in effects
@@ -679,6 +680,12 @@ def test_ranked_by_val_auc_with_an_undefined_auc(tmp_path):
     header = next(line for line in (tmp_path / "summary.md").read_text().splitlines() if line.startswith("|"))
     columns = [cell.strip() for cell in header.strip("|").split("|")]
     assert columns[2] == "val_balanced_accuracy" and "test_balanced_accuracy" in columns and "test_auc" not in columns
+
+    by_ap = report(tmp_path, plots=False, metric="val_ap")  # rare positives: the AP ranks, c's missing AUC does not matter
+    assert by_ap.mode == "max" and list(by_ap.summary["config_id"]) == ["a", "c", "b"]
+    header = next(line for line in (tmp_path / "summary.md").read_text().splitlines() if line.startswith("|"))
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    assert columns[2] == "val_ap" and "test_ap" in columns and "test_auc" not in columns and "train_ap" not in columns
 
 
 def test_a_parameter_with_one_value_among_the_ok_trials_has_no_share(tmp_path):
