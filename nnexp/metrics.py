@@ -127,21 +127,28 @@ def average_precision(scores: np.ndarray, y: np.ndarray) -> float:
     return ranking_metrics(scores, y)[1]
 
 
-def classification_metrics(output: np.ndarray, y: np.ndarray, n_classes: int, loss: float | None = None) -> dict[str, float]:
-    """`loss`: the cross-entropy from the logits, when known (training's; exact where p rounds to 0)."""
+RANKING = ("auc", "ap")  # computed from a sort of every class's scores: costlier than the rest together
+
+
+def classification_metrics(output: np.ndarray, y: np.ndarray, n_classes: int, loss: float | None = None,
+                           ranking: bool = True) -> dict[str, float]:
+    """`loss`: the cross-entropy from the logits, when known (training's; exact where p rounds to 0).
+    `ranking`: with auc and ap (on digits' 450 validation rows they cost 0.3 ms against 0.05 ms for
+    the others, a tenth of a small network's epoch: training's history leaves them out unless
+    something watches them)."""
     proba = class_probabilities(output)
     pred = proba.argmax(axis=1)
     # a single logistic unit, or two softmax columns, is scored by P(y=1) alone, as roc_auc_score(y, p1)
-    scores = output if output.ndim == 1 else proba[:, 1] if proba.shape[1] == 2 else proba
-    auc, ap = ranking_metrics(scores, y)
-    return {
+    metrics = {
         "loss": log_loss(proba, y) if loss is None else loss,
         "accuracy": float(np.mean(pred == y)),
         "f1": macro_f1(y, pred, n_classes),
         "balanced_accuracy": balanced_accuracy(y, pred, n_classes),
-        "auc": auc,
-        "ap": ap,
     }
+    if ranking:
+        scores = output if output.ndim == 1 else proba[:, 1] if proba.shape[1] == 2 else proba
+        metrics["auc"], metrics["ap"] = ranking_metrics(scores, y)
+    return metrics
 
 
 def regression_metrics(pred_scaled: np.ndarray, y_scaled: np.ndarray, inverse) -> dict[str, float]:

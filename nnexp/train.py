@@ -16,7 +16,7 @@ import numpy as np
 
 from nnexp.build import build_network, build_optimizer
 from nnexp.engine import Network
-from nnexp.metrics import class_probabilities, classification_metrics, metric_names, regression_metrics
+from nnexp.metrics import RANKING, class_probabilities, classification_metrics, metric_names, regression_metrics
 from nnexp.spec import ExperimentSpec, metric_mode
 
 PROBE_ROWS = 256  # training rows used each epoch to measure saturation and dead units
@@ -112,21 +112,31 @@ def first_split(prepared):
 
 
 def train_experiment(spec: ExperimentSpec, prepared=None, progress: Callable[[dict], None] | None = None,
-                     predictions: bool = False) -> RunResult:
+                     predictions: bool = False, watch: tuple[str, ...] | None = None) -> RunResult:
     """Train the network a spec describes; exceptions propagate (bad data, bugs). `predictions`:
-    keep the validation and test rows' predictions (RunResult.predictions; a search needs none)."""
+    keep the validation and test rows' predictions (RunResult.predictions; a search needs none).
+    `watch`: the metrics the caller reads per epoch, besides the spec's monitors (None: every one;
+    a search watches its ranking metric, for its learning curves): the history leaves auc and ap
+    out unless watched, as they cost a tenth of a small network's epoch."""
     if prepared is None:
         prepared = load_data(spec)
     first = first_split(prepared)
     check_monitors(spec, first.task, first.class_names)
+    ranking = watch is None or ranking_watched(spec, watch)
     with _blas_threads(spec, first.X_train.shape[1]):
         if isinstance(prepared, list):
-            return _cross_validate(spec, prepared, progress, predictions)
+            return _cross_validate(spec, prepared, progress, predictions, ranking)
         with np.errstate(all="ignore"):  # divergence is detected and reported, not warned about
-            status, metrics, history, net = fit(spec, prepared, np.random.SeedSequence(spec.seed), progress)
+            status, metrics, history, net = fit(spec, prepared, np.random.SeedSequence(spec.seed), progress, ranking)
             outputs = [split_outputs(net, prepared, split) for split in ("val", "test")] if predictions else []
     return RunResult(spec, status, metrics, history, net, prepared,
                      outputs=[o for o in outputs if o is not None] if status == "ok" and predictions else None)
+
+
+def ranking_watched(spec: ExperimentSpec, watch: tuple[str, ...]) -> bool:
+    """Whether something reads auc or ap per epoch: `watch`, early stopping or a target."""
+    names = [*watch, *(config.monitor for _, config in spec.monitors())]
+    return any(name.split("_", 1)[-1] in RANKING for name in names)
 
 
 def check_monitors(spec: ExperimentSpec, task: str, classes: list[str] | None = None) -> None:
@@ -172,7 +182,7 @@ def _blas_threads(spec: ExperimentSpec, n_in: int):
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _cross_validate(spec, folds, progress, predictions: bool = False) -> RunResult:
+def _cross_validate(spec, folds, progress, predictions: bool = False, ranking: bool = True) -> RunResult:
     """k folds, each its own network; metrics are fold means with `_std` columns. Predictions:
     each fold's validation rows by its own network (out of fold), the test rows by the first's."""
     runs, history, outputs = [], [], []
@@ -180,7 +190,7 @@ def _cross_validate(spec, folds, progress, predictions: bool = False) -> RunResu
         fold = data.fold if data.fold is not None else len(runs)
         reporter = (lambda row, f=fold: progress({**row, "fold": f})) if progress else None
         with np.errstate(all="ignore"):
-            status, metrics, rows, net = fit(spec, data, np.random.SeedSequence([spec.seed, fold]), reporter)
+            status, metrics, rows, net = fit(spec, data, np.random.SeedSequence([spec.seed, fold]), reporter, ranking)
             if predictions and status == "ok":
                 outputs.append(split_outputs(net, data, "val"))
         runs.append((status, metrics, net))
@@ -211,8 +221,9 @@ def _cross_validate(spec, folds, progress, predictions: bool = False) -> RunResu
                      outputs=[o for o in outputs if o is not None] if predictions and status == "ok" else None)
 
 
-def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None):
-    """Train one network on one split; returns (status, metrics, history, network)."""
+def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None, ranking: bool = True):
+    """Train one network on one split; returns (status, metrics, history, network). `ranking`: each
+    epoch's validation metrics include auc and ap (the final metrics always do)."""
     started = time.perf_counter()
     init_seed, shuffle_seed = seeds.spawn(2)
     net = build_network(spec.model, data.X_train.shape[1], data.task, data.n_outputs,
@@ -233,7 +244,7 @@ def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None
                                 lr=lr, rng=shuffle, l1=train.l1, l2=train.l2)
         row: dict[str, Any] = {"epoch": epoch, "train_loss": stats.loss}
         if stats.finite and data.X_val is not None:
-            row.update({f"val_{k}": v for k, v in evaluate(net, data, data.X_val, data.y_val).items()})
+            row.update({f"val_{k}": v for k, v in evaluate(net, data, data.X_val, data.y_val, ranking).items()})
         first_loss = history[0]["train_loss"] if history else stats.loss
         if not stats.finite or exploded(stats.loss, first_loss) or not math.isfinite(row.get("val_loss", 0.0)):
             status, diverged_epoch = "diverged", epoch
@@ -289,11 +300,11 @@ def exploded(loss: float, first_loss: float) -> bool:
     return math.isfinite(loss) and loss > DIVERGENCE_GROWTH * max(first_loss, 1.0)
 
 
-def evaluate(net: Network, data, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Loss and task metrics of one split in inference mode (one forward pass)."""
+def evaluate(net: Network, data, X: np.ndarray, y: np.ndarray, ranking: bool = True) -> dict[str, float]:
+    """Loss and task metrics of one split in inference mode (one forward pass); `ranking`: with auc and ap."""
     if data.task == "classification":
         output, loss = net.predict_and_loss(X, y)
-        return classification_metrics(output, y, data.n_outputs, loss)
+        return classification_metrics(output, y, data.n_outputs, loss, ranking)
     output = net.predict(X)
     return regression_metrics(output, y, data.preprocessor.inverse_target)
 

@@ -839,3 +839,19 @@ def test_regression_predictions_are_in_the_targets_units():
     assert list(frame.columns) == ["split", "row", "target", "prediction"]
     assert np.sqrt(np.mean((val["prediction"] - val["target"]) ** 2)) == pytest.approx(result.metrics["val_rmse"])
     assert val["target"].abs().max() > 20  # disease progression units (25-346), not standardised
+
+
+def test_a_runs_history_has_auc_and_ap_each_epoch_and_an_early_stop_on_them_sees_them():
+    """A single run keeps every metric per epoch; training for a search (watch=()) leaves auc and ap
+    out of the history unless early stopping or a target reads them."""
+    from nnexp.api import load_spec
+    from nnexp.train import train_experiment
+
+    spec = {"data": {"dataset": "wine"}, "train": {"epochs": 4}}
+    assert {"val_auc", "val_ap"} <= set(run_experiment(spec, results_dir=None).history[0])
+    quiet = train_experiment(load_spec(spec), watch=())
+    assert "val_auc" not in quiet.history[0] and "val_balanced_accuracy" in quiet.history[0]
+    assert {"val_auc", "val_ap", "test_auc", "test_ap"} <= set(quiet.metrics)
+    stopped = train_experiment(load_spec({**spec, "train": {"epochs": 4, "early_stopping": {"monitor": "val_auc"}}}),
+                               watch=())
+    assert "val_auc" in stopped.history[0] and stopped.metrics["best_epoch"] >= 1

@@ -82,10 +82,10 @@ def forget_data() -> None:
     forget_tables()
 
 
-def _default_train(spec, prepared):
+def _default_train(spec, prepared, metric: str | None = None):
     from nnexp.train import train_experiment
 
-    return train_experiment(spec, prepared=prepared)
+    return train_experiment(spec, prepared=prepared, watch=(metric,) if metric else ())
 
 
 def pool_worker_started(search_pid: int) -> None:
@@ -192,7 +192,7 @@ def run_trial(
 
             spec = ExperimentSpec.model_validate_json(task.spec_json)
             prepared = (data_fn or prepared_data)(spec)
-            result = (train_fn or _default_train)(spec, prepared)
+            result = train_fn(spec, prepared) if train_fn else _default_train(spec, prepared, metric)
             record["status"] = result.status
             metrics = {k: v for k, v in result.metrics.items() if k != "status"}
             if "seconds" in metrics:

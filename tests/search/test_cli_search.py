@@ -104,7 +104,7 @@ def test_ctrl_c_after_fresh_says_to_resume_without_fresh(search_file, tmp_path, 
     """Running 'the same command' again would move the finished trials aside once more."""
     import nnexp.search.trial
 
-    def interrupted(spec, prepared):
+    def interrupted(spec, prepared, metric=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(nnexp.search.trial, "_default_train", interrupted)

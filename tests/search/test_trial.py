@@ -51,6 +51,23 @@ def test_record_of_a_real_trial(planned):
     assert set(record["history"]) == {"train_loss", "val_loss", "val_accuracy"}
 
 
+def test_a_trial_computes_auc_and_ap_each_epoch_only_when_its_search_ranks_by_them(planned, monkeypatch):
+    """They cost a tenth of a small network's epoch: per epoch only for the curves of a search ranked
+    by them; every trial's final metrics have them."""
+    import nnexp.train
+
+    seen = []
+    real = nnexp.train.evaluate
+    monkeypatch.setattr(nnexp.train, "evaluate", lambda *a: seen.append(real(*a)) or seen[-1])
+    by_accuracy = run_trial(task_of(planned), metric="val_accuracy")
+    assert "auc" not in seen[0] and "val_auc" not in by_accuracy["history"] and 0 <= by_accuracy["val_auc"] <= 1
+    seen.clear()
+    by_auc = run_trial(task_of(planned), metric="val_ap")
+    assert {"auc", "ap"} <= set(seen[0]) and len(by_auc["history"]["val_ap"]) == by_auc["epochs_run"]
+    assert {k: v for k, v in by_auc.items() if k.startswith(("train_", "val_", "test_")) and "seconds" not in k} == {
+        k: v for k, v in by_accuracy.items() if k.startswith(("train_", "val_", "test_")) and "seconds" not in k}
+
+
 def test_an_exception_becomes_a_failed_record():
     def broken(spec, prepared):
         raise RuntimeError("boom\nmore detail")
