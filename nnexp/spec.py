@@ -553,11 +553,20 @@ class EarlyStoppingSpec(Strict):
     min_delta: Annotated[float, Field(ge=0)] = 0.0
 
 
+BOUNDED_METRICS = ("accuracy", "f1", "balanced_accuracy", "auc", "ap")  # shares: from 0 to 1
+
+
 class TargetSpec(Strict):
     """A level of a metric whose first epoch is reported as `epochs_to_target` (speed of learning)."""
 
     monitor: Annotated[str, AfterValidator(_check_monitor)] = "val_loss"
     value: float
+
+    @model_validator(mode="after")
+    def _reachable(self):
+        if self.monitor.split("_", 1)[-1] in BOUNDED_METRICS and not 0 <= self.value <= 1:
+            raise ValueError(f"@value: must be between 0 and 1 for {self.monitor} (a share), got {self.value:g}")
+        return self
 
 
 def _check_class_weight(value):

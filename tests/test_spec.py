@@ -154,6 +154,13 @@ def test_the_target_watch_needs_validation_rows_too():
                                                                                           "value": 0.2}}}, "s.yaml")
 
 
+@pytest.mark.parametrize("monitor, value", [("val_auc", 1.5), ("val_accuracy", -0.1), ("val_ap", 2)])
+def test_a_target_a_share_cannot_take_is_refused(monitor, value):
+    (line,) = errors_of({"train": {"target": {"monitor": monitor, "value": value}}})
+    assert line == f"s.yaml: train.target.value: must be between 0 and 1 for {monitor} (a share), got {value:g}"
+    assert specs.validate_experiment({"train": {"target": {"monitor": "val_loss", "value": 1.5}}}, "s.yaml")
+
+
 @pytest.mark.parametrize("data, field, monitor, task", [
     ({"dataset": "iris"}, "early_stopping", "val_rmse", "classification"),
     ({"dataset": "diabetes"}, "target", "val_accuracy", "regression"),
