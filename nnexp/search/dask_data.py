@@ -58,8 +58,14 @@ class DaskBackend(DaskDistributedBackend):
       joblib 1.6 only sets it on the job's future, which the unordered generator never waits on,
       and the search would hang instead of recording the trial failed;
     - at least 2 jobs: on a cluster of one worker thread, joblib would otherwise run every trial
-      sequentially in the client process instead of on the cluster.
+      sequentially in the client process instead of on the cluster;
+    - no wait for workers up front: joblib's waits 10 s for a first worker, then raises a
+      TimeoutError; a search submits its trials, which run once a worker joins, and says that
+      it waits (runner._said_when_no_workers).
     """
+
+    def __init__(self, *args, wait_for_workers_timeout=0, **kwargs):
+        super().__init__(*args, wait_for_workers_timeout=wait_for_workers_timeout, **kwargs)
 
     def effective_n_jobs(self, n_jobs):
         return max(2, super().effective_n_jobs(n_jobs))

@@ -392,11 +392,18 @@ def test_a_cluster_without_workers_is_said_to_be_waited_for(planned, tmp_path, m
     import dask
     from distributed import LocalCluster
 
+    from distributed import Client
+
+    from nnexp.search.dask_data import DaskBackend
+
     loaded, plan = planned({"optimizer.lr": [0.1, 0.01]}, repeats=1)
     done: dict = {}
     with (LocalCluster(n_workers=0, processes=False, protocol="tcp://", host="127.0.0.1", dashboard_address=":0") as empty,
           dask.config.set({"nnexp.no-workers-warning": 0.3}), warnings.catch_warnings(record=True) as caught):
         warnings.simplefilter("always")
+        with Client(empty.scheduler_address, set_as_default=False) as client:  # joblib waited 10 s, then raised
+            started = time.perf_counter()
+            assert DaskBackend(client=client).effective_n_jobs(-1) == 2 and time.perf_counter() - started < 5
 
         def search_in_background():
             done["outcome"] = run_search(loaded, plan, tmp_path / "s", backend="dask", scheduler=empty.scheduler_address,
