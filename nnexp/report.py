@@ -809,7 +809,12 @@ def best_experiment(result: ReportResult, saved: dict, records: list[dict]) -> s
     from nnexp.spec import ExperimentSpec, apply_override, dump_yaml, resolve_dataset_path
 
     s, base = result.summary, saved.get("trial_base")
-    if not len(s) or _isna(s["rank"].iloc[0]) or not isinstance(base, dict) or not isinstance(base.get("experiment"), dict):
+    if not len(s) or _isna(s["rank"].iloc[0]):
+        return None
+    if not isinstance(base, dict) or not isinstance(base.get("experiment"), dict):
+        if saved:
+            result.notes.append(f"{result.folder / BEST_SPEC}: not written: this folder's search.yaml predates it; run "
+                                "the same `nnexp search` command again (it resumes, nothing is trained again) to write it")
         return None
     row, m = s.iloc[0], result.metric
     ok = sorted((r for r in records if r.get("config_id") == row["config_id"] and r.get("status") == "ok"),
@@ -820,7 +825,9 @@ def best_experiment(result: ReportResult, saved: dict, records: list[dict]) -> s
     try:
         for path, value in trial["params"].items():
             apply_override(experiment, path, copy.deepcopy(value))
-        resolve_dataset_path(experiment, _spec_dir(result.folder, base))
+        now, then = _spec_dirs(result.folder, base)
+        resolve_dataset_path(experiment, now)
+        _follow_a_moved_project(experiment, now, then)
         experiment.update(name=f"{result.name}-best", seed=trial["seed"])
         spec = ExperimentSpec.model_validate(experiment)
     except (ValidationError, NnexpError, ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -840,13 +847,26 @@ def best_experiment(result: ReportResult, saved: dict, records: list[dict]) -> s
             + dump_yaml(spec))
 
 
-def _spec_dir(folder: Path, base: dict) -> Path:
-    """The folder the search spec's relative data paths start from: seen from the results folder
-    when that still exists (the project moved as a whole), else as it was."""
+def _spec_dirs(folder: Path, base: dict) -> tuple[Path, Path]:
+    """(now, then): the folder of the search spec, seen from the results folder when that still
+    exists (the project moved as a whole), else as it was; and as it was when the search ran."""
+    then = Path(str(base.get("spec_dir") or "."))
     relative = base.get("spec_dir_from_results")
     if isinstance(relative, str) and (folder / relative).is_dir():
-        return (folder / relative).resolve()
-    return Path(str(base.get("spec_dir") or "."))
+        return (folder / relative).resolve(), then
+    return then, then
+
+
+def _follow_a_moved_project(experiment: dict, now: Path, then: Path) -> None:
+    """A data path the search saved whole (a base file's, resolved when it was read) that no longer
+    exists, where it sits now relative to the moved spec folder, if the file is there."""
+    data = experiment.get("data")
+    dataset = data.get("dataset") if isinstance(data, dict) else None
+    if now == then or not isinstance(dataset, str) or not os.path.isabs(dataset) or os.path.exists(dataset):
+        return
+    moved = now / os.path.relpath(dataset, then)
+    if moved.is_file():
+        data["dataset"] = str(moved.resolve())
 
 
 def _planned(plan, records: list[dict]) -> tuple[int | None, int]:

@@ -374,8 +374,8 @@ def test_a_hand_edited_metric_that_is_not_a_number_is_reported(tmp_path):
     lines[0] = lines[0].replace('"val_accuracy":0.9,', '"val_accuracy":"high",')
     (tmp_path / "trials.jsonl").write_text("\n".join(lines) + "\n")
     result = report(tmp_path, plots=False)
-    assert result.notes == ["trials.jsonl: val_accuracy of 1 trial(s) is not a number (e.g. 'high' in a-s0); "
-                            "left out of the statistics"]
+    assert [note for note in result.notes if "best.yaml" not in note] == [
+        "trials.jsonl: val_accuracy of 1 trial(s) is not a number (e.g. 'high' in a-s0); left out of the statistics"]
     assert result.summary.set_index("config_id").loc["a", "mean_val_accuracy"] == 0.8
 
 
@@ -562,6 +562,39 @@ def test_best_spec_finds_a_searched_data_file_from_anywhere_and_after_the_projec
     assert best_data(tmp_path / "moved" / "results" / "grid").parent == (tmp_path / "moved" / "specs").resolve()
 
 
+@pytest.mark.parametrize("base_file", [False, True])
+def test_best_spec_follows_the_base_experiments_data_file_when_the_project_moves(search_file, tmp_path, monkeypatch,
+                                                                                base_file):
+    """The base's data path is saved whole when the search reads it (inline or from a base file)."""
+    import shutil
+
+    import yaml
+
+    from nnexp.search.space import plan_search
+    from nnexp.spec import load_experiment, load_search
+
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    x = np.random.default_rng(0).normal(size=(60, 2))
+    pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": (x[:, 0] > 0).astype(int)}).to_csv(project / "data" / "t.csv",
+                                                                                        index=False)
+    experiment = {"data": {"dataset": "data/t.csv", "target": "y"}, "train": {"epochs": 2}}
+    spec = {"name": "g", "metric": "val_accuracy", "repeats": 1, "space": {"optimizer.lr": [0.1, 0.01]}}
+    if base_file:
+        (project / "base.yaml").write_text(yaml.safe_dump(experiment))
+        spec["base"] = "base.yaml"
+    else:
+        spec["experiment"] = experiment
+    (project / "g.yaml").write_text(yaml.safe_dump(spec))
+    monkeypatch.chdir(project)
+    loaded = load_search("g.yaml")
+    run_search(loaded, plan_search(loaded), Path("results/g"), n_jobs=1)
+    shutil.move(project, tmp_path / "moved")
+    report(tmp_path / "moved" / "results" / "g", plots=False)
+    best = load_experiment(tmp_path / "moved" / "results" / "g" / "best.yaml")
+    assert Path(best.data.dataset) == (tmp_path / "moved" / "data" / "t.csv").resolve()
+
+
 @pytest.mark.parametrize("mode", ["max", "min"])
 def test_best_spec_of_a_searched_optimizer_name_takes_that_optimizers_defaults(planned, tmp_path, mode):
     """`optimizer.name: [sgd, adam]` over a base `optimizer: adam`: the sgd trials trained with sgd's
@@ -577,6 +610,14 @@ def test_best_spec_of_a_searched_optimizer_name_takes_that_optimizers_defaults(p
     best = load_experiment(tmp_path / "s" / "best.yaml")
     assert best.optimizer == trained.optimizer and best.model_copy(update={"name": None}) == trained.model_copy(
         update={"name": None})
+
+
+def test_a_folder_older_than_best_yaml_says_how_to_get_one(tmp_path):
+    write_scores(tmp_path, {"a": [0.9, 0.92], "b": [0.8, 0.82]})  # search.yaml without trial_base
+    result = report(tmp_path, plots=False)
+    assert result.best_spec is None and not (tmp_path / "best.yaml").exists()
+    assert result.notes == [f"{tmp_path / 'best.yaml'}: not written: this folder's search.yaml predates it; run the same "
+                            "`nnexp search` command again (it resumes, nothing is trained again) to write it"]
 
 
 def test_no_best_spec_when_nothing_ranks(planned, tmp_path):
