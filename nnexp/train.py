@@ -56,7 +56,9 @@ def split_outputs(net: Network, data, split: str) -> SplitOutputs | None:
         decode = data.preprocessor.decode_labels
         return SplitOutputs(split, data.fold, rows, decode(y), decode(proba.argmax(axis=1)), proba)
     inverse = data.preprocessor.inverse_target
-    return SplitOutputs(split, data.fold, rows, np.ravel(inverse(y)), np.ravel(inverse(output)))
+    target = (data.raw_targets or {}).get(split)  # not through the scaling and back (151 read 151.00000000413)
+    return SplitOutputs(split, data.fold, rows, np.ravel(inverse(y) if target is None else target),
+                        np.ravel(inverse(output)))
 
 
 @dataclass

@@ -839,6 +839,9 @@ def test_regression_predictions_are_in_the_targets_units():
     assert list(frame.columns) == ["split", "row", "target", "prediction"]
     assert np.sqrt(np.mean((val["prediction"] - val["target"]) ** 2)) == pytest.approx(result.metrics["val_rmse"])
     assert val["target"].abs().max() > 20  # disease progression units (25-346), not standardised
+    from sklearn.datasets import load_diabetes
+
+    assert (val["target"].to_numpy() == load_diabetes().target[val["row"]]).all()  # as the data gives them
 
 
 def test_a_runs_history_has_auc_and_ap_each_epoch_and_an_early_stop_on_them_sees_them():

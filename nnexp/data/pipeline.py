@@ -42,6 +42,7 @@ class PreparedData:
     fold: int | None = None
     val_rows: np.ndarray | None = None  # positions of the split's rows in the data set (0: its first row)
     test_rows: np.ndarray | None = None
+    raw_targets: dict[str, np.ndarray] | None = None  # regression: val/test targets as the data gives them
 
     @property
     def n_features(self) -> int:
@@ -180,4 +181,6 @@ def _build(table: Table, spec: DataSpec, train: np.ndarray, val: np.ndarray | No
     n_outputs = len(table.class_names) if table.task == "classification" else 1
     return PreparedData(X_train, y_train, X_val, y_val, X_test, y_test, task=table.task, n_outputs=n_outputs,
                         class_names=table.class_names, feature_names=list(prep.feature_names), preprocessor=prep,
-                        source=table.source, fold=fold, val_rows=val, test_rows=test)
+                        source=table.source, fold=fold, val_rows=val, test_rows=test,
+                        raw_targets={name: table.y[rows] for name, rows in (("val", val), ("test", test))
+                                     if rows is not None} if table.task == "regression" else None)
