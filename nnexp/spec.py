@@ -1099,8 +1099,9 @@ def parse_overrides(pairs: list[str] | None, source: str = "--set") -> list[tupl
             raise SpecError(f"{source}: '{pair}': expected PATH=VALUE, e.g. train.epochs=5")
         try:
             value = load_yaml(text) if text.strip() else None
-        except (yaml.YAMLError, RecursionError, ValueError):
-            raise SpecError(f"{source}: {path}: value '{text}' is not valid YAML") from None
+        except (yaml.YAMLError, RecursionError, ValueError) as exc:
+            problem = getattr(exc, "problem", None)  # e.g. `{1: 5}`: key '1' reads as int, not a name
+            raise SpecError(f"{source}: {path}: value '{text}' is not valid YAML" + (f": {problem}" if problem else "")) from None
         parsed.append((path, value))
     return parsed
 

@@ -212,6 +212,9 @@ def test_overrides_are_yaml_and_validated(write_spec):
         specs.load_experiment(path, specs.parse_overrides(["train.epoch=2"]))
     with pytest.raises(SpecError, match="expected PATH=VALUE"):
         specs.parse_overrides(["train.epochs"])
+    with pytest.raises(SpecError, match=r"^--set: train.class_weight: value '\{1: 5\}' is not valid YAML: key '1' "
+                                        r"reads as int, not a name; quote it if it is one$"):
+        specs.parse_overrides(["train.class_weight={1: 5}"])
 
 
 def test_switching_kind_name_drops_foreign_parameters():
