@@ -101,11 +101,12 @@ def test_auc_and_balanced_accuracy_match_sklearn_with_ties_and_imbalance(n_class
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_auc_of_two_softmax_columns_is_the_binary_auc_of_the_second(dtype):
+@pytest.mark.parametrize("name, sklearn_score", [("auc", sk.roc_auc_score), ("ap", sk.average_precision_score)])
+def test_auc_and_ap_of_two_softmax_columns_are_the_binary_ones_of_the_second(dtype, name, sklearn_score):
     rng = np.random.default_rng(3)
     y, proba = tied_outputs(rng, 2, dtype)
-    got = classification_metrics(proba, y, 2)["auc"]
-    assert got == pytest.approx(sk.roc_auc_score(y, proba[:, 1]), rel=1e-12)
+    got = classification_metrics(proba, y, 2)[name]
+    assert got == pytest.approx(sklearn_score(y, proba[:, 1]), rel=1e-12)
 
 
 def test_auc_of_perfect_reversed_and_constant_scores():
@@ -187,14 +188,6 @@ def test_ap_of_rare_positives_matches_sklearn(dtype, seed):
     got = classification_metrics(output, y, 2)["ap"]
     assert got == pytest.approx(sk.average_precision_score(y, output), rel=1e-12)
     assert got == pytest.approx(sklearn_ap(y, np.column_stack([1 - output, output])[:, 1]), rel=1e-12)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_ap_of_two_softmax_columns_is_the_binary_ap_of_the_second(dtype):
-    rng = np.random.default_rng(3)
-    y, proba = tied_outputs(rng, 2, dtype)
-    got = classification_metrics(proba, y, 2)["ap"]
-    assert got == pytest.approx(sk.average_precision_score(y, proba[:, 1]), rel=1e-12)
 
 
 def test_ap_takes_tied_scores_as_one_threshold():
