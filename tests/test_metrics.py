@@ -81,10 +81,17 @@ def tied_outputs(rng, n_classes: int, dtype, n: int = 400, distinct: int = 12):
     return y, proba
 
 
+def sklearn_ap(y, scores):
+    """scikit-learn's average precision: of P(y=1) for a binary output, else one-vs-rest macro."""
+    if scores.ndim == 1:
+        return sk.average_precision_score(y == 1, scores)
+    return sk.average_precision_score(label_binarize(y, classes=range(scores.shape[1])), scores, average="macro")
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_classes", [2, 3, 7])
 @pytest.mark.parametrize("seed", range(5))
-def test_auc_and_balanced_accuracy_match_sklearn_with_ties_and_imbalance(n_classes, dtype, seed):
+def test_auc_ap_and_balanced_accuracy_match_sklearn_with_ties_and_imbalance(n_classes, dtype, seed):
     rng = np.random.default_rng([seed, n_classes])
     y, proba = tied_outputs(rng, n_classes, dtype)
     output = proba[:, 1] if n_classes == 2 else proba  # a binary network's single logistic unit
@@ -98,6 +105,8 @@ def test_auc_and_balanced_accuracy_match_sklearn_with_ties_and_imbalance(n_class
     assert got["balanced_accuracy"] == pytest.approx(sk.balanced_accuracy_score(y, pred), rel=1e-12)
     # a float32 output is scored as float32: its ties are the ties scikit-learn sees in the same array
     assert roc_auc(output, y) == got["auc"]
+    assert got["ap"] == pytest.approx(sklearn_ap(y, output), rel=1e-12)
+    assert average_precision(output, y) == got["ap"]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -127,16 +136,6 @@ def test_balanced_accuracy_leaves_out_a_predicted_class_absent_from_y_true():
     assert classification_metrics(proba, y, 3)["balanced_accuracy"] == pytest.approx(expected, rel=1e-12)
 
 
-def test_auc_averages_the_classes_that_have_positives_and_negatives():
-    """scikit-learn raises when y_true misses a class; nnexp averages the classes it can score."""
-    rng = np.random.default_rng(7)
-    y, proba = tied_outputs(rng, 4, np.float64)
-    y[y == 2] = 3  # class 2 has no positive row
-    per_class = [sk.roc_auc_score(y == c, proba[:, c]) for c in (0, 1, 3)]
-    assert roc_auc(proba, y) == pytest.approx(np.mean(per_class), rel=1e-12)
-    assert classification_metrics(proba, y, 4)["auc"] == pytest.approx(np.mean(per_class), rel=1e-12)
-
-
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_auc_of_a_single_class_is_nan_not_an_error(n_classes):
     proba = np.random.default_rng(0).dirichlet(np.ones(n_classes), size=6)
@@ -153,26 +152,6 @@ def test_auc_of_a_single_class_is_nan_not_an_error(n_classes):
     else:  # one-vs-rest: an error, where nnexp has no class to average
         with pytest.raises(ValueError):
             sk.roc_auc_score(y, output, multi_class="ovr")
-
-
-def sklearn_ap(y, scores):
-    """scikit-learn's average precision: of P(y=1) for a binary output, else one-vs-rest macro."""
-    if scores.ndim == 1:
-        return sk.average_precision_score(y == 1, scores)
-    return sk.average_precision_score(label_binarize(y, classes=range(scores.shape[1])), scores, average="macro")
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n_classes", [2, 3, 7])
-@pytest.mark.parametrize("seed", range(5))
-def test_ap_matches_sklearn_with_ties_and_imbalance(n_classes, dtype, seed):
-    rng = np.random.default_rng([seed, n_classes])
-    y, proba = tied_outputs(rng, n_classes, dtype)
-    output = proba[:, 1] if n_classes == 2 else proba  # a binary network's single logistic unit
-    got = classification_metrics(output, y, n_classes)
-    assert got["ap"] == pytest.approx(sklearn_ap(y, output), rel=1e-12)
-    assert average_precision(output, y) == got["ap"]  # float32 scored as float32: scikit-learn's ties
-    assert got["auc"] == roc_auc(output, y)  # sharing the sort leaves the AUC as it was
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -207,14 +186,18 @@ def test_ap_of_perfect_reversed_and_constant_scores():
     assert average_precision(np.full(5, 0.5, dtype=np.float32), y) == pytest.approx(0.6, rel=1e-15)  # the prevalence
 
 
-def test_ap_averages_the_classes_that_have_positives():
-    """scikit-learn warns and counts a class without positives as AP 0; nnexp leaves it out, as for the AUC."""
+def test_auc_and_ap_average_the_classes_that_have_positives():
+    """scikit-learn raises (AUC) or counts a class without positives as 0 (AP, with a warning) when
+    y_true misses a class; nnexp averages the classes it can score."""
     rng = np.random.default_rng(7)
     y, proba = tied_outputs(rng, 4, np.float64)
     y[y == 2] = 3  # class 2 has no positive row
+    for name, function, sklearn_score in (("auc", roc_auc, sk.roc_auc_score), ("ap", average_precision,
+                                                                                sk.average_precision_score)):
+        per_class = [sklearn_score(y == c, proba[:, c]) for c in (0, 1, 3)]
+        assert function(proba, y) == pytest.approx(np.mean(per_class), rel=1e-12)
+        assert classification_metrics(proba, y, 4)[name] == pytest.approx(np.mean(per_class), rel=1e-12)
     per_class = [sk.average_precision_score(y == c, proba[:, c]) for c in (0, 1, 3)]
-    assert average_precision(proba, y) == pytest.approx(np.mean(per_class), rel=1e-12)
-    assert classification_metrics(proba, y, 4)["ap"] == pytest.approx(np.mean(per_class), rel=1e-12)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "No positive class found in y_true"
         counted_as_zero = sklearn_ap(y, proba)
