@@ -45,7 +45,8 @@ BUILTIN_DATASETS = (
     "xor", "moons", "circles", "spirals", "blobs",
 )
 DATA_FILE_SUFFIXES = (".csv", ".parquet", ".npz")
-TASK_METRICS = {"classification": ("loss", "accuracy", "f1", "balanced_accuracy", "auc", "ap"), "regression": ("loss", "rmse", "mae", "r2")}
+TASK_METRICS = {"classification": ("loss", "accuracy", "f1", "balanced_accuracy", "auc", "ap"),
+                "regression": ("loss", "rmse", "mae", "r2")}
 METRIC_NAMES = tuple(dict.fromkeys(name for names in TASK_METRICS.values() for name in names))
 SPLITS = ("train", "val", "test")
 LOWER_IS_BETTER = ("loss", "rmse", "mae")
@@ -570,8 +571,8 @@ class TargetSpec(Strict):
 
 
 def _check_class_weight(value):
-    """'balanced', or {class: weight} with the classes as the data names them (YAML may read `0:` or
-    `yes:` as a number or a boolean: keys are compared as text)."""
+    """'balanced', or {class: weight} with the classes as the data names them (a mapping given in
+    Python may key them by number: keys are compared as text)."""
     if value is None or value == "balanced":
         return value
     if not isinstance(value, dict):

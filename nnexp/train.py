@@ -47,6 +47,7 @@ class SplitOutputs:
 
 
 def split_outputs(net: Network, data, split: str) -> SplitOutputs | None:
+    """The network's predictions for a split's rows (None: the data has no such split)."""
     X, y, rows = getattr(data, f"X_{split}"), getattr(data, f"y_{split}"), getattr(data, f"{split}_rows")
     if X is None or rows is None:
         return None
