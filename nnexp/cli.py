@@ -164,11 +164,10 @@ def validate(spec: SpecArg, set_: SetOpt = None,
         if isinstance(loaded, specs.ExperimentSpec) and (random_ or trials is not None):
             raise NnexpError(f"{'--random' if random_ else '--trials'}: only for a search spec; {spec} is an experiment spec")
         if isinstance(loaded, specs.ExperimentSpec):
-            from nnexp.train import check_monitors, first_split, load_data
+            from nnexp.train import check_spec_fits, first_split, load_data
 
             with spec_named(spec):  # a missing file, settings its data cannot take, a monitor its task lacks
-                first = first_split(load_data(loaded))
-                check_monitors(loaded, first.task, first.class_names)
+                check_spec_fits(loaded, first_split(load_data(loaded)))
             text = specs.dump_yaml(loaded)
         else:
             from nnexp.search.space import plan_search

@@ -678,10 +678,11 @@ def monitor_problems(spec: ExperimentSpec, task: str) -> list[str]:
             for field, config in spec.monitors() if config.monitor not in computed]
 
 
-def class_weight_problem(spec: ExperimentSpec, task: str, classes: list[str] | None) -> str | None:
-    """`train.class_weight: problem` when the data cannot take the setting: a regression task, or
-    a class the data does not have (known once the data is loaded; the spec checks the task when
-    it knows it)."""
+def class_weight_problem(spec: ExperimentSpec, task: str, classes: list[str] | None,
+                         source: str = "the data") -> str | None:
+    """`train.class_weight: problem` when the data (`source`) cannot take the setting: a regression
+    task, or a class the data does not have (known once the data is loaded; the spec checks the
+    task when it knows it)."""
     setting = spec.train.class_weight
     if setting is None:
         return None
@@ -690,7 +691,7 @@ def class_weight_problem(spec: ExperimentSpec, task: str, classes: list[str] | N
     classes = [str(c) for c in classes or []]
     unknown = [name for name in setting if name not in classes] if isinstance(setting, dict) else []
     if unknown:
-        return (f"train.class_weight: no class '{unknown[0]}' in the data{did_you_mean(unknown[0], classes)} "
+        return (f"train.class_weight: no class '{unknown[0]}' in {source}{did_you_mean(unknown[0], classes)} "
                 f"(its classes: {', '.join(classes)})")
     return None
 
@@ -1102,6 +1103,8 @@ def parse_overrides(pairs: list[str] | None, source: str = "--set") -> list[tupl
             value = load_yaml(text) if text.strip() else None
         except (yaml.YAMLError, RecursionError, ValueError) as exc:
             problem = getattr(exc, "problem", None)  # e.g. `{1: 5}`: key '1' reads as int, not a name
+            if isinstance(exc, yaml.constructor.ConstructorError) and problem:  # valid YAML that a spec refuses
+                raise SpecError(f"{source}: {path}: value '{text}': {problem}") from None
             raise SpecError(f"{source}: {path}: value '{text}' is not valid YAML" + (f": {problem}" if problem else "")) from None
         parsed.append((path, value))
     return parsed

@@ -124,7 +124,7 @@ def train_experiment(spec: ExperimentSpec, prepared=None, progress: Callable[[di
     if prepared is None:
         prepared = load_data(spec)
     first = first_split(prepared)
-    check_monitors(spec, first.task, first.class_names)
+    check_spec_fits(spec, first)
     ranking = watch is None or ranking_watched(spec, watch)
     with _blas_threads(spec, first.X_train.shape[1]):
         if isinstance(prepared, list):
@@ -142,14 +142,14 @@ def ranking_watched(spec: ExperimentSpec, watch: tuple[str, ...]) -> bool:
     return any(name.split("_", 1)[-1] in RANKING for name in names)
 
 
-def check_monitors(spec: ExperimentSpec, task: str, classes: list[str] | None = None) -> None:
-    """Monitored metrics must be ones this task computes, and class weights must name its classes:
-    a data file's 'auto' task and its classes are known only now (the spec checked what it could:
-    built-in data sets, an explicit data.task)."""
+def check_spec_fits(spec: ExperimentSpec, data) -> None:
+    """Monitored metrics must be ones the data's task computes, and class weights must name its
+    classes: a data file's 'auto' task and its classes are known only now (the spec checked what
+    it could: built-in data sets, an explicit data.task)."""
     from nnexp.errors import SpecError
     from nnexp.spec import class_weight_problem, monitor_problems
 
-    problems = [*monitor_problems(spec, task), class_weight_problem(spec, task, classes)]
+    problems = [*monitor_problems(spec, data.task), class_weight_problem(spec, data.task, data.class_names, data.source)]
     if any(problems):
         raise SpecError([problem for problem in problems if problem])
 

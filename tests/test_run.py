@@ -775,7 +775,7 @@ def test_balanced_class_weights_are_scikit_learns_and_lift_the_rare_classs_recal
 
 
 @pytest.mark.parametrize("class_weight, dataset, message", [
-    ({"rar": 5}, "imb.csv", "train.class_weight: no class 'rar' in the data; did you mean 'rare'? (its classes: "),
+    ({"rar": 5}, "imb.csv", "train.class_weight: no class 'rar' in <data>; did you mean 'rare'? (its classes: "),
     ({"rare": 0}, "imb.csv", "train.class_weight: the weight of class 'rare' must be a positive number, got 0"),
     ("heavy", "imb.csv", "train.class_weight: expected 'balanced' or a mapping {class: weight}, got \"heavy\""),
     ("balanced", "diabetes", "train.class_weight: only for classification, and this is a regression task"),
@@ -788,7 +788,7 @@ def test_class_weights_the_data_cannot_take_exit_2_naming_spec_and_field(tmp_pat
     result = run_cli("run", path, "--results-dir", tmp_path / "out", "--quiet")
     assert result.exit_code == 2
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith(f"error: {path}: {message}")
+    assert line.startswith(f"error: {path}: {message.replace('<data>', str(tmp_path / 'imb.csv'))}")
     assert not (tmp_path / "out").exists()
 
 
@@ -858,3 +858,22 @@ def test_a_runs_history_has_auc_and_ap_each_epoch_and_an_early_stop_on_them_sees
     stopped = train_experiment(load_spec({**spec, "train": {"epochs": 4, "early_stopping": {"monitor": "val_auc"}}}),
                                watch=())
     assert "val_auc" in stopped.history[0] and stopped.metrics["best_epoch"] >= 1
+
+
+def test_gradcheck_of_class_weights_checks_rows_of_every_class(tmp_path, monkeypatch):
+    """The first training rows of a 6%-positive set are often all of the common class (here the
+    first 3): every row weighed alike, and a backprop that dropped the weights passed."""
+    import nnexp
+    from nnexp.engine.losses import OutputLoss
+
+    data = imbalanced_csv(tmp_path / "imb.csv")
+    spec = {"data": {"dataset": str(data), "target": "y"}, "model": {"hidden": [4]},
+            "train": {"class_weight": {"rare": 7}}}
+    assert nnexp.gradcheck(spec, rows=3).passed
+
+    def unweighted_delta(self, z, y):  # the weighted objective, backprop's deltas without the weights
+        loss = self.training_loss(z, y)  # leaves the probabilities in z
+        return loss, self.delta(z, y)
+
+    monkeypatch.setattr(OutputLoss, "_weighted_loss_and_delta", unweighted_delta)
+    assert not nnexp.gradcheck(spec, rows=3).passed

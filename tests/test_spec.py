@@ -212,9 +212,11 @@ def test_overrides_are_yaml_and_validated(write_spec):
         specs.load_experiment(path, specs.parse_overrides(["train.epoch=2"]))
     with pytest.raises(SpecError, match="expected PATH=VALUE"):
         specs.parse_overrides(["train.epochs"])
-    with pytest.raises(SpecError, match=r"^--set: train.class_weight: value '\{1: 5\}' is not valid YAML: key '1' "
+    with pytest.raises(SpecError, match=r"^--set: train.class_weight: value '\{1: 5\}': key '1' "
                                         r"reads as int, not a name; quote it if it is one$"):
         specs.parse_overrides(["train.class_weight={1: 5}"])
+    with pytest.raises(SpecError, match=r"^--set: train.epochs: value '\[1' is not valid YAML: expected ',' or ']'"):
+        specs.parse_overrides(["train.epochs=[1"])
 
 
 def test_switching_kind_name_drops_foreign_parameters():

@@ -43,11 +43,13 @@ def check_data(plan, loaded) -> None:
     first, prepared = _first_loadable(plan, data_source)  # the base's settings, unless a searched value broke them
     split = first_split(prepared)
     task = split.task
-    same_data = [t.spec for t in plan.trials if t.spec.data == first.data]  # whose classes are these
-    problems = [problem for problem in (metric_problem(search.metric, task), *monitor_problems(first, task),
-                                        *(class_weight_problem(spec, task, split.class_names) for spec in same_data))
-                if problem]
-    problems = list(dict.fromkeys(problems))
+    problems = [metric_problem(search.metric, task), *monitor_problems(first, task)]
+    targets = {(t.spec.data.dataset, t.spec.data.target, t.spec.data.task) for t in plan.trials}
+    if len(targets) == 1:  # one target for all: class weights naming none of its classes are the search's mistake
+        # (a searched data.dataset or data.target: a value fits some configurations' data, which fail alone)
+        settings = {repr(t.spec.train.class_weight): t.spec for t in plan.trials}
+        problems += [class_weight_problem(spec, task, split.class_names, split.source) for spec in settings.values()]
+    problems = list(dict.fromkeys(problem for problem in problems if problem))
     if problems:
         raise SpecError([f"{source}: {problem}" for problem in problems])
 

@@ -186,9 +186,31 @@ def test_a_searched_class_weight_naming_no_class_of_the_data_exits_2_before_any_
     path = search_file({"train.class_weight": [None, "balanced", {"setosa": 2}, {"setossa": 2}]}, experiment=experiment)
     result = search(path, "--results-dir", tmp_path / "out", "--quiet")
     assert result.exit_code == 2 and result.stderr.strip().splitlines() == [
-        f"error: {path}: train.class_weight: no class 'setossa' in the data; did you mean 'setosa'? "
+        f"error: {path}: train.class_weight: no class 'setossa' in iris; did you mean 'setosa'? "
         "(its classes: setosa, versicolor, virginica)"]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("files", [["text.csv", "numbers.csv"], ["numbers.csv", "text.csv"]])
+def test_a_class_weight_that_fits_only_some_searched_data_files_fails_only_their_trials(search_file, tmp_path, files):
+    """Which file was listed first decided whether the search ran or was refused; now the
+    configurations whose data lacks the class fail, naming the file, whatever the order."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 2))
+    for name, labels in (("text.csv", ["ok", "fraud"]), ("numbers.csv", [0, 1])):
+        pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": np.where(x[:, 0] > 0.8, labels[1], labels[0])}).to_csv(
+            tmp_path / name, index=False)
+    experiment = {"data": {"dataset": str(tmp_path / files[0]), "target": "y"},
+                  "train": {"epochs": 2, "class_weight": {"fraud": 3}}}
+    path = search_file({"data.dataset": [str(tmp_path / f) for f in files]}, experiment=experiment, repeats=1)
+    result = search(path, "--results-dir", tmp_path / "out", "--n-jobs", 1, "-q")
+    assert result.exit_code == 0, result.output
+    status = {Path(r["params"]["data.dataset"]).name: r for r in trials(tmp_path / "out" / "grid")}
+    assert status["text.csv"]["status"] == "ok" and status["numbers.csv"]["status"] == "failed"
+    assert status["numbers.csv"]["error"] == (f"SpecError: train.class_weight: no class 'fraud' in {tmp_path / 'numbers.csv'} "
+                                              "(its classes: 0, 1)")
 
 
 def test_missing_dask_exits_2(search_file, tmp_path, monkeypatch):
