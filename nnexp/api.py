@@ -269,10 +269,14 @@ def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8, en
         data = prepare(resolved.data.model_copy(update={"cv_folds": 0}), resolved.seed, dtype="float64")
     finally:
         forget_tables()
-    problem = class_weight_problem(resolved, data.task, data.class_names)
+    problem = class_weight_problem(resolved, data.task, data.class_names, data.source)
     if problem:
         raise SpecError(problem)
-    X, y = data.X_train[:rows], data.y_train[:rows]
+    chosen = np.arange(min(rows, len(data.y_train)))
+    if resolved.train.class_weight is not None:  # a row of every class first: rows of one class all weigh
+        firsts = np.sort(np.unique(data.y_train, return_index=True)[1])  # alike, and could not tell the weights
+        chosen = np.sort(list(dict.fromkeys([*firsts.tolist(), *range(len(data.y_train))]))[:rows])
+    X, y = data.X_train[chosen], data.y_train[chosen]
     rng = np.random.default_rng(resolved.seed)
     net = build_network(resolved.model, X.shape[1], data.task, data.n_outputs, rng, "float64",
                         class_weights(resolved, data))  # the objective training minimises

@@ -828,6 +828,7 @@ def best_experiment(result: ReportResult, saved: dict, records: list[dict]) -> s
         now, then = _spec_dirs(result.folder, base)
         resolve_dataset_path(experiment, now)
         _follow_a_moved_project(experiment, now, then)
+        _relative_to(experiment, result.folder)
         experiment.update(name=f"{result.name}-best", seed=trial["seed"])
         spec = ExperimentSpec.model_validate(experiment)
     except (ValidationError, NnexpError, ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -855,6 +856,15 @@ def _spec_dirs(folder: Path, base: dict) -> tuple[Path, Path]:
     if isinstance(relative, str) and (folder / relative).is_dir():
         return (folder / relative).resolve(), then
     return then, then
+
+
+def _relative_to(experiment: dict, folder: Path) -> None:
+    """A data file named from best.yaml's own folder, as a spec names it, so that best.yaml still
+    finds it after the project moves as a whole."""
+    data = experiment.get("data")
+    dataset = data.get("dataset") if isinstance(data, dict) else None
+    if isinstance(dataset, str) and os.path.isabs(dataset):
+        data["dataset"] = os.path.relpath(dataset, folder.resolve())
 
 
 def _follow_a_moved_project(experiment: dict, now: Path, then: Path) -> None:

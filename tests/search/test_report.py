@@ -589,10 +589,12 @@ def test_best_spec_follows_the_base_experiments_data_file_when_the_project_moves
     monkeypatch.chdir(project)
     loaded = load_search("g.yaml")
     run_search(loaded, plan_search(loaded), Path("results/g"), n_jobs=1)
+    report(project / "results" / "g", plots=False)
     shutil.move(project, tmp_path / "moved")
-    report(tmp_path / "moved" / "results" / "g", plots=False)
-    best = load_experiment(tmp_path / "moved" / "results" / "g" / "best.yaml")
-    assert Path(best.data.dataset) == (tmp_path / "moved" / "data" / "t.csv").resolve()
+    moved = (tmp_path / "moved" / "data" / "t.csv").resolve()
+    assert Path(load_experiment(tmp_path / "moved" / "results" / "g" / "best.yaml").data.dataset) == moved
+    report(tmp_path / "moved" / "results" / "g", plots=False)  # written again where the project is now
+    assert Path(load_experiment(tmp_path / "moved" / "results" / "g" / "best.yaml").data.dataset) == moved
 
 
 @pytest.mark.parametrize("mode", ["max", "min"])
