@@ -828,13 +828,16 @@ def best_experiment(result: ReportResult, saved: dict, records: list[dict]) -> s
         now, then = _spec_dirs(result.folder, base)
         resolve_dataset_path(experiment, now)
         _follow_a_moved_project(experiment, now, then)
-        _relative_to(experiment, result.folder)
+        _relative_within_the_project(experiment, result.folder, now)
         experiment.update(name=f"{result.name}-best", seed=trial["seed"])
         spec = ExperimentSpec.model_validate(experiment)
     except (ValidationError, NnexpError, ValueError, TypeError, KeyError, AttributeError) as exc:
         result.notes.append(f"{result.folder / BEST_SPEC}: not written: search.yaml's trial_base no longer builds "
                             f"the winner's spec ({first_line(exc)})")
         return None
+    if not spec.data.is_builtin and not (result.folder / spec.data.dataset).exists():
+        result.notes.append(f"{result.folder / BEST_SPEC}: its data file {spec.data.dataset} is not there (seen from "
+                            f"{result.folder}): `nnexp run` on it fails until the file is")
     others = int((s["tied_best"] == "yes").sum()) - 1 if "tied_best" in s else 0
     ties = (f"; {others} other configuration{' ties' if others == 1 else 's tie'} with it (tied_best in summary.md)"
             if others > 0 else "")
@@ -858,13 +861,18 @@ def _spec_dirs(folder: Path, base: dict) -> tuple[Path, Path]:
     return then, then
 
 
-def _relative_to(experiment: dict, folder: Path) -> None:
-    """A data file named from best.yaml's own folder, as a spec names it, so that best.yaml still
-    finds it after the project moves as a whole."""
+def _relative_within_the_project(experiment: dict, folder: Path, spec_dir: Path) -> None:
+    """A data file inside the project (the folder holding both the search spec and its results) is
+    named from best.yaml's own folder, as a spec names it, so that best.yaml still finds it after the
+    project moves as a whole; one outside it (a fixed place such as /data) keeps its whole path."""
     data = experiment.get("data")
     dataset = data.get("dataset") if isinstance(data, dict) else None
-    if isinstance(dataset, str) and os.path.isabs(dataset):
-        data["dataset"] = os.path.relpath(dataset, folder.resolve())
+    if not isinstance(dataset, str) or not os.path.isabs(dataset):
+        return
+    folder = folder.resolve()
+    project = Path(os.path.commonpath([folder, spec_dir.resolve()]))
+    if project.parent != project and Path(dataset).resolve().is_relative_to(project):  # not just "/"
+        data["dataset"] = os.path.relpath(dataset, folder)
 
 
 def _follow_a_moved_project(experiment: dict, now: Path, then: Path) -> None:

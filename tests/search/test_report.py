@@ -595,6 +595,34 @@ def test_best_spec_follows_the_base_experiments_data_file_when_the_project_moves
     assert Path(load_experiment(tmp_path / "moved" / "results" / "g" / "best.yaml").data.dataset) == moved
     report(tmp_path / "moved" / "results" / "g", plots=False)  # written again where the project is now
     assert Path(load_experiment(tmp_path / "moved" / "results" / "g" / "best.yaml").data.dataset) == moved
+    shutil.copytree(tmp_path / "moved" / "results" / "g", tmp_path / "elsewhere" / "g")  # the results alone
+    notes = report(tmp_path / "elsewhere" / "g", plots=False).notes
+    assert any("best.yaml: its data file" in note and "is not there" in note for note in notes), notes
+
+
+def test_best_spec_keeps_a_data_file_outside_the_project_where_it_is(search_file, tmp_path, monkeypatch):
+    """A fixed place such as /data does not move with the project: its path stays whole."""
+    import shutil
+
+    from nnexp.search.space import plan_search
+    from nnexp.spec import load_experiment, load_search
+
+    (tmp_path / "shared").mkdir()
+    x = np.random.default_rng(0).normal(size=(60, 2))
+    data = tmp_path / "shared" / "t.csv"
+    pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": (x[:, 0] > 0).astype(int)}).to_csv(data, index=False)
+    path = search_file({"optimizer.lr": [0.1, 0.01]}, repeats=1,
+                       experiment={"data": {"dataset": str(data), "target": "y"}, "train": {"epochs": 2}})
+    project = tmp_path / "project"
+    project.mkdir()
+    path.rename(project / "g.yaml")
+    monkeypatch.chdir(project)
+    loaded = load_search("g.yaml")
+    run_search(loaded, plan_search(loaded), Path("results/g"), n_jobs=1)
+    report(project / "results" / "g", plots=False)
+    assert "dataset: " + str(data) in (project / "results" / "g" / "best.yaml").read_text()
+    shutil.move(project, tmp_path / "deeper" / "project")
+    assert load_experiment(tmp_path / "deeper" / "project" / "results" / "g" / "best.yaml").data.dataset == str(data)
 
 
 @pytest.mark.parametrize("mode", ["max", "min"])
