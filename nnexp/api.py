@@ -273,13 +273,15 @@ def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8, en
     if problem:
         raise SpecError(problem)
     chosen = np.arange(min(rows, len(data.y_train)))
-    if resolved.train.class_weight is not None:  # a row of every class first: rows of one class all weigh
-        firsts = np.sort(np.unique(data.y_train, return_index=True)[1])  # alike, and could not tell the weights
+    weights = class_weights(resolved, data)
+    if weights is not None:  # a row of every class first, the heaviest classes' first: rows that all weigh
+        classes, firsts = np.unique(data.y_train, return_index=True)  # alike could not tell the weights
+        firsts = firsts[np.argsort(-weights[classes], kind="stable")]
         chosen = np.sort(list(dict.fromkeys([*firsts.tolist(), *range(len(data.y_train))]))[:rows])
     X, y = data.X_train[chosen], data.y_train[chosen]
     rng = np.random.default_rng(resolved.seed)
     net = build_network(resolved.model, X.shape[1], data.task, data.n_outputs, rng, "float64",
-                        class_weights(resolved, data))  # the objective training minimises
+                        weights)  # the objective training minimises
     # Biases start at 0, which puts a ReLU-like unit exactly on its kink for every row whose
     # inputs are all 0 (input dropout, a layer of dead units): there the central difference
     # averages two slopes and no backprop can match it. Any point is a valid place to check.

@@ -877,3 +877,6 @@ def test_gradcheck_of_class_weights_checks_rows_of_every_class(tmp_path, monkeyp
 
     monkeypatch.setattr(OutputLoss, "_weighted_loss_and_delta", unweighted_delta)
     assert not nnexp.gradcheck(spec, rows=3).passed
+    # fewer rows than classes: the heavier class first (iris's first rows: setosa and versicolor, both 1)
+    iris = {"data": {"dataset": "iris"}, "model": {"hidden": [4]}, "train": {"class_weight": {"virginica": 5}}}
+    assert not nnexp.gradcheck(iris, rows=2).passed
