@@ -1081,7 +1081,8 @@ def parse_yaml(text: str, source: str) -> dict:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise SpecError(f"{source}: {where}YAML syntax error: {exc.problem or exc.context}") from None
+        kind = "" if isinstance(exc, yaml.constructor.ConstructorError) else "YAML syntax error: "  # valid YAML, refused
+        raise SpecError(f"{source}: {where}{kind}{exc.problem or exc.context}") from None
     except (yaml.YAMLError, RecursionError, ValueError) as exc:
         raise SpecError(f"{source}: cannot parse YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if data is None:
