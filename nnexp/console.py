@@ -97,6 +97,14 @@ def print_run_summary(result) -> None:
     task = _task_words(result)  # which task data.task auto chose, said where it cannot be missed
     console.print(f"{task + ': ' if task else ''}{epochs} in {metrics['seconds']:.2f} s "
                   f"({1000 * metrics['seconds_per_epoch']:.1f} ms/epoch)")
+    if "threshold" in metrics:  # two classes: where the likelier class is not the best rule for a rare one
+        t, positive = metrics["threshold"], result.prepared.class_names[1]
+        at = [f"{split} {_fmt(metrics[f'{split}_balanced_accuracy_at_threshold'])} (the likelier class: "
+              f"{_fmt(metrics.get(f'{split}_balanced_accuracy'))})" for split in ("val", "test")
+              if f"{split}_balanced_accuracy_at_threshold" in metrics]
+        console.print(f"threshold: {positive} when P({positive}) >= {t:.6g} has the best validation balanced "
+                      f"accuracy: {', '.join(at)}; `nnexp predict --threshold {t:.6g}`",
+                      markup=False, highlight=False)
     for name, path in getattr(result, "files", {}).items():
         console.print(f"  {name:<20} {path}")
 

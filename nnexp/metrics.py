@@ -127,6 +127,25 @@ def average_precision(scores: np.ndarray, y: np.ndarray) -> float:
     return ranking_metrics(scores, y)[1]
 
 
+def best_threshold(scores: np.ndarray, positive: np.ndarray) -> float | None:
+    """The threshold on P(positive) whose rule `score >= threshold` has the best balanced accuracy
+    on these rows: Youden's J = TPR - FPR at its highest (balanced accuracy is (1 + J) / 2; among
+    equal ones, the highest), placed halfway to the next lower score, so that the rule does not
+    hang on a row scored exactly at it (a score printed with fewer digits). None without both
+    classes."""
+    scores, positive = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if not n_pos or not n_neg:
+        return None
+    order = np.argsort(-scores, kind="stable")
+    ranked, hits = scores[order], positive[order]
+    last = np.r_[ranked[1:] != ranked[:-1], True]  # the last row of each run of equal scores: a threshold
+    tpr = np.cumsum(hits)[last] / n_pos
+    fpr = np.cumsum(~hits)[last] / n_neg
+    distinct, best = ranked[last], int(np.argmax(tpr - fpr))
+    return float((distinct[best] + distinct[best + 1]) / 2 if best + 1 < len(distinct) else distinct[best])
+
+
 RANKING = ("auc", "ap")  # computed from a sort of every class's scores: costlier than the rest together
 
 

@@ -16,7 +16,8 @@ import numpy as np
 
 from nnexp.build import build_network, build_optimizer
 from nnexp.engine import Network
-from nnexp.metrics import RANKING, class_probabilities, classification_metrics, metric_names, regression_metrics
+from nnexp.metrics import (RANKING, balanced_accuracy, best_threshold, class_probabilities, classification_metrics,
+                           metric_names, regression_metrics)
 from nnexp.spec import ExperimentSpec, metric_mode
 
 PROBE_ROWS = 256  # training rows used each epoch to measure saturation and dead units
@@ -132,8 +133,36 @@ def train_experiment(spec: ExperimentSpec, prepared=None, progress: Callable[[di
         with np.errstate(all="ignore"):  # divergence is detected and reported, not warned about
             status, metrics, history, net = fit(spec, prepared, np.random.SeedSequence(spec.seed), progress, ranking)
             outputs = [split_outputs(net, prepared, split) for split in ("val", "test")] if predictions else []
-    return RunResult(spec, status, metrics, history, net, prepared,
-                     outputs=[o for o in outputs if o is not None] if status == "ok" and predictions else None)
+    outputs = [o for o in outputs if o is not None] if status == "ok" and predictions else None
+    metrics.update(threshold_metrics(outputs or [], prepared.class_names))
+    return RunResult(spec, status, metrics, history, net, prepared, outputs=outputs)
+
+
+def threshold_metrics(outputs: list[SplitOutputs], classes: list[str] | None) -> dict[str, float]:
+    """Two classes: the threshold on P(second class) with the best balanced accuracy on the
+    validation rows (Youden's J; out of fold under cross-validation), and the balanced accuracy
+    it gives there and on the test rows, which did not choose it: what `nnexp predict
+    --threshold` needs when one class is rare and the likelier class is nearly always the common one."""
+    if not classes or len(classes) != 2:
+        return {}
+
+    def pooled(split: str):
+        parts = [o for o in outputs if o.split == split]
+        if not parts:
+            return None, None
+        return np.concatenate([o.proba[:, 1] for o in parts]), np.concatenate([o.target == classes[1] for o in parts])
+
+    scores, positive = pooled("val")
+    threshold = best_threshold(scores, positive) if scores is not None else None
+    if threshold is None:
+        return {}
+    found = {"threshold": threshold}
+    for split in ("val", "test"):
+        scores, positive = pooled(split)
+        if scores is not None:
+            found[f"{split}_balanced_accuracy_at_threshold"] = balanced_accuracy(
+                positive.astype(np.int64), (scores >= threshold).astype(np.int64), 2)
+    return found
 
 
 def ranking_watched(spec: ExperimentSpec, watch: tuple[str, ...]) -> bool:
@@ -220,8 +249,9 @@ def _cross_validate(spec, folds, progress, predictions: bool = False, ranking: b
     if predictions and status == "ok":
         with np.errstate(all="ignore"):
             outputs.append(split_outputs(runs[0][2], folds[0], "test"))
-    return RunResult(spec, status, merged, history, runs[0][2], folds[0], folds=fold_metrics,
-                     outputs=[o for o in outputs if o is not None] if predictions and status == "ok" else None)
+    outputs = [o for o in outputs if o is not None] if predictions and status == "ok" else None
+    merged.update(threshold_metrics(outputs or [], folds[0].class_names))
+    return RunResult(spec, status, merged, history, runs[0][2], folds[0], folds=fold_metrics, outputs=outputs)
 
 
 def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None, ranking: bool = True):

@@ -215,3 +215,25 @@ def test_ap_without_positives_is_nan_and_with_only_positives_is_1(n_classes):
         assert math.isnan(classification_metrics(output, np.zeros(6, dtype=int), 2)["ap"])
         with pytest.warns(UserWarning, match="No positive class found"):
             assert sk.average_precision_score(np.zeros(6), output) == 0.0
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_best_threshold_reaches_the_best_balanced_accuracy_of_any_threshold(seed):
+    """Youden's J over scikit-learn's ROC curve: the rule score >= threshold has balanced accuracy
+    (1 + max J) / 2, and among thresholds that reach it the highest is chosen (halfway down to the
+    next lower score)."""
+    from nnexp.metrics import best_threshold
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 300))
+    positive = rng.random(n) < rng.uniform(0.05, 0.6)
+    positive[:2] = [True, False]
+    scores = np.round(rng.random(n) * (1 + positive * rng.uniform(0, 2)), int(rng.integers(1, 4))) / 3  # ties
+    threshold = best_threshold(scores, positive)
+    fpr, tpr, thresholds = sk.roc_curve(positive, scores)
+    best = (tpr - fpr).max()
+    assert sk.balanced_accuracy_score(positive, scores >= threshold) == pytest.approx((1 + best) / 2, rel=1e-12)
+    reaching = thresholds[np.isclose(tpr - fpr, best) & np.isfinite(thresholds)]
+    below = scores[scores < reaching.max()]
+    assert threshold <= reaching.max() and (not len(below) or threshold > below.max())  # halfway down to the next
+    assert best_threshold(scores, np.zeros(n, dtype=bool)) is None

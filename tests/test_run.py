@@ -880,3 +880,27 @@ def test_gradcheck_of_class_weights_checks_rows_of_every_class(tmp_path, monkeyp
     # fewer rows than classes: the heavier class first (iris's first rows: setosa and versicolor, both 1)
     iris = {"data": {"dataset": "iris"}, "model": {"hidden": [4]}, "train": {"class_weight": {"virginica": 5}}}
     assert not nnexp.gradcheck(iris, rows=2).passed
+
+
+def test_a_two_class_run_finds_the_threshold_a_rare_class_needs(tmp_path):
+    """On 6% positives the likelier class is nearly always the common one: the validation rows' best
+    threshold, its balanced accuracy there and on the test rows (which did not choose it) are in
+    metrics.json, re-derived here from predictions.csv and from `nnexp predict --threshold`."""
+    data = imbalanced_csv(tmp_path / "imb.csv")
+    spec = {"name": "imb", "data": {"dataset": str(data), "target": "y"}, "model": {"hidden": [16]},
+            "optimizer": {"name": "adam", "lr": 0.01}, "train": {"epochs": 30, "batch_size": 32}}
+    result = run_experiment(spec, results_dir=tmp_path / "out")
+    metrics, t = result.metrics, result.metrics["threshold"]
+    assert metrics["val_balanced_accuracy_at_threshold"] >= metrics["val_balanced_accuracy"]
+    assert metrics["test_balanced_accuracy_at_threshold"] > metrics["test_balanced_accuracy"]  # 0.66 against 0.59
+    frame = pd.read_csv(tmp_path / "out" / "imb" / "predictions.csv")
+    from sklearn.metrics import balanced_accuracy_score
+
+    for split in ("val", "test"):
+        part = frame[frame["split"] == split]
+        assert balanced_accuracy_score(part["target"] == "rare", part["proba_rare"] >= t) == pytest.approx(
+            metrics[f"{split}_balanced_accuracy_at_threshold"])
+    rows = pd.read_csv(data).iloc[frame.loc[frame["split"] == "test", "row"]]
+    chosen = predict(tmp_path / "out" / "imb", rows, threshold=t)["prediction"]
+    assert balanced_accuracy_score(rows["y"], chosen) == pytest.approx(metrics["test_balanced_accuracy_at_threshold"])
+    assert "threshold" not in run_experiment({"data": {"dataset": "iris"}, "train": {"epochs": 2}}, results_dir=None).metrics
