@@ -157,14 +157,13 @@ def classification_metrics(output: np.ndarray, y: np.ndarray, n_classes: int, lo
     something watches them)."""
     proba = class_probabilities(output)
     pred = proba.argmax(axis=1)
-    # a single logistic unit, or two softmax columns, is scored by P(y=1) alone, as roc_auc_score(y, p1)
     metrics = {
         "loss": log_loss(proba, y) if loss is None else loss,
         "accuracy": float(np.mean(pred == y)),
         "f1": macro_f1(y, pred, n_classes),
         "balanced_accuracy": balanced_accuracy(y, pred, n_classes),
     }
-    if ranking:
+    if ranking:  # a single logistic unit, or two softmax columns, is scored by P(y=1) alone, as roc_auc_score(y, p1)
         scores = output if output.ndim == 1 else proba[:, 1] if proba.shape[1] == 2 else proba
         metrics["auc"], metrics["ap"] = ranking_metrics(scores, y)
     return metrics

@@ -46,10 +46,9 @@ class OutputLoss:
         return float(np.dot(self.row_weights(y), self.row_losses(z, y))) / z.shape[0]
 
     def _weighted_loss_and_delta(self, z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-        weights = self.row_weights(y)
-        loss = float(np.dot(weights, self.row_losses(z, y))) / z.shape[0]
+        loss = self.training_loss(z, y)  # leaves y_hat in z
         delta = self.delta(z, y)
-        delta *= weights.astype(delta.dtype)[:, None]
+        delta *= self.row_weights(y).astype(delta.dtype)[:, None]
         return loss, delta
 
     def prepare_targets(self, y: np.ndarray, n_out: int, dtype) -> np.ndarray:
