@@ -105,8 +105,32 @@ def print_run_summary(result) -> None:
         console.print(f"threshold: {positive} when P({positive}) >= {t:.6g} has the best validation balanced "
                       f"accuracy: {', '.join(at)}; `nnexp predict --threshold {t:.6g}`",
                       markup=False, highlight=False)
+    weakest = _weakest_class(result.class_report())
+    if weakest:
+        console.print(weakest, markup=False, highlight=False)
     for name, path in getattr(result, "files", {}).items():
         console.print(f"  {name:<20} {path}")
+
+
+def _weakest_class(report) -> str | None:
+    """The class the test rows (else the validation rows) recall least, and what it is taken for:
+    the one line of classes.csv a reader needs first. None when every class is recalled fully."""
+    if report is None:
+        return None
+    split = "test" if (report["split"] == "test").any() else "val"
+    rows = report[(report["split"] == split) & (report["support"] > 0)]
+    if not len(rows) or rows["recall"].min() >= 1:
+        return None
+    worst = rows.loc[rows["recall"].idxmin()]
+    name, support = worst["class"], int(worst["support"])
+    hits = int(worst[f"predicted_{name}"])
+    taken = sorted(((int(worst[f"predicted_{other}"]), str(other)) for other in report["class"].unique()
+                    if other != name and worst[f"predicted_{other}"] > 0), key=lambda pair: -pair[0])
+    shown = ", ".join(f"{count}{' taken' if i == 0 else ''} for {other}" for i, (count, other) in enumerate(taken[:3]))
+    more = f", {sum(count for count, _ in taken[3:])} for others" if len(taken) > 3 else ""
+    where = "test" if split == "test" else "validation"
+    return (f"weakest class on the {where} rows: {name}, recall {_fmt(worst['recall'])} ({hits} of {support}; "
+            f"{shown}{more}); every class: classes.csv")
 
 
 def print_gradcheck(report) -> None:

@@ -92,11 +92,12 @@ def json_safe(value):
     return value
 
 
-RUN_FILES = ("spec.yaml", "metrics.json", "history.csv", "predictions.csv", "model.npz", "learning_curves.png")
+RUN_FILES = ("spec.yaml", "metrics.json", "history.csv", "predictions.csv", "classes.csv", "model.npz",
+             "learning_curves.png")
 
 
 def write_run(result, folder: Path, plots: bool = True, on_written: Callable[[], None] | None = None) -> dict[str, Path]:
-    """Write spec.yaml, metrics.json, history.csv, predictions.csv, model.npz (and learning_curves.png): all or
+    """Write spec.yaml, metrics.json, history.csv, predictions.csv, classes.csv, model.npz (and learning_curves.png): all or
     none. Each is first written whole under a temporary name; only when every one is written do
     they replace the earlier run's files, and those this run has none of (a diverged run's
     model, whose spec and metrics it would contradict) go. A write that fails, or a Ctrl-C,
@@ -118,6 +119,9 @@ def write_run(result, folder: Path, plots: bool = True, on_written: Callable[[],
     predictions = result.predictions()
     if predictions is not None:
         contents["predictions.csv"] = lambda: predictions.to_csv(index=False)
+    classes = result.class_report()
+    if classes is not None:
+        contents["classes.csv"] = lambda: classes.to_csv(index=False)
     if result.network is not None and result.status == "ok":
         contents["model.npz"] = lambda: model_bytes(result)
     staged: dict[str, Path] = {}

@@ -17,7 +17,7 @@ import numpy as np
 from nnexp.build import build_network, build_optimizer
 from nnexp.engine import Network
 from nnexp.metrics import (RANKING, balanced_accuracy, best_threshold, class_probabilities, classification_metrics,
-                           metric_names, regression_metrics)
+                           confusion_matrix, metric_names, per_class_scores, regression_metrics)
 from nnexp.spec import ExperimentSpec, metric_mode
 
 PROBE_ROWS = 256  # training rows used each epoch to measure saturation and dead units
@@ -98,6 +98,30 @@ class RunResult:
             if part.proba is not None:
                 columns.update({f"proba_{name}": part.proba[:, k] for k, name in enumerate(self.prepared.class_names)})
             frames.append(pd.DataFrame(columns))
+        return pd.concat(frames, ignore_index=True)
+
+    def class_report(self):
+        """Per split and true class: `support`, `precision`, `recall`, `f1` and the class's row of
+        the confusion matrix (`predicted_<class>`: how many of its rows went to each class), from the
+        rows predictions() holds (so under cross-validation the validation rows of every fold, out
+        of fold). What macro F1 and balanced accuracy average away: which class is missed, and what
+        it is taken for. None: regression, not kept, or the run diverged."""
+        if not self.outputs or self.task != "classification":
+            return None
+        import pandas as pd
+
+        names = list(self.prepared.class_names)
+        frames = []
+        for split in ("val", "test"):
+            parts = [part for part in self.outputs if part.split == split]
+            if not parts:
+                continue
+            codes = [pd.Categorical(np.concatenate([getattr(part, column) for part in parts]), categories=names).codes
+                     for column in ("target", "prediction")]
+            confusion = confusion_matrix(*codes, len(names))
+            frame = pd.DataFrame({"split": split, "class": names, **per_class_scores(confusion)})
+            frame[[f"predicted_{name}" for name in names]] = confusion
+            frames.append(frame)
         return pd.concat(frames, ignore_index=True)
 
 

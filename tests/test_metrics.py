@@ -9,7 +9,8 @@ from sklearn import exceptions as sk_exceptions
 from sklearn import metrics as sk
 from sklearn.preprocessing import label_binarize
 
-from nnexp.metrics import average_precision, balanced_accuracy, classification_metrics, regression_metrics, roc_auc
+from nnexp.metrics import (average_precision, balanced_accuracy, classification_metrics, confusion_matrix, macro_f1,
+                           per_class_scores, regression_metrics, roc_auc)
 
 
 @pytest.mark.parametrize("n_classes", [2, 3, 7])
@@ -237,3 +238,21 @@ def test_best_threshold_reaches_the_best_balanced_accuracy_of_any_threshold(seed
     below = scores[scores < reaching.max()]
     assert threshold <= reaching.max() and (not len(below) or threshold > below.max())  # halfway down to the next
     assert best_threshold(scores, np.zeros(n, dtype=bool)) is None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_per_class_scores_match_sklearn_and_average_to_macro_f1_and_balanced_accuracy(seed):
+    """Random labels over 4 classes, one never predicted and (seeds 3-5) one absent from y_true:
+    scikit-learn's figures with zero_division=nan, NaN exactly where a figure is undefined."""
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, 3 if seed >= 3 else 4, 60)
+    y_pred = rng.choice([0, 1, 3], 60)  # class 2 never predicted
+    confusion = confusion_matrix(y_true, y_pred, 4)
+    np.testing.assert_array_equal(confusion, sk.confusion_matrix(y_true, y_pred, labels=range(4)))
+    scores = per_class_scores(confusion)
+    expected = sk.precision_recall_fscore_support(y_true, y_pred, labels=range(4), zero_division=np.nan)
+    for name, values in zip(("precision", "recall", "f1", "support"), expected):
+        np.testing.assert_allclose(scores[name], values, rtol=1e-12, equal_nan=True)
+    assert math.isnan(scores["precision"][2]) and math.isnan(scores["recall"][3]) == (seed >= 3)
+    assert np.nanmean(scores["f1"]) == pytest.approx(macro_f1(y_true, y_pred, 4), rel=1e-12)
+    assert np.nanmean(scores["recall"]) == pytest.approx(balanced_accuracy(y_true, y_pred, 4), rel=1e-12)

@@ -116,8 +116,8 @@ def test_result_files_and_determinism(tmp_path):
     first = run_experiment(spec, results_dir=tmp_path / "a")
     second = run_experiment(spec, results_dir=tmp_path / "b")
     folder = tmp_path / "a" / "det"
-    assert sorted(p.name for p in folder.iterdir()) == ["history.csv", "learning_curves.png", "metrics.json", "model.npz",
-                                                        "predictions.csv", "spec.yaml"]
+    assert sorted(p.name for p in folder.iterdir()) == ["classes.csv", "history.csv", "learning_curves.png", "metrics.json",
+                                                        "model.npz", "predictions.csv", "spec.yaml"]
     timing = {"seconds", "seconds_per_epoch"}
     a, b = (json.loads((tmp_path / d / "det" / "metrics.json").read_text()) for d in "ab")
     assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
@@ -590,7 +590,7 @@ def test_a_stop_during_the_swap_of_a_runs_files_is_ignored_and_a_folder_in_the_w
     assert result.exit_code == 0, result.output  # the swap finished: every file is the new run's
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["epochs_run"] == 3
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == sorted(
-        ["spec.yaml", "metrics.json", "history.csv", "predictions.csv", "model.npz", "learning_curves.png"])
+        ["spec.yaml", "metrics.json", "history.csv", "predictions.csv", "classes.csv", "model.npz", "learning_curves.png"])
     (tmp_path / "r" / "metrics.json").unlink()
     (tmp_path / "r" / "metrics.json").mkdir()
     result = run_cli("run", path, "--results-dir", tmp_path, "-q")
@@ -830,6 +830,48 @@ def test_cross_validated_predictions_are_out_of_fold(tmp_path):
     saved = predict(tmp_path / "cv", rows, proba=True)  # the test rows come from the saved model, fold 0's
     proba = [c for c in predictions if c.startswith("proba_")]
     np.testing.assert_allclose(saved[proba].to_numpy(), test[proba].to_numpy(), rtol=1e-6)
+
+
+def test_classes_csv_is_the_confusion_matrix_and_per_class_figures_of_the_predictions(tmp_path):
+    """Re-derived from predictions.csv with scikit-learn: each split's confusion matrix (under
+    cross-validation the validation rows of all folds, out of fold) and per-class precision,
+    recall and F1; without cross-validation their means are metrics.json's macro F1 and balanced
+    accuracy. `nnexp run` names the least recalled test class and what it is taken for."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    spec = {"name": "wine", "data": {"dataset": "wine", "test_fraction": 0.3}, "model": {"hidden": [8]},
+            "train": {"epochs": 3}}
+    for cv in (0, 3):
+        folder = tmp_path / f"cv{cv}"
+        result = run_experiment({**spec, "data": {**spec["data"], "cv_folds": cv}}, results_dir=folder)
+        classes = pd.read_csv(folder / "wine" / "classes.csv")
+        predictions = pd.read_csv(folder / "wine" / "predictions.csv")
+        names = ["class_0", "class_1", "class_2"]  # wine's own names
+        assert classes["class"].tolist() == names * 2 and classes["split"].tolist() == ["val"] * 3 + ["test"] * 3
+        for split in ("val", "test"):
+            mine, part = classes[classes["split"] == split], predictions[predictions["split"] == split]
+            np.testing.assert_array_equal(mine[[f"predicted_{c}" for c in names]].to_numpy(),
+                                          confusion_matrix(part["target"], part["prediction"], labels=names))
+            expected = precision_recall_fscore_support(part["target"], part["prediction"], labels=names,
+                                                       zero_division=np.nan)
+            for column, values in zip(("precision", "recall", "f1", "support"), expected):
+                np.testing.assert_allclose(mine[column].to_numpy(), values, equal_nan=True)
+            if not cv:
+                assert mine["f1"].mean() == pytest.approx(result.metrics[f"{split}_f1"])
+                assert mine["recall"].mean() == pytest.approx(result.metrics[f"{split}_balanced_accuracy"])
+        assert classes.loc[classes["split"] == "val", "support"].sum() == (predictions["split"] == "val").sum()
+    output = " ".join(run_cli("run", folder / "wine" / "spec.yaml", "--results-dir", tmp_path / "cli").stdout.split())
+    test = classes[classes["split"] == "test"]
+    worst = test.loc[test["recall"].idxmin()]
+    name, support = worst["class"], int(worst["support"])
+    assert worst["recall"] < 1  # 3 epochs: some wine is taken for another
+    assert (f"weakest class on the test rows: {name}, recall {worst['recall']:.4g} "
+            f"({int(worst[f'predicted_{name}'])} of {support}; ") in output
+
+
+def test_a_regression_run_has_no_classes_csv(tmp_path):
+    run_experiment({"name": "reg", "data": {"dataset": "diabetes"}, "train": {"epochs": 2}}, results_dir=tmp_path)
+    assert (tmp_path / "reg" / "predictions.csv").exists() and not (tmp_path / "reg" / "classes.csv").exists()
 
 
 def test_regression_predictions_are_in_the_targets_units():
