@@ -373,6 +373,22 @@ def _check_train_size(value):
     return value
 
 
+def _check_positive_class(value):
+    """A class as the data names it: numbers are compared as text (`1` is the class '1'); an
+    unquoted YAML yes/no/true/false is a boolean, not the label the data holds."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        raise ValueError(f"got the boolean {str(value).lower()} (YAML reads unquoted yes, no, true and false so); "
+                         "quote the class name as the data writes it, e.g. 'yes'")
+    if isinstance(value, int) or isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    raise ValueError(f"expected a class name, got {json.dumps(value, default=str)}")
+
+
+POSITIVE_CLASS_ONLY = "only for a two-class classification task"
+
+
 class DataSpec(Strict):
     """Where the rows come from, how they are split and normalised."""
 
@@ -391,6 +407,8 @@ class DataSpec(Strict):
     max_categories: Annotated[int, Field(ge=2)] = 100
     n_samples: Annotated[int, Field(ge=4, le=10_000_000)] = 1000
     noise: Annotated[float, Field(ge=0)] | None = None
+    # two classes: the one AUC, AP and the threshold score, and a single logistic unit predicts
+    positive_class: Annotated[str | None, BeforeValidator(_check_positive_class)] = None
 
     @model_validator(mode="after")
     def _fractions(self):
@@ -425,6 +443,8 @@ class DataSpec(Strict):
         own = self.builtin_task
         if own is not None and self.task not in ("auto", own):
             raise ValueError(f"@task: '{self.dataset}' is a {own} data set, not {self.task}")
+        if self.positive_class is not None and "regression" in (own, self.task):
+            raise ValueError(f"@positive_class: {POSITIVE_CLASS_ONLY}, and this is a regression task")
         return self
 
     @property

@@ -874,6 +874,59 @@ def test_a_regression_run_has_no_classes_csv(tmp_path):
     assert (tmp_path / "reg" / "predictions.csv").exists() and not (tmp_path / "reg" / "classes.csv").exists()
 
 
+def test_positive_class_makes_a_class_the_one_auc_ap_and_the_threshold_score(tmp_path):
+    """breast_cancer's classes sort as malignant, benign: by default P(benign) is scored. With
+    positive_class: malignant the same rows are split off, and AP, the threshold and predict
+    --threshold are about P(malignant)."""
+    from sklearn.metrics import average_precision_score
+
+    base = {"name": "bc", "data": {"dataset": "breast_cancer"}, "train": {"epochs": 5}}
+    plain = run_experiment(base, results_dir=None)
+    flipped = run_experiment({**base, "data": {**base["data"], "positive_class": "malignant"}},
+                             results_dir=tmp_path)
+    assert plain.prepared.class_names == ["malignant", "benign"]
+    assert flipped.prepared.class_names == ["benign", "malignant"]
+    before, after = plain.predictions(), pd.read_csv(tmp_path / "bc" / "predictions.csv")
+    assert before[["split", "row", "target"]].equals(after[["split", "row", "target"]])
+    val = after[after["split"] == "val"]
+    assert flipped.metrics["val_ap"] == pytest.approx(average_precision_score(val["target"] == "malignant",
+                                                                              val["proba_malignant"]))
+    rows = load_breast_cancer_rows(after[after["split"] == "test"]["row"])
+    t = flipped.metrics["threshold"]
+    called = predict(tmp_path / "bc", rows, threshold=t)["prediction"].to_numpy()
+    test = after[after["split"] == "test"]
+    np.testing.assert_array_equal(called, np.where(test["proba_malignant"] >= t, "malignant", "benign"))
+
+
+def load_breast_cancer_rows(rows):
+    from sklearn.datasets import load_breast_cancer
+
+    return load_breast_cancer(as_frame=True).frame.drop(columns="target").iloc[np.asarray(rows)]
+
+
+@pytest.mark.parametrize("dataset, value, message", [
+    ("iris", "setosa", "data.positive_class: only for a two-class classification task, and this is 3 classes"),
+    ("breast_cancer", "malign", "data.positive_class: no class 'malign'; did you mean 'malignant'? "
+                                "(its classes: malignant, benign)"),
+    ("diabetes", 1, "data.positive_class: only for a two-class classification task, and this is a regression task"),
+    ("breast_cancer", True, "data.positive_class: got the boolean true (YAML reads unquoted yes, no, true and false "
+                            "so); quote the class name as the data writes it, e.g. 'yes'"),
+])
+def test_a_positive_class_the_data_cannot_take_exits_2_naming_spec_and_field(tmp_path, write_spec, dataset, value,
+                                                                              message):
+    path = write_spec({"data": {"dataset": dataset, "positive_class": value}, "train": {"epochs": 2}})
+    for command in ("run", "search"):
+        args = ("search", path.with_name("grid.yaml")) if command == "search" else ("run", path)
+        if command == "search":
+            path.with_name("grid.yaml").write_text(yaml.safe_dump(
+                {"base": path.name, "space": {"optimizer.lr": [0.01, 0.1]}}))
+        result = run_cli(*args, "--results-dir", tmp_path / "out", "--quiet")
+        assert result.exit_code == 2, result.output
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith("error: ") and message in line and str(path.name) in line
+    assert not (tmp_path / "out").exists()
+
+
 def test_regression_predictions_are_in_the_targets_units():
     result = run_experiment({"data": {"dataset": "diabetes"}, "train": {"epochs": 5}}, results_dir=None)
     frame = result.predictions()

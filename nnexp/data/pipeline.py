@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +13,7 @@ from nnexp.data.datasets import Table, load_table, npz_frame, read_frame, read_n
 from nnexp.data.preprocess import Preprocessor, check_features, check_levels
 from nnexp.data.split import fold_indices, split_indices, subsample
 from nnexp.errors import DataError, made_with_warnings, with_warnings_again
+from nnexp.spec import POSITIVE_CLASS_ONLY, did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     from nnexp.spec import DataSpec
@@ -162,10 +163,29 @@ def forget_tables() -> None:
     _tables.clear()
 
 
+def positive_last(table: Table, positive: str | None) -> Table:
+    """The table with `positive` as the second of its two classes (index 1): the class a single
+    logistic unit gives the probability of, and AUC, AP and the threshold score. Applied after
+    the rows are split, so a run with and without it trains and scores the same rows."""
+    if positive is None:
+        return table
+    names = table.class_names or []
+    if table.task != "classification" or len(names) != 2:
+        what = f"{len(names)} classes" if table.task == "classification" else "a regression task"
+        raise DataError.at(table.source, "data.positive_class", f"{POSITIVE_CLASS_ONLY}, and this is {what}")
+    if positive not in names:
+        raise DataError.at(table.source, "data.positive_class", f"no class '{positive}'{did_you_mean(positive, names)} "
+                                                                f"(its classes: {', '.join(names)})")
+    if positive == names[1]:
+        return table
+    return replace(table, y=1 - table.y, class_names=[names[1], names[0]])
+
+
 def _build(table: Table, spec: DataSpec, train: np.ndarray, val: np.ndarray | None, test: np.ndarray | None,
            *, seed: int, dtype: str, fold: int | None = None) -> PreparedData:
     train = subsample(train, table.y, task=table.task, class_names=table.class_names,
                       train_size=spec.train_size, seed=seed, source=table.source)
+    table = positive_last(table, spec.positive_class)
     prep = Preprocessor.fit(table.rows(train), table.y[train], task=table.task, class_names=table.class_names,
                             target=table.target, normalize=spec.normalize, impute=spec.impute,
                             max_categories=spec.max_categories, pca_components=spec.pca_components,
