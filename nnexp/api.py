@@ -255,8 +255,7 @@ def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8, en
     from nnexp.build import build_network
     from nnexp.data import prepare
     from nnexp.engine import gradient_check
-    from nnexp.spec import class_weight_problem
-    from nnexp.train import class_weights
+    from nnexp.train import check_spec_fits, class_weights
 
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 2:
         raise NnexpError(f"rows: must be a whole number of at least 2 training rows, got {rows!r}")
@@ -269,9 +268,7 @@ def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8, en
         data = prepare(resolved.data.model_copy(update={"cv_folds": 0}), resolved.seed, dtype="float64")
     finally:
         forget_tables()
-    problem = class_weight_problem(resolved, data.task, data.class_names, data.source)
-    if problem:
-        raise SpecError(problem)
+    check_spec_fits(resolved, data)
     chosen = np.arange(min(rows, len(data.y_train)))
     weights = class_weights(resolved, data)
     if weights is not None:  # a row of every class first, the heaviest classes' first: rows that all weigh

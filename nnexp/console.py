@@ -97,22 +97,32 @@ def print_run_summary(result) -> None:
     task = _task_words(result)  # which task data.task auto chose, said where it cannot be missed
     console.print(f"{task + ': ' if task else ''}{epochs} in {metrics['seconds']:.2f} s "
                   f"({1000 * metrics['seconds_per_epoch']:.1f} ms/epoch)")
-    if "threshold" in metrics:  # two classes: where the likelier class is not the best rule for a rare one
-        t, positive = metrics["threshold"], result.prepared.class_names[1]
+    classes = result.class_report()  # the rows of predictions.csv, as the threshold's figures
+    if "threshold" in metrics and classes is not None:  # two classes: where the likelier class is not the best
+        t, positive = metrics["threshold"], result.prepared.class_names[1]  # rule for a rare one
         at = [f"{split} {_fmt(metrics[f'{split}_balanced_accuracy_at_threshold'])} (the likelier class: "
-              f"{_fmt(metrics.get(f'{split}_balanced_accuracy'))})" for split in ("val", "test")
+              f"{_fmt(classes.loc[classes['split'] == split, 'recall'].mean())})" for split in ("val", "test")
               if f"{split}_balanced_accuracy_at_threshold" in metrics]
-        console.print(f"threshold: {positive} when P({positive}) >= {t:.6g} has the best validation balanced "
-                      f"accuracy: {', '.join(at)}; `nnexp predict --threshold {t:.6g}`",
-                      markup=False, highlight=False)
-    weakest = _weakest_class(result.class_report())
+        console.print(f"threshold: {_class(positive)} when P({_class(positive)}) >= {t:.6g} has the best validation "
+                      f"balanced accuracy: {', '.join(at)}; `nnexp predict --threshold {t:.6g}`"
+                      + (f" ({ROWS_UNDER_CV})" if metrics.get("cv_folds") else ""), markup=False, highlight=False)
+    weakest = _weakest_class(classes, bool(metrics.get("cv_folds")))
     if weakest:
         console.print(weakest, markup=False, highlight=False)
     for name, path in getattr(result, "files", {}).items():
         console.print(f"  {name:<20} {path}")
 
 
-def _weakest_class(report) -> str | None:
+ROWS_UNDER_CV = "validation rows out of fold, test rows by the first fold's network, as in predictions.csv"
+
+
+def _class(name) -> str:
+    """A class name in a line of text: quoted when it could run into the words around it."""
+    text = str(name)
+    return text if text and all(c.isalnum() or c in "_-." for c in text) else repr(text)
+
+
+def _weakest_class(report, cross_validated: bool = False) -> str | None:
     """The class the test rows (else the validation rows) recall least, and what it is taken for:
     the one line of classes.csv a reader needs first. None when every class is recalled fully."""
     if report is None:
@@ -124,12 +134,15 @@ def _weakest_class(report) -> str | None:
     worst = rows.loc[rows["recall"].idxmin()]
     name, support = worst["class"], int(worst["support"])
     hits = int(worst[f"predicted_{name}"])
-    taken = sorted(((int(worst[f"predicted_{other}"]), str(other)) for other in report["class"].unique()
+    taken = sorted(((int(worst[f"predicted_{other}"]), other) for other in report["class"].unique()
                     if other != name and worst[f"predicted_{other}"] > 0), key=lambda pair: -pair[0])
-    shown = ", ".join(f"{count}{' taken' if i == 0 else ''} for {other}" for i, (count, other) in enumerate(taken[:3]))
-    more = f", {sum(count for count, _ in taken[3:])} for others" if len(taken) > 3 else ""
-    where = "test" if split == "test" else "validation"
-    return (f"weakest class on the {where} rows: {name}, recall {_fmt(worst['recall'])} ({hits} of {support}; "
+    shown = "; ".join(f"{count}{' taken' if i == 0 else ''} for {_class(other)}"
+                      for i, (count, other) in enumerate(taken[:3]))
+    more = f"; {sum(count for count, _ in taken[3:])} for others" if len(taken) > 3 else ""
+    where = "test rows" if split == "test" else "validation rows"
+    if cross_validated:
+        where += " (the first fold's network)" if split == "test" else " (out of fold)"
+    return (f"weakest class on the {where}: {_class(name)}, recall {_fmt(worst['recall'])} ({hits} of {support}: "
             f"{shown}{more}); every class: classes.csv")
 
 

@@ -373,17 +373,26 @@ def _check_train_size(value):
     return value
 
 
-def _check_positive_class(value):
-    """A class as the data names it: numbers are compared as text (`1` is the class '1'); an
-    unquoted YAML yes/no/true/false is a boolean, not the label the data holds."""
-    if value is None or isinstance(value, str):
+def class_text(value) -> str | None:
+    """A class named in a spec, as the data names its classes: numbers as text (`1` and `1.0` are
+    the class '1', `0.5` the class '0.5'), YAML's true / false as the classes of a true/false column
+    ('True', 'False'); None for anything else (a list, a mapping)."""
+    if isinstance(value, str):
         return value
     if isinstance(value, bool):
-        raise ValueError(f"got the boolean {str(value).lower()} (YAML reads unquoted yes, no, true and false so); "
-                         "quote the class name as the data writes it, e.g. 'yes'")
-    if isinstance(value, int) or isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    raise ValueError(f"expected a class name, got {json.dumps(value, default=str)}")
+        return str(value)
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return str(int(value)) if float(value).is_integer() else str(float(value))
+    return None
+
+
+def _check_positive_class(value):
+    if value is None:
+        return value
+    name = class_text(value)
+    if name is None:
+        raise ValueError(f"expected a class name, got {json.dumps(value, default=str)}")
+    return name
 
 
 POSITIVE_CLASS_ONLY = "only for a two-class classification task"
@@ -591,8 +600,8 @@ class TargetSpec(Strict):
 
 
 def _check_class_weight(value):
-    """'balanced', or {class: weight} with the classes as the data names them (a mapping given in
-    Python may key them by number: keys are compared as text)."""
+    """'balanced', or {class: weight} with the classes as the data names them (keys as class_text
+    reads them: a mapping given in Python, or YAML's unquoted keys, may key them by number)."""
     if value is None or value == "balanced":
         return value
     if not isinstance(value, dict):
@@ -603,7 +612,7 @@ def _check_class_weight(value):
     for key, weight in value.items():
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
             raise ValueError(f"the weight of class '{key}' must be a positive number, got {json.dumps(weight, default=str)}")
-        weights[str(key).lower() if isinstance(key, bool) else str(key)] = float(weight)
+        weights[class_text(key) or str(key)] = float(weight)
     return weights
 
 
@@ -696,6 +705,23 @@ def monitor_problems(spec: ExperimentSpec, task: str) -> list[str]:
     computed = ["train_loss", *(f"val_{m}" for m in TASK_METRICS[task])]
     return [f"{field}.monitor: '{config.monitor}' is not computed for a {task} task (one of {', '.join(computed)})"
             for field, config in spec.monitors() if config.monitor not in computed]
+
+
+def positive_class_problem(spec: ExperimentSpec, task: str, classes: list[str] | None,
+                           source: str = "the data") -> str | None:
+    """`data.positive_class: problem` when the data (`source`) cannot take the setting: not two
+    classes, or no class of that name."""
+    value = spec.data.positive_class
+    if value is None:
+        return None
+    classes = [str(c) for c in classes or []]
+    if task != "classification" or len(classes) != 2:
+        what = f"{len(classes)} classes" if task == "classification" else f"a {task} task"
+        return f"data.positive_class: {POSITIVE_CLASS_ONLY}, and this is {what}"
+    if value not in classes:
+        return (f"data.positive_class: no class '{value}' in {source}{did_you_mean(value, classes)} "
+                f"(its classes: {', '.join(classes)})")
+    return None
 
 
 def class_weight_problem(spec: ExperimentSpec, task: str, classes: list[str] | None,

@@ -196,13 +196,14 @@ def ranking_watched(spec: ExperimentSpec, watch: tuple[str, ...]) -> bool:
 
 
 def check_spec_fits(spec: ExperimentSpec, data) -> None:
-    """Monitored metrics must be ones the data's task computes, and class weights must name its
-    classes: a data file's 'auto' task and its classes are known only now (the spec checked what
+    """Monitored metrics must be ones the data's task computes, and class weights and the
+    positive class must name its classes: a data file's 'auto' task and its classes are known only now (the spec checked what
     it could: built-in data sets, an explicit data.task)."""
     from nnexp.errors import SpecError
-    from nnexp.spec import class_weight_problem, monitor_problems
+    from nnexp.spec import class_weight_problem, monitor_problems, positive_class_problem
 
-    problems = [*monitor_problems(spec, data.task), class_weight_problem(spec, data.task, data.class_names, data.source)]
+    problems = [*monitor_problems(spec, data.task), class_weight_problem(spec, data.task, data.class_names, data.source),
+                positive_class_problem(spec, data.task, data.class_names, data.source)]
     if any(problems):
         raise SpecError([problem for problem in problems if problem])
 

@@ -865,8 +865,8 @@ def test_classes_csv_is_the_confusion_matrix_and_per_class_figures_of_the_predic
     worst = test.loc[test["recall"].idxmin()]
     name, support = worst["class"], int(worst["support"])
     assert worst["recall"] < 1  # 3 epochs: some wine is taken for another
-    assert (f"weakest class on the test rows: {name}, recall {worst['recall']:.4g} "
-            f"({int(worst[f'predicted_{name}'])} of {support}; ") in output
+    assert (f"weakest class on the test rows (the first fold's network): {name}, recall {worst['recall']:.4g} "
+            f"({int(worst[f'predicted_{name}'])} of {support}: ") in output
 
 
 def test_a_regression_run_has_no_classes_csv(tmp_path):
@@ -906,25 +906,63 @@ def load_breast_cancer_rows(rows):
 
 @pytest.mark.parametrize("dataset, value, message", [
     ("iris", "setosa", "data.positive_class: only for a two-class classification task, and this is 3 classes"),
-    ("breast_cancer", "malign", "data.positive_class: no class 'malign'; did you mean 'malignant'? "
-                                "(its classes: malignant, benign)"),
+    ("breast_cancer", "malign", "data.positive_class: no class 'malign' in breast_cancer; did you mean 'malignant'? "
+                                "(its classes: "),
+    ("breast_cancer", 0.5, "data.positive_class: no class '0.5' in breast_cancer (its classes: "),
     ("diabetes", 1, "data.positive_class: only for a two-class classification task, and this is a regression task"),
-    ("breast_cancer", True, "data.positive_class: got the boolean true (YAML reads unquoted yes, no, true and false "
-                            "so); quote the class name as the data writes it, e.g. 'yes'"),
+    ("breast_cancer", [1], "data.positive_class: expected a class name, got [1]"),
 ])
 def test_a_positive_class_the_data_cannot_take_exits_2_naming_spec_and_field(tmp_path, write_spec, dataset, value,
                                                                               message):
+    """From run, gradcheck, and a search before its first trial, whether the value is the base's
+    or one of the searched ones; a search names its own file (as for class weights and monitors)."""
     path = write_spec({"data": {"dataset": dataset, "positive_class": value}, "train": {"epochs": 2}})
-    for command in ("run", "search"):
-        args = ("search", path.with_name("grid.yaml")) if command == "search" else ("run", path)
-        if command == "search":
-            path.with_name("grid.yaml").write_text(yaml.safe_dump(
-                {"base": path.name, "space": {"optimizer.lr": [0.01, 0.1]}}))
-        result = run_cli(*args, "--results-dir", tmp_path / "out", "--quiet")
-        assert result.exit_code == 2, result.output
-        (line,) = result.stderr.strip().splitlines()
-        assert line.startswith("error: ") and message in line and str(path.name) in line
+    grid = path.with_name("grid.yaml")
+    grid.write_text(yaml.safe_dump({"base": path.name, "space": {"optimizer.lr": [0.01, 0.1]}}))
+    searched = path.with_name("searched.yaml")
+    searched.write_text(yaml.safe_dump({"experiment": {"data": {"dataset": dataset}, "train": {"epochs": 2}},
+                                        "space": {"data.positive_class": ["malignant" if dataset == "breast_cancer"
+                                                                          else "x", value]}}))
+    in_spec = dataset == "diabetes" or isinstance(value, list)  # refused by the base's own validation: it is named
+    for args, named in ((("run", path), path), (("gradcheck", path), path), (("search", grid), path if in_spec else grid),
+                        (("search", searched), searched), (("validate", searched), searched)):
+        result = run_cli(*args, *(("--results-dir", tmp_path / "out", "--quiet") if args[0] != "gradcheck" and
+                                  args[0] != "validate" else ()))
+        assert result.exit_code == 2, (args, result.output)
+        (line,) = [line for line in result.stderr.strip().splitlines() if line.startswith("error")]
+        field, problem = message.split(": ", 1)  # a searched value's: space.data.positive_class: value ...: problem
+        assert line.startswith(f"error: {named}: ") and field.split(".")[-1] in line and problem in line, (args, line)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_threshold_line_compares_figures_of_the_same_rows_under_cross_validation(tmp_path, write_spec):
+    """The balanced accuracy at the threshold and at the likelier class, side by side, both of the rows
+    of predictions.csv (validation rows out of fold, the test rows by the first fold's network), not
+    one of them a mean over the folds' networks."""
+    path = write_spec({"name": "bc", "data": {"dataset": "breast_cancer", "cv_folds": 3}, "train": {"epochs": 5}})
+    output = " ".join(run_cli("run", path, "--results-dir", tmp_path).stdout.split())
+    metrics = json.loads((tmp_path / "bc" / "metrics.json").read_text())
+    classes = pd.read_csv(tmp_path / "bc" / "classes.csv")
+    for split in ("val", "test"):
+        likelier = classes.loc[classes["split"] == split, "recall"].mean()
+        assert (f"{split} {metrics[f'{split}_balanced_accuracy_at_threshold']:.4g} "
+                f"(the likelier class: {likelier:.4g})") in output
+    assert f"{metrics['test_balanced_accuracy']:.4g})" not in output  # the mean over the folds' networks
+
+
+def test_positive_class_takes_numbers_and_booleans_as_the_data_names_its_classes(tmp_path):
+    """0.5 names the class '0.5' of a numeric column, true the class 'True' of a true/false one; so
+    do class weights' keys."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 2))
+    for labels, value, named in (([0.5, 1.5], 0.5, "0.5"), ([True, False], True, "True"), ([0, 1], 0.0, "0")):
+        frame = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": np.where(x[:, 0] > 0, labels[0], labels[1])})
+        frame.to_csv(tmp_path / "d.csv", index=False)
+        result = run_experiment({"data": {"dataset": str(tmp_path / "d.csv"), "target": "y", "task": "classification",
+                                          "positive_class": value},
+                                 "train": {"epochs": 2, "class_weight": {value: 3}}}, results_dir=None)
+        assert result.prepared.class_names[1] == named
+        assert result.spec.train.class_weight == {named: 3.0}
 
 
 def test_regression_predictions_are_in_the_targets_units():

@@ -13,7 +13,6 @@ from nnexp.data.datasets import Table, load_table, npz_frame, read_frame, read_n
 from nnexp.data.preprocess import Preprocessor, check_features, check_levels
 from nnexp.data.split import fold_indices, split_indices, subsample
 from nnexp.errors import DataError, made_with_warnings, with_warnings_again
-from nnexp.spec import POSITIVE_CLASS_ONLY, did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     from nnexp.spec import DataSpec
@@ -166,17 +165,11 @@ def forget_tables() -> None:
 def positive_last(table: Table, positive: str | None) -> Table:
     """The table with `positive` as the second of its two classes (index 1): the class a single
     logistic unit gives the probability of, and AUC, AP and the threshold score. Applied after
-    the rows are split, so a run with and without it trains and scores the same rows."""
-    if positive is None:
-        return table
+    the rows are split, so a run with and without it trains and scores the same rows. A value
+    that does not fit the data changes nothing here: training refuses it, naming the spec
+    (spec.positive_class_problem)."""
     names = table.class_names or []
-    if table.task != "classification" or len(names) != 2:
-        what = f"{len(names)} classes" if table.task == "classification" else "a regression task"
-        raise DataError.at(table.source, "data.positive_class", f"{POSITIVE_CLASS_ONLY}, and this is {what}")
-    if positive not in names:
-        raise DataError.at(table.source, "data.positive_class", f"no class '{positive}'{did_you_mean(positive, names)} "
-                                                                f"(its classes: {', '.join(names)})")
-    if positive == names[1]:
+    if positive is None or table.task != "classification" or len(names) != 2 or positive != names[0]:
         return table
     return replace(table, y=1 - table.y, class_names=[names[1], names[0]])
 

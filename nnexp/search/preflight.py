@@ -14,7 +14,7 @@ import warnings
 from nnexp.data.datasets import check_path, load_table, spec_named_problems, without_columns
 from nnexp.errors import DataError, SpecError
 from nnexp.search.trial import prepared_data
-from nnexp.spec import class_weight_problem, metric_problem, monitor_problems
+from nnexp.spec import class_weight_problem, metric_problem, monitor_problems, positive_class_problem
 
 
 def check_data(plan, loaded) -> None:
@@ -45,10 +45,12 @@ def check_data(plan, loaded) -> None:
     task = split.task
     problems = [metric_problem(search.metric, task), *monitor_problems(first, task)]
     targets = {(t.spec.data.dataset, t.spec.data.target, t.spec.data.task) for t in plan.trials}
-    if len(targets) == 1:  # one target for all: class weights naming none of its classes are the search's mistake
-        # (a searched data.dataset or data.target: a value fits some configurations' data, which fail alone)
-        settings = {repr(t.spec.train.class_weight): t.spec for t in plan.trials}
-        problems += [class_weight_problem(spec, task, split.class_names, split.source) for spec in settings.values()]
+    if len(targets) == 1:  # one target for all: class weights or a positive class naming none of its classes are
+        # the search's mistake (a searched data.dataset or data.target: a value fits some configurations' data, which
+        # fail alone)
+        settings = {repr((t.spec.train.class_weight, t.spec.data.positive_class)): t.spec for t in plan.trials}
+        problems += [problem(spec, task, split.class_names, split.source) for spec in settings.values()
+                     for problem in (class_weight_problem, positive_class_problem)]
     problems = list(dict.fromkeys(problem for problem in problems if problem))
     if problems:
         raise SpecError([f"{source}: {problem}" for problem in problems])
