@@ -271,10 +271,11 @@ def gradcheck(spec: str | os.PathLike | dict | ExperimentSpec, rows: int = 8, en
     check_spec_fits(resolved, data)
     chosen = np.arange(min(rows, len(data.y_train)))
     weights = class_weights(resolved, data)
-    if weights is not None:  # a row of every class first, the heaviest classes' first: rows that all weigh
-        classes, firsts = np.unique(data.y_train, return_index=True)  # alike could not tell the weights
-        firsts = firsts[np.argsort(-weights[classes], kind="stable")]
-        chosen = np.sort(list(dict.fromkeys([*firsts.tolist(), *range(len(data.y_train))]))[:rows])
+    if weights is not None:  # a row of every class first: rows that all weigh alike could not tell the weights;
+        classes, firsts = np.unique(data.y_train, return_index=True)  # the heaviest class's, then the lightest's
+        order = list(np.argsort(-weights[classes], kind="stable"))  # (two rows already weigh differently), the rest
+        order.insert(1, order.pop())
+        chosen = np.sort(list(dict.fromkeys([*firsts[order].tolist(), *range(len(data.y_train))]))[:rows])
     X, y = data.X_train[chosen], data.y_train[chosen]
     rng = np.random.default_rng(resolved.seed)
     net = build_network(resolved.model, X.shape[1], data.task, data.n_outputs, rng, "float64",

@@ -118,16 +118,20 @@ def _forget_unhandled_interrupt() -> None:
 
 
 @contextmanager
-def spec_named(path: Path):
+def spec_named(path: Path, set_: list[str] | None = None):
     """A spec error found only once the data is loaded names the spec file, as one found earlier
-    does; so does a problem with a built-in data set's settings."""
+    does, or the `--set` override that gave the field; so does a problem with a built-in data
+    set's settings."""
     from nnexp.data.datasets import spec_named_problems
     from nnexp.errors import DataError, SpecError
+    from nnexp.spec import given_by, parse_overrides
 
+    overridden = [field for field, _ in parse_overrides(set_)]
     try:
         yield
     except SpecError as exc:
-        raise SpecError([f"{path}: {problem}" for problem in exc.problems]) from None
+        raise SpecError([f"--set {problem}" if given_by(problem.partition(": ")[0], overridden) else f"{path}: {problem}"
+                         for problem in exc.problems]) from None
     except DataError as exc:
         raise DataError(spec_named_problems(exc.problems, str(path))) from None
 
@@ -166,7 +170,7 @@ def validate(spec: SpecArg, set_: SetOpt = None,
         if isinstance(loaded, specs.ExperimentSpec):
             from nnexp.train import check_spec_fits, first_split, load_data
 
-            with spec_named(spec):  # a missing file, settings its data cannot take, a monitor its task lacks
+            with spec_named(spec, set_):  # a missing file, settings its data cannot take, a monitor its task lacks
                 check_spec_fits(loaded, first_split(load_data(loaded)))
             text = specs.dump_yaml(loaded)
         else:
@@ -206,7 +210,7 @@ def run(spec: ExperimentArg, set_: SetOpt = None, results_dir: ResultsOpt = Path
         from nnexp.api import run_experiment, run_folder, write_results
         from nnexp.console import EpochProgress, print_run_summary
 
-        with EpochProgress(experiment, enabled=not quiet) as bar, spec_named(spec):
+        with EpochProgress(experiment, enabled=not quiet) as bar, spec_named(spec, set_):
             result = run_experiment(experiment, results_dir=None, progress=bar.update)
         folder["writing"] = run_folder(result.spec, results_dir)
         write_results(result, results_dir, on_written=lambda: folder.update(written=folder["writing"]))
@@ -317,7 +321,7 @@ def gradcheck(
         from nnexp.api import gradcheck as check_gradients
         from nnexp.console import print_gradcheck
 
-        with spec_named(spec):
+        with spec_named(spec, set_):
             report = check_gradients(experiment, rows=rows, entries=entries, tolerance=tolerance)
         if not quiet:
             print_gradcheck(report)

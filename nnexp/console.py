@@ -100,11 +100,12 @@ def print_run_summary(result) -> None:
     classes = result.class_report()  # the rows of predictions.csv, as the threshold's figures
     if "threshold" in metrics and classes is not None:  # two classes: where the likelier class is not the best
         t, positive = metrics["threshold"], result.prepared.class_names[1]  # rule for a rare one
+        shown = f"{t:.6g}" if 0 < float(f"{t:.6g}") < 1 else repr(t)  # 0.9999997 is not `--threshold 1`
         at = [f"{split} {_fmt(metrics[f'{split}_balanced_accuracy_at_threshold'])} (the likelier class: "
               f"{_fmt(classes.loc[classes['split'] == split, 'recall'].mean())})" for split in ("val", "test")
               if f"{split}_balanced_accuracy_at_threshold" in metrics]
-        console.print(f"threshold: {_class(positive)} when P({_class(positive)}) >= {t:.6g} has the best validation "
-                      f"balanced accuracy: {', '.join(at)}; `nnexp predict --threshold {t:.6g}`"
+        console.print(f"threshold: {_class(positive)} when P({_class(positive)}) >= {shown} has the best validation "
+                      f"balanced accuracy: {', '.join(at)}; `nnexp predict --threshold {shown}`"
                       + (f" ({ROWS_UNDER_CV})" if metrics.get("cv_folds") else ""), markup=False, highlight=False)
     weakest = _weakest_class(classes, bool(metrics.get("cv_folds")))
     if weakest:

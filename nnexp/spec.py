@@ -31,6 +31,7 @@ from pydantic import (
     PrivateAttr,
     Tag,
     ValidationError,
+    field_serializer,
     model_serializer,
     model_validator,
 )
@@ -629,6 +630,15 @@ class TrainSpec(Strict):
     target: TargetSpec | None = None
     time_limit: Annotated[float, Field(gt=0)] | None = None  # seconds of training; stops after the epoch that passes it
     dtype: Literal["float32", "float64"] = "float32"
+
+    @field_serializer("class_weight")
+    def _weights_that_matter(self, value):
+        """Unnamed classes weigh 1: {fraud: 3, legit: 1} is {fraud: 3} and {legit: 1} is no weighting,
+        in spec.yaml and wherever experiments are compared (a search plans such values once). The
+        value itself keeps every name, so a misspelt one is still refused against the data."""
+        if not isinstance(value, dict):
+            return value
+        return {name: weight for name, weight in value.items() if weight != 1.0} or None
 
 
 MAX_NAME_BYTES = 255  # the longest file name most file systems take
@@ -1291,11 +1301,11 @@ def warn_ignored(source: str, lines: list[str], overrides: list[tuple[str, Any]]
     override gave that field."""
     given = [path for path, _ in overrides]
     for line in lines:
-        by_set = _given_by(line.split(":", 1)[0], given)
+        by_set = given_by(line.split(":", 1)[0], given)
         warn(f"{OVERRIDE.get()} {line}" if by_set else f"{source}: {line}")
 
 
-def _given_by(field: str, paths: list[str]) -> bool:
+def given_by(field: str, paths: list[str]) -> bool:
     """Whether an override at one of `paths` set `field` (itself, or a section or kind around it)."""
     return any(field == path or field.startswith((f"{path}.", f"{path}[")) for path in paths)
 
@@ -1313,7 +1323,7 @@ def _blaming_overrides(source: str, overrides: list[tuple[str, Any]], prefix: st
             field = line[len(source) + 2:] if line.startswith(f"{source}: ") else None
             if field is not None and prefix:
                 field = field.removeprefix(prefix)
-            given = field is not None and _given_by(field.split(": ", 1)[0], paths)
+            given = field is not None and given_by(field.split(": ", 1)[0], paths)
             lines.append(f"{OVERRIDE.get()} {field}" if given else line)
         raise SpecError(lines) from None
 
@@ -1339,7 +1349,7 @@ class LoadedSearch(BaseModel):
 
 
 def _named_field(path: str, source: str, overridden: tuple[str, ...], override: str) -> str:
-    return f"{override} {path}" if _given_by(path, list(overridden)) else f"{source}: {path}"
+    return f"{override} {path}" if given_by(path, list(overridden)) else f"{source}: {path}"
 
 
 EXPERIMENT_ONLY_KEYS = ("data", "model", "optimizer", "train")

@@ -950,6 +950,23 @@ def test_the_threshold_line_compares_figures_of_the_same_rows_under_cross_valida
     assert f"{metrics['test_balanced_accuracy']:.4g})" not in output  # the mean over the folds' networks
 
 
+def test_a_set_value_the_data_cannot_take_is_blamed_on_set_not_on_the_file(tmp_path, write_spec):
+    """Problems found only against the data (a class name, a metric the task lacks) name the
+    override that gave the value: the file does not hold it."""
+    path = write_spec({"data": {"dataset": "breast_cancer"}, "train": {"epochs": 2}})
+    grid = path.with_name("grid.yaml")
+    grid.write_text(yaml.safe_dump({"base": path.name, "space": {"optimizer.lr": [0.01, 0.1]}}))
+    for args, expected in (
+            (("run", path, "--set", "data.positive_class=Malignant"),
+             "error: --set data.positive_class: no class 'Malignant' in breast_cancer; did you mean 'malignant'?"),
+            (("gradcheck", path, "--set", "train.class_weight={benign: 2, Benign: 3}"),
+             "error: --set train.class_weight: no class 'Benign' in breast_cancer"),
+            (("search", grid, "--set", "metric=val_rmse", "--results-dir", tmp_path / "out"),
+             "error: --set metric: 'val_rmse' is not computed for a classification task")):
+        result = run_cli(*args, "--quiet")
+        assert result.exit_code == 2 and result.stderr.strip().splitlines()[0].startswith(expected), result.stderr
+
+
 def test_positive_class_takes_numbers_and_booleans_as_the_data_names_its_classes(tmp_path):
     """0.5 names the class '0.5' of a numeric column, true the class 'True' of a true/false one; so
     do class weights' keys."""
@@ -1013,6 +1030,9 @@ def test_gradcheck_of_class_weights_checks_rows_of_every_class(tmp_path, monkeyp
     # fewer rows than classes: the heavier class first (iris's first rows: setosa and versicolor, both 1)
     iris = {"data": {"dataset": "iris"}, "model": {"hidden": [4]}, "train": {"class_weight": {"virginica": 5}}}
     assert not nnexp.gradcheck(iris, rows=2).passed
+    # a class weighed down: the heaviest class's row, then the lightest's (two rows of weight 1 could not tell)
+    lighter = {**iris, "train": {"class_weight": {"setosa": 0.5}}}
+    assert not nnexp.gradcheck(lighter, rows=2).passed
 
 
 def test_a_two_class_run_finds_the_threshold_a_rare_class_needs(tmp_path):

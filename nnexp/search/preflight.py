@@ -43,7 +43,9 @@ def check_data(plan, loaded) -> None:
     first, prepared = _first_loadable(plan, data_source)  # the base's settings, unless a searched value broke them
     split = first_split(prepared)
     task = split.task
-    problems = [metric_problem(search.metric, task), *monitor_problems(first, task)]
+    wrong_metric = metric_problem(search.metric, task)  # named as given: by the file or by --set metric
+    named = [f"{loaded.field('metric')}: {wrong_metric.removeprefix('metric: ')}"] if wrong_metric else []
+    problems = monitor_problems(first, task)
     targets = {(t.spec.data.dataset, t.spec.data.target, t.spec.data.task) for t in plan.trials}
     if len(targets) == 1:  # one target for all: class weights or a positive class naming none of its classes are
         # the search's mistake (a searched data.dataset or data.target: a value fits some configurations' data, which
@@ -51,9 +53,9 @@ def check_data(plan, loaded) -> None:
         settings = {repr((t.spec.train.class_weight, t.spec.data.positive_class)): t.spec for t in plan.trials}
         problems += [problem(spec, task, split.class_names, split.source) for spec in settings.values()
                      for problem in (class_weight_problem, positive_class_problem)]
-    problems = list(dict.fromkeys(problem for problem in problems if problem))
-    if problems:
-        raise SpecError([f"{source}: {problem}" for problem in problems])
+    named += [f"{source}: {problem}" for problem in dict.fromkeys(problem for problem in problems if problem)]
+    if named:
+        raise SpecError(named)
 
 
 def _first_loadable(plan, source: str):

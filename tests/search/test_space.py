@@ -77,6 +77,11 @@ def test_random_trials_option_overrides_spec(search_file):
     ({"data.drop": [["sepal width (cm)", "petal width (cm)"], ["petal width (cm)", "sepal width (cm)"]]},
      "space.data.drop: [sepal width (cm), petal width (cm)] and [petal width (cm), sepal width (cm)] make the same "
      "experiment"),
+    # unnamed classes weigh 1
+    ({"train.class_weight": [{"setosa": 3, "versicolor": 1}, {"setosa": 3}]},
+     "space.train.class_weight: {setosa: 3, versicolor: 1} and {setosa: 3} make the same experiment"),
+    ({"train.class_weight": [None, {"virginica": 1.0}]},
+     "space.train.class_weight: null and {virginica: 1.0} make the same experiment"),
     # a parameter of one searched optimizer is dropped on another that lacks it: say why, and what to search
     ({"optimizer.name": ["adam", "momentum"], "optimizer.momentum": [0.5, 0.9]},
      "space.optimizer.momentum: 0.5 and 0.9 make the same experiment with optimizer.name adam, which has no "
