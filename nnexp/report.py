@@ -335,7 +335,7 @@ def importance(frame, metric: str, params: list[str], effect_tables: dict[str, A
         effect = effect_tables.get(p)
         means = effect[f"mean_{metric}"].dropna() if effect is not None and f"mean_{metric}" in effect else []
         within = share(keys.map(str))  # str: lists and None group as the tables show them
-        rows.append({"parameter": p, "spread": float(means.max() - means.min()) if len(means) else math.nan,
+        rows.append({"parameter": p, "spread": float(means.max() - means.min()) if len(means) >= 2 else math.nan,
                      "eta2": math.nan if math.isnan(within) else min(1.0, max(0.0, 1.0 - within))})
     table = pd.DataFrame(rows, columns=columns).sort_values("eta2", ascending=False, na_position="last", kind="stable")
     repeated = bool(len(ok)) and bool((ok.groupby("config_id").size() >= 2).any())
@@ -541,6 +541,13 @@ def effects_markdown(result: ReportResult) -> str:
                      "credit, and the shares can add up to more. Failed and diverged trials are not in these "
                      "figures: see each table's rates.\n\n"
                      + pd.DataFrame(rows).to_markdown(index=False) + "\n")
+    elif shares is not None and len(shares) > 1:
+        trials = result.trials
+        ok = trials.loc[trials["status"] == "ok", m].dropna() if m in trials else []
+        if len(ok) >= 2 and ok.nunique() == 1:  # (else too few ok trials: the counts above say so)
+            parts.append(f"## What matters\n\nEvery ok trial scored the same {m} ({_fmt(ok.iloc[0])}): neither a "
+                         "parameter nor the seed moved it, so there is nothing to attribute (a metric the data "
+                         "makes easy to saturate, or networks that all learned the same thing).\n")
     for p, frame in result.effects.items():
         rows = [{p: fmt_param(r[p]), m: pm(r[f"mean_{m}"], r[f"std_{m}"]), "ok": f"{int(r['n_ok'])}/{int(r['n_trials'])}",
                  "failure rate": f"{r['failure_rate']:.0%}", "divergence rate": f"{r['divergence_rate']:.0%}"}

@@ -700,7 +700,31 @@ def test_no_importance_when_every_trial_scores_the_same(tmp_path):
     write_scores(tmp_path, {"a": [0.9, 0.9], "b": [0.9, 0.9]})
     result = report(tmp_path, plots=False)
     assert result.importance["eta2"].isna().all()
-    assert "What matters" not in (tmp_path / "effects.md").read_text()
+    assert ("## What matters\n\nEvery ok trial scored the same val_accuracy (0.9000): neither a parameter nor the seed "
+            "moved it") in (tmp_path / "effects.md").read_text()
+
+
+def test_a_parameter_with_one_value_left_has_no_spread(tmp_path):
+    """Every trial of one value failed: a spread of 0 over the one value left read as "does not
+    matter", where that value decided every failure."""
+    write_scores(tmp_path / "s", {"a": [0.9, 0.8], "b": [0.7, 0.75]})
+    store = TrialStore(tmp_path / "s")
+    for seed in range(2):
+        store.append({"trial_id": f"c-s{seed}", "config_id": "c", "params": {"x": "c"}, "seed": seed, "repeat": seed,
+                      "status": "failed", "error": "boom", "epochs_run": 0, "seconds": 1.0, "history": {}})
+    (tmp_path / "t").mkdir()
+    save_spec(tmp_path / "t", {"search": {"metric": "val_accuracy", "mode": "max",
+                                          "space": {"x": ["a", "c"], "y": [1, 2]}}, "experiment": {}})
+    store = TrialStore(tmp_path / "t")
+    for x, y, seed in ((x, y, seed) for x in "ac" for y in (1, 2) for seed in range(2)):
+        ok = x == "a"
+        store.append({"trial_id": f"{x}{y}-s{seed}", "config_id": f"{x}{y}", "params": {"x": x, "y": y}, "seed": seed,
+                      "repeat": seed, "status": "ok" if ok else "failed", "error": None if ok else "boom",
+                      **({"val_accuracy": 0.8 + 0.05 * y + 0.01 * seed} if ok else {}), "epochs_run": 5,
+                      "seconds": 1.0, "history": {}})
+    shares = report(tmp_path / "t", plots=False).importance.set_index("parameter")
+    assert np.isnan(shares.loc["x", "spread"]) and shares.loc["y", "spread"] == pytest.approx(0.05)
+    assert report(tmp_path / "s", plots=False).importance.set_index("parameter").loc["x", "spread"] == pytest.approx(0.125)
 
 
 def test_ranked_by_val_auc_with_an_undefined_auc(tmp_path):
