@@ -1161,8 +1161,8 @@ def parse_overrides(pairs: list[str] | None, source: str = "--set") -> list[tupl
         except (yaml.YAMLError, RecursionError, ValueError) as exc:
             problem = getattr(exc, "problem", None)  # e.g. `{1: 5}`: key '1' reads as int, not a name
             if isinstance(exc, yaml.constructor.ConstructorError) and problem:  # valid YAML that a spec refuses
-                raise SpecError(f"{source}: {path}: value '{text}': {problem}") from None
-            raise SpecError(f"{source}: {path}: value '{text}' is not valid YAML" + (f": {problem}" if problem else "")) from None
+                raise SpecError(f"{source} {path}: value '{text}': {problem}") from None
+            raise SpecError(f"{source} {path}: value '{text}' is not valid YAML" + (f": {problem}" if problem else "")) from None
         parsed.append((path, value))
     return parsed
 
@@ -1264,7 +1264,7 @@ def _apply_all(data: dict, overrides: list[tuple[str, Any]], source: str) -> Non
     known = experiment_paths()
     for path, value in overrides:
         if path not in known:
-            raise SpecError(f"{source}: {path}: unknown field{did_you_mean(path, known)}")
+            raise SpecError(f"{source} {path}: unknown field{did_you_mean(path, known)}")
         apply_override(data, path, value)
 
 

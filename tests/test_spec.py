@@ -208,14 +208,14 @@ def test_overrides_are_yaml_and_validated(write_spec):
     s = specs.load_experiment(path, specs.parse_overrides(["train.epochs=2", "model.hidden=[32, 16]", "model.init.std=0.5",
                                                            "model.init.name=gaussian"]))
     assert s.train.epochs == 2 and s.model.hidden == [32, 16] and s.model.init.std == 0.5
-    with pytest.raises(SpecError, match=r"--set: train.epoch: unknown field; did you mean 'train.epochs'\?"):
+    with pytest.raises(SpecError, match=r"--set train.epoch: unknown field; did you mean 'train.epochs'\?"):
         specs.load_experiment(path, specs.parse_overrides(["train.epoch=2"]))
     with pytest.raises(SpecError, match="expected PATH=VALUE"):
         specs.parse_overrides(["train.epochs"])
-    with pytest.raises(SpecError, match=r"^--set: train.class_weight: value '\{1: 5\}': key '1' "
+    with pytest.raises(SpecError, match=r"^--set train.class_weight: value '\{1: 5\}': key '1' "
                                         r"reads as int, not a name; quote it if it is one$"):
         specs.parse_overrides(["train.class_weight={1: 5}"])
-    with pytest.raises(SpecError, match=r"^--set: train.epochs: value '\[1' is not valid YAML: expected ',' or ']'"):
+    with pytest.raises(SpecError, match=r"^--set train.epochs: value '\[1' is not valid YAML: expected ',' or ']'"):
         specs.parse_overrides(["train.epochs=[1"])
 
 
