@@ -937,6 +937,20 @@ def _check_metric_recorded(metric: str, records: list[dict], folder: Path, name:
     raise SpecError(f"{name}: no trial in {folder} has {metric} (they have {', '.join(present) or 'no metric'})")
 
 
+TABLES = ("summary.csv", "summary.md", "effects.md", "best.yaml")
+
+
+def remove_tables(folder: Path) -> None:
+    """`--fresh` moved the log these tables and plots came from aside: until the new log's are
+    written (a search killed before then writes none) they would describe trials no longer there."""
+    for name in TABLES:
+        try:
+            (folder / name).unlink(missing_ok=True)
+        except OSError:
+            pass
+    _remove_stale_plots(folder, keep=[])
+
+
 def _remove_stale_plots(folder: Path, keep: list[Path]) -> None:
     """Plots this report did not draw are from an earlier log (before --fresh, or of a parameter
     no longer searched): they would sit beside tables that contradict them."""

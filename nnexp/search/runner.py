@@ -310,7 +310,10 @@ def run_search(
         if fresh:
             moved = store.move_aside()
             if moved:
-                notes.append(f"--fresh: earlier trials moved to {moved.name}")
+                from nnexp.report import remove_tables
+
+                remove_tables(folder)
+                notes.append(f"--fresh: earlier trials moved to {moved.name} (their tables and plots removed)")
         elif store.path.exists() and store.path.stat().st_size:
             notes += check_same_search(folder, identity)
         save_spec(folder, identity)

@@ -74,6 +74,26 @@ def test_fresh_moves_the_old_log_aside(planned, tmp_path):
     assert outcome.ran == 12 and len(lines(folder)) == 12 and len(list(folder.glob("trials-*.jsonl.old"))) == 1
 
 
+def test_fresh_removes_the_old_logs_tables_before_its_first_trial(planned, tmp_path):
+    """A --fresh search killed before its report left the old log's summary, effects, best.yaml and
+    plots beside a new log they do not describe."""
+    from nnexp.report import report
+
+    loaded, plan = planned(SPACE)
+    folder = tmp_path / "out"
+    run_search(loaded, plan, folder, n_jobs=1, **FAKE)
+    written = {p.name for p in report(folder).files}
+    assert {"summary.csv", "summary.md", "effects.md", "best.yaml"} <= written and any(n.endswith(".png") for n in written)
+
+    def stop_after_one(record, counts):
+        if record is not None:
+            raise KeyboardInterrupt
+
+    outcome = run_search(loaded, plan, folder, n_jobs=1, fresh=True, progress=stop_after_one, **FAKE)
+    assert outcome.interrupted and not any((folder / name).exists() for name in written)
+    assert "(their tables and plots removed)" in outcome.notes[0]
+
+
 def test_ctrl_c_keeps_finished_trials(planned, tmp_path):
     loaded, plan = planned(SPACE)
     folder = tmp_path / "out"
