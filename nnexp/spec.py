@@ -611,6 +611,11 @@ def _check_class_weight(value):
         raise ValueError("a mapping {class: weight} needs at least one class (leave the field out for equal weights)")
     weights = {}
     for key, weight in value.items():
+        if isinstance(weight, str):  # text that is a plain number is that number, as in every number field
+            try:
+                weight = float(weight)
+            except ValueError:
+                pass
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
             raise ValueError(f"the weight of class '{key}' must be a positive number, got {json.dumps(weight, default=str)}")
         weights[class_text(key) or str(key)] = float(weight)

@@ -771,3 +771,12 @@ def test_a_spec_survives_pickling():
         "optimizer.momentum: only the momentum and nesterov optimizers use it; sgd ignores it "
         "(SGD with momentum is `name: momentum`)"]
     assert "momentum" not in spec.model_dump()["optimizer"]  # what trains is plain SGD
+
+
+def test_class_weights_take_text_numbers_and_name_classes_as_the_data_does():
+    spec = specs.ExperimentSpec.model_validate({"train": {"class_weight": {"fraud": "3", 1.0: 2, 0.5: " 0.5 "}}})
+    assert spec.train.class_weight == {"fraud": 3.0, "1": 2.0, "0.5": 0.5}
+    spec = specs.ExperimentSpec.model_validate({"train": {"class_weight": {True: 2}}})  # a true/false column's class
+    assert spec.train.class_weight == {"True": 2.0}
+    with pytest.raises(ValidationError, match="the weight of class 'fraud' must be a positive number, got \"three\""):
+        specs.ExperimentSpec.model_validate({"train": {"class_weight": {"fraud": "three"}}})
