@@ -124,14 +124,14 @@ def spec_named(path: Path, set_: list[str] | None = None):
     set's settings."""
     from nnexp.data.datasets import spec_named_problems
     from nnexp.errors import DataError, SpecError
-    from nnexp.spec import given_by, parse_overrides
+    from nnexp.spec import parse_overrides, set_by_override
 
-    overridden = [field for field, _ in parse_overrides(set_)]
+    overrides = parse_overrides(set_)
     try:
         yield
     except SpecError as exc:
-        raise SpecError([f"--set {problem}" if given_by(problem.partition(": ")[0], overridden) else f"{path}: {problem}"
-                         for problem in exc.problems]) from None
+        raise SpecError([f"--set {problem}" if set_by_override(problem.partition(": ")[0], overrides)
+                         else f"{path}: {problem}" for problem in exc.problems]) from None
     except DataError as exc:
         raise DataError(spec_named_problems(exc.problems, str(path))) from None
 

@@ -545,9 +545,9 @@ def effects_markdown(result: ReportResult) -> str:
         trials = result.trials
         ok = trials.loc[trials["status"] == "ok", m].dropna() if m in trials else []
         if len(ok) >= 2 and ok.nunique() == 1:  # (else too few ok trials: the counts above say so)
-            parts.append(f"## What matters\n\nEvery ok trial scored the same {m} ({_fmt(ok.iloc[0])}): neither a "
-                         "parameter nor the seed moved it, so there is nothing to attribute (a metric the data "
-                         "makes easy to saturate, or networks that all learned the same thing).\n")
+            parts.append(f"## What matters\n\nEvery ok trial scored the same {m} ({_fmt(ok.iloc[0])}): nothing the "
+                         "search varied moved it, so there is nothing to attribute (a metric the data makes easy to "
+                         "saturate, or networks that all learned the same thing).\n")
     for p, frame in result.effects.items():
         rows = [{p: fmt_param(r[p]), m: pm(r[f"mean_{m}"], r[f"std_{m}"]), "ok": f"{int(r['n_ok'])}/{int(r['n_trials'])}",
                  "failure rate": f"{r['failure_rate']:.0%}", "divergence rate": f"{r['divergence_rate']:.0%}"}

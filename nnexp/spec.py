@@ -31,7 +31,6 @@ from pydantic import (
     PrivateAttr,
     Tag,
     ValidationError,
-    field_serializer,
     model_serializer,
     model_validator,
 )
@@ -602,7 +601,7 @@ class TargetSpec(Strict):
 
 def _check_class_weight(value):
     """'balanced', or {class: weight} with the classes as the data names them (keys as class_text
-    reads them: a mapping given in Python, or YAML's unquoted keys, may key them by number)."""
+    reads them: a mapping given in Python may key them by number or bool; YAML keys are text)."""
     if value is None or value == "balanced":
         return value
     if not isinstance(value, dict):
@@ -635,15 +634,6 @@ class TrainSpec(Strict):
     target: TargetSpec | None = None
     time_limit: Annotated[float, Field(gt=0)] | None = None  # seconds of training; stops after the epoch that passes it
     dtype: Literal["float32", "float64"] = "float32"
-
-    @field_serializer("class_weight")
-    def _weights_that_matter(self, value):
-        """Unnamed classes weigh 1: {fraud: 3, legit: 1} is {fraud: 3} and {legit: 1} is no weighting,
-        in spec.yaml and wherever experiments are compared (a search plans such values once). The
-        value itself keeps every name, so a misspelt one is still refused against the data."""
-        if not isinstance(value, dict):
-            return value
-        return {name: weight for name, weight in value.items() if weight != 1.0} or None
 
 
 MAX_NAME_BYTES = 255  # the longest file name most file systems take
@@ -700,6 +690,17 @@ class ExperimentSpec(Strict):
         """(field, config) of early stopping and the target watch, where set."""
         return [(f, c) for f, c in (("train.early_stopping", self.train.early_stopping),
                                     ("train.target", self.train.target)) if c is not None]
+
+
+def experiment_key(spec: ExperimentSpec) -> str:
+    """What two configurations must differ in to be two experiments: the spec without its name,
+    class weights without the classes that weigh 1 (unnamed classes weigh 1: {fraud: 3, legit: 1}
+    is {fraud: 3}, and {legit: 1} no weighting) and in any order."""
+    data = spec.model_dump(mode="json", exclude={"name"})
+    weights = data["train"]["class_weight"]
+    if isinstance(weights, dict):
+        data["train"]["class_weight"] = {name: w for name, w in sorted(weights.items()) if w != 1.0} or None
+    return json.dumps(data)
 
 
 def metric_problem(metric: str, task: str) -> str | None:
@@ -1310,6 +1311,26 @@ def warn_ignored(source: str, lines: list[str], overrides: list[tuple[str, Any]]
         warn(f"{OVERRIDE.get()} {line}" if by_set else f"{source}: {line}")
 
 
+def set_by_override(field: str, overrides: list[tuple[str, Any]]) -> bool:
+    """Whether one of the (path, value) overrides gave `field`'s value: itself, or a section
+    around it whose value holds it; a section override without it merges with the file's section,
+    which then gave the value."""
+    for path, value in overrides:
+        if field == path:
+            return True
+        if field.startswith(f"{path}."):
+            node = value
+            for part in field[len(path) + 1:].split("."):
+                if not isinstance(node, dict):
+                    return True  # a kind written by name (optimizer=adam): its fields come with it
+                if part not in node:
+                    break
+                node = node[part]
+            else:
+                return True
+    return False
+
+
 def given_by(field: str, paths: list[str]) -> bool:
     """Whether an override at one of `paths` set `field` (itself, or a section or kind around it)."""
     return any(field == path or field.startswith((f"{path}.", f"{path}[")) for path in paths)
@@ -1344,6 +1365,7 @@ class LoadedSearch(BaseModel):
     base_source: str = ""  # the file the base experiment came from (the search's own when inline)
     override: str = "--set"  # how messages name an override: the command line's, or the API's
     overridden: tuple[str, ...] = ()  # the search fields overrides gave (`metric`, `space.optimizer.lr`, `space`)
+    base_overridden: tuple[str, ...] = ()  # the base experiment's fields they gave (`data.positive_class`)
 
     def field(self, path: str) -> str:
         """How a message names a search field: by the file, or by the override that gave it."""
@@ -1424,6 +1446,7 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
     base_data.setdefault("name", spec.name)
 
     overridden = tuple(key for key, _ in search_overrides)
+    base_overridden = tuple(key for key, _ in experiment_overrides)
     problems = []
     known = experiment_paths()
     for key in spec.space:
@@ -1438,7 +1461,7 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
         base_spec = validate_experiment(base_data, base_source, inline)
     warn_ignored(base_source, base_spec.ignored_fields(spec.space), experiment_overrides)
     return LoadedSearch(spec=spec, base=base_data, base_spec=base_spec, source=source, base_source=base_source,
-                        override=OVERRIDE.get(), overridden=overridden)
+                        override=OVERRIDE.get(), overridden=overridden, base_overridden=base_overridden)
 
 
 def listed_values(dim) -> list:

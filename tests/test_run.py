@@ -777,6 +777,7 @@ def test_balanced_class_weights_are_scikit_learns_and_lift_the_rare_classs_recal
 @pytest.mark.parametrize("class_weight, dataset, message", [
     ({"rar": 5}, "imb.csv", "train.class_weight: no class 'rar' in <data>; did you mean 'rare'? (its classes: "),
     ({"rare": 0}, "imb.csv", "train.class_weight: the weight of class 'rare' must be a positive number, got 0"),
+    ({"rar": 1, "rare": 2}, "imb.csv", "train.class_weight: no class 'rar' in <data>; did you mean 'rare'?"),
     ("heavy", "imb.csv", "train.class_weight: expected 'balanced' or a mapping {class: weight}, got \"heavy\""),
     ("balanced", "diabetes", "train.class_weight: only for classification, and this is a regression task"),
 ])
@@ -962,9 +963,15 @@ def test_a_set_value_the_data_cannot_take_is_blamed_on_set_not_on_the_file(tmp_p
             (("gradcheck", path, "--set", "train.class_weight={benign: 2, Benign: 3}"),
              "error: --set train.class_weight: no class 'Benign' in breast_cancer"),
             (("search", grid, "--set", "metric=val_rmse", "--results-dir", tmp_path / "out"),
-             "error: --set metric: 'val_rmse' is not computed for a classification task")):
+             "error: --set metric: 'val_rmse' is not computed for a classification task"),
+            (("search", grid, "--set", "data.positive_class=nope", "--results-dir", tmp_path / "out"),
+             "error: --set data.positive_class: no class 'nope' in breast_cancer")):
         result = run_cli(*args, "--quiet")
         assert result.exit_code == 2 and result.stderr.strip().splitlines()[0].startswith(expected), result.stderr
+    # a section given by --set merges with the file's: a field it does not hold is still the file's
+    path.write_text(yaml.safe_dump({"data": {"dataset": "breast_cancer", "positive_class": "malignant"}}))
+    result = run_cli("run", path, "--set", "data={dataset: iris}", "--quiet")
+    assert result.stderr.startswith(f"error: {path}: data.positive_class: only for a two-class classification task")
 
 
 def test_positive_class_takes_numbers_and_booleans_as_the_data_names_its_classes(tmp_path):

@@ -308,11 +308,13 @@ def run_search(
 
     with _removed_if_unused(store, made), SearchLock(folder):
         if fresh:
-            moved = store.move_aside()
-            if moved:
-                from nnexp.report import remove_tables
+            from nnexp.report import remove_tables
 
+            logged = store.path.exists()  # a search folder (an empty log: one stopped before its first trial)
+            moved = store.move_aside()
+            if logged:
                 remove_tables(folder)
+            if moved:
                 notes.append(f"--fresh: earlier trials moved to {moved.name} (their tables and plots removed)")
         elif store.path.exists() and store.path.stat().st_size:
             notes += check_same_search(folder, identity)

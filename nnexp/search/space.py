@@ -29,6 +29,7 @@ from nnexp.spec import (
     LogUniformDist,
     UniformDist,
     apply_override,
+    experiment_key,
     format_errors,
     is_searched,
     listed_values,
@@ -240,7 +241,7 @@ def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int |
             problems.append(f"{loaded.field('metric')}: {wrong_metric.removeprefix('metric: ')}")
         if _lacks_validation(loaded.spec.metric, spec):
             unsplit.append(params)
-        twin = made_by.setdefault(spec.model_dump_json(exclude={"name"}), params)
+        twin = made_by.setdefault(experiment_key(spec), params)
         if twin is not params:
             problems.append(_same_experiment(loaded, twin, params, spec))
         configs.append(Config(cid, params, spec))
@@ -331,7 +332,7 @@ def _same_values(loaded: LoadedSearch) -> list[str]:
         made_by: dict[str, Any] = {}
         for value in listed_values(dim):
             try:
-                made = ExperimentSpec.model_validate(_experiment(loaded, {key: value})).model_dump_json(exclude={"name"})
+                made = experiment_key(ExperimentSpec.model_validate(_experiment(loaded, {key: value})))
             except ValidationError:  # alone on the base it may not validate: the configurations say why
                 continue
             first = made_by.setdefault(made, value)

@@ -700,7 +700,7 @@ def test_no_importance_when_every_trial_scores_the_same(tmp_path):
     write_scores(tmp_path, {"a": [0.9, 0.9], "b": [0.9, 0.9]})
     result = report(tmp_path, plots=False)
     assert result.importance["eta2"].isna().all()
-    assert ("## What matters\n\nEvery ok trial scored the same val_accuracy (0.9000): neither a parameter nor the seed "
+    assert ("## What matters\n\nEvery ok trial scored the same val_accuracy (0.9000): nothing the search varied "
             "moved it") in (tmp_path / "effects.md").read_text()
 
 

@@ -92,6 +92,11 @@ def test_fresh_removes_the_old_logs_tables_before_its_first_trial(planned, tmp_p
     outcome = run_search(loaded, plan, folder, n_jobs=1, fresh=True, progress=stop_after_one, **FAKE)
     assert outcome.interrupted and not any((folder / name).exists() for name in written)
     assert "(their tables and plots removed)" in outcome.notes[0]
+    # tables beside an empty log (a search stopped before its first trial) are as stale
+    assert {p.name for p in report(folder).files} == written
+    (folder / "trials.jsonl").write_text("")
+    run_search(loaded, plan, folder, n_jobs=1, fresh=True, progress=stop_after_one, **FAKE)
+    assert not any((folder / name).exists() for name in written)
 
 
 def test_ctrl_c_keeps_finished_trials(planned, tmp_path):
