@@ -124,13 +124,13 @@ def spec_named(path: Path, set_: list[str] | None = None):
     set's settings."""
     from nnexp.data.datasets import spec_named_problems
     from nnexp.errors import DataError, SpecError
-    from nnexp.spec import parse_overrides, set_by_override
+    from nnexp.spec import given_by_override, parse_overrides
 
     overrides = parse_overrides(set_)
     try:
         yield
     except SpecError as exc:
-        raise SpecError([f"--set {problem}" if set_by_override(problem.partition(": ")[0], overrides)
+        raise SpecError([f"--set {problem}" if given_by_override(problem.partition(": ")[0], overrides)
                          else f"{path}: {problem}" for problem in exc.problems]) from None
     except DataError as exc:
         raise DataError(spec_named_problems(exc.problems, str(path))) from None

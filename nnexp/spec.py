@@ -1305,24 +1305,23 @@ def experiment_from_dict(data: dict, path: Path, overrides=None) -> ExperimentSp
 def warn_ignored(source: str, lines: list[str], overrides: list[tuple[str, Any]] = ()) -> None:
     """One warning per `ExperimentSpec.ignored_fields` line, named by the file, or by `--set` when an
     override gave that field."""
-    given = [path for path, _ in overrides]
     for line in lines:
-        by_set = given_by(line.split(":", 1)[0], given)
+        by_set = given_by_override(line.split(":", 1)[0], overrides)
         warn(f"{OVERRIDE.get()} {line}" if by_set else f"{source}: {line}")
 
 
-def set_by_override(field: str, overrides: list[tuple[str, Any]]) -> bool:
-    """Whether one of the (path, value) overrides gave `field`'s value: itself, or a section
-    around it whose value holds it; a section override without it merges with the file's section,
-    which then gave the value."""
+def given_by_override(field: str, overrides: list[tuple[str, Any]]) -> bool:
+    """Whether one of the (path, value) overrides gave `field`'s value: itself, or a section, kind
+    or list around it whose value holds it. A section given without the field merges with the
+    file's section (`--set 'data={dataset: b.csv}'`), which then gave the value."""
     for path, value in overrides:
-        if field == path:
+        if field == path or field.startswith(f"{path}["):
             return True
         if field.startswith(f"{path}."):
             node = value
             for part in field[len(path) + 1:].split("."):
                 if not isinstance(node, dict):
-                    return True  # a kind written by name (optimizer=adam): its fields come with it
+                    return True  # a kind written by name (optimizer=adam), a list: what is inside came with it
                 if part not in node:
                     break
                 node = node[part]
@@ -1343,13 +1342,12 @@ def _blaming_overrides(source: str, overrides: list[tuple[str, Any]], prefix: st
     try:
         yield
     except SpecError as exc:
-        paths = [path for path, _ in overrides]
         lines = []
         for line in exc.problems:
             field = line[len(source) + 2:] if line.startswith(f"{source}: ") else None
             if field is not None and prefix:
                 field = field.removeprefix(prefix)
-            given = field is not None and given_by(field.split(": ", 1)[0], paths)
+            given = field is not None and given_by_override(field.split(": ", 1)[0], overrides)
             lines.append(f"{OVERRIDE.get()} {field}" if given else line)
         raise SpecError(lines) from None
 
@@ -1365,7 +1363,7 @@ class LoadedSearch(BaseModel):
     base_source: str = ""  # the file the base experiment came from (the search's own when inline)
     override: str = "--set"  # how messages name an override: the command line's, or the API's
     overridden: tuple[str, ...] = ()  # the search fields overrides gave (`metric`, `space.optimizer.lr`, `space`)
-    base_overridden: tuple[str, ...] = ()  # the base experiment's fields they gave (`data.positive_class`)
+    base_overrides: tuple[tuple[str, Any], ...] = ()  # (path, value) of the base experiment's (`data.positive_class`)
 
     def field(self, path: str) -> str:
         """How a message names a search field: by the file, or by the override that gave it."""
@@ -1446,7 +1444,6 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
     base_data.setdefault("name", spec.name)
 
     overridden = tuple(key for key, _ in search_overrides)
-    base_overridden = tuple(key for key, _ in experiment_overrides)
     problems = []
     known = experiment_paths()
     for key in spec.space:
@@ -1461,7 +1458,7 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
         base_spec = validate_experiment(base_data, base_source, inline)
     warn_ignored(base_source, base_spec.ignored_fields(spec.space), experiment_overrides)
     return LoadedSearch(spec=spec, base=base_data, base_spec=base_spec, source=source, base_source=base_source,
-                        override=OVERRIDE.get(), overridden=overridden, base_overridden=base_overridden)
+                        override=OVERRIDE.get(), overridden=overridden, base_overrides=tuple(experiment_overrides))
 
 
 def listed_values(dim) -> list:

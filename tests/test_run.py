@@ -968,10 +968,15 @@ def test_a_set_value_the_data_cannot_take_is_blamed_on_set_not_on_the_file(tmp_p
              "error: --set data.positive_class: no class 'nope' in breast_cancer")):
         result = run_cli(*args, "--quiet")
         assert result.exit_code == 2 and result.stderr.strip().splitlines()[0].startswith(expected), result.stderr
-    # a section given by --set merges with the file's: a field it does not hold is still the file's
+    # a section given by --set merges with the file's: a field it does not hold is still the file's,
+    # found against the data or by the spec's own checks
     path.write_text(yaml.safe_dump({"data": {"dataset": "breast_cancer", "positive_class": "malignant"}}))
     result = run_cli("run", path, "--set", "data={dataset: iris}", "--quiet")
     assert result.stderr.startswith(f"error: {path}: data.positive_class: only for a two-class classification task")
+    path.write_text(yaml.safe_dump({"data": {"dataset": "breast_cancer", "val_fraction": -1}}))
+    assert run_cli("run", path, "--set", "data={dataset: iris}").stderr.startswith(f"error: {path}: data.val_fraction:")
+    assert run_cli("run", path, "--set", "data={dataset: iris, val_fraction: -2}").stderr.startswith(
+        "error: --set data.val_fraction:")
 
 
 def test_positive_class_takes_numbers_and_booleans_as_the_data_names_its_classes(tmp_path):

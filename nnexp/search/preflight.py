@@ -14,7 +14,7 @@ import warnings
 from nnexp.data.datasets import check_path, load_table, spec_named_problems, without_columns
 from nnexp.errors import DataError, SpecError
 from nnexp.search.trial import prepared_data
-from nnexp.spec import class_weight_problem, given_by, metric_problem, monitor_problems, positive_class_problem
+from nnexp.spec import class_weight_problem, given_by_override, metric_problem, monitor_problems, positive_class_problem
 
 
 def check_data(plan, loaded) -> None:
@@ -53,7 +53,7 @@ def check_data(plan, loaded) -> None:
         settings = {repr((t.spec.train.class_weight, t.spec.data.positive_class)): t.spec for t in plan.trials}
         problems += [problem(spec, task, split.class_names, split.source) for spec in settings.values()
                      for problem in (class_weight_problem, positive_class_problem)]
-    named += [f"{loaded.override} {problem}" if given_by(problem.partition(": ")[0], list(loaded.base_overridden))
+    named += [f"{loaded.override} {problem}" if given_by_override(problem.partition(": ")[0], loaded.base_overrides)
               else f"{source}: {problem}" for problem in dict.fromkeys(problem for problem in problems if problem)]
     if named:
         raise SpecError(named)
