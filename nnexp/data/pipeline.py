@@ -187,7 +187,7 @@ def _build(table: Table, spec: DataSpec, train: np.ndarray, val: np.ndarray | No
     def arrays(rows):
         if rows is None:
             return None, None
-        X = prep.transform_features(table.rows(rows), dtype, source=table.source)
+        X = prep.transform_features(table.rows(rows), dtype, source=table.source, training=True)
         return X, prep.transform_target(table.y[rows], dtype)
 
     (X_train, y_train), (X_val, y_val), (X_test, y_test) = arrays(train), arrays(val), arrays(test)

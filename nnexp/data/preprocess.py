@@ -182,9 +182,11 @@ class Preprocessor:
 
     # ------------------------------------------------------------------ transform
 
-    def transform_features(self, data, dtype: str | None = None, *, source: str = "input") -> np.ndarray:
+    def transform_features(self, data, dtype: str | None = None, *, source: str = "input",
+                           training: bool = False) -> np.ndarray:
         """Raw rows (DataFrame with the original columns, extras ignored; or an array in column order)
-        -> network input of shape (n_samples, n_features), C-contiguous."""
+        -> network input of shape (n_samples, n_features), C-contiguous. `training`: the rows a model
+        is trained on, whose spec can still change (a value too large for float32 says how)."""
         if isinstance(data, np.ndarray) and data.dtype.kind in "biuf" and not any(self.categorical):
             X = self._encode_numeric(self._as_matrix(data, source), source)
         else:
@@ -195,7 +197,7 @@ class Preprocessor:
             X = (X - self.pca_mean) @ self.components.T / self.pca_scale
         dtype = np.dtype(dtype or self.dtype)
         if dtype.itemsize < X.dtype.itemsize and X.size:
-            _check_fits(X, self.feature_names, dtype, source)
+            _check_fits(X, self.feature_names, dtype, source, training)
         return np.ascontiguousarray(X, dtype=dtype)
 
     def transform_target(self, y, dtype: str | None = None) -> np.ndarray:
@@ -417,16 +419,17 @@ def _numeric(series: pd.Series, col: str, source: str) -> np.ndarray:
     return values
 
 
-def _check_fits(X: np.ndarray, names: list[str], dtype: np.dtype, source: str) -> None:
+def _check_fits(X: np.ndarray, names: list[str], dtype: np.dtype, source: str, training: bool = False) -> None:
     """Values beyond float32's range would become inf on the way into the network (normalize: none)."""
     limit = np.finfo(dtype).max
     largest = np.maximum(X.max(axis=0), -X.min(axis=0))  # no |X| copy of a large data set
     big = largest > limit
     if big.any():
         cols = [n for n, b in zip(names, big) if b]
-        raise DataError.at(source, "data.normalize", f"column(s) {_names(cols)} hold values too large for {dtype} "
-                                                     f"(up to {largest.max():.3g}); normalise them or use "
-                                                     "train.dtype: float64")
+        problem = f"column(s) {_names(cols)} hold values too large for {dtype} (up to {largest.max():.3g})"
+        if training:
+            raise DataError.at(source, "data.normalize", f"{problem}; normalise them or use train.dtype: float64")
+        raise DataError.at(source, None, f"{problem}, which the model computes in: check those rows")
 
 
 def _check_missing(frame: pd.DataFrame, columns: list[str], fill: dict, source: str) -> None:

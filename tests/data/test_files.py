@@ -412,6 +412,13 @@ def test_values_beyond_what_normalising_or_float32_can_hold_are_named(tmp_path):
         _prepare(path)
     with pytest.raises(DataError, match=r"huge.csv: data.normalize: column\(s\) 'a' hold values too large for float32"):
         prepare(DataSpec(dataset=str(path), normalize="none"), seed=0, dtype="float32")
+    # rows to predict: no spec to change, the rows are what is wrong
+    small = _write(tmp_path, "small.csv", "a,b,label\n" + "".join(f"{rng.normal():.3f},{rng.normal():.3f},{'xy'[i % 2]}\n"
+                                                                   for i in range(40)))
+    model = prepare(DataSpec(dataset=str(small), normalize="none"), seed=0, dtype="float32").preprocessor
+    with pytest.raises(DataError, match=r"/huge.csv: column\(s\) 'a' hold values too large for float32 \(up to "
+                                        r"[0-9.e+]+\), which the model computes in: check those rows$"):
+        load_features(path, model)
     target = _write(tmp_path, "huget.csv", "a,y\n" + "".join(f"{rng.normal():.3f},{rng.normal() * 1e300:.3e}\n" for i in range(40)))
     with pytest.raises(DataError, match=r"huget.csv: data.target: 'y' holds values too large to standardise"):
         _prepare(target, task="regression")
