@@ -736,7 +736,7 @@ def positive_class_problem(spec: ExperimentSpec, task: str, classes: list[str] |
         return f"data.positive_class: {POSITIVE_CLASS_ONLY}, and this is {what}"
     if value not in classes:
         return (f"data.positive_class: no class '{value}' in {source}{did_you_mean(value, classes)} "
-                f"(its classes: {', '.join(classes)})")
+                f"(its classes: {', '.join(sorted(classes))})")  # sorted: the same whichever one came second
     return None
 
 

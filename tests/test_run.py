@@ -908,8 +908,8 @@ def load_breast_cancer_rows(rows):
 @pytest.mark.parametrize("dataset, value, message", [
     ("iris", "setosa", "data.positive_class: only for a two-class classification task, and this is 3 classes"),
     ("breast_cancer", "malign", "data.positive_class: no class 'malign' in breast_cancer; did you mean 'malignant'? "
-                                "(its classes: "),
-    ("breast_cancer", 0.5, "data.positive_class: no class '0.5' in breast_cancer (its classes: "),
+                                "(its classes: benign, malignant)"),  # sorted, whichever one a search's data put second
+    ("breast_cancer", 0.5, "data.positive_class: no class '0.5' in breast_cancer (its classes: benign, malignant)"),
     ("diabetes", 1, "data.positive_class: only for a two-class classification task, and this is a regression task"),
     ("breast_cancer", [1], "data.positive_class: expected a class name, got [1]"),
 ])
