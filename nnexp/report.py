@@ -343,6 +343,12 @@ def importance(frame, metric: str, params: list[str], effect_tables: dict[str, A
     return pd.concat([table, pd.DataFrame([noise], columns=columns)], ignore_index=True)
 
 
+def attributed(shares) -> bool:
+    """Whether importance() found any share to report: a parameter beside the repeats' row, and a
+    metric that varied over at least two ok trials."""
+    return shares is not None and len(shares) > 1 and bool(shares["eta2"].notna().any())
+
+
 def natural_key(value) -> tuple:
     """Numbers by size, lists (shown as JSON) element by element, then text: [4] < [8] < [8,8] < [16]."""
     if isinstance(value, str) and value[:1] == "[":
@@ -524,7 +530,7 @@ def effects_markdown(result: ReportResult) -> str:
              "Marginal effect: mean ± std of the metric over all ok trials having that value "
              "(averaged over the other parameters), with failure and divergence rates over all its trials.\n"]
     shares = result.importance
-    if shares is not None and len(shares) > 1 and shares["eta2"].notna().any():
+    if attributed(shares):
         rows = [{"parameter": r["parameter"] if r["parameter"] != "repeats" else "(repeats: seed noise)",
                  "spread": _fmt(r["spread"]) if not _isna(r["spread"]) else "–",
                  "share of variance": f"{r['eta2']:.1%}" if not _isna(r["eta2"]) else "–"} for _, r in shares.iterrows()]
@@ -809,11 +815,10 @@ def best_experiment(result: ReportResult, saved: dict, records: list[dict]) -> s
     built the trial's: the trial's values set on the base as written (search.yaml's trial_base;
     a folder from before it was kept has no best.yaml until the search resumes).
     """
-    import copy
-
     from pydantic import ValidationError
 
-    from nnexp.spec import ExperimentSpec, apply_override, dump_yaml, resolve_dataset_path
+    from nnexp.search.space import trial_experiment
+    from nnexp.spec import ExperimentSpec, dump_yaml
 
     s, base = result.summary, saved.get("trial_base")
     if not len(s) or _isna(s["rank"].iloc[0]):
@@ -828,12 +833,10 @@ def best_experiment(result: ReportResult, saved: dict, records: list[dict]) -> s
                 key=lambda r: (r.get("repeat") if isinstance(r.get("repeat"), int) else math.inf, str(r.get("seed"))))
     if not ok:
         return None
-    trial, experiment = ok[0], copy.deepcopy(base["experiment"])
+    trial = ok[0]
     try:
-        for path, value in trial["params"].items():
-            apply_override(experiment, path, copy.deepcopy(value))
         now, then = _spec_dirs(result.folder, base)
-        resolve_dataset_path(experiment, now)
+        experiment = trial_experiment(base["experiment"], trial["params"], now)
         _follow_a_moved_project(experiment, now, then)
         _relative_within_the_project(experiment, result.folder, now)
         experiment.update(name=f"{result.name}-best", seed=trial["seed"])
@@ -937,7 +940,7 @@ def _check_metric_recorded(metric: str, records: list[dict], folder: Path, name:
     raise SpecError(f"{name}: no trial in {folder} has {metric} (they have {', '.join(present) or 'no metric'})")
 
 
-TABLES = ("summary.csv", "summary.md", "effects.md", "best.yaml")
+TABLES = ("summary.csv", "summary.md", "effects.md", BEST_SPEC)
 
 
 def remove_tables(folder: Path) -> None:

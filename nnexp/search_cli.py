@@ -219,7 +219,7 @@ def print_leaderboard(console, result, outcome) -> None:
     """The top configurations with mean ± std of the metric and tied-best marks, then where the files are."""
     from rich.table import Table
 
-    from nnexp.report import NO_TRIALS, _fmt, fmt_param, param_column, pm, short_names
+    from nnexp.report import NO_TRIALS, _fmt, attributed, fmt_param, param_column, pm, short_names
 
     s, m = result.summary, result.metric
     table = Table(title=f"{result.folder.name}: top configurations by {m} ({result.mode})", title_justify="left")
@@ -241,7 +241,7 @@ def print_leaderboard(console, result, outcome) -> None:
     if len(s) > LEADERBOARD_ROWS:
         console.print(f"... and {len(s) - LEADERBOARD_ROWS} more configurations in summary.md")
     shares = result.importance
-    if shares is not None and len(shares) > 1 and shares["eta2"].notna().any():
+    if attributed(shares):
         def percent(share: float) -> str:
             return f"{share:.0%}" if share >= 0.01 else f"{share:.1%}"
 

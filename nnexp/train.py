@@ -63,6 +63,18 @@ def split_outputs(net: Network, data, split: str) -> SplitOutputs | None:
                         np.ravel(inverse(output)))
 
 
+def pooled(outputs: list[SplitOutputs], split: str) -> SplitOutputs | None:
+    """One split's outputs as one block (under cross-validation the folds' validation rows
+    together, out of fold); None when there are none."""
+    parts = [part for part in outputs if part.split == split]
+    if not parts:
+        return None
+    joined = {column: np.concatenate([getattr(part, column) for part in parts])
+              for column in ("rows", "target", "prediction")}
+    proba = np.concatenate([part.proba for part in parts]) if parts[0].proba is not None else None
+    return SplitOutputs(split, parts[0].fold if len(parts) == 1 else None, **joined, proba=proba)
+
+
 @dataclass
 class RunResult:
     """What one experiment produced; nnexp.results writes it to files."""
@@ -110,15 +122,13 @@ class RunResult:
             return None
         import pandas as pd
 
-        names = list(self.prepared.class_names)
+        names, encode = list(self.prepared.class_names), self.prepared.preprocessor.encode_labels
         frames = []
         for split in ("val", "test"):
-            parts = [part for part in self.outputs if part.split == split]
-            if not parts:
+            rows = pooled(self.outputs, split)
+            if rows is None:
                 continue
-            codes = [pd.Categorical(np.concatenate([getattr(part, column) for part in parts]), categories=names).codes
-                     for column in ("target", "prediction")]
-            confusion = confusion_matrix(*codes, len(names))
+            confusion = confusion_matrix(encode(rows.target), encode(rows.prediction), len(names))
             frame = pd.DataFrame({"split": split, "class": names, **per_class_scores(confusion)})
             frame[[f"predicted_{name}" for name in names]] = confusion
             frames.append(frame)
@@ -157,9 +167,16 @@ def train_experiment(spec: ExperimentSpec, prepared=None, progress: Callable[[di
         with np.errstate(all="ignore"):  # divergence is detected and reported, not warned about
             status, metrics, history, net = fit(spec, prepared, np.random.SeedSequence(spec.seed), progress, ranking)
             outputs = [split_outputs(net, prepared, split) for split in ("val", "test")] if predictions else []
-    outputs = [o for o in outputs if o is not None] if status == "ok" and predictions else None
-    metrics.update(threshold_metrics(outputs or [], prepared.class_names))
+    outputs = _kept(outputs, status, predictions, metrics, prepared.class_names)
     return RunResult(spec, status, metrics, history, net, prepared, outputs=outputs)
+
+
+def _kept(outputs: list, status: str, predictions: bool, metrics: dict, classes) -> list[SplitOutputs] | None:
+    """The outputs a result keeps (none unless asked for, none of a diverged run), their threshold
+    metrics added to `metrics`."""
+    kept = [o for o in outputs if o is not None] if predictions and status == "ok" else None
+    metrics.update(threshold_metrics(kept or [], classes))
+    return kept
 
 
 def threshold_metrics(outputs: list[SplitOutputs], classes: list[str] | None) -> dict[str, float]:
@@ -170,22 +187,16 @@ def threshold_metrics(outputs: list[SplitOutputs], classes: list[str] | None) ->
     if not classes or len(classes) != 2:
         return {}
 
-    def pooled(split: str):
-        parts = [o for o in outputs if o.split == split]
-        if not parts:
-            return None, None
-        return np.concatenate([o.proba[:, 1] for o in parts]), np.concatenate([o.target == classes[1] for o in parts])
-
-    scores, positive = pooled("val")
-    threshold = best_threshold(scores, positive) if scores is not None else None
+    val = pooled(outputs, "val")
+    threshold = best_threshold(val.proba[:, 1], val.target == classes[1]) if val is not None else None
     if threshold is None:
         return {}
     found = {"threshold": threshold}
     for split in ("val", "test"):
-        scores, positive = pooled(split)
-        if scores is not None:
+        rows = pooled(outputs, split)
+        if rows is not None:
             found[f"{split}_balanced_accuracy_at_threshold"] = balanced_accuracy(
-                positive.astype(np.int64), (scores >= threshold).astype(np.int64), 2)
+                (rows.target == classes[1]).astype(np.int64), (rows.proba[:, 1] >= threshold).astype(np.int64), 2)
     return found
 
 
@@ -196,9 +207,9 @@ def ranking_watched(spec: ExperimentSpec, watch: tuple[str, ...]) -> bool:
 
 
 def check_spec_fits(spec: ExperimentSpec, data) -> None:
-    """Monitored metrics must be ones the data's task computes, and class weights and the
-    positive class must name its classes: a data file's 'auto' task and its classes are known only now (the spec checked what
-    it could: built-in data sets, an explicit data.task)."""
+    """Monitored metrics must be ones the data's task computes, and class weights and the positive
+    class must name its classes: a data file's 'auto' task and its classes are known only now (the
+    spec checked what it could: built-in data sets, an explicit data.task)."""
     from nnexp.errors import SpecError
     from nnexp.spec import class_weight_problem, monitor_problems, positive_class_problem
 
@@ -274,8 +285,7 @@ def _cross_validate(spec, folds, progress, predictions: bool = False, ranking: b
     if predictions and status == "ok":
         with np.errstate(all="ignore"):
             outputs.append(split_outputs(runs[0][2], folds[0], "test"))
-    outputs = [o for o in outputs if o is not None] if predictions and status == "ok" else None
-    merged.update(threshold_metrics(outputs or [], folds[0].class_names))
+    outputs = _kept(outputs, status, predictions, merged, folds[0].class_names)
     return RunResult(spec, status, merged, history, runs[0][2], folds[0], folds=fold_metrics, outputs=outputs)
 
 

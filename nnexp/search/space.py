@@ -280,11 +280,17 @@ def _unsplit_problem(loaded: LoadedSearch, unsplit: list[dict], n_configs: int) 
 
 
 def _experiment(loaded: LoadedSearch, params: dict) -> dict:
-    """The base experiment with these space values set (a searched data.dataset resolved as the base's)."""
-    experiment = copy.deepcopy(loaded.base)
+    return trial_experiment(loaded.base, params, Path(loaded.source).parent)
+
+
+def trial_experiment(base: dict, params: dict, spec_dir: Path) -> dict:
+    """The base experiment with these space values set, a data path resolved from the search spec's
+    folder `spec_dir` (a searched data.dataset as the base's): how a search builds each trial, and
+    how best.yaml builds its winner again."""
+    experiment = copy.deepcopy(base)
     for path, value in params.items():
         apply_override(experiment, path, copy.deepcopy(value))
-    resolve_dataset_path(experiment, Path(loaded.source).parent)
+    resolve_dataset_path(experiment, spec_dir)
     return experiment
 
 
