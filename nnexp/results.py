@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import tempfile
 import warnings
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import numpy as np
 
 from nnexp import __version__
 from nnexp.errors import DataError, StorageError, first_line
+from nnexp.interrupts import ignoring
 from nnexp.spec import ExperimentSpec, dump_yaml
 
 MODEL_FORMAT = 1
@@ -134,11 +135,11 @@ def write_run(result, folder: Path, plots: bool = True, on_written: Callable[[],
                                           weighted=train.class_weight is not None)
             staged["learning_curves.png"] = staged_write(folder / "learning_curves.png", png_bytes(figure))
     except BaseException:
-        with _signals_ignored():  # a second Ctrl-C must not stop the cleanup
+        with ignoring(signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not stop the cleanup
             for path in staged.values():
                 unlink_quietly(path)
         raise
-    with _signals_ignored():  # half a swap, or half a rollback, would leave two runs' files side by side
+    with ignoring(signal.SIGINT, signal.SIGTERM):  # half a swap, or half a rollback, would leave two runs' files side by side
         try:
             _swap_in(folder, staged)
         finally:
@@ -187,22 +188,6 @@ def _remove_leftovers(folder: Path) -> None:
     for name in RUN_FILES:
         for leftover in (*folder.glob(f".{name}.old-*"), *folder.glob(f".{name}.*.tmp")):
             unlink_quietly(leftover)
-
-
-@contextmanager
-def _signals_ignored():
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread receives them (and may set handlers)
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def unlink_quietly(path: Path) -> None:

@@ -149,16 +149,11 @@ def _children_ignore_ctrl_c():
     process stops them itself. SIGINT ignored at a Python process's start stays ignored: it installs
     no KeyboardInterrupt handler. A Ctrl-C in this short window is ignored too."""
     import signal
-    import threading
 
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
-        yield  # only the main thread may set handlers, and one installed outside Python cannot be put back
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
+    from nnexp.interrupts import ignoring
+
+    with ignoring(signal.SIGINT):
         yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _scheduler_lost_errors():
