@@ -122,7 +122,7 @@ def _load(spec: DataSpec, seed: int) -> Table:
     """The spec's table, checked. A file's is kept for the next call with the same file and settings
     (the last one only): a search's seeds split one table, and reading a large file again for
     each seed took longer than training on it."""
-    key = _file_key(spec)
+    key = file_key(spec)
     kept = _tables.get(key) if key is not None else None
     if kept is None:
         kept = made_with_warnings(lambda: _checked_table(spec, seed))
@@ -143,7 +143,7 @@ def _checked_table(spec: DataSpec, seed: int) -> Table:
 _tables: dict[tuple, tuple[Table, list[Warning]]] = {}
 
 
-def _file_key(spec: DataSpec) -> tuple | None:
+def file_key(spec: DataSpec) -> tuple | None:
     """What a file's checked table depends on, the file's identity and times included (a file
     edited or replaced between two calls in a notebook is read again, also when `cp -p` or
     `tar x` kept its size and modification time); None for a built-in."""

@@ -24,7 +24,7 @@ SHIPPED: dict[str, Any] = {}  # on a worker: data key -> prepared data
 
 
 def ship_key(key: tuple) -> str:
-    """A short name for a (data spec, seed, dtype) key."""
+    """A short name for a data_key (data spec, its file, seed, dtype)."""
     return hashlib.sha1(repr(key).encode()).hexdigest()[:20]
 
 

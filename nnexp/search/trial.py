@@ -55,9 +55,13 @@ class TrialTask:
                 "repeat": self.repeat, "status": "failed", "error": error}
 
 
-def data_key(spec) -> tuple[str, int, str]:
-    """What the prepared data depends on: the data spec, the seed (it drives the split) and the dtype."""
-    return (spec.data.model_dump_json(), spec.seed, spec.train.dtype)
+def data_key(spec) -> tuple:
+    """What the prepared data depends on: the data spec, its file as it is now (a pool's workers
+    outlive a search: one run again in a notebook after the file was edited reads it again), the
+    seed (it drives the split) and the dtype."""
+    from nnexp.data.pipeline import file_key
+
+    return (spec.data.model_dump_json(), file_key(spec.data), spec.seed, spec.train.dtype)
 
 
 def prepared_data(spec) -> Any:

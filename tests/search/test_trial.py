@@ -142,3 +142,28 @@ def test_a_files_seeds_share_one_read_and_an_edited_file_is_read_again(planned, 
     trial_module._data_cache.clear()
     run_trial(TrialTask.from_trial(plan.trials[0]))
     assert len(reads) == 2
+
+
+def test_a_workers_kept_data_is_read_again_once_its_file_is_edited(planned, monkeypatch, tmp_path):
+    """A pool's workers outlive a search: a second search in the same notebook, after the file
+    was fixed, trained on the old file's rows wherever a worker had them kept."""
+    import numpy as np
+    import pandas as pd
+
+    import nnexp.data.pipeline as pipeline
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60), "y": [0, 1] * 30})
+    table.to_csv(tmp_path / "d.csv", index=False)
+    monkeypatch.setattr(trial_module, "_data_cache", type(trial_module._data_cache)())
+    monkeypatch.setattr(pipeline, "_tables", {})
+    experiment = {"data": {"dataset": str(tmp_path / "d.csv")}, "train": {"epochs": 3}}
+    _, plan = planned({"optimizer.lr": [0.1]}, repeats=1, experiment=experiment)
+    task = TrialTask.from_trial(plan.trials[0])
+    before = run_trial(task)
+    table.assign(y=rng.permutation(table["y"].to_numpy())).to_csv(tmp_path / "d.csv", index=False)
+    kept = run_trial(task)  # the cache as a reused worker has it
+    trial_module._data_cache.clear()
+    pipeline._tables.clear()
+    fresh = run_trial(task)  # as a new process reads it
+    assert kept["val_loss"] == fresh["val_loss"] != before["val_loss"]
