@@ -8,9 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from nnexp.spec import (OVERRIDE, ExperimentSpec, apply_override, did_you_mean, experiment_paths, is_search_spec,
+from nnexp.spec import (ExperimentSpec, apply_override, blaming_overrides, did_you_mean, experiment_paths, is_search_spec,
                          load_experiment, validate_experiment, warn_ignored)
-from nnexp.errors import DataError, NnexpError, SpecError, describe
+from nnexp.errors import OVERRIDE, DataError, NnexpError, SpecError, describe
 from nnexp.data.pipeline import forget_tables
 from nnexp.train import RunResult, train_experiment
 
@@ -38,7 +38,8 @@ def load_spec(spec: str | os.PathLike | dict | ExperimentSpec, overrides: dict[s
             tree = copy.deepcopy(spec)  # the caller's mapping stays as it was
             for path, value in pairs:
                 apply_override(tree, path, value)
-            resolved = validate_experiment(tree, MAPPING)
+            with blaming_overrides(MAPPING, pairs):
+                resolved = validate_experiment(tree, MAPPING)
             warn_ignored(MAPPING, [line for line in resolved.ignored_fields() if line not in warned], pairs)
             return resolved
         return load_experiment(spec, pairs)
@@ -157,7 +158,7 @@ def predict(model: str | os.PathLike, data, proba: bool = False, threshold: floa
         raise NnexpError(f"threshold: must be a probability between 0 and 1 (exclusive), got {threshold!r}")
     saved = load_model(model)
     if proba and saved.task == "regression":
-        raise NnexpError(f"--proba: {model} is a regression model; class probabilities need a classification one")
+        raise NnexpError(f"proba: {model} is a regression model; class probabilities need a classification one")
     if threshold is not None and (saved.task == "regression" or len(saved.class_names) != 2):
         what = "a regression model" if saved.task == "regression" else f"a model of {len(saved.class_names)} classes"
         raise NnexpError(f"threshold: only for a two-class model; {model} is {what}")
@@ -350,11 +351,11 @@ def run_search(spec: str | os.PathLike, *, results_dir: str | os.PathLike = "res
         else:
             loaded = load_search(spec, pairs)
         plan = plan_search(loaded, strategy, trials)
-    check_data(plan, loaded)
-    folder = Path(results_dir) / loaded.spec.name
-    outcome = run_plan(loaded, plan, folder, n_jobs=n_jobs, backend=backend, scheduler=scheduler, fresh=fresh,
-                       retry_failed=retry_failed, progress=progress)
-    result = SearchResult(outcome, build_report(folder))
+        check_data(plan, loaded)
+        folder = Path(results_dir) / loaded.spec.name
+        outcome = run_plan(loaded, plan, folder, n_jobs=n_jobs, backend=backend, scheduler=scheduler, fresh=fresh,
+                           retry_failed=retry_failed, progress=progress)
+        result = SearchResult(outcome, build_report(folder))
     if outcome.interrupted:  # the trials that finished are kept and tabled; the caller's Ctrl-C still stops the caller
         raise KeyboardInterrupt(f"search interrupted: {outcome.ran} trial(s) finished this run are kept in {folder}; "
                                 "run it again to resume")

@@ -272,9 +272,10 @@ def predict(
         try:
             frame = predict_table(model, data, proba=proba, threshold=threshold)
         except NnexpError as exc:  # the API names its argument; here it is the option
-            if not any(p.startswith("threshold: ") for p in exc.problems):
+            options = ("threshold: ", "proba: ")
+            if not any(p.startswith(options) for p in exc.problems):
                 raise
-            raise type(exc)([f"--{p}" if p.startswith("threshold: ") else p for p in exc.problems]) from None
+            raise type(exc)([f"--{p}" if p.startswith(options) else p for p in exc.problems]) from None
         if output is None:
             typer.echo(frame.to_csv(index=False), nl=False)
         else:

@@ -9,11 +9,21 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TypeVar
 
 T = TypeVar("T")
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+# How messages name an override: `--set` on the command line, `override` for the API's keyword arguments
+OVERRIDE: ContextVar[str] = ContextVar("override", default="--set")
+
+
+def said_as(flag: str, argument: str) -> str:
+    """How a message names one of the caller's choices: as the command line's `flag`, or, for a
+    Python caller (nnexp.api), as the `argument` of the function it called."""
+    return flag if OVERRIDE.get() == "--set" else argument
 
 
 def first_line(exc: BaseException, limit: int | None = None) -> str:

@@ -16,7 +16,6 @@ import os
 import re
 from collections.abc import Iterable
 from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
@@ -35,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from nnexp.errors import SpecError, describe, warn
+from nnexp.errors import OVERRIDE, SpecError, describe, said_as, warn
 
 # --------------------------------------------------------------------------- names
 # Registries elsewhere (engine, data) are keyed by exactly these names; tests
@@ -57,8 +56,13 @@ ACTIVATION_ALIASES = {"sigmoid": "logistic"}
 
 
 def did_you_mean(word: str, choices) -> str:
-    """A ` did you mean 'x'?` suffix, or '' when nothing is close (a word never suggests itself)."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices if str(c) != str(word)], n=1, cutoff=0.6)
+    """A ` did you mean 'x'?` suffix, or '' when nothing is close (a word never suggests itself).
+    A word that starts a choice is taken for that choice cut short (`val_acc` is val_accuracy,
+    though val_auc is one letter away)."""
+    word = str(word)
+    names = [str(c) for c in choices if str(c) != word]
+    completions = [name for name in names if name.startswith(word)] if len(word) >= 3 else []
+    close = difflib.get_close_matches(word, completions or names, n=1, cutoff=0.0 if completions else 0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
@@ -1262,10 +1266,6 @@ def resolve_dataset_path(data: dict, spec_dir: Path) -> None:
         data["data"]["dataset"] = str(path if path.is_absolute() else (spec_dir / path).resolve())
 
 
-# How messages name an override: `--set` on the command line, `override` for the API's keyword arguments
-OVERRIDE: ContextVar[str] = ContextVar("override", default="--set")
-
-
 def _apply_all(data: dict, overrides: list[tuple[str, Any]], source: str) -> None:
     known = experiment_paths()
     for path, value in overrides:
@@ -1280,8 +1280,8 @@ def load_experiment(path: str | os.PathLike, overrides: list[tuple[str, Any]] | 
     path = Path(path)
     data = read_yaml(path) if data is None else data
     if is_search_spec(data):
-        how = "`nnexp search`" if OVERRIDE.get() == "--set" else "nnexp.run_search"  # the CLI's, or the API's
-        raise SpecError(f"{path}: this is a search spec (it has space/base/experiment); use {how}")
+        raise SpecError(f"{path}: this is a search spec (it has space/base/experiment); "
+                        f"use {said_as('`nnexp search`', 'nnexp.run_search')}")
     return experiment_from_dict(data, path, overrides)
 
 
@@ -1296,7 +1296,7 @@ def experiment_from_dict(data: dict, path: Path, overrides=None) -> ExperimentSp
     resolve_dataset_path(data, path.parent)
     if data.get("name") is None:  # left out or left empty (`name:`)
         data["name"] = path.stem
-    with _blaming_overrides(str(path), overrides or []):
+    with blaming_overrides(str(path), overrides or []):
         spec = validate_experiment(data, str(path))
     warn_ignored(str(path), spec.ignored_fields(), overrides or [])
     return spec
@@ -1336,7 +1336,7 @@ def given_by(field: str, paths: list[str]) -> bool:
 
 
 @contextmanager
-def _blaming_overrides(source: str, overrides: list[tuple[str, Any]], prefix: str = ""):
+def blaming_overrides(source: str, overrides: list[tuple[str, Any]], prefix: str = ""):
     """A problem in a field that a --set override gave is the override's, not the file's
     (`--set train.epochs=abc` said `base.yaml: train.epochs: ...`, a value the file does not hold)."""
     try:
@@ -1393,7 +1393,7 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
     sections = [key for key in EXPERIMENT_ONLY_KEYS if key in data]
     if sections and not is_search_spec(data):
         raise SpecError(f"{source}: this looks like an experiment spec (it has {'/'.join(sections)} at the top); "
-                        "use `nnexp run`, or write a search spec with `experiment:` (or `base:`) and `space:`")
+                        f"use {said_as('`nnexp run`', 'nnexp.run_experiment')}, or write a search spec with `experiment:` (or `base:`) and `space:`")
     search_overrides, experiment_overrides = [], []
     for key, value in overrides or []:
         head = key.split(".", 1)[0]
@@ -1412,7 +1412,7 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
             set_path(data, key, value)
     if data.get("name") is None:  # the default name is checked like a written one (a file '..yaml' has stem '.')
         data["name"] = path.stem
-    with _blaming_overrides(source, search_overrides):
+    with blaming_overrides(source, search_overrides):
         try:
             spec = SearchSpec.model_validate(data)
         except ValidationError as exc:
@@ -1454,7 +1454,7 @@ def load_search(path: str | os.PathLike, overrides: list[tuple[str, Any]] | None
     if problems:
         raise SpecError(problems)
     inline = "experiment." if spec.base is None else ""  # its fields are named as the search file writes them
-    with _blaming_overrides(base_source, experiment_overrides, inline):
+    with blaming_overrides(base_source, experiment_overrides, inline):
         base_spec = validate_experiment(base_data, base_source, inline)
     warn_ignored(base_source, base_spec.ignored_fields(spec.space), experiment_overrides)
     return LoadedSearch(spec=spec, base=base_data, base_spec=base_spec, source=source, base_source=base_source,

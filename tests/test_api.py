@@ -296,3 +296,34 @@ def test_the_api_is_listed_and_reached_after_a_plain_import():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[:3] == ["NnexpError", "errors gradcheck load_spec predict rebuild_report run_experiment run_search",
                        "False"]
+
+
+INLINE = {"name": "m", "repeats": 1, "experiment": {"data": {"dataset": "iris"}, "train": {"epochs": 1}},
+          "space": {"model.hidden": [[4], [8]]}}
+QUICKSTART = str(Path(__file__).parents[1] / "experiments" / "quickstart.yaml")
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda out: nnexp.run_search({**INLINE, "experiment": {"data": {"dataset": "wine"}, "train": {"epochs": 1}}},
+                                  results_dir=out, n_jobs=1),
+     "use fresh=True to start over (old trials are kept aside), or another name / results_dir"),
+    (lambda out: nnexp.run_search({**INLINE, "space": {"optimizer.lr": {"log_uniform": [0.001, 0.1]}}}, results_dir=out),
+     "<dict>: space.optimizer.lr: a grid needs `points` to use a continuous distribution (e.g. {log_uniform: [...], "
+     "points: 4}), or use strategy='random'"),
+    (lambda out: nnexp.run_search(INLINE, results_dir=out, backend="ray"),
+     "backend: unknown backend 'ray' (one of loky, dask)"),
+    (lambda out: nnexp.run_search(QUICKSTART, results_dir=out),
+     f"{QUICKSTART}: this looks like an experiment spec (it has data/model/optimizer/train at the top); "
+     "use nnexp.run_experiment, or write"),
+    (lambda out: nnexp.run_experiment({"data": {"dataset": "iris"}}, results_dir=None, train__epochs="x"),
+     "override train.epochs: expected a whole number, got str 'x'"),
+])
+def test_api_errors_name_the_apis_arguments_not_the_command_lines_options(tmp_path, call, message):
+    """An API caller has no --fresh, --random, --backend, --results-dir nor `nnexp run`; and a
+    keyword override's bad value is the override's, not the mapping's."""
+    from nnexp.errors import NnexpError
+
+    nnexp.run_search(INLINE, results_dir=tmp_path, n_jobs=1)  # a folder of another search, for the first case
+    with pytest.raises(NnexpError) as info:
+        call(tmp_path)
+    assert message in str(info.value) and "--" not in str(info.value)

@@ -280,7 +280,9 @@ def test_metric_mode_follows_metric():
 @pytest.mark.parametrize("written, meant", [("val_AUC", "val_auc"), ("val_au", "val_auc"),
                                             ("val_balanced_acc", "val_balanced_accuracy"),
                                             ("val_balance_accuracy", "val_balanced_accuracy"),
-                                            ("val_AP", "val_ap"), ("val_pa", "val_ap")])
+                                            ("val_AP", "val_ap"), ("val_pa", "val_ap"),
+                                            ("val_acc", "val_accuracy"),  # cut short, though val_auc is closer
+                                            ("train_balanced", "train_balanced_accuracy")])
 def test_a_misspelt_new_metric_suggests_its_name(written, meant):
     with pytest.raises(ValidationError, match=f"unknown metric '{written}'; did you mean '{meant}'"):
         specs.SearchSpec(metric=written)

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager
 
-from nnexp.errors import ClusterLost, NnexpError, StorageError, first_line, made_with_warnings, warn, with_warnings_again
+from nnexp.errors import (ClusterLost, NnexpError, StorageError, first_line, made_with_warnings, said_as, warn,
+                           with_warnings_again)
 from nnexp.search.store import (
     LOCK_FILE,
     SPEC_FILE,
@@ -282,7 +283,7 @@ def run_search(
     and `data_fn(spec)` replace the real training and data loading (tests).
     """
     if backend not in BACKENDS:
-        raise NnexpError(f"--backend: unknown backend '{backend}' (one of {', '.join(BACKENDS)})")
+        raise NnexpError(f"{said_as('--backend', 'backend')}: unknown backend '{backend}' (one of {', '.join(BACKENDS)})")
     from nnexp.results import ensure_folder
 
     search = loaded.spec
@@ -310,7 +311,7 @@ def run_search(
             if logged:
                 remove_tables(folder)
             if moved:
-                notes.append(f"--fresh: earlier trials moved to {moved.name} (their tables and plots removed)")
+                notes.append(f"{said_as('--fresh', 'fresh=True')}: earlier trials moved to {moved.name} (their tables and plots removed)")
         elif store.path.exists() and store.path.stat().st_size:
             notes += check_same_search(folder, identity)
         save_spec(folder, identity)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from nnexp.errors import SpecError, warn
+from nnexp.errors import SpecError, said_as, warn
 from nnexp.search.store import id_text
 from nnexp.spec import (
     KIND_FAMILIES,
@@ -115,7 +115,7 @@ def grid_values(key: str, dim, where: str) -> list:
             {int(round(v)) for v in np.linspace(lo, hi, dim.points)})
     elif dim.points is None:
         raise SpecError(f"{where}: a grid needs `points` to use a continuous distribution "
-                        f"(e.g. {{{_dist_name(dim)}: [...], points: 4}}), or use --random")
+                        f"(e.g. {{{_dist_name(dim)}: [...], points: 4}}), or use {said_as('--random', 'strategy=' + repr('random'))}")
     elif isinstance(dim, UniformDist):
         values = [float(v) for v in np.linspace(*dim.uniform, dim.points)]
     else:
@@ -204,24 +204,24 @@ def expand_params(loaded: LoadedSearch, strategy: str | None = None, trials: int
     return list(seen.values()), None
 
 
-def check_strategy(strategy, trials, cli: bool = True) -> None:
+def check_strategy(strategy, trials) -> None:
     """What the spec's validation checks for its own fields, for values given as arguments
-    (named as the command line's options, or as the API's arguments when not `cli`)."""
+    (named as the command line's options, or as the API's arguments)."""
     if strategy not in ("grid", "random"):
         raise SpecError(f"strategy: {strategy!r} is not a search strategy (grid or random)")
     if trials is not None:
-        name = "--trials" if cli else "trials"
+        name = said_as("--trials", "trials")
         if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
             raise SpecError(f"{name}: must be a positive whole number, got {trials!r}")
         if strategy != "random":
-            how = "add --random" if cli else "pass strategy='random'"
+            how = said_as("add --random", "pass strategy='random'")
             raise SpecError(f"{name}: only for random search; {how} (or strategy: random in the spec)")
 
 
 def plan_search(loaded: LoadedSearch, strategy: str | None = None, trials: int | None = None) -> SearchPlan:
     """Expand, validate every configuration against the experiment schema, and assign seeds."""
     strategy = strategy or loaded.spec.strategy
-    check_strategy(strategy, trials, cli=loaded.override == "--set")
+    check_strategy(strategy, trials)
     points, grid_size = expand_params(loaded, strategy, trials)
     configs, problems, made_by, unsplit = [], [], {}, []
     invalid: dict[tuple, list[str]] = {}  # (space key, problem) -> the lines of each value that has it

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from nnexp.errors import NnexpError, StorageError, warn
+from nnexp.errors import NnexpError, StorageError, said_as, warn
 
 TRIALS_FILE = "trials.jsonl"
 SPEC_FILE = "search.yaml"
@@ -493,6 +493,12 @@ def save_spec(folder: str | os.PathLike, identity: dict) -> None:
                  "# The resolved search this folder holds; `nnexp search` checks it before resuming.\n" + dump_yaml(identity))
 
 
+def start_over() -> str:
+    """What to do about a folder that holds another search's trials."""
+    return (f"use {said_as('--fresh', 'fresh=True')} to start over (old trials are kept aside), or another name / "
+            f"{said_as('--results-dir', 'results_dir')}")
+
+
 def check_same_search(folder: str | os.PathLike, identity: dict) -> list[str]:
     """Refuse to resume a folder whose trials came from different settings; notes on what may change
     (a new metric or mode: the same trials, ordered anew)."""
@@ -504,7 +510,7 @@ def check_same_search(folder: str | os.PathLike, identity: dict) -> list[str]:
     if edited:
         raise SearchChangedError(
             f"{Path(folder) / SPEC_FILE}: the data file {edited[0]} changed since the trials here were run "
-            "(its contents differ); use --fresh to start over (old trials are kept aside), or another name / --results-dir"
+            f"(its contents differ); {start_over()}"
         )
     grown = grown_grid(saved.get("search") or {}, identity["search"])
     diffs = spec_differences(saved, identity, space_grew=grown is not None)
@@ -514,8 +520,7 @@ def check_same_search(folder: str | os.PathLike, identity: dict) -> list[str]:
                 and any(d.startswith("search.space.") for d in diffs))
         hint = " (a grid resumes with values added to its lists, none removed or changed)" if grid else ""
         raise SearchChangedError(
-            f"{Path(folder) / SPEC_FILE}: the search changed since its trials were run ({shown}){hint}; "
-            "use --fresh to start over (old trials are kept aside), or another name / --results-dir"
+            f"{Path(folder) / SPEC_FILE}: the search changed since its trials were run ({shown}){hint}; {start_over()}"
         )
     before, now = saved.get("search") or {}, identity["search"]
     notes = []
