@@ -77,7 +77,15 @@ def pooled(outputs: list[SplitOutputs], split: str) -> SplitOutputs | None:
 
 @dataclass
 class RunResult:
-    """What one experiment produced; nnexp.results writes it to files."""
+    """What one experiment produced; nnexp.results writes it to files.
+
+    `status` "ok" or "diverged"; `metrics` the final figures (metrics.json: losses, scores,
+    gradient and saturation diagnostics; fold means and `*_std` under cross-validation);
+    `history` one row per epoch; `network` the trained network (`network.predict(X)` on
+    preprocessed rows); `prepared` its data and preprocessing; `folds` each fold's metrics;
+    `predictions()` and `class_report()` the rows behind the scores. After
+    nnexp.run_experiment, `files` maps each written file's name to its path.
+    """
 
     spec: ExperimentSpec
     status: str  # "ok" | "diverged"
@@ -276,7 +284,9 @@ def _cross_validate(spec, folds, progress, predictions: bool = False, ranking: b
         elif len(numbers) == len(values) and numbers:
             merged[key] = float(np.mean(numbers))
             if key.split("_", 1)[0] in ("train", "val", "test") and key != "seconds_per_epoch":
-                merged[f"{key}_std"] = float(np.std(numbers, ddof=1)) if len(numbers) > 1 else 0.0
+                # over the k folds themselves (divided by k), as GridSearchCV's std_test_score and
+                # cross_val_score(...).std(): a spread of these folds, not an estimate from a sample
+                merged[f"{key}_std"] = float(np.std(numbers))
         else:
             merged[key] = None
     merged["seconds"] = float(sum(m["seconds"] for m in fold_metrics))

@@ -157,7 +157,8 @@ def test_cross_validation_gives_k_folds():
     assert len(result.folds) == 3
     fold_acc = [f["val_accuracy"] for f in result.folds]
     assert result.metrics["val_accuracy"] == pytest.approx(np.mean(fold_acc))
-    assert result.metrics["val_accuracy_std"] == pytest.approx(np.std(fold_acc, ddof=1))
+    assert result.metrics["val_accuracy_std"] == pytest.approx(np.std(fold_acc))  # ddof 0: GridSearchCV's std_test_score
+    assert result.metrics["val_accuracy_std"] != pytest.approx(np.std(fold_acc, ddof=1))
     assert sorted({row["fold"] for row in result.history}) == [0, 1, 2]
 
 
