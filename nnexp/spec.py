@@ -13,6 +13,7 @@ import functools
 import json
 import math
 import os
+import unicodedata
 import re
 from collections.abc import Iterable
 from contextlib import contextmanager
@@ -53,6 +54,12 @@ MAX_SPEC_BYTES = 1_000_000
 MAX_HIDDEN_WEIGHTS = 100_000_000  # 400 MB of float32 weights, before optimizer state
 
 ACTIVATION_ALIASES = {"sigmoid": "logistic"}
+
+
+def one_form(text) -> str:
+    """A name or a text cell in one Unicode form (NFC): 'é' written as e + a combining accent, as
+    files made on macOS often hold it, is the 'é' typed in a spec, as a person reads both."""
+    return unicodedata.normalize("NFC", str(text))
 
 
 def did_you_mean(word: str, choices) -> str:
@@ -432,6 +439,8 @@ class DataSpec(Strict):
             )
         if self.cv_folds == 1:
             raise ValueError("@cv_folds: must be 0 (one validation split) or >= 2 folds")
+        self.target = None if self.target is None else one_form(self.target)  # as the data's names are read
+        self.drop = [one_form(c) for c in self.drop]
         twice = sorted({c for c in self.drop if self.drop.count(c) > 1})
         if twice:
             raise ValueError(f"@drop: '{twice[0]}' is listed twice")

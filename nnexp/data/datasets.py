@@ -19,7 +19,7 @@ import numpy as np
 
 from nnexp.data.cache import cached
 from nnexp.errors import DataError, first_line, warn
-from nnexp.spec import DATA_FILE_SUFFIXES, did_you_mean
+from nnexp.spec import DATA_FILE_SUFFIXES, did_you_mean, one_form
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -252,7 +252,7 @@ def read_frame(path: str, field: str | None = "data.dataset", text_columns: Sequ
         raise DataError.at(path, "data.dataset", "the file has no columns")
     if len(frame) == 0:
         raise DataError.at(path, "data.dataset", f"the file has a header ({', '.join(map(str, frame.columns[:8]))}) but no data rows")
-    frame.columns = [str(c).strip() if kind == "CSV" else str(c) for c in frame.columns]  # ' y ' is y, as cells are read
+    frame.columns = [one_form(c).strip() if kind == "CSV" else one_form(c) for c in frame.columns]  # ' y ' is y, as cells are read
     _refuse_repeated(list(frame.columns), path, field)  # 'a' and ' a ', which pandas kept apart
     frame = tidy_text(frame, numbers=kind == "CSV", keep_text=text_columns)  # a Parquet text column was typed so by its writer ('02134')
     if kind == "CSV":
@@ -348,7 +348,7 @@ def tidy_text(frame: pd.DataFrame, numbers: bool = True, keep_text: Sequence[str
             continue
         if kind != "string":
             continue  # object columns that are not all text
-        text = series.str.strip()
+        text = series.map(one_form, na_action="ignore").str.strip()
         text = text.mask(text.isin(("", *NA_TEXTS) if numbers else ("",)).fillna(False).astype(bool))
         parsed = pd.to_numeric(text, errors="coerce") if numbers and col not in keep_text else None
         frame[col] = parsed if parsed is not None and parsed.notna().sum() == text.notna().sum() else text
@@ -397,7 +397,7 @@ def read_npz(path: str, *, need_y: bool = True, field: str | None = "data.datase
             raise DataError.at(path, "data.dataset", f"X has {len(X)} rows but y has {len(y)}")
         out["y"] = np.char.decode(y, "utf-8", errors="replace") if y.dtype.kind == "S" else y  # b'cat' -> cat
     if "feature_names" in arrays:
-        names = [str(n) for n in np.asarray(arrays["feature_names"]).ravel()]
+        names = [one_form(n) for n in np.asarray(arrays["feature_names"]).ravel()]
         if len(names) != X.shape[1]:
             raise DataError.at(path, "data.dataset", f"feature_names has {len(names)} entries for {X.shape[1]} columns of X")
         repeated = _repeated(names)

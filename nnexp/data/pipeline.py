@@ -13,6 +13,7 @@ from nnexp.data.datasets import Table, load_table, npz_frame, read_frame, read_n
 from nnexp.data.preprocess import Preprocessor, check_features, check_levels
 from nnexp.data.split import fold_indices, split_indices, subsample
 from nnexp.errors import DataError, made_with_warnings, with_warnings_again
+from nnexp.spec import one_form
 
 if TYPE_CHECKING:  # pragma: no cover
     from nnexp.spec import DataSpec
@@ -95,7 +96,7 @@ def load_features(path, preprocessor: Preprocessor, dtype: str | None = None) ->
     if isinstance(path, pd.DataFrame):
         source = "rows"
         frame = path.drop(columns=[preprocessor.target], errors="ignore")
-        frame.columns = [str(c) for c in frame.columns]
+        frame.columns = [one_form(c) for c in frame.columns]
     elif Path(str(path)).suffix.lower() == ".npz":
         source = str(path)
         arrays = read_npz(source, need_y=False, field=None)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nnexp.errors import DataError, warn
+from nnexp.spec import one_form
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -240,7 +241,7 @@ class Preprocessor:
 
         if isinstance(data, pd.DataFrame):
             frame = data.copy(deep=False)
-            frame.columns = [str(c) for c in frame.columns]
+            frame.columns = [one_form(c) for c in frame.columns]
             missing = [c for c in self.columns if c not in frame.columns]
             unused = self._unused_columns()
             needed = [c for c in missing if c not in unused]

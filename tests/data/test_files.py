@@ -553,3 +553,31 @@ def test_data_drop_leaves_feature_columns_out_of_a_file_and_of_a_built_in(tmp_pa
                           (["id", "weight", "colour", "size"], "data.drop: leaves no feature column to learn from")):
         with pytest.raises(DataError, match=problem):
             _prepare(path, drop=drop)
+
+
+def test_names_and_text_in_decomposed_unicode_are_the_ones_typed(tmp_path):
+    """A file made on macOS may hold 'é' as e + a combining accent (NFD): its column was not
+    found by the name typed in the spec ("no column 'étiquette'; did you mean 'étiquette'?"),
+    and its categories were taken for unseen ones at predict time (encoded as all zeros)."""
+    import unicodedata
+
+    def nfd(text):
+        return unicodedata.normalize("NFD", text)
+
+    frame = _fruit().rename(columns={"weight": "Größe", "kind": "étiquette"})
+    frame["colour"] = frame["colour"].map({"red": "rosé", "green": "vert", "yellow": "jaune"})
+    decomposed = frame.rename(columns=nfd).assign(**{"colour": frame["colour"].map(nfd)})
+    assert nfd("étiquette") != "étiquette" and nfd("rosé") != "rosé"
+    typed = DataSpec(dataset=_csv(tmp_path, decomposed, "nfd.csv"), target="étiquette", drop=[nfd("Größe")])
+    assert typed.drop == ["Größe"]
+    from_nfd = prepare(typed, seed=0)
+    from_nfc = prepare(DataSpec(dataset=_csv(tmp_path, frame, "nfc.csv"), target="étiquette", drop=["Größe"]), seed=0)
+    assert from_nfd.preprocessor.columns == from_nfc.preprocessor.columns
+    np.testing.assert_array_equal(from_nfd.X_train, from_nfc.X_train)
+    np.testing.assert_array_equal(from_nfd.y_train, from_nfc.y_train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "categories not seen in training"
+        rows = load_features(_csv(tmp_path, decomposed.drop(columns=[nfd("étiquette")]), "rows.csv"),
+                             from_nfc.preprocessor)
+    np.testing.assert_array_equal(rows, load_features(_csv(tmp_path, frame.drop(columns=["étiquette"]), "rows2.csv"),
+                                                      from_nfc.preprocessor))
