@@ -247,6 +247,8 @@ def read_frame(path: str, field: str | None = "data.dataset", text_columns: Sequ
     except Exception as exc:  # noqa: BLE001 - parsers raise many types; all mean "bad file", but memory
         if "memory" in type(exc).__name__.lower() or "out of memory" in str(exc):  # pandas' and Arrow's ways to say it
             raise MemoryError(f"reading {path}: {first_line(exc, 200)}") from None
+        if kind == "Parquet":  # Arrow refuses a repeated name as "Multiple matches for FieldRef.Name(age)"
+            _refuse_repeated([one_form(name) for name in _parquet_names(p)], path, field)
         raise DataError.at(path, "data.dataset", f"cannot be read as {kind} ({first_line(exc, 200)})") from None
     if frame.shape[1] == 0:
         raise DataError.at(path, "data.dataset", "the file has no columns")
@@ -258,6 +260,16 @@ def read_frame(path: str, field: str | None = "data.dataset", text_columns: Sequ
     if kind == "CSV":
         frame = _check_csv_header(frame, *_csv_head(p), path, field)
     return frame
+
+
+def _parquet_names(path: Path) -> list[str]:
+    """The column names in a Parquet file's schema ([] when even that cannot be read)."""
+    try:
+        import pyarrow.parquet as pq
+
+        return [str(name) for name in pq.read_schema(path).names]
+    except Exception:  # noqa: BLE001 - only a better message is at stake; the read's own error stands
+        return []
 
 
 def _as_written(path: Path, columns: Sequence[str]) -> dict[str, type] | None:

@@ -386,6 +386,13 @@ def test_blank_cells_and_padded_numbers_read_as_a_person_reads_them(tmp_path):
     twice = _write(tmp_path, "twice.csv", "a, a ,y\n" + "".join(f"{i},{i},{i % 2}\n" for i in range(40)))
     with pytest.raises(DataError, match=r"twice.csv: data.dataset: column name\(s\) 'a' appear more than once"):
         _prepare(twice)  # a traceback, once the names were stripped
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = [pa.array(np.arange(40.0)), pa.array(np.arange(40.0) * 2), pa.array(np.arange(40) % 2)]
+    pq.write_table(pa.table(columns, names=["a", "a", "y"]), tmp_path / "twice.parquet")
+    with pytest.raises(DataError, match=r"twice.parquet: data.dataset: column name\(s\) 'a' appear more than once"):
+        _prepare(tmp_path / "twice.parquet")  # Arrow's "Multiple matches for FieldRef.Name(a)"
     huge = _write(tmp_path, "huge.csv", "a,y\n" + "".join(f"{2**64 + 1000 * i},{i % 2}\n" for i in range(40)))
     p = _prepare(huge, normalize="none")  # past int64, pandas keeps Python ints: they were one-hot categories
     assert p.feature_names == ["a"] and p.X_train.min() >= 2.0**64
