@@ -192,13 +192,15 @@ class Preprocessor:
             X = self._encode_numeric(self._as_matrix(data, source), source)
         else:
             X = self._encode(self._as_frame(data, source), source, warn_unseen=True)
+        encoded = X if self.components is None else None  # the values as the rows hold them, column by column
         if self.normalize != "none":
             X = (X[:, self.keep] - self.shift) / self.scale
         if self.components is not None:
             X = (X - self.pca_mean) @ self.components.T / self.pca_scale
         dtype = np.dtype(dtype or self.dtype)
         if dtype.itemsize < X.dtype.itemsize and X.size:
-            _check_fits(X, self.feature_names, dtype, source, training)
+            _check_fits(X, self.feature_names, dtype, source, training,
+                        None if encoded is None or self.normalize == "none" else encoded[:, self.keep])
         return np.ascontiguousarray(X, dtype=dtype)
 
     def transform_target(self, y, dtype: str | None = None) -> np.ndarray:
@@ -420,17 +422,24 @@ def _numeric(series: pd.Series, col: str, source: str) -> np.ndarray:
     return values
 
 
-def _check_fits(X: np.ndarray, names: list[str], dtype: np.dtype, source: str, training: bool = False) -> None:
-    """Values beyond float32's range would become inf on the way into the network (normalize: none)."""
+def _check_fits(X: np.ndarray, names: list[str], dtype: np.dtype, source: str, training: bool = False,
+                raw: np.ndarray | None = None) -> None:
+    """Values beyond float32's range would become inf on the way into the network (normalize: none).
+    `raw`: X's columns before normalisation, so a message quotes the values the rows hold (a file's
+    1e300, not the 6.5e295 it became); rows to predict are named."""
     limit = np.finfo(dtype).max
     largest = np.maximum(X.max(axis=0), -X.min(axis=0))  # no |X| copy of a large data set
     big = largest > limit
     if big.any():
         cols = [n for n, b in zip(names, big) if b]
-        problem = f"column(s) {_names(cols)} hold values too large for {dtype} (up to {largest.max():.3g})"
+        shown = largest[big] if raw is None else np.abs(raw[:, big]).max(axis=0)
+        problem = f"column(s) {_names(cols)} hold values too large for {dtype} (up to {shown.max():.3g})"
         if training:
             raise DataError.at(source, "data.normalize", f"{problem}; normalise them or use train.dtype: float64")
-        raise DataError.at(source, None, f"{problem}, which the model computes in: check those rows")
+        rows = np.flatnonzero((np.abs(X[:, big]) > limit).any(axis=1))
+        where = ", ".join(str(r + 1) for r in rows[:5]) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+        after = "" if raw is None else ", after its normalisation"
+        raise DataError.at(source, None, f"{problem}, which the model computes in{after}: check data row(s) {where}")
 
 
 def _check_missing(frame: pd.DataFrame, columns: list[str], fill: dict, source: str) -> None:

@@ -424,8 +424,14 @@ def test_values_beyond_what_normalising_or_float32_can_hold_are_named(tmp_path):
                                                                    for i in range(40)))
     model = prepare(DataSpec(dataset=str(small), normalize="none"), seed=0, dtype="float32").preprocessor
     with pytest.raises(DataError, match=r"/huge.csv: column\(s\) 'a' hold values too large for float32 \(up to "
-                                        r"[0-9.e+]+\), which the model computes in: check those rows$"):
+                                        r"[0-9.e+]+\), which the model computes in: check data row\(s\) 1, 2, 3, 4, "
+                                        r"5 and 35 more$"):
         load_features(path, model)
+    zscored = prepare(DataSpec(dataset=str(small)), seed=0, dtype="float32").preprocessor
+    rows = pd.DataFrame({"a": [0.5, 1e300, -2e299, 0.1], "b": [0.0] * 4})
+    with pytest.raises(DataError, match=r"rows: column\(s\) 'a' hold values too large for float32 \(up to 1e\+300\), "
+                                        r"which the model computes in, after its normalisation: check data row\(s\) 2, 3$"):
+        load_features(rows, zscored)  # the value the rows hold, not the one it became (6.5e295 said a user's file)
     target = _write(tmp_path, "huget.csv", "a,y\n" + "".join(f"{rng.normal():.3f},{rng.normal() * 1e300:.3e}\n" for i in range(40)))
     with pytest.raises(DataError, match=r"huget.csv: data.target: 'y' holds values too large to standardise"):
         _prepare(target, task="regression")
