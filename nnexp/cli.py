@@ -9,6 +9,7 @@ Heavy libraries are imported inside the commands that need them, so that
 from __future__ import annotations
 
 import gc
+import math
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -220,8 +221,9 @@ def run(spec: ExperimentArg, set_: SetOpt = None, results_dir: ResultsOpt = Path
             sys.stderr.write(f"note: {_still_falling(result)}: training has not converged; more train.epochs "
                              "(or a larger optimizer.lr) may do better\n")
         if result.status != "ok":
-            sys.stderr.write(f"error: {spec}: training diverged ({_divergence(result)}) at epoch "
-                             f"{result.metrics.get('diverged_epoch')}; try a smaller optimizer.lr\n")
+            cause, advice = _divergence(result)
+            sys.stderr.write(f"error: {spec}: training diverged ({cause}) at epoch "
+                             f"{result.metrics.get('diverged_epoch')}; {advice}\n")
             raise typer.Exit(1)
 
 
@@ -238,14 +240,22 @@ def _still_falling(result) -> str:
     return f"{key} was still falling at the last epoch ({change:+.1%} over the last {window} epochs)"
 
 
-def _divergence(result) -> str:
-    """Which of train.py's two signs of divergence the run showed."""
+def _divergence(result) -> tuple[str, str]:
+    """Which of train.py's signs of divergence the run showed, and what to try."""
     from nnexp.train import DIVERGENCE_GROWTH, exploded
 
+    smaller_lr = "try a smaller optimizer.lr"
+    last = result.history[-1] if result.history else {}
+    overflowed = [key for key, value in last.items() if key.startswith("grad_norm_") and not math.isfinite(value)]
+    if overflowed:
+        layer = overflowed[0].removeprefix("grad_norm_")
+        return (f"layer {layer}'s weight gradient overflowed {result.spec.train.dtype} ({overflowed[0]} = inf): no "
+                "step can follow it",
+                "normalise the inputs (data.normalize), use train.dtype: float64, or " + smaller_lr.removeprefix("try "))
     losses = [row.get("train_loss") for row in result.history]
     if losses and losses[-1] is not None and exploded(losses[-1], losses[0]):
-        return f"the loss grew past {DIVERGENCE_GROWTH:,.0f} times its first epoch's"
-    return "non-finite loss"
+        return f"the loss grew past {DIVERGENCE_GROWTH:,.0f} times its first epoch's", smaller_lr
+    return "non-finite loss", smaller_lr
 
 
 @app.command()

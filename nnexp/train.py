@@ -324,12 +324,18 @@ def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None
         if stats.finite and data.X_val is not None:
             row.update({f"val_{k}": v for k, v in evaluate(net, data, data.X_val, data.y_val, ranking).items()})
         first_loss = history[0]["train_loss"] if history else stats.loss
+        grads = {f"grad_norm_{i}": g for i, g in enumerate(stats.grad_norms, start=1)}
+        overflowed = not all(map(math.isfinite, stats.grad_norms))  # no optimizer step can follow an inf gradient
         if not stats.finite or exploded(stats.loss, first_loss) or not math.isfinite(row.get("val_loss", 0.0)):
             status, diverged_epoch = "diverged", epoch
             history.append({**row, "lr": lr})
             break
+        if overflowed:  # the loss still finite (Adam's steps became 0 on inputs of 1e30, say): the row says which layer
+            status, diverged_epoch = "diverged", epoch
+            history.append({**row, "lr": lr, **grads})
+            break
         row["lr"] = lr
-        row.update({f"grad_norm_{i}": g for i, g in enumerate(stats.grad_norms, start=1)})
+        row.update(grads)
         for i, unit in enumerate(net.unit_stats(probe), start=1):
             row.update({f"{kind}_{i}": v for kind, v in unit.items() if v is not None})
         history.append(row)

@@ -1,6 +1,7 @@
 """`nnexp run` end to end: learning figures, result files, determinism, predict, bad data."""
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -1070,3 +1071,24 @@ def test_a_two_class_run_finds_the_threshold_a_rare_class_needs(tmp_path):
     chosen = predict(tmp_path / "out" / "imb", rows, threshold=t)["prediction"]
     assert balanced_accuracy_score(rows["y"], chosen) == pytest.approx(metrics["test_balanced_accuracy_at_threshold"])
     assert "threshold" not in run_experiment({"data": {"dataset": "iris"}, "train": {"epochs": 2}}, results_dir=None).metrics
+
+
+def test_a_gradient_that_overflows_is_diverged_though_the_loss_stays_finite(tmp_path, write_spec):
+    """Inputs of +-1e30 with normalize: none: in float32 every epoch's weight gradient overflowed
+    (grad_norm_1 inf), Adam's steps became 0, and the run, never trained, was `ok` with exit 0."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=200), "huge": np.where(np.arange(200) % 2, 1e30, -1e30),
+                          "y": rng.choice(["p", "q"], 200)})
+    frame.to_csv(tmp_path / "huge.csv", index=False)
+    spec = {"name": "huge", "data": {"dataset": str(tmp_path / "huge.csv"), "normalize": "none"},
+            "model": {"hidden": [8]}, "train": {"epochs": 5}}
+    result = run_experiment(spec, results_dir=None)
+    assert result.status == "diverged" and result.metrics["diverged_epoch"] == 1
+    assert math.isinf(result.history[-1]["grad_norm_1"]) and math.isfinite(result.history[-1]["train_loss"])
+    cli = run_cli("run", write_spec(spec), "--results-dir", tmp_path / "out", "--quiet")
+    assert cli.exit_code == 1 and cli.stderr.endswith(
+        "training diverged (layer 1's weight gradient overflowed float32 (grad_norm_1 = inf): no step can follow "
+        "it) at epoch 1; normalise the inputs (data.normalize), use train.dtype: float64, or a smaller optimizer.lr\n")
+    assert run_experiment({**spec, "data": {**spec["data"], "normalize": "zscore"}}, results_dir=None).status == "ok"
