@@ -153,7 +153,8 @@ def best_threshold(scores: np.ndarray, positive: np.ndarray) -> float | None:
     on these rows: Youden's J = TPR - FPR at its highest (balanced accuracy is (1 + J) / 2; among
     equal ones, the highest), placed halfway to the next lower score, so that the rule does not
     hang on a row scored exactly at it (a score printed with fewer digits). None without both
-    classes."""
+    classes, or when no threshold does better than calling every row one class (J = 0: all rows
+    scored alike, as by a network that did not learn; its `score >= 1.0` is no threshold for predict)."""
     scores, positive = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
     n_pos, n_neg = int(positive.sum()), int((~positive).sum())
     if not n_pos or not n_neg:
@@ -164,6 +165,8 @@ def best_threshold(scores: np.ndarray, positive: np.ndarray) -> float | None:
     tpr = np.cumsum(hits)[last] / n_pos
     fpr = np.cumsum(~hits)[last] / n_neg
     distinct, best = ranked[last], int(np.argmax(tpr - fpr))
+    if tpr[best] - fpr[best] <= 0:
+        return None
     return float((distinct[best] + distinct[best + 1]) / 2 if best + 1 < len(distinct) else distinct[best])
 
 

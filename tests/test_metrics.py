@@ -240,6 +240,16 @@ def test_best_threshold_reaches_the_best_balanced_accuracy_of_any_threshold(seed
     assert best_threshold(scores, np.zeros(n, dtype=bool)) is None
 
 
+def test_no_threshold_when_every_row_is_scored_alike():
+    """A network that learnt nothing scored every row 1.0: the threshold 1.0 (every row positive,
+    J = 0) was printed as `nnexp predict --threshold 1.0`, which predict refuses."""
+    from nnexp.metrics import best_threshold
+
+    assert best_threshold(np.ones(6), np.array([1, 0, 1, 0, 0, 1], dtype=bool)) is None
+    assert best_threshold(np.array([0.2, 0.7, 0.7]), np.array([1, 0, 0], dtype=bool)) is None  # worse than none
+    assert best_threshold(np.array([0.2, 0.7, 0.7]), np.array([0, 1, 0], dtype=bool)) == pytest.approx(0.45)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_per_class_scores_match_sklearn_and_average_to_macro_f1_and_balanced_accuracy(seed):
     """Random labels over 4 classes, one never predicted and (seeds 3-5) one absent from y_true:
