@@ -562,7 +562,25 @@ def load_table(spec: DataSpec, seed: int) -> Table:
         table = load_builtin(spec.dataset, n_samples=spec.n_samples, noise=spec.noise, seed=seed, task=spec.task)
     else:
         table = load_file(spec.dataset, target=spec.target, task=spec.task)
-    return without_columns(table, spec.drop)
+    table = without_columns(table, spec.drop)
+    if table.frame is not None:
+        _say_unnamed(table)
+    return table
+
+
+def _say_unnamed(table: Table) -> None:
+    """A CSV header cell left blank above values: pandas names the column 'Unnamed: 1', a feature
+    that files to predict must then hold under that name (and R's write.csv leaves its row
+    numbers so: a feature that learns the row order)."""
+    import re
+
+    found = [re.fullmatch(r"Unnamed: (\d+)", str(c)) for c in table.frame.columns]
+    unnamed = [f"'{m.group(0)}' (the file's column {int(m.group(1)) + 1})" for m in found if m]
+    if unnamed:
+        from nnexp.data.preprocess import DataWarning
+
+        warn(f"{table.source}: feature column(s) without a name in the header, read as {', '.join(unnamed)}; name "
+             "them, or leave them out with data.drop", DataWarning)
 
 
 def _listed(columns: list[str], limit: int = 20) -> str:

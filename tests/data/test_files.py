@@ -329,6 +329,26 @@ def test_an_empty_unnamed_column_from_trailing_commas_is_dropped_with_a_warning(
     assert p.feature_names == ["a", "b"] and p.class_names == ["x", "y"]
 
 
+def test_a_column_without_a_name_but_with_values_is_named_in_a_warning(tmp_path):
+    """pandas names it 'Unnamed: 1' and it became a feature that predict files then had to hold
+    under that name; R's write.csv leaves the row numbers so, a feature that leaks the row order."""
+    path = _write(tmp_path, "gap.csv", "a,,label,\n" + _rows(40, lambda i, r: f"{r.normal():.3f},{i},{'xy'[i % 2]},\n"))
+    with pytest.warns(DataWarning) as caught:
+        p = _prepare(path, normalize="none")
+    said = [str(w.message) for w in caught]
+    assert any("ignoring 1 empty column(s) without a name" in s for s in said)  # the trailing one, as before
+    assert any(s.endswith("gap.csv: feature column(s) without a name in the header, read as 'Unnamed: 1' (the "
+                          "file's column 2); name them, or leave them out with data.drop") for s in said)
+    assert p.feature_names == ["a", "Unnamed: 1"]
+    with pytest.warns(DataWarning) as caught:
+        _prepare(path, normalize="none", drop=["Unnamed: 1"])
+    assert not [w for w in caught if "without a name in the header" in str(w.message)]  # left out: nothing to say
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_features(path, p.preprocessor)  # a file to predict is only read: the column is the model's
+    assert not [w for w in caught if "without a name in the header" in str(w.message)]
+
+
 def test_rows_longer_than_the_header_and_blank_lines_before_it(tmp_path):
     """A comma at the end of the data lines only made pandas shift every column by one."""
     shifted = _write(tmp_path, "shift.csv", "a,b,label\n" + "".join(f"{i},{i * 2},{'xy'[i % 2]},\n" for i in range(40)))
