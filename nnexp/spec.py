@@ -389,7 +389,7 @@ def class_text(value) -> str | None:
     the class '1', `0.5` the class '0.5'), YAML's true / false as the classes of a true/false column
     ('True', 'False'); None for anything else (a list, a mapping)."""
     if isinstance(value, str):
-        return value
+        return one_form(value)  # as the data's cells are read
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, (int, float)) and math.isfinite(value):

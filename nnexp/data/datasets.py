@@ -280,7 +280,7 @@ def _as_written(path: Path, columns: Sequence[str]) -> dict[str, type] | None:
     import pandas as pd
 
     header = pd.read_csv(path, nrows=0).columns
-    return {str(raw): str for raw in header if str(raw).strip() in columns}
+    return {str(raw): str for raw in header if one_form(raw).strip() in columns}
 
 
 def _first_non_utf8(path: Path) -> str:
@@ -327,6 +327,14 @@ def _check_csv_header(frame: pd.DataFrame, header: list[str], first: list[str], 
     return frame
 
 
+def with_names_as_read(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """A caller's DataFrame with its column names as a file's are read (text, one Unicode form);
+    a name it then holds twice ('é' and e + accent) is refused, as a file's."""
+    frame = frame.set_axis([one_form(c) for c in frame.columns], axis=1)
+    _refuse_repeated(list(frame.columns), source, None)
+    return frame
+
+
 def _refuse_repeated(names: list[str], path: str, field: str | None) -> None:
     repeated = _repeated(names)
     if repeated:
@@ -352,6 +360,8 @@ def tidy_text(frame: pd.DataFrame, numbers: bool = True, keep_text: Sequence[str
 
     for col in frame.columns:
         series = frame[col]
+        if isinstance(series.dtype, pd.CategoricalDtype) and pd.api.types.infer_dtype(series.cat.categories) == "string":
+            series = series.astype(object)  # a Parquet dictionary column of text: its cells as any text's
         if series.dtype.kind in "biufcmM":
             continue  # numbers and dates
         kind = pd.api.types.infer_dtype(series, skipna=True)
@@ -407,7 +417,8 @@ def read_npz(path: str, *, need_y: bool = True, field: str | None = "data.datase
             raise DataError.at(path, "data.dataset", f"y must be 1-D (one target per row), got shape {y.shape}")
         if len(y) != len(X):
             raise DataError.at(path, "data.dataset", f"X has {len(X)} rows but y has {len(y)}")
-        out["y"] = np.char.decode(y, "utf-8", errors="replace") if y.dtype.kind == "S" else y  # b'cat' -> cat
+        y = np.char.decode(y, "utf-8", errors="replace") if y.dtype.kind == "S" else y  # b'cat' -> cat
+        out["y"] = np.array([one_form(v) for v in y]) if y.dtype.kind == "U" else y
     if "feature_names" in arrays:
         names = [one_form(n) for n in np.asarray(arrays["feature_names"]).ravel()]
         if len(names) != X.shape[1]:

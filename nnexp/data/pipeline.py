@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nnexp.data.datasets import Table, load_table, npz_frame, read_frame, read_npz
+from nnexp.data.datasets import Table, load_table, npz_frame, read_frame, read_npz, with_names_as_read
 from nnexp.data.preprocess import Preprocessor, check_features, check_levels
 from nnexp.data.split import fold_indices, split_indices, subsample
 from nnexp.errors import DataError, made_with_warnings, with_warnings_again
-from nnexp.spec import one_form
 
 if TYPE_CHECKING:  # pragma: no cover
     from nnexp.spec import DataSpec
@@ -95,8 +94,7 @@ def load_features(path, preprocessor: Preprocessor, dtype: str | None = None) ->
     categories = [c for c, categorical in zip(preprocessor.columns, preprocessor.categorical) if categorical]
     if isinstance(path, pd.DataFrame):
         source = "rows"
-        frame = path.drop(columns=[preprocessor.target], errors="ignore")
-        frame.columns = [one_form(c) for c in frame.columns]
+        frame = with_names_as_read(path, source).drop(columns=[preprocessor.target], errors="ignore")
     elif Path(str(path)).suffix.lower() == ".npz":
         source = str(path)
         arrays = read_npz(source, need_y=False, field=None)

@@ -242,8 +242,9 @@ class Preprocessor:
         import pandas as pd
 
         if isinstance(data, pd.DataFrame):
-            frame = data.copy(deep=False)
-            frame.columns = [one_form(c) for c in frame.columns]
+            from nnexp.data.datasets import with_names_as_read
+
+            frame = with_names_as_read(data, source)
             missing = [c for c in self.columns if c not in frame.columns]
             unused = self._unused_columns()
             needed = [c for c in missing if c not in unused]
@@ -363,21 +364,22 @@ class Preprocessor:
             raise DataError.at("model", None, "no saved preprocessing (prep.* arrays) in this file")
         if int(a["version"]) > FORMAT_VERSION:
             raise DataError.at("model", None, f"preprocessing saved by a newer nnexp (format {int(a['version'])})")
-        columns = [str(c) for c in a["columns"]]
+        # names and levels in one Unicode form, as files are read now (a model saved before they were)
+        columns = [one_form(c) for c in a["columns"]]
         categorical = [bool(c) for c in a["categorical"]]
         cat_columns = [c for c, k in zip(columns, categorical) if k]
         bounds = np.concatenate([[0], np.cumsum(a["level_counts"])]).astype(int)
-        levels = {c: [str(v) for v in a["levels"][bounds[i]:bounds[i + 1]]] for i, c in enumerate(cat_columns)}
+        levels = {c: [one_form(v) for v in a["levels"][bounds[i]:bounds[i + 1]]] for i, c in enumerate(cat_columns)}
         impute = str(a["impute"])
         fill: dict[str, float | str] = {}
         if impute != "none":
             for c, k, value, level in zip(columns, categorical, a["fill_value"], a["fill_level"]):
-                fill[c] = str(level) if k else float(value)
-        class_names = [str(c) for c in a["class_names"]] if str(a["task"]) == "classification" else None
+                fill[c] = one_form(level) if k else float(value)
+        class_names = [one_form(c) for c in a["class_names"]] if str(a["task"]) == "classification" else None
         return cls(columns=columns, categorical=categorical, levels=levels, impute=impute, fill=fill,
                    normalize=str(a["normalize"]), keep=a["keep"], shift=a["shift"], scale=a["scale"],
                    pca_mean=a.get("pca_mean"), components=a.get("components"), pca_scale=a.get("pca_scale"),
-                   feature_names=[str(n) for n in a["feature_names"]], task=str(a["task"]), target=str(a["target"]),
+                   feature_names=[one_form(n) for n in a["feature_names"]], task=str(a["task"]), target=one_form(a["target"]),
                    class_names=class_names, target_mean=float(a["target_mean"]), target_std=float(a["target_std"]),
                    dtype=str(a["dtype"]))
 
@@ -398,7 +400,7 @@ def _as_text(series: pd.Series, fill: str | None) -> np.ndarray:
     from nnexp.data.datasets import _is_missing, _label
 
     missing = _is_missing(series)
-    as_text = _label if pd.api.types.is_float_dtype(series) else str
+    as_text = _label if pd.api.types.is_float_dtype(series) else one_form  # a DataFrame's text, as a file's is read
     text = np.array([as_text(v) for v in series.to_numpy()], dtype=object)
     text[missing] = fill if fill is not None else ""
     return text.astype(str)

@@ -614,3 +614,53 @@ def test_names_and_text_in_decomposed_unicode_are_the_ones_typed(tmp_path):
                              from_nfc.preprocessor)
     np.testing.assert_array_equal(rows, load_features(_csv(tmp_path, frame.drop(columns=["étiquette"]), "rows2.csv"),
                                                       from_nfc.preprocessor))
+
+
+def test_every_way_in_reads_names_and_text_in_one_unicode_form(tmp_path):
+    """Beyond a file's own names and cells: a model saved before they were read so (its columns,
+    levels, classes in NFD), the spec's class names, a DataFrame's cells and names, a header
+    compared with a model's text columns, an npz file's y and a Parquet dictionary column."""
+    import unicodedata
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from nnexp.data.preprocess import Preprocessor
+    from nnexp.spec import TrainSpec
+
+    def nfd(text):
+        return unicodedata.normalize("NFD", text)
+
+    rng = np.random.default_rng(0)
+    n = 90
+    frame = pd.DataFrame({"x": rng.normal(size=n), "côté": np.array(["élan", "zed", "café"])[np.arange(n) % 3],
+                          "code": np.array(["007", "012", "X"])[np.arange(n) % 3],
+                          "étiquette": np.where(np.arange(n) % 2, "thé", "café")})
+    model = prepare(DataSpec(dataset=_csv(tmp_path, frame), target="étiquette"), seed=0).preprocessor
+    # a model saved before: its names in the file's NFD
+    arrays = model.to_arrays()
+    for key in ("prep.columns", "prep.levels", "prep.class_names", "prep.feature_names"):
+        arrays[key] = np.array([nfd(str(v)) for v in arrays[key]])
+    arrays["prep.target"] = np.array(nfd("étiquette"))
+    old = Preprocessor.from_arrays(arrays)
+    assert old.columns == model.columns and old.levels == model.levels and old.class_names == model.class_names
+    # the spec's class names
+    assert DataSpec(dataset="iris", positive_class=nfd("café")).positive_class == "café"
+    assert TrainSpec(class_weight={nfd("thé"): 2}).class_weight == {"thé": 2.0}
+    # a DataFrame's cells, as the same rows in a file
+    rows = frame.drop(columns=["étiquette"]).head(12)
+    decomposed = rows.assign(**{"côté": rows["côté"].map(nfd)}).rename(columns=nfd)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "categories not seen in training"
+        np.testing.assert_array_equal(load_features(decomposed, model), load_features(rows, model))
+        # a file's header, compared with the model's text columns ('007' stays text, not 7)
+        header = _csv(tmp_path, rows[rows["code"] != "X"].rename(columns={"code": "code"}).rename(columns=nfd), "h.csv")
+        np.testing.assert_array_equal(load_features(header, model), load_features(rows[rows["code"] != "X"], model))
+    with pytest.raises(DataError, match="column name\\(s\\) 'côté' appear more than once"):
+        load_features(pd.concat([rows, decomposed[[nfd("côté")]]], axis=1), model)
+    # an npz file's y, and a Parquet file's dictionary column of text
+    np.savez(tmp_path / "d.npz", X=rng.normal(size=(40, 2)), y=np.array([nfd("café"), "thé"] * 20))
+    assert prepare(DataSpec(dataset=str(tmp_path / "d.npz"), positive_class="café"), seed=0).class_names[1] == "café"
+    table = pa.table({"x": rng.normal(size=40), "y": pa.array([nfd("café"), "thé"] * 20).dictionary_encode()})
+    pq.write_table(table, tmp_path / "d.parquet")
+    assert sorted(prepare(DataSpec(dataset=str(tmp_path / "d.parquet"), target="y"), seed=0).class_names) == ["café", "thé"]
