@@ -9,7 +9,6 @@ Heavy libraries are imported inside the commands that need them, so that
 from __future__ import annotations
 
 import gc
-import math
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -241,21 +240,11 @@ def _still_falling(result) -> str:
 
 
 def _divergence(result) -> tuple[str, str]:
-    """Which of train.py's signs of divergence the run showed, and what to try."""
-    from nnexp.train import DIVERGENCE_GROWTH, exploded
+    """Why the run diverged (train.divergence's phrase), and what to try."""
+    from nnexp.train import divergence_advice
 
-    smaller_lr = "try a smaller optimizer.lr"
-    last = result.history[-1] if result.history else {}
-    overflowed = [key for key, value in last.items() if key.startswith("grad_norm_") and not math.isfinite(value)]
-    if overflowed:
-        layer = overflowed[0].removeprefix("grad_norm_")
-        return (f"layer {layer}'s weight gradient overflowed {result.spec.train.dtype} ({overflowed[0]} = inf): no "
-                "step can follow it",
-                "normalise the inputs (data.normalize), use train.dtype: float64, or " + smaller_lr.removeprefix("try "))
-    losses = [row.get("train_loss") for row in result.history]
-    if losses and losses[-1] is not None and exploded(losses[-1], losses[0]):
-        return f"the loss grew past {DIVERGENCE_GROWTH:,.0f} times its first epoch's", smaller_lr
-    return "non-finite loss", smaller_lr
+    cause = result.metrics.get("diverged_because") or "non-finite loss"
+    return cause, divergence_advice(cause)
 
 
 @app.command()

@@ -241,9 +241,12 @@ def _why_no_model(folder: Path) -> str:
     except (OSError, ValueError):
         return ""
     if isinstance(metrics, dict) and metrics.get("status") == "diverged":
-        epoch = metrics.get("diverged_epoch")
-        return (f": the run in {folder} diverged{f' at epoch {epoch}' if epoch else ''}, so it saved no model "
-                "(lower the learning rate and run it again)")
+        from nnexp.train import divergence_advice
+
+        epoch, cause = metrics.get("diverged_epoch"), metrics.get("diverged_because")
+        return (f": the run in {folder} diverged{f' at epoch {epoch}' if epoch else ''}"
+                f"{f' ({cause})' if isinstance(cause, str) else ''}, so it saved no model "
+                f"({divergence_advice(cause if isinstance(cause, str) else None)}, and run it again)")
     return ""
 
 

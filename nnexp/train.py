@@ -277,7 +277,7 @@ def _cross_validate(spec, folds, progress, predictions: bool = False, ranking: b
     for key in fold_metrics[0]:
         values = [m.get(key) for m in fold_metrics]
         numbers = [v for v in values if isinstance(v, (int, float)) and v is not None and math.isfinite(v)]
-        if key in ("diverged_epoch",):
+        if key in ("diverged_epoch", "diverged_because"):
             merged[key] = next((v for v in values if v is not None), None)
         elif key == "still_improving":  # in any fold
             merged[key] = None if None in values else any(values)
@@ -313,7 +313,7 @@ def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None
     stopper = EarlyStopping(train.early_stopping) if train.early_stopping else None
     target = TargetWatch(train.target) if train.target else None
     history: list[dict[str, Any]] = []
-    status, diverged_epoch = "ok", None
+    status, diverged_epoch, diverged_because = "ok", None, None
 
     loop_started = time.perf_counter()
     for epoch in range(1, train.epochs + 1):
@@ -324,18 +324,13 @@ def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None
         if stats.finite and data.X_val is not None:
             row.update({f"val_{k}": v for k, v in evaluate(net, data, data.X_val, data.y_val, ranking).items()})
         first_loss = history[0]["train_loss"] if history else stats.loss
-        grads = {f"grad_norm_{i}": g for i, g in enumerate(stats.grad_norms, start=1)}
-        overflowed = not all(map(math.isfinite, stats.grad_norms))  # no optimizer step can follow an inf gradient
-        if not stats.finite or exploded(stats.loss, first_loss) or not math.isfinite(row.get("val_loss", 0.0)):
-            status, diverged_epoch = "diverged", epoch
+        cause = divergence(stats, row.get("val_loss"), first_loss, spec.train.dtype)
+        if cause:
+            status, diverged_epoch, diverged_because = "diverged", epoch, cause
             history.append({**row, "lr": lr})
             break
-        if overflowed:  # the loss still finite (Adam's steps became 0 on inputs of 1e30, say): the row says which layer
-            status, diverged_epoch = "diverged", epoch
-            history.append({**row, "lr": lr, **grads})
-            break
         row["lr"] = lr
-        row.update(grads)
+        row.update({f"grad_norm_{i}": g for i, g in enumerate(stats.grad_norms, start=1)})
         for i, unit in enumerate(net.unit_stats(probe), start=1):
             row.update({f"{kind}_{i}": v for kind, v in unit.items() if v is not None})
         history.append(row)
@@ -372,11 +367,33 @@ def fit(spec: ExperimentSpec, data, seeds: np.random.SeedSequence, progress=None
         "epochs_run": epochs_run,
         "best_epoch": (kept_epoch if stopper else lowest_epoch(history, "val_loss")) if status == "ok" else None,
         "diverged_epoch": diverged_epoch,
+        "diverged_because": diverged_because,
         "seconds": time.perf_counter() - started,
         "seconds_per_epoch": loop_seconds / max(epochs_run, 1),
         "status": status,
     })
     return status, metrics, history, net
+
+
+def divergence(stats, val_loss: float | None, first_loss: float, dtype: str) -> str | None:
+    """Why an epoch's training broke down, in a phrase (None: it did not)."""
+    if not stats.finite:
+        return "non-finite loss"
+    if val_loss is not None and not math.isfinite(val_loss):
+        return "non-finite validation loss"
+    if stats.optimizer_overflow:  # the loss still finite: Adam's steps became 0 on inputs of 1e30, say
+        return f"the optimizer's running averages of the gradients overflowed {dtype}: no step can follow them"
+    if exploded(stats.loss, first_loss):
+        return f"the loss grew past {DIVERGENCE_GROWTH:,.0f} times its first epoch's"
+    return None
+
+
+def divergence_advice(cause: str | None) -> str:
+    """What to try after a divergence of this cause (divergence's phrase)."""
+    if cause and "overflowed" in cause:
+        return ("normalise the inputs (data.normalize)" + (", use train.dtype: float64," if "float32" in cause else "")
+                + " or try a smaller optimizer.lr")
+    return "try a smaller optimizer.lr"
 
 
 def exploded(loss: float, first_loss: float) -> bool:

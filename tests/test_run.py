@@ -180,7 +180,9 @@ def test_diverging_run_exits_1_and_still_writes_files(tmp_path, write_spec):
     predicted = run_cli("predict", tmp_path / "out" / "boom", rows)  # it said only "model.npz: file not found"
     assert predicted.exit_code == 2 and predicted.stderr == (
         f"error: {tmp_path / 'out' / 'boom' / 'model.npz'}: file not found: the run in {tmp_path / 'out' / 'boom'} "
-        f"diverged at epoch {metrics['diverged_epoch']}, so it saved no model (lower the learning rate and run it again)\n")
+        f"diverged at epoch {metrics['diverged_epoch']} ({metrics['diverged_because']}), so it saved no model (try a "
+        "smaller optimizer.lr, and run it again)\n")
+    assert metrics["diverged_because"] in ("non-finite loss", "the loss grew past 10,000 times its first epoch's")
 
 
 def test_a_loss_that_explodes_while_still_finite_is_diverged(tmp_path, write_spec):
@@ -1073,9 +1075,10 @@ def test_a_two_class_run_finds_the_threshold_a_rare_class_needs(tmp_path):
     assert "threshold" not in run_experiment({"data": {"dataset": "iris"}, "train": {"epochs": 2}}, results_dir=None).metrics
 
 
-def test_a_gradient_that_overflows_is_diverged_though_the_loss_stays_finite(tmp_path, write_spec):
-    """Inputs of +-1e30 with normalize: none: in float32 every epoch's weight gradient overflowed
-    (grad_norm_1 inf), Adam's steps became 0, and the run, never trained, was `ok` with exit 0."""
+def test_an_optimizer_state_that_overflows_is_diverged_though_the_loss_stays_finite(tmp_path, write_spec):
+    """Inputs of +-1e30 with normalize: none: in float32 Adam's mean of squared gradients overflowed,
+    its steps became 0, and the run, never trained, was `ok` with exit 0. Gradients as large whose
+    squares fit (3e19 inputs) still train: only their norm's sum of squares overflowed float32."""
     import pandas as pd
 
     rng = np.random.default_rng(0)
@@ -1086,9 +1089,22 @@ def test_a_gradient_that_overflows_is_diverged_though_the_loss_stays_finite(tmp_
             "model": {"hidden": [8]}, "train": {"epochs": 5}}
     result = run_experiment(spec, results_dir=None)
     assert result.status == "diverged" and result.metrics["diverged_epoch"] == 1
-    assert math.isinf(result.history[-1]["grad_norm_1"]) and math.isfinite(result.history[-1]["train_loss"])
+    assert math.isfinite(result.history[-1]["train_loss"])
+    because = "the optimizer's running averages of the gradients overflowed float32: no step can follow them"
+    assert result.metrics["diverged_because"] == because
     cli = run_cli("run", write_spec(spec), "--results-dir", tmp_path / "out", "--quiet")
     assert cli.exit_code == 1 and cli.stderr.endswith(
-        "training diverged (layer 1's weight gradient overflowed float32 (grad_norm_1 = inf): no step can follow "
-        "it) at epoch 1; normalise the inputs (data.normalize), use train.dtype: float64, or a smaller optimizer.lr\n")
+        f"training diverged ({because}) at epoch 1; normalise the inputs (data.normalize), use train.dtype: float64, "
+        "or try a smaller optimizer.lr\n")
+    predicted = run_cli("predict", tmp_path / "out" / "huge", tmp_path / "huge.csv")
+    assert predicted.exit_code == 2 and f"diverged at epoch 1 ({because}), so it saved no model (normalise" in predicted.stderr
+    folded = run_experiment({**spec, "data": {**spec["data"], "cv_folds": 2}}, results_dir=None)
+    assert folded.status == "diverged" and folded.metrics["diverged_because"] == because
     assert run_experiment({**spec, "data": {**spec["data"], "normalize": "zscore"}}, results_dir=None).status == "ok"
+    large = pd.DataFrame(rng.normal(size=(200, 50)) * 3e19).add_prefix("c").assign(y=rng.choice(["p", "q"], 200))
+    large.to_csv(tmp_path / "large.csv", index=False)
+    trained = run_experiment({**spec, "data": {"dataset": str(tmp_path / "large.csv"), "normalize": "none"},
+                              "model": {"hidden": [64]}}, results_dir=None)
+    losses = [row["train_loss"] for row in trained.history]
+    assert trained.status == "ok" and losses[-1] < losses[0]
+    assert all(math.isfinite(row["grad_norm_1"]) and row["grad_norm_1"] > 1e19 for row in trained.history)

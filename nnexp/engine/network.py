@@ -29,6 +29,7 @@ class EpochStats:
     loss: float  # mean objective over batches, weighted by batch size
     grad_norms: list[float] = field(default_factory=list)  # per weight layer: mean ||dJ/dW||_F
     finite: bool = True  # False once a loss or parameter became inf/nan (the epoch stopped)
+    optimizer_overflow: bool = False  # the parameters finite, but the optimizer's state is not (no step can follow)
 
 
 def _spawn(rng: np.random.Generator) -> np.random.Generator:
@@ -245,7 +246,7 @@ class Network:
         order = rng.permutation(n)
         grad_flats = [dW.reshape(-1) for _, dW in self._weights]  # views, for the norms
         norms = [0.0] * len(grad_flats)
-        take_x, take_y, dot, sqrt, isfinite = X.take, y.take, np.dot, math.sqrt, math.isfinite
+        take_x, take_y, dot, sqrt, isfinite, inf = X.take, y.take, np.dot, math.sqrt, math.isfinite, math.inf
         step, loss_and_grad, grads = optimizer.step, self._loss_and_grad, self.grads
         total, batches, finite, loss, used = 0.0, 0, True, 0.0, 0
         for start in range(0, n, bs):
@@ -264,13 +265,16 @@ class Network:
             used += m
             batches += 1
             for j, d in enumerate(grad_flats):
-                norms[j] += sqrt(float(dot(d, d)))
+                squares = float(dot(d, d))
+                if squares == inf:  # the sum of squares overflowed the dtype, perhaps not the gradient
+                    squares = float(dot(d.astype(np.float64), d.astype(np.float64)))
+                norms[j] += sqrt(squares)
             step(grads, lr)
         mean_loss = loss if not finite else total / used  # the non-finite loss when stopped
         if finite and not np.isfinite(self._flat_params).all():
             finite, mean_loss = False, float("nan")
         return EpochStats(loss=mean_loss, grad_norms=[v / max(batches, 1) for v in norms],
-                          finite=finite)
+                          finite=finite, optimizer_overflow=finite and not optimizer.state_finite())
 
     def _batch_buffers(self, bs: int, X: np.ndarray, y: np.ndarray):
         key = (bs, y.dtype, y.shape[1:])

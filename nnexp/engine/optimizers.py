@@ -46,10 +46,18 @@ class Optimizer:
         self._grads_key: tuple | None = None
         self._grads_src: list | None = None
         self._grads: list[np.ndarray] = []
+        self._states: list[np.ndarray] = []
         self.t = 0
 
     def _state(self) -> list[np.ndarray]:
-        return [np.zeros_like(p) for p in self._targets]
+        arrays = [np.zeros_like(p) for p in self._targets]
+        self._states += arrays
+        return arrays
+
+    def state_finite(self) -> bool:
+        """Whether every running average (and scratch array) is finite: Adam's mean of squared
+        gradients overflows float32 at gradients of 1.8e19, and its steps are 0 from then on."""
+        return all(np.isfinite(a).all() for a in self._states)
 
     def _match(self, grads: list[np.ndarray]) -> list[np.ndarray]:
         """grads laid out like the update targets (one fused buffer when params are fused)."""
