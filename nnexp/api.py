@@ -10,7 +10,7 @@ from typing import Any
 
 from nnexp.spec import (ExperimentSpec, apply_override, blaming_overrides, did_you_mean, experiment_paths, is_search_spec,
                          load_experiment, validate_experiment, warn_ignored)
-from nnexp.errors import OVERRIDE, DataError, NnexpError, SpecError, describe
+from nnexp.errors import OVERRIDE, DataError, NnexpError, SpecError, describe, said_as
 from nnexp.data.pipeline import forget_tables
 from nnexp.train import RunResult, train_experiment
 
@@ -31,7 +31,7 @@ def load_spec(spec: str | os.PathLike | dict | ExperimentSpec, overrides: dict[s
     if isinstance(spec, ExperimentSpec):  # validated again (it may have been edited), warned about where it was made
         warned = spec.ignored_fields()
         spec = spec.model_dump(mode="json")
-    with _keyword_overrides_named():
+    with _named_as_the_api():
         if isinstance(spec, dict):
             if is_search_spec(spec):
                 raise SpecError(f"{MAPPING}: this is a search spec (it has space/base/experiment); use nnexp.run_search")
@@ -46,8 +46,9 @@ def load_spec(spec: str | os.PathLike | dict | ExperimentSpec, overrides: dict[s
 
 
 @contextmanager
-def _keyword_overrides_named():
-    """Messages name an override as what it is here, a keyword argument, not the CLI's `--set`."""
+def _named_as_the_api():
+    """Messages name an override as what it is here, a keyword argument, not the CLI's `--set`,
+    and a choice as the argument that makes it (`fresh=True`), not as an option (errors.said_as)."""
     token = OVERRIDE.set("override")
     try:
         yield
@@ -141,6 +142,13 @@ def predict(model: str | os.PathLike, data, proba: bool = False, threshold: floa
     optionally with class probabilities. `threshold` (two-class models): predict the second class
     (as `proba` lists them) when its probability reaches it, instead of the likelier class; a rare
     class's recall for its precision, as chosen on validation rows."""
+    with _named_as_the_api():
+        return predict_table(model, data, proba, threshold)
+
+
+def predict_table(model, data, proba: bool = False, threshold: float | None = None):
+    """predict, its messages naming the caller's choices as the caller made them (`nnexp predict`'s
+    options, or the API's arguments)."""
     import numpy as np
     import pandas as pd
 
@@ -155,13 +163,15 @@ def predict(model: str | os.PathLike, data, proba: bool = False, threshold: floa
     _check_flag(proba, "proba")
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
                                   or not 0 < threshold < 1):
-        raise NnexpError(f"threshold: must be a probability between 0 and 1 (exclusive), got {threshold!r}")
+        raise NnexpError(f"{said_as('--threshold', 'threshold')}: must be a probability between 0 and 1 (exclusive), "
+                         f"got {threshold!r}")
     saved = load_model(model)
     if proba and saved.task == "regression":
-        raise NnexpError(f"proba: {model} is a regression model; class probabilities need a classification one")
+        raise NnexpError(f"{said_as('--proba', 'proba')}: {model} is a regression model; class probabilities need a "
+                         "classification one")
     if threshold is not None and (saved.task == "regression" or len(saved.class_names) != 2):
         what = "a regression model" if saved.task == "regression" else f"a model of {len(saved.class_names)} classes"
-        raise NnexpError(f"threshold: only for a two-class model; {model} is {what}")
+        raise NnexpError(f"{said_as('--threshold', 'threshold')}: only for a two-class model; {model} is {what}")
     try:
         X = load_features(data if isinstance(data, pd.DataFrame) else str(data), saved.preprocessor)
     except DataError as exc:  # the loader speaks of training's spec fields; here there is only the file
@@ -345,7 +355,7 @@ def run_search(spec: str | os.PathLike, *, results_dir: str | os.PathLike = "res
 
         check_n_jobs(n_jobs, "n_jobs")
     pairs = _keyword_overrides(overrides, SEARCH_ARGUMENTS, _is_search_field)
-    with _keyword_overrides_named():
+    with _named_as_the_api():
         if isinstance(spec, dict):  # named '<dict>' in messages, as an experiment mapping is; relative paths from here
             loaded = load_search(Path("search"), pairs, data=copy.deepcopy(spec), source=MAPPING)
         else:
@@ -381,4 +391,5 @@ def rebuild_report(folder: str | os.PathLike, metric: str | None = None, mode: s
 
     if not isinstance(folder, (str, os.PathLike)):
         raise NnexpError(f"folder: expected the path of a search results folder, got {describe(folder)}")
-    return build_report(folder, metric=metric, mode=mode)
+    with _named_as_the_api():
+        return build_report(folder, metric=metric, mode=mode)

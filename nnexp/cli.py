@@ -261,20 +261,14 @@ def predict(
 ):
     """Predict with a saved model, applying its saved preprocessing."""
     with user_errors(), warnings_as_lines(show=not quiet):
-        from nnexp.api import predict as predict_table
+        from nnexp.api import predict_table
 
         suffix = output.suffix.lower() if output is not None else ".csv"
         if suffix not in (".csv", ".parquet"):
             raise NnexpError(f"--output: {output}: write .csv or .parquet (the suffix says which), got '{suffix}'")
         if output is not None and output.exists() and data.exists() and output.samefile(data):
             raise NnexpError(f"--output: {output} is the data file; write the predictions to another file")
-        try:
-            frame = predict_table(model, data, proba=proba, threshold=threshold)
-        except NnexpError as exc:  # the API names its argument; here it is the option
-            options = ("threshold: ", "proba: ")
-            if not any(p.startswith(options) for p in exc.problems):
-                raise
-            raise type(exc)([f"--{p}" if p.startswith(options) else p for p in exc.problems]) from None
+        frame = predict_table(model, data, proba=proba, threshold=threshold)
         if output is None:
             typer.echo(frame.to_csv(index=False), nl=False)
         else:

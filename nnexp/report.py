@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nnexp.errors import NnexpError, describe, first_line, warn
+from nnexp.errors import NnexpError, describe, first_line, said_as, warn
 from nnexp.search.store import STATUSES, TrialStore, read_saved_spec
 
 ALPHA = 0.05
@@ -747,17 +747,17 @@ def search_settings(folder: Path, records: list[dict], saved: dict, metric: str 
         present = {k for r in records for k in r}
         metric = next((m for m in ("val_accuracy", "val_rmse", "val_loss") if m in present), "val_loss")
         warn(f"{folder / 'search.yaml'}: missing, so the search's metric is unknown; ranked by {metric}, a guess "
-             "(give --metric to choose)")
+             f"(give {said_as('--metric', 'metric=')} to choose)")
     elif metric is None:
         metric, mode = search["metric"], mode or search.get("mode")
     return metric, mode or metric_mode(metric), params, guessed, orders
 
 
 def report(folder: str | os.PathLike, plots: bool = True, metric: str | None = None,
-           mode: str | None = None, names: tuple[str, str] = ("metric", "mode")) -> ReportResult:
+           mode: str | None = None) -> ReportResult:
     """Rebuild summary.csv, summary.md, effects.md and the plots of a search folder from trials.jsonl,
-    ranked by the search's metric, or by `metric` (and `mode`) when given; `names` are how
-    messages call those two (the CLI's options)."""
+    ranked by the search's metric, or by `metric` (and `mode`) when given."""
+    names = (said_as("--metric", "metric"), said_as("--mode", "mode"))  # how messages call those two
     folder = Path(folder)
     _check_ranking(metric, mode, names)
     store = TrialStore(folder)

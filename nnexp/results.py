@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from nnexp import __version__
-from nnexp.errors import DataError, StorageError, first_line
+from nnexp.errors import DataError, StorageError, first_line, said_as
 from nnexp.interrupts import ignoring
 from nnexp.spec import ExperimentSpec, dump_yaml
 
@@ -269,7 +269,7 @@ def load_model(path: str | os.PathLike) -> SavedModel:
     except (OSError, ValueError, EOFError, MemoryError, zipfile.BadZipFile, zlib.error):  # numpy's reasons ("load it
         # unsafely") are no advice for a model; an empty or cut-off file is one of these too
         raise DataError(f"{path}: not an nnexp model file, or a damaged one (expected the model.npz that "
-                        "`nnexp run` writes, or its folder)") from None
+                        f"{said_as('`nnexp run`', 'nnexp.run_experiment')} writes, or its folder)") from None
     if "meta" not in arrays:
         raise DataError(f"{path}: not an nnexp model file (no 'meta' entry)")
     try:
@@ -284,7 +284,8 @@ def load_model(path: str | os.PathLike) -> SavedModel:
         return model
     except (KeyError, ValueError, TypeError, IndexError, AttributeError, DataError) as exc:  # edited, or not ours
         reason = str(exc).removeprefix("model: ") if isinstance(exc, DataError) else first_line(exc, 120)
-        raise DataError(f"{path}: a damaged nnexp model file ({reason}); train it again with `nnexp run`") from None
+        raise DataError(f"{path}: a damaged nnexp model file ({reason}); train it again with "
+                        f"{said_as('`nnexp run`', 'nnexp.run_experiment')}") from None
 
 
 def _check_consistent(model: SavedModel) -> None:

@@ -157,7 +157,7 @@ def report(
             raise NnexpError(f"{folder}: no such folder{elsewhere}{did_you_mean(str(folder), searches)}")
         from nnexp.report import report as build_report
 
-        result = build_report(folder, metric=metric, mode=mode, names=("--metric", "--mode"))
+        result = build_report(folder, metric=metric, mode=mode)
         for note in result.notes:
             sys.stderr.write(f"warning: {note}\n")
         if result.missing:

@@ -317,6 +317,15 @@ QUICKSTART = str(Path(__file__).parents[1] / "experiments" / "quickstart.yaml")
      "use nnexp.run_experiment, or write"),
     (lambda out: nnexp.run_experiment({"data": {"dataset": "iris"}}, results_dir=None, train__epochs="x"),
      "override train.epochs: expected a whole number, got str 'x'"),
+    (lambda out: nnexp.run_search({**INLINE, "space": {f"model.hidden": [[k] for k in range(1, 400)],
+                                                       "optimizer.lr": [0.1 / k for k in range(1, 400)]}},
+                                  results_dir=out),
+     "the grid has 159201 configurations (more than 100000); use strategy='random' with trials=N"),
+    (lambda out: nnexp.run_search({**INLINE, "name": "d"}, results_dir=out, backend="dask",
+                                  scheduler=str(out / "none" / "s.json")),
+     "scheduler: "),
+    (lambda out: (out / "bad.npz").write_text("no model") and nnexp.predict(out / "bad.npz", "rows.csv"),
+     "(expected the model.npz that nnexp.run_experiment writes, or its folder)"),
 ])
 def test_api_errors_name_the_apis_arguments_not_the_command_lines_options(tmp_path, call, message):
     """An API caller has no --fresh, --random, --backend, --results-dir nor `nnexp run`; and a

@@ -72,7 +72,8 @@ def _loky_lost():
     return (BrokenProcessPool,)
 
 
-DASK_MISSING = "--backend dask: dask.distributed is not installed (pip install 'nnexp[dask]')"
+def dask_missing() -> str:
+    return f"{said_as('--backend dask', 'backend=' + repr('dask'))}: dask.distributed is not installed (pip install 'nnexp[dask]')"
 NO_WORKERS_GRACE = 10.0  # seconds without any dask worker before a search says it is waiting
 
 
@@ -85,7 +86,7 @@ def _dask_context(n_workers: int, threads: int, scheduler: str | None):
     try:
         from distributed import Client, LocalCluster
     except ImportError:
-        raise NnexpError(DASK_MISSING) from None
+        raise NnexpError(dask_missing()) from None
 
     with _client_logs_quiet():
         yield from _dask_client(n_workers, scheduler, Client, LocalCluster)
@@ -123,14 +124,16 @@ def _dask_client(n_workers: int, scheduler: str | None, Client, LocalCluster):
 
     if scheduler:
         if "://" not in scheduler and (scheduler.endswith(".json") or os.sep in scheduler) and not Path(scheduler).is_file():
-            raise NnexpError(f"--scheduler: {scheduler}: no such scheduler file (or give an address, tcp://host:8786)")
+            raise NnexpError(f"{said_as('--scheduler', 'scheduler')}: {scheduler}: no such scheduler file (or give an "
+                             "address, tcp://host:8786)")
         try:
             if Path(scheduler).is_file():
                 client = Client(scheduler_file=scheduler, set_as_default=False)
             else:
                 client = Client(scheduler, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
-            raise NnexpError(f"--scheduler: cannot connect to the dask scheduler at {scheduler} ({first_line(exc)})") from None
+            raise NnexpError(f"{said_as('--scheduler', 'scheduler')}: cannot connect to the dask scheduler at {scheduler} "
+                             f"({first_line(exc)})") from None
         with client:
             yield client
         return
@@ -524,7 +527,7 @@ def dask_blas_threads() -> int:
     try:
         import dask
     except ImportError:
-        raise NnexpError(DASK_MISSING) from None
+        raise NnexpError(dask_missing()) from None
 
     value = dask.config.get("nnexp.blas-threads", default=1)
     try:

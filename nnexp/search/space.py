@@ -173,7 +173,7 @@ def expand_params(loaded: LoadedSearch, strategy: str | None = None, trials: int
     if strategy == "grid":
         if size > MAX_GRID:
             raise SpecError(f"{loaded.source}: space: the grid has {size} configurations (more than {MAX_GRID}); "
-                            "use --random with --trials")
+                            f"use {said_as('--random with --trials', 'strategy=' + repr('random') + ' with trials=N')}")
         return [_grid_point(keys, values, i) for i in range(size)], size
 
     n = trials or spec.trials
