@@ -162,8 +162,8 @@ def predict_table(model, data, proba: bool = False, threshold: float | None = No
         raise NnexpError(f"data: expected a table file's path or a pandas DataFrame, got {describe(data)}")
     _check_flag(proba, "proba")
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
-                                  or not 0 < threshold < 1):
-        raise NnexpError(f"{said_as('--threshold', 'threshold')}: must be a probability between 0 and 1 (exclusive), "
+                                  or not 0 < threshold <= 1):
+        raise NnexpError(f"{said_as('--threshold', 'threshold')}: must be a probability above 0 and at most 1, "
                          f"got {threshold!r}")
     saved = load_model(model)
     if proba and saved.task == "regression":

@@ -256,7 +256,7 @@ def predict(
     proba: Annotated[bool, typer.Option("--proba", help="Add one probability column per class.")] = False,
     threshold: Annotated[Optional[float], typer.Option(
         "--threshold", help="Two-class models: predict the second class (as --proba lists them) when its probability "
-                            "reaches this (0 < T < 1), instead of the likelier class.", show_default=False)] = None,
+                            "reaches this (0 < T <= 1), instead of the likelier class.", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No warnings; only the predictions and errors.")] = False,
 ):
     """Predict with a saved model, applying its saved preprocessing."""

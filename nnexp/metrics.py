@@ -167,7 +167,11 @@ def best_threshold(scores: np.ndarray, positive: np.ndarray) -> float | None:
     distinct, best = ranked[last], int(np.argmax(tpr - fpr))
     if tpr[best] - fpr[best] <= 0:
         return None
-    return float((distinct[best] + distinct[best + 1]) / 2 if best + 1 < len(distinct) else distinct[best])
+    if best + 1 == len(distinct):
+        return float(distinct[best])
+    upper, lower = float(distinct[best]), float(distinct[best + 1])
+    halfway = (upper + lower) / 2
+    return halfway if lower < halfway else upper  # two neighbouring floats have no number between them
 
 
 RANKING = ("auc", "ap")  # computed from a sort of every class's scores: costlier than the rest together

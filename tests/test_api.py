@@ -121,8 +121,8 @@ def test_a_threshold_picks_the_second_class_when_its_probability_reaches_it(tmp_
         chosen = nnexp.predict(model, rows, threshold=threshold)["prediction"]
         assert ((chosen == second) == (plain[f"proba_{second}"] >= threshold)).all()
     assert (nnexp.predict(model, rows, threshold=0.05)["prediction"] == second).sum() > (plain["prediction"] == second).sum()
-    with pytest.raises(nnexp.errors.NnexpError, match=r"^threshold: must be a probability between 0 and 1"):
-        nnexp.predict(model, rows, threshold=1.0)
+    with pytest.raises(nnexp.errors.NnexpError, match=r"^threshold: must be a probability above 0 and at most 1"):
+        nnexp.predict(model, rows, threshold=1.5)
     nnexp.run_experiment({"name": "iris", "data": {"dataset": "iris"}, "train": {"epochs": 1}}, results_dir=tmp_path)
     with pytest.raises(nnexp.errors.NnexpError, match=r"^threshold: only for a two-class model; .* a model of 3 classes"):
         nnexp.predict(tmp_path / "iris", tmp_path / "rows.csv", threshold=0.5)

@@ -248,6 +248,13 @@ def test_no_threshold_when_every_row_is_scored_alike():
     assert best_threshold(np.ones(6), np.array([1, 0, 1, 0, 0, 1], dtype=bool)) is None
     assert best_threshold(np.array([0.2, 0.7, 0.7]), np.array([1, 0, 0], dtype=bool)) is None  # worse than none
     assert best_threshold(np.array([0.2, 0.7, 0.7]), np.array([0, 1, 0], dtype=bool)) == pytest.approx(0.45)
+    # halfway between neighbouring floats rounds to one of them: the rule must still split them
+    below_one = np.nextafter(1.0, 0.0)
+    scores, positive = np.array([1.0, below_one, 0.2, 0.1]), np.array([1, 0, 0, 0], dtype=bool)
+    threshold = best_threshold(scores, positive)
+    assert threshold == 1.0 and ((scores >= threshold) == positive).all()
+    scores = np.array([0.5, np.nextafter(0.5, 0.0)])
+    assert ((scores >= best_threshold(scores, np.array([1, 0], dtype=bool))) == [True, False]).all()
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -247,9 +247,11 @@ def test_csv_with_string_labels_trains_and_predicts_by_name(tmp_path, write_spec
     low = run_cli("predict", model, tmp_path / "table.csv", "--threshold", "0.01")
     assert low.exit_code == 0 and set(low.stdout.splitlines()[1:]) <= {"yes", "no"}
     assert low.stdout.splitlines()[1:].count("yes") >= (pred["prediction"] == "yes").sum()
-    bad = run_cli("predict", model, tmp_path / "new.csv", "--threshold", "1")
+    bad = run_cli("predict", model, tmp_path / "new.csv", "--threshold", "0")
     assert bad.exit_code == 2 and bad.stderr.strip().splitlines() == [
-        "error: --threshold: must be a probability between 0 and 1 (exclusive), got 1.0"]
+        "error: --threshold: must be a probability above 0 and at most 1, got 0.0"]
+    certain = run_cli("predict", model, tmp_path / "new.csv", "--threshold", "1")  # what a saturated network's may be
+    assert certain.exit_code == 0
 
 
 def test_changing_test_rows_does_not_change_the_scaler(tmp_path, write_spec):
