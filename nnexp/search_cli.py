@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -27,6 +28,7 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar o
 LEADERBOARD_ROWS = 10
 FAILURE_REASONS = 3  # distinct errors of failed trials shown after the leaderboard
 TRIAL_WARNINGS = 5  # distinct warnings of trials shown
+LOG_SECONDS = 30.0  # progress on a pipe or in a log file: a line at most this often
 
 
 def register(app: typer.Typer) -> None:
@@ -94,10 +96,9 @@ def search(
         from nnexp.cli import describe_plan
 
         console = _console()
-        show = not quiet and console.is_terminal
         if not quiet:
             console.print(f"[bold]{loaded.spec.name}[/]: {describe_plan(plan, loaded.spec)} -> {folder}")
-        with SearchProgress(console, loaded.spec.metric, enabled=show) as bar:
+        with SearchProgress(console, loaded.spec.metric, enabled=not quiet) as bar:
             outcome = run_search(loaded, plan, folder, n_jobs=n_jobs, backend=backend, scheduler=scheduler,
                                  fresh=not resume, retry_failed=retry_failed, progress=bar.update)
         done["trials"] = folder
@@ -184,35 +185,56 @@ def _console():
 
 
 class SearchProgress:
-    """A rich progress bar fed by the runner's progress hook: done, failed, running, best so far, ETA."""
+    """Progress fed by the runner's hook: done, failed, diverged, running, best so far, ETA. On a
+    terminal a rich bar; on a pipe or a log file (nohup, a batch job, `| tee`) a plain line after
+    the first trial, then every LOG_SECONDS, and at the end, so that a long search shows it lives."""
 
     def __init__(self, console, metric: str, enabled: bool = True):
         self.console, self.metric, self.enabled = console, metric, enabled
         self.bar = None
+        self.logged_at: float | None = None  # lines mode: when the last line was written, and at which count
+        self.logged_done = 0
+        self.last = None
 
     def __enter__(self) -> "SearchProgress":
-        if self.enabled:
+        if self.enabled and self.console.is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-            self.bar = Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
+            # a short bar and the counts that are not zero: at 80 columns "300/300" was cut to "30…"
+            self.bar = Progress(TextColumn("[bold]trials"), BarColumn(bar_width=20), MofNCompleteColumn(),
                                 TextColumn("{task.fields[status]}"), console=self.console, transient=False)
             self.bar.__enter__()
             self.task = self.bar.add_task("search", total=None, status="")
         return self
 
-    def update(self, record, counts) -> None:
-        if self.bar is None:
-            return
+    def status(self, counts) -> str:
         best = "–" if counts.best is None else f"{counts.best:.4g}"
         eta = counts.eta
         eta_text = "–" if eta is None else (f"{eta:.0f}s" if eta < 120 else f"{eta / 60:.1f}min")
-        status = (f"failed {counts.failed}  diverged {counts.diverged}  running {counts.running}  "
-                  f"best {self.metric} {best}  ETA {eta_text}")
-        self.bar.update(self.task, total=counts.total, completed=counts.skipped + counts.done, status=status)
+        lost = "".join(f"  {name} {n}" for name, n in (("failed", counts.failed), ("diverged", counts.diverged)) if n)
+        return f"running {counts.running}{lost}  best {self.metric} {best}  ETA {eta_text}"
+
+    def update(self, record, counts) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, total=counts.total, completed=counts.skipped + counts.done,
+                            status=self.status(counts))
+        elif self.enabled and record is not None:
+            self.last = counts
+            now = time.monotonic()
+            if self.logged_at is None or now - self.logged_at >= LOG_SECONDS:
+                self._line(counts)
+                self.logged_at = now
+
+    def _line(self, counts) -> None:
+        self.logged_done = counts.done
+        self.console.print(f"{time.strftime('%H:%M:%S')} trials {counts.skipped + counts.done}/{counts.total}  "
+                           f"{self.status(counts)}", markup=False, highlight=False)
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
             self.bar.__exit__(*exc)
+        elif self.last is not None and self.last.done != self.logged_done:
+            self._line(self.last)  # where it ended
 
 
 def print_leaderboard(console, result, outcome) -> None:

@@ -519,3 +519,20 @@ def test_a_base_files_data_settings_are_named_by_the_base_file(tmp_path):
     path.write_text(yaml.safe_dump({"name": "x", "base": "sub/base.yaml", "repeats": 1, "space": {"model.hidden": [[4]]}}))
     result = runner.invoke(app, ["validate", str(path), "-q"])
     assert result.exit_code == 2 and result.stderr.startswith(f"error: {tmp_path / 'sub' / 'base.yaml'}: data.pca_components")
+
+
+def test_progress_on_a_pipe_is_plain_lines(search_file, tmp_path, monkeypatch):
+    """Under nohup, a batch job or `| tee` nothing was printed between the plan and the
+    leaderboard: a search of hours showed no sign of life. A line after the first trial, then at
+    most every LOG_SECONDS, and where it ended."""
+    import nnexp.search_cli as search_cli
+
+    path = search_file(SPACE, repeats=1)
+    done = search(path, "--n-jobs", "1", "--results-dir", tmp_path)
+    lines = [line for line in done.stdout.splitlines() if re.match(r"\d\d:\d\d:\d\d trials ", line)]
+    assert done.exit_code == 0 and len(lines) == 2, done.stdout  # the first trial, and the end (all in 30 s)
+    assert " trials 1/6  running " in lines[0] and " trials 6/6  running 0  best val_accuracy " in lines[1]
+    monkeypatch.setattr(search_cli, "LOG_SECONDS", 0.0)
+    every = search(path, "--n-jobs", "1", "--results-dir", tmp_path, "--fresh")
+    assert [int(m) for m in re.findall(r"trials (\d)/6", every.stdout)] == [1, 2, 3, 4, 5, 6]
+    assert "trials" not in search(path, "--results-dir", tmp_path, "--fresh", "-q").stdout
