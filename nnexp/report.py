@@ -425,10 +425,22 @@ def fmt_param(value) -> str:
             mapping = json.loads(value)
         except ValueError:
             return value
-        fields = ", ".join(f"{k}={json.dumps(v) if isinstance(v, (bool, list, dict)) or v is None else fmt_param(v)}"
-                           for k, v in mapping.items() if k != "name")
-        return f"{mapping['name']}({fields})" if "name" in mapping else fields
+        return _fmt_mapping(mapping, outer=True)
     return _fmt(value)
+
+
+def _fmt_mapping(mapping: dict, outer: bool = False) -> str:
+    """A kind as name(field=value, ...), its own kinds alike (schedule=step(every=1, factor=0.5), not
+    JSON); a section without a name as its fields (in braces inside another)."""
+    def inner(v) -> str:
+        if isinstance(v, dict):
+            return _fmt_mapping(v)
+        return json.dumps(v) if isinstance(v, (bool, list)) or v is None else fmt_param(v)
+
+    fields = ", ".join(f"{k}={inner(v)}" for k, v in mapping.items() if k != "name")
+    if "name" in mapping:
+        return f"{mapping['name']}({fields})"
+    return fields if outer else f"{{{fields}}}"
 
 
 def short_names(params: list[str]) -> dict[str, str]:

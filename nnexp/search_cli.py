@@ -246,14 +246,23 @@ def print_leaderboard(console, result, outcome) -> None:
     s, m = result.summary, result.metric
     table = Table(title=f"{result.folder.name}: top configurations by {m} ({result.mode})", title_justify="left")
     names = short_names(result.params)
-    for column in ["rank", *names.values(), m, "ci95", "ok/n", "tied best"]:
+    top = s.head(LEADERBOARD_ROWS)
+    values = {p: [fmt_param(v) for v in top[param_column(p)]] for p in result.params}
+    # a column per parameter while they fit beside the figures (about 60 characters), else one column
+    # of name=value that wraps: seven parameters at 80 columns were cut to `ra…`, `d…`
+    wide = sum(max([len(names[p]), *map(len, values[p])]) + 3 for p in result.params)
+    together = len(result.params) > 1 and wide + 60 > console.width
+    columns = ["configuration"] if together else list(names.values())
+    for column in ["rank", *columns, m, "ci95", "ok/n", "tied best"]:
+        figure = column in ("rank", m, "ci95", "ok/n")  # never cut
         table.add_column(column, justify="right" if column in ("rank", m, "ci95", "ok/n") else "left",
-                         no_wrap=column == m)
-    for _, row in s.head(LEADERBOARD_ROWS).iterrows():
+                         no_wrap=figure, overflow="fold")
+    for i, (_, row) in enumerate(top.iterrows()):
         ci = row.get(f"ci95_{m}", math.nan)
+        shown = [values[p][i] for p in result.params]
         table.add_row(
             "–" if row["rank"] is None or str(row["rank"]) == "<NA>" else str(row["rank"]),
-            *[fmt_param(row[param_column(p)]) for p in result.params],
+            *([", ".join(f"{names[p]}={v}" for p, v in zip(result.params, shown))] if together else shown),
             pm(row.get(f"mean_{m}", math.nan), row.get(f"std_{m}", math.nan)),
             "–" if isinstance(ci, float) and math.isnan(ci) else f"± {_fmt(ci)}",
             f"{int(row['n_ok'])}/{int(row['n_trials'])}",

@@ -536,3 +536,29 @@ def test_progress_on_a_pipe_is_plain_lines(search_file, tmp_path, monkeypatch):
     every = search(path, "--n-jobs", "1", "--results-dir", tmp_path, "--fresh")
     assert [int(m) for m in re.findall(r"trials (\d)/6", every.stdout)] == [1, 2, 3, 4, 5, 6]
     assert "trials" not in search(path, "--results-dir", tmp_path, "--fresh", "-q").stdout
+
+
+def test_a_leaderboard_of_many_parameters_keeps_its_figures_whole_at_80_columns(tmp_path):
+    """Seven parameters at 80 columns were cut to `ra…`, `d…`, and ok/n to `2…`: the parameters go
+    into one column that wraps, the figures are never cut, and a kind inside a kind reads as one
+    (schedule=step(every=1, factor=0.5), not JSON)."""
+    from rich.console import Console
+
+    from nnexp.search_cli import print_leaderboard
+
+    space = {"model.activation": ["relu", "tanh"], "model.hidden": [[8], [16, 8]], "train.batch_size": [16, 32],
+             "optimizer": [{"name": "momentum", "lr": 0.05, "schedule": {"name": "step", "every": 1}},
+                           {"name": "adam", "lr": 0.01}], "data.normalize": ["zscore", "minmax"]}
+    result = nnexp.run_search({"name": "many", "repeats": 2, "experiment": {"data": {"dataset": "iris"},
+                               "train": {"epochs": 1}}, "space": space}, results_dir=tmp_path, n_jobs=1).report
+    narrow = Console(width=80, record=True)
+    print_leaderboard(narrow, result, None)
+    text = narrow.export_text()
+    rows = [line for line in text.splitlines() if line.startswith(("┃", "│"))]
+    assert "configuration" in rows[0] and not any("…" in line for line in rows) and "schedule=step(every=1" in text
+    figures = [line for line in text.splitlines() if re.match(r"│\s+1 │", line)]
+    assert figures and re.search(r"\d\.\d{4} ± \d\.\d{4} │", figures[0]) and re.search(r" 2/2 │", figures[0])
+    wide = Console(width=200, record=True)
+    print_leaderboard(wide, result, None)
+    header = next(line for line in wide.export_text().splitlines() if "rank" in line)
+    assert "activation" in header and "configuration" not in header  # a column each where they fit
