@@ -552,11 +552,25 @@ def summary_markdown(result: ReportResult) -> str:
             + (f" best.yaml: rank 1 as an experiment spec with the seed of its first ok repeat: `nnexp run` on it "
                "trains that trial again (the same numbers) and keeps the model." if result.best_spec else "")
             + "\n\n")
-    errors = result.trials["error"].dropna().value_counts() if "error" in result.trials else []
     tail = ""
+    errors, causes = lost_reasons(result.trials)
     if len(errors):
         tail = "\n## Errors of failed trials\n\n" + "".join(f"- {n} x `{text}`\n" for text, n in errors.items())
+    if len(causes):
+        tail += "\n## Why trials diverged\n\n" + "".join(f"- {n} x {text}\n" for text, n in causes.items())
     return head + body + "\n" + tail
+
+
+def lost_reasons(trials):
+    """(the errors of failed trials, the causes of diverged ones), each with its count, most first."""
+    import pandas as pd
+
+    def counted(column: str, status: str):
+        if column not in trials:
+            return pd.Series(dtype=int)
+        return trials.loc[trials["status"] == status, column].dropna().value_counts()
+
+    return counted("error", "failed"), counted("diverged_because", "diverged")
 
 
 def _plural(n: int, noun: str) -> str:

@@ -241,7 +241,7 @@ def print_leaderboard(console, result, outcome) -> None:
     """The top configurations with mean ± std of the metric and tied-best marks, then where the files are."""
     from rich.table import Table
 
-    from nnexp.report import NO_TRIALS, _fmt, attributed, fmt_param, param_column, pm, short_names
+    from nnexp.report import NO_TRIALS, _fmt, attributed, fmt_param, lost_reasons, param_column, pm, short_names
 
     s, m = result.summary, result.metric
     table = Table(title=f"{result.folder.name}: top configurations by {m} ({result.mode})", title_justify="left")
@@ -286,11 +286,11 @@ def print_leaderboard(console, result, outcome) -> None:
         console.print(f"ran {outcome.ran} trials, resumed {outcome.skipped} from an earlier run "
                       f"({outcome.count('ok')} ok, {outcome.count('failed')} failed, {outcome.count('diverged')} diverged) "
                       f"in {outcome.seconds:.1f} s")
-    errors = result.trials["error"].dropna().value_counts() if "error" in result.trials else []
-    for text, count in list(errors.items())[:FAILURE_REASONS]:  # a count alone leaves the user to dig in the log
-        console.print(f"failed: {count} x {text}", markup=False, highlight=False)
-    if len(errors) > FAILURE_REASONS:
-        console.print(f"... and {len(errors) - FAILURE_REASONS} more reasons in summary.md")
+    for what, reasons in zip(("failed", "diverged"), lost_reasons(result.trials)):
+        for text, count in list(reasons.items())[:FAILURE_REASONS]:  # a count alone leaves the user to dig in the log
+            console.print(f"{what}: {count} x {text}", markup=False, highlight=False)
+        if len(reasons) > FAILURE_REASONS:
+            console.print(f"... and {len(reasons) - FAILURE_REASONS} more reasons in summary.md")
     names = ", ".join(p.name for p in result.files)
     console.print(f"results: {result.folder}/  ({names}, trials.jsonl)")
     if result.best_spec is not None:

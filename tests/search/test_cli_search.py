@@ -127,6 +127,12 @@ def test_diverging_configuration_is_recorded_while_others_complete(search_file, 
     assert status[0.1]["status"] == "ok" and status[0.1]["val_accuracy"] > 0
     assert status[1e6]["status"] == "diverged" and status[1e6]["diverged_epoch"] >= 1
     assert status[1e6]["val_loss"] is None
+    # why, in the record, summary.md and the leaderboard (a count alone left the user to dig in the log)
+    because = status[1e6]["diverged_because"]
+    assert because in ("non-finite loss", "the loss grew past 10,000 times its first epoch's")
+    assert f"## Why trials diverged\n\n- 1 x {because}\n" in (tmp_path / "grid" / "summary.md").read_text()
+    shown = search(path, "--results-dir", tmp_path, "--n-jobs", 1)  # resumed: nothing runs, the leaderboard shows
+    assert f"diverged: 1 x {because}" in shown.stdout
 
 
 def test_every_trial_failing_exits_1(search_file, tmp_path):
