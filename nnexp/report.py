@@ -39,6 +39,7 @@ MARKDOWN_METRICS = ("loss", "accuracy", "rmse")
 SPARSITY_SHOWN = 0.05  # weights_near_zero joins summary.md when configurations differ in it by more
 CURVES = 3  # configurations whose learning curves are plotted
 BEST_SPEC = "best.yaml"  # the rank-1 configuration as an experiment spec, for `nnexp run`
+TRIALS_TABLE = "trials.csv"  # one row per trial, flat: the records the tables are computed from
 EFFECT_LEVELS = 8  # a numeric parameter with more distinct values (a random search's) is shown in ranges
 EFFECT_BINS = 5
 NO_TRIALS = "no trials finished yet"  # a search interrupted before its first trial: legitimate, not an error
@@ -110,6 +111,15 @@ def trials_frame(records: list[dict], params: list[str] | None = None):
     if len(frame):  # workers append in finishing order: a fixed order makes every sum, so every mean, the same
         frame = frame.sort_values(["config_id", "seed"], kind="stable").reset_index(drop=True)
     return frame
+
+
+def trials_table(frame) -> str:
+    """trials.csv: one row per trial (Optuna's trials_dataframe, GridSearchCV's cv_results_ by
+    split), its parameters as columns, the numbers at full precision; a trial's warnings in one cell."""
+    table = frame.copy()
+    if "warnings" in table:
+        table["warnings"] = [" | ".join(w) if isinstance(w, list) else w for w in table["warnings"]]
+    return table.to_csv(index=False)
 
 
 def metric_columns(frame) -> list[str]:
@@ -577,8 +587,11 @@ def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def effects_markdown(result: ReportResult) -> str:
+def effects_markdown(result: ReportResult, plots: list[Path] = ()) -> str:
+    """`plots`: the PNGs drawn, shown under their tables (a rendered effects.md, on GitHub say, then
+    has each parameter's plot beside its numbers)."""
     m = result.metric
+    drawn = {path.name for path in plots}
     parts = [f"# {result.name or result.folder.name}: effects of each searched parameter on {m}\n",
              "Marginal effect: mean ± std of the metric over all ok trials having that value "
              "(averaged over the other parameters), with failure and divergence rates over all its trials.\n"]
@@ -614,6 +627,8 @@ def effects_markdown(result: ReportResult) -> str:
         import pandas as pd
 
         parts.append(f"## {p}\n\n{pd.DataFrame(rows).to_markdown(index=False) if rows else f'({NO_TRIALS})'}\n")
+        if effect_plot_name(p) in drawn:
+            parts.append(f"![{m} by {p}]({effect_plot_name(p)})\n")
     if not result.effects:
         parts.append("(the space has no parameters)\n")
     return "\n".join(parts)
@@ -630,6 +645,10 @@ def _isna(value) -> bool:
         return bool(pd.isna(value))
     except (TypeError, ValueError):
         return False
+
+
+def effect_plot_name(param: str) -> str:
+    return f"effect_{_safe_name(param)}.png"
 
 
 def _safe_name(text: str) -> str:
@@ -715,7 +734,7 @@ def write_plots(result: ReportResult, records: list[dict]) -> list[Path]:
         shown = len(ok[[column, m]].dropna())
         ax.set_title(f"{m} by {p} (ok trials: {shown} of {len(trials)})" if shown < len(trials) else f"{m} by {p}")
         fig.tight_layout()
-        path = result.folder / f"effect_{_safe_name(p)}.png"
+        path = result.folder / effect_plot_name(p)
         save_figure(fig, path)
         files.append(path)
 
@@ -844,9 +863,11 @@ def report(folder: str | os.PathLike, plots: bool = True, metric: str | None = N
     result.best_spec = folder / BEST_SPEC if best is not None else None
     # whole files or the previous ones: a full disk never leaves a cut-off table
     atomic_write(folder / "summary.csv", summary.to_csv(index=False))
-    atomic_write(folder / "summary.md", summary_markdown(result))
+    summary_md = summary_markdown(result)
+    atomic_write(folder / "summary.md", summary_md)
     atomic_write(folder / "effects.md", effects_markdown(result))
-    result.files = [folder / "summary.csv", folder / "summary.md", folder / "effects.md"]
+    atomic_write(folder / TRIALS_TABLE, trials_table(frame))
+    result.files = [folder / "summary.csv", folder / "summary.md", folder / "effects.md", folder / TRIALS_TABLE]
     if best is not None:
         atomic_write(folder / BEST_SPEC, best)
         result.files.append(folder / BEST_SPEC)
@@ -856,6 +877,11 @@ def report(folder: str | os.PathLike, plots: bool = True, metric: str | None = N
         drawn = write_plots(result, records) if len(frame) else []
         result.files += drawn
         _remove_stale_plots(folder, keep=drawn)
+        if drawn:  # the tables again, now with the plots they can show
+            atomic_write(folder / "effects.md", effects_markdown(result, drawn))
+            if folder / "learning_curves.png" in drawn:
+                atomic_write(folder / "summary.md", summary_md + "\n![learning curves of the first configurations by "
+                             "rank](learning_curves.png)\n")
     return result
 
 
@@ -993,7 +1019,7 @@ def _check_metric_recorded(metric: str, records: list[dict], folder: Path, name:
     raise SpecError(f"{name}: no trial in {folder} has {metric} (they have {', '.join(present) or 'no metric'})")
 
 
-TABLES = ("summary.csv", "summary.md", "effects.md", BEST_SPEC)
+TABLES = ("summary.csv", "summary.md", "effects.md", BEST_SPEC, TRIALS_TABLE)
 
 
 def remove_tables(folder: Path) -> None:

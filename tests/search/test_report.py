@@ -66,6 +66,23 @@ def test_summary_matches_an_independent_groupby(searched):
     assert {"param_model.activation", "param_optimizer.lr"} <= set(summary.columns)
 
 
+def test_trials_csv_is_the_log_as_a_flat_table_the_summary_comes_from(searched):
+    """One row per trial, the parameters as columns, the numbers at full precision: what Optuna's
+    trials_dataframe gives (pd.read_json of trials.jsonl rounds floats)."""
+    report(searched, plots=False)
+    table = pd.read_csv(searched / "trials.csv")
+    frame = raw(searched)
+    assert len(table) == len(frame) and set(table["trial_id"]) == set(frame["trial_id"])
+    assert {"param_model.activation", "param_optimizer.lr", "status", "seed", "val_accuracy"} <= set(table.columns)
+    by_id = table.set_index("trial_id")
+    records = {json.loads(line)["trial_id"]: json.loads(line) for line in (searched / "trials.jsonl").read_text().splitlines()}
+    assert all(by_id.loc[t, "val_accuracy"] == r["val_accuracy"] for t, r in records.items() if r.get("val_accuracy") is not None)
+    ok = table[table["status"] == "ok"]
+    summary = pd.read_csv(searched / "summary.csv").set_index("config_id")
+    means = ok.groupby("config_id")["val_accuracy"].mean()
+    assert all(summary.loc[cid, "mean_val_accuracy"] == pytest.approx(mean, rel=1e-12) for cid, mean in means.items())
+
+
 def test_effects_match_an_independent_groupby(searched):
     result = report(searched, plots=False)
     frame = raw(searched)
@@ -203,7 +220,7 @@ def test_report_of_a_search_interrupted_before_its_first_trial(tmp_path):
     write_scores(tmp_path, {})
     TrialStore(tmp_path).create()
     result = report(tmp_path)
-    assert result.summary.empty and [f.name for f in result.files] == ["summary.csv", "summary.md", "effects.md"]
+    assert result.summary.empty and [f.name for f in result.files] == ["summary.csv", "summary.md", "effects.md", "trials.csv"]
     assert not list(tmp_path.glob("*.png"))
     columns = pd.read_csv(tmp_path / "summary.csv").columns
     assert {"config_id", "param_x", "n_ok", "mean_val_accuracy", "rank", "tied_best"} <= set(columns)
@@ -218,6 +235,11 @@ def test_plots_of_an_earlier_log_do_not_outlive_it(tmp_path):
     (tmp_path / "effect_gone.png").write_bytes(b"old")  # a parameter the space no longer has
     report(tmp_path)
     assert not (tmp_path / "effect_gone.png").exists() and (tmp_path / "effect_x.png").exists()
+    # the markdown shows the plots drawn beside their tables, and none that were not drawn
+    assert "\n![val_accuracy by x](effect_x.png)\n" in (tmp_path / "effects.md").read_text()
+    assert "(learning_curves.png)" in (tmp_path / "summary.md").read_text()
+    report(tmp_path, plots=False)
+    assert ".png)" not in (tmp_path / "effects.md").read_text() + (tmp_path / "summary.md").read_text()
     TrialStore(tmp_path).move_aside()  # what --fresh does; then the search is stopped before any trial
     TrialStore(tmp_path).create()
     report(tmp_path)
