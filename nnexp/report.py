@@ -161,11 +161,13 @@ def sample_std(values) -> float:
 
 
 def _nanmean(values) -> float:
-    """The mean of the numbers among `values`, as pandas' Series.mean (NaN when there are none)."""
+    """The mean of the numbers among `values` as pandas' Series.mean computes it, to the last bit
+    (the missing ones as 0 in the sum, then over the count present; NaN when there are none)."""
     import numpy as np
 
-    present = values[~np.isnan(values)]
-    return float(present.mean()) if len(present) else math.nan
+    missing = np.isnan(values)
+    present = len(values) - int(missing.sum())
+    return float(np.where(missing, 0.0, values).sum() / present) if present else math.nan
 
 
 def summarize(frame, metric: str, mode: str, params: list[str]):
@@ -502,8 +504,13 @@ def pm(mean, std, digits: int = 4) -> str:
     return f"{shown} ± {_fmt(std, digits)}"
 
 
-def summary_markdown(result: ReportResult) -> str:
-    """The summary as a readable markdown table (the CSV keeps every column)."""
+CURVES_LINK = "\n![learning curves of the first configurations by rank](learning_curves.png)\n"
+
+
+def summary_markdown(result: ReportResult) -> tuple[str, str]:
+    """The summary as a readable markdown table (the CSV keeps every column), in two parts: the
+    table, and what follows it (why trials failed or diverged); the learning curves, once drawn,
+    go in between."""
     s, m = result.summary, result.metric
     table = []
     # the share of near-zero weights, when configurations differ in it (an L1 penalty searched): what L1 does
@@ -568,19 +575,18 @@ def summary_markdown(result: ReportResult) -> str:
         tail = "\n## Errors of failed trials\n\n" + "".join(f"- {n} x `{text}`\n" for text, n in errors.items())
     if len(causes):
         tail += "\n## Why trials diverged\n\n" + "".join(f"- {n} x {text}\n" for text, n in causes.items())
-    return head + body + "\n" + tail
+    return head + body + "\n", tail
 
 
 def lost_reasons(trials):
     """(the errors of failed trials, the causes of diverged ones), each with its count, most first."""
     import pandas as pd
 
-    def counted(column: str, status: str):
-        if column not in trials:
-            return pd.Series(dtype=int)
-        return trials.loc[trials["status"] == status, column].dropna().value_counts()
-
-    return counted("error", "failed"), counted("diverged_because", "diverged")
+    diverged = trials["status"] == "diverged" if "status" in trials else pd.Series(False, index=trials.index)
+    causes = trials.loc[diverged, "diverged_because"] if "diverged_because" in trials else pd.Series(
+        index=trials.index[diverged], dtype=object)
+    failed = trials.loc[trials["status"] == "failed", "error"] if "error" in trials else pd.Series(dtype=object)
+    return failed.dropna().value_counts(), causes.fillna("not recorded (a trial of an older nnexp)").value_counts()
 
 
 def _plural(n: int, noun: str) -> str:
@@ -863,8 +869,8 @@ def report(folder: str | os.PathLike, plots: bool = True, metric: str | None = N
     result.best_spec = folder / BEST_SPEC if best is not None else None
     # whole files or the previous ones: a full disk never leaves a cut-off table
     atomic_write(folder / "summary.csv", summary.to_csv(index=False))
-    summary_md = summary_markdown(result)
-    atomic_write(folder / "summary.md", summary_md)
+    table_md, after_md = summary_markdown(result)
+    atomic_write(folder / "summary.md", table_md + after_md)
     atomic_write(folder / "effects.md", effects_markdown(result))
     atomic_write(folder / TRIALS_TABLE, trials_table(frame))
     result.files = [folder / "summary.csv", folder / "summary.md", folder / "effects.md", folder / TRIALS_TABLE]
@@ -880,8 +886,7 @@ def report(folder: str | os.PathLike, plots: bool = True, metric: str | None = N
         if drawn:  # the tables again, now with the plots they can show
             atomic_write(folder / "effects.md", effects_markdown(result, drawn))
             if folder / "learning_curves.png" in drawn:
-                atomic_write(folder / "summary.md", summary_md + "\n![learning curves of the first configurations by "
-                             "rank](learning_curves.png)\n")
+                atomic_write(folder / "summary.md", table_md + CURVES_LINK + after_md)
     return result
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -187,14 +188,17 @@ def _console():
 class SearchProgress:
     """Progress fed by the runner's hook: done, failed, diverged, running, best so far, ETA. On a
     terminal a rich bar; on a pipe or a log file (nohup, a batch job, `| tee`) a plain line after
-    the first trial, then every LOG_SECONDS, and at the end, so that a long search shows it lives."""
+    the first trial, every LOG_SECONDS (also while a long trial runs) and at the end, so that a
+    long search shows it lives."""
 
     def __init__(self, console, metric: str, enabled: bool = True):
         self.console, self.metric, self.enabled = console, metric, enabled
         self.bar = None
+        self.counts = None  # the runner's counts (updated in place), once it has reported
         self.logged_at: float | None = None  # lines mode: when the last line was written, and at which count
         self.logged_done = 0
-        self.last = None
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
 
     def __enter__(self) -> "SearchProgress":
         if self.enabled and self.console.is_terminal:
@@ -205,36 +209,42 @@ class SearchProgress:
                                 TextColumn("{task.fields[status]}"), console=self.console, transient=False)
             self.bar.__enter__()
             self.task = self.bar.add_task("search", total=None, status="")
+        elif self.enabled:
+            threading.Thread(target=self._tick, name="nnexp-progress-lines", daemon=True).start()
         return self
 
-    def status(self, counts) -> str:
+    def status(self, counts, eta: bool = True) -> str:
         best = "–" if counts.best is None else f"{counts.best:.4g}"
-        eta = counts.eta
-        eta_text = "–" if eta is None else (f"{eta:.0f}s" if eta < 120 else f"{eta / 60:.1f}min")
+        left = counts.eta
+        eta_text = "–" if left is None else (f"{left:.0f}s" if left < 120 else f"{left / 60:.1f}min")
         lost = "".join(f"  {name} {n}" for name, n in (("failed", counts.failed), ("diverged", counts.diverged)) if n)
-        return f"running {counts.running}{lost}  best {self.metric} {best}  ETA {eta_text}"
+        return f"running {counts.running}{lost}  best {self.metric} {best}" + (f"  ETA {eta_text}" if eta else "")
 
     def update(self, record, counts) -> None:
+        self.counts = counts
         if self.bar is not None:
             self.bar.update(self.task, total=counts.total, completed=counts.skipped + counts.done,
                             status=self.status(counts))
-        elif self.enabled and record is not None:
-            self.last = counts
-            now = time.monotonic()
-            if self.logged_at is None or now - self.logged_at >= LOG_SECONDS:
-                self._line(counts)
-                self.logged_at = now
+        elif self.enabled and record is not None and self.logged_at is None:
+            self._line(counts)  # the first trial: the rest come with the clock
 
-    def _line(self, counts) -> None:
-        self.logged_done = counts.done
-        self.console.print(f"{time.strftime('%H:%M:%S')} trials {counts.skipped + counts.done}/{counts.total}  "
-                           f"{self.status(counts)}", markup=False, highlight=False)
+    def _tick(self) -> None:
+        while not self.stop.wait(LOG_SECONDS):
+            if self.counts is not None and (self.logged_at is None or time.monotonic() - self.logged_at >= LOG_SECONDS):
+                self._line(self.counts)
+
+    def _line(self, counts, eta: bool = True) -> None:
+        with self.lock:
+            self.logged_at, self.logged_done = time.monotonic(), counts.done
+            self.console.print(f"{time.strftime('%H:%M:%S')} trials {counts.skipped + counts.done}/{counts.total}  "
+                               f"{self.status(counts, eta)}", markup=False, highlight=False)
 
     def __exit__(self, *exc) -> None:
+        self.stop.set()
         if self.bar is not None:
             self.bar.__exit__(*exc)
-        elif self.last is not None and self.last.done != self.logged_done:
-            self._line(self.last)  # where it ended
+        elif self.enabled and self.counts is not None and self.counts.done != self.logged_done:
+            self._line(self.counts, eta=False)  # where it ended (no ETA: a Ctrl-C ends it early too)
 
 
 def print_leaderboard(console, result, outcome) -> None:

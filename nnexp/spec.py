@@ -630,7 +630,10 @@ def _check_class_weight(value):
                 pass
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
             raise ValueError(f"the weight of class '{key}' must be a positive number, got {json.dumps(weight, default=str)}")
-        weights[class_text(key) or str(key)] = float(weight)
+        name = class_text(key) or str(key)
+        if name in weights:  # 1 and '1', or 'é' written two ways: one class
+            raise ValueError(f"class '{name}' is given twice")
+        weights[name] = float(weight)
     return weights
 
 

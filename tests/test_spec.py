@@ -782,3 +782,7 @@ def test_class_weights_take_text_numbers_and_name_classes_as_the_data_does():
     assert spec.train.class_weight == {"True": 2.0}
     with pytest.raises(ValidationError, match="the weight of class 'fraud' must be a positive number, got \"three\""):
         specs.ExperimentSpec.model_validate({"train": {"class_weight": {"fraud": "three"}}})
+    # one class named twice (1 and '1', or 'é' in its two Unicode forms): refused, not the last one kept
+    for twice in ({1: 2, "1": 5}, {"élevé": 2, "e\u0301levé": 5}):
+        with pytest.raises(ValidationError, match="class '(1|élevé)' is given twice"):
+            specs.ExperimentSpec.model_validate({"train": {"class_weight": twice}})

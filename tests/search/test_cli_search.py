@@ -130,7 +130,9 @@ def test_diverging_configuration_is_recorded_while_others_complete(search_file, 
     # why, in the record, summary.md and the leaderboard (a count alone left the user to dig in the log)
     because = status[1e6]["diverged_because"]
     assert because in ("non-finite loss", "the loss grew past 10,000 times its first epoch's")
-    assert f"## Why trials diverged\n\n- 1 x {because}\n" in (tmp_path / "grid" / "summary.md").read_text()
+    summary = (tmp_path / "grid" / "summary.md").read_text()
+    assert f"## Why trials diverged\n\n- 1 x {because}\n" in summary
+    assert summary.index("(learning_curves.png)") < summary.index("## Why trials diverged")  # under its table
     shown = search(path, "--results-dir", tmp_path, "--n-jobs", 1)  # resumed: nothing runs, the leaderboard shows
     assert f"diverged: 1 x {because}" in shown.stdout
 
@@ -538,10 +540,29 @@ def test_progress_on_a_pipe_is_plain_lines(search_file, tmp_path, monkeypatch):
     lines = [line for line in done.stdout.splitlines() if re.match(r"\d\d:\d\d:\d\d trials ", line)]
     assert done.exit_code == 0 and len(lines) == 2, done.stdout  # the first trial, and the end (all in 30 s)
     assert " trials 1/6  running " in lines[0] and " trials 6/6  running 0  best val_accuracy " in lines[1]
-    monkeypatch.setattr(search_cli, "LOG_SECONDS", 0.0)
-    every = search(path, "--n-jobs", "1", "--results-dir", tmp_path, "--fresh")
-    assert [int(m) for m in re.findall(r"trials (\d)/6", every.stdout)] == [1, 2, 3, 4, 5, 6]
+    assert "ETA" in lines[0] and "ETA" not in lines[1]  # the end has none (a Ctrl-C ends it early too)
     assert "trials" not in search(path, "--results-dir", tmp_path, "--fresh", "-q").stdout
+
+
+def test_progress_lines_come_with_the_clock_while_a_trial_runs(monkeypatch):
+    """A line every LOG_SECONDS, not only when a trial ends: under nohup a trial of an hour
+    left the log silent for the hour."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    import nnexp.search_cli as search_cli
+
+    monkeypatch.setattr(search_cli, "LOG_SECONDS", 0.05)
+    out = io.StringIO()
+    counts = SimpleNamespace(done=0, skipped=0, total=4, running=2, failed=0, diverged=0, best=None, eta=None)
+    with search_cli.SearchProgress(Console(file=out, width=120), "val_accuracy") as progress:
+        progress.update(None, counts)  # the runner's first report: nothing finished, two trials running
+        time.sleep(0.4)
+    lines = out.getvalue().splitlines()
+    assert len(lines) >= 3 and all(re.fullmatch(r"\d\d:\d\d:\d\d trials 0/4  running 2  best val_accuracy –  ETA –", line)
+                                   for line in lines), lines
 
 
 def test_a_leaderboard_of_many_parameters_keeps_its_figures_whole_at_80_columns(tmp_path):

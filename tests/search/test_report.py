@@ -83,6 +83,18 @@ def test_trials_csv_is_the_log_as_a_flat_table_the_summary_comes_from(searched):
     assert all(summary.loc[cid, "mean_val_accuracy"] == pytest.approx(mean, rel=1e-12) for cid, mean in means.items())
 
 
+def test_a_diverged_trial_without_a_recorded_cause_says_so(searched):
+    """Logs written before trials recorded why they diverged still count them under a reason."""
+    from nnexp.report import lost_reasons
+
+    result = report(searched, plots=False)
+    failed, causes = lost_reasons(result.trials)
+    diverged = int((result.trials["status"] == "diverged").sum())
+    assert diverged and causes.to_dict() == {"not recorded (a trial of an older nnexp)": diverged}
+    assert f"- {diverged} x not recorded (a trial of an older nnexp)" in (searched / "summary.md").read_text()
+    assert failed.sum() == int((result.trials["status"] == "failed").sum())
+
+
 def test_effects_match_an_independent_groupby(searched):
     result = report(searched, plots=False)
     frame = raw(searched)
