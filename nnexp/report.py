@@ -539,7 +539,7 @@ def summary_markdown(result: ReportResult) -> tuple[str, str]:
             line["improving"] = f"{row['n_still_improving']}/{row['n_ok']}"
         line.update({"ok": int(row["n_ok"]), "failed": int(row["n_failed"]), "diverged": int(row["n_diverged"]),
                      "epochs": fmt_epochs(row["epochs"]), "seconds": _fmt(row["seconds"], 3),
-                     "tied_best": row["tied_best"]})
+                     "tied_best": _with_p(row["tied_best"], row.get("p_vs_best", math.nan))})
         table.append(line)
     import pandas as pd
 
@@ -550,32 +550,50 @@ def summary_markdown(result: ReportResult) -> tuple[str, str]:
                   if result.missing else "")
     head = (f"# {result.name or result.folder.name}: summary\n\n{unfinished}"
             f"{_plural(len(s), 'configuration')}, {_plural(n, 'trial')} ({_counts(result.trials)}); ranked by {m} ({result.mode}"
-            f"{'; a guess: no search.yaml says which metric the search ranks by' if result.metric_guessed else ''}).\n"
-            f"Mean ± std (n-1) over ok repeats; ci95 is the half-width of the 95% t-interval of the mean; "
-            f"configurations that trained with every seed rank first, then those with a failed or diverged "
-            f"repeat, then those with fewer than 2 ok; "
-            f"tied_best = Welch's t-test cannot separate it from the best (p > {ALPHA}; repeats all equal: "
-            f"tied when the means are): a wide spread "
-            f"over few repeats can tie a weak configuration, so read it with the std; "
-            f"seconds = mean training time of the ok trials."
-            + (" improving = repeats whose loss was still falling at the last epoch (not converged: more "
-               "train.epochs may change the ranking), of the ok ones."
-               if "n_still_improving" in s and s["n_still_improving"].any() else "")
-            + (f" fold_std = the std of {m} over the cross-validation folds of a trial (the mean over its ok "
-               "repeats), as GridSearchCV's std_test_score; the folds share training rows, so neither ci95 nor "
-               "tied_best uses it: repeats do." if f"fold_std_{m}" in s else "")
-            + (" epochs_to_target: mean over the ok repeats that reached train.target, (reached/ok)."
-               if "n_reached_target" in s else "")
-            + (f" best.yaml: rank 1 as an experiment spec with the seed of its first ok repeat: `nnexp run` on it "
-               "trains that trial again (the same numbers) and keeps the model." if result.best_spec else "")
-            + "\n\n")
-    tail = ""
+            f"{'; a guess: no search.yaml says which metric the search ranks by' if result.metric_guessed else ''}). "
+            "How to read it: below the table.\n\n")
+    notes = [
+        "each row is a configuration: mean ± std (n-1) of each metric over its ok repeats; ci95 is the half-width "
+        "of the 95% t-interval of the mean",
+        "rank: configurations that trained with every seed rank first, then those with a failed or diverged "
+        "repeat, then those with fewer than 2 ok",
+        f"tied_best: Welch's t-test cannot separate it from the best (p > {ALPHA}; the p-value in brackets; repeats "
+        "all equal: tied when the means are); a wide spread over few repeats can tie a weak configuration, so "
+        "read it with the std",
+        "seconds: the mean training time of the ok trials",
+    ]
+    if "n_still_improving" in s and s["n_still_improving"].any():
+        notes.append("improving: the ok repeats whose loss was still falling at the last epoch (not converged: "
+                     "more train.epochs may change the ranking)")
+    if f"fold_std_{m}" in s:
+        notes.append(f"fold_std: the std of {m} over the cross-validation folds of a trial (the mean over its ok "
+                     "repeats), as GridSearchCV's std_test_score; the folds share training rows, so neither ci95 "
+                     "nor tied_best uses it: repeats do")
+    if "n_reached_target" in s:
+        notes.append("epochs_to_target: the mean over the ok repeats that reached train.target, (reached/ok)")
+    if result.best_spec:
+        notes.append("best.yaml: rank 1 as an experiment spec with the seed of its first ok repeat: `nnexp run` "
+                     "on it trains that trial again (the same numbers) and keeps the model")
+    notes.append("every metric of every configuration, with `p_vs_best`: summary.csv; every trial: trials.csv")
+    legend = "\n## How to read it\n\n" + "".join(f"- {note}\n" for note in notes) if table else ""
+    tail = legend
     errors, causes = lost_reasons(result.trials)
     if len(errors):
-        tail = "\n## Errors of failed trials\n\n" + "".join(f"- {n} x `{text}`\n" for text, n in errors.items())
+        tail += "\n## Errors of failed trials\n\n" + "".join(f"- {n} x `{text}`\n" for text, n in errors.items())
     if len(causes):
         tail += "\n## Why trials diverged\n\n" + "".join(f"- {n} x {text}\n" for text, n in causes.items())
     return head + body + "\n", tail
+
+
+def _with_p(mark: str, p) -> str:
+    """A tied_best mark with its p-value, as `yes (p 0.31)`: with 2 or 3 repeats nearly everything
+    ties, and how close the call was is what a reader needs."""
+    if _isna(p) or not isinstance(mark, str):
+        return mark
+    shown = "p < 0.001" if p < 0.001 else f"p {p:.2g}"
+    if mark in ("yes", "no"):
+        return f"{mark} ({shown})"
+    return f"{mark[:-1]}; {shown})" if mark.startswith("no (") and mark.endswith(")") else mark
 
 
 def lost_reasons(trials):
