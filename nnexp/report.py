@@ -387,6 +387,25 @@ def attributed(shares) -> bool:
     return shares is not None and len(shares) > 1 and bool(shares["eta2"].notna().any())
 
 
+def interaction_share(result: ReportResult) -> float | None:
+    """In a full grid with as many ok trials in every configuration (a balanced design), the part
+    of the metric's variance that neither a parameter alone nor the seeds explain: the parameters'
+    interactions (1 minus their shares and the repeats'). None elsewhere: a random search's or an
+    unbalanced grid's shares overlap, and do not add up."""
+    shares, trials, m = result.importance, result.trials, result.metric
+    if not attributed(shares) or len(result.params) < 2 or m not in trials:
+        return None
+    main, noise = shares["eta2"].iloc[:-1], shares["eta2"].iloc[-1]
+    columns = [param_column(p) for p in result.params]
+    if main.isna().any() or any(is_continuous(trials[c]) for c in columns):
+        return None
+    ok = trials[(trials["status"] == "ok") & trials[m].notna()]
+    counts = ok.groupby("config_id").size()
+    if counts.nunique() != 1 or len(counts) != math.prod(ok[c].map(str).nunique() for c in columns):
+        return None
+    return max(0.0, 1.0 - float(main.sum()) - (0.0 if math.isnan(noise) else float(noise)))
+
+
 def natural_key(value) -> tuple:
     """Numbers by size, lists (shown as JSON) element by element, then text: [4] < [8] < [8,8] < [16]."""
     if isinstance(value, str) and value[:1] == "[":
@@ -624,6 +643,9 @@ def effects_markdown(result: ReportResult, plots: list[Path] = ()) -> str:
         rows = [{"parameter": r["parameter"] if r["parameter"] != "repeats" else "(repeats: seed noise)",
                  "spread": _fmt(r["spread"]) if not _isna(r["spread"]) else "–",
                  "share of variance": f"{r['eta2']:.1%}" if not _isna(r["eta2"]) else "–"} for _, r in shares.iterrows()]
+        interactions = interaction_share(result)
+        if interactions is not None:  # what the parameters do together: the rest of a balanced grid's 100%
+            rows.insert(-1, {"parameter": "(interactions)", "spread": "–", "share of variance": f"{interactions:.1%}"})
         import pandas as pd
 
         parts.append(f"## What matters\n\nspread: the highest minus the lowest mean of {m} over a parameter's values "
@@ -632,7 +654,8 @@ def effects_markdown(result: ReportResult, plots: list[Path] = ()) -> str:
                      "configurations, where only the seed differs: the noise any ranking has to beat (the "
                      "configurations share their seeds' splits, so part of it is common to all of them; under "
                      "cross-validation a trial's metric is already its folds' mean). In a full grid with every "
-                     "trial ok the shares add up to 100% with the parameters' interactions; otherwise parameters "
+                     "trial ok the shares add up to 100% with the parameters' interactions (their row: what values "
+                     "do together beyond each alone); otherwise parameters "
                      "that happen to vary together (a random search's, or values lost to failed trials) share "
                      "credit, and the shares can add up to more. Failed and diverged trials are not in these "
                      "figures: see each table's rates.\n\n"

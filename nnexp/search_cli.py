@@ -251,7 +251,8 @@ def print_leaderboard(console, result, outcome) -> None:
     """The top configurations with mean ± std of the metric and tied-best marks, then where the files are."""
     from rich.table import Table
 
-    from nnexp.report import NO_TRIALS, _fmt, attributed, fmt_param, lost_reasons, param_column, pm, short_names
+    from nnexp.report import (NO_TRIALS, _fmt, attributed, fmt_param, interaction_share, lost_reasons, param_column,
+                              pm, short_names)
 
     s, m = result.summary, result.metric
     table = Table(title=f"{result.folder.name}: top configurations by {m} ({result.mode})", title_justify="left")
@@ -288,6 +289,9 @@ def print_leaderboard(console, result, outcome) -> None:
 
         named = [f"{r['parameter']} {percent(r['eta2'])}" for _, r in shares.iloc[:-1].iterrows()
                  if not math.isnan(r["eta2"])]
+        interactions = interaction_share(result)
+        if interactions is not None:
+            named.append(f"interactions {percent(interactions)}")
         noise = shares["eta2"].iloc[-1]
         console.print(f"what matters (share of the variance of {m}): {', '.join(named)}"
                       + (f"; seed noise {percent(noise)}" if not math.isnan(noise) else "") + " (effects.md)",

@@ -839,3 +839,37 @@ def test_a_parameter_with_one_value_among_the_ok_trials_has_no_share(tmp_path):
     assert shares["a"] > 0.9 and np.isnan(shares["b"])
     rows = [line for line in (tmp_path / "effects.md").read_text().splitlines() if line.startswith("| b ")]
     assert rows and rows[0].split("|")[3].strip() == "–"
+
+
+def test_a_balanced_grid_shows_its_interactions_share_as_a_two_way_anova_does(tmp_path):
+    """Two parameters whose effect is mostly together (XOR-like): each alone explains little, the
+    shares added to 57% of 100 and left the reader to guess the rest. The interactions' row is the
+    two-way ANOVA's interaction sum of squares over the total; unbalanced (a failed trial), none."""
+    from nnexp.report import interaction_share
+
+    rng = np.random.default_rng(0)
+    save_spec(tmp_path, {"search": {"metric": "val_accuracy", "mode": "max", "space": {"a": [0, 1], "b": [0, 1, 2]}},
+                         "experiment": {}})
+    store, rows = TrialStore(tmp_path), []
+    for a in (0, 1):
+        for b in (0, 1, 2):
+            for seed in range(3):
+                y = 0.8 + 0.1 * ((a + b) % 2) + 0.02 * a + rng.normal(0, 0.01)
+                rows.append({"a": a, "b": b, "y": y})
+                store.append({"trial_id": f"{a}{b}-s{seed}", "config_id": f"{a}{b}", "params": {"a": a, "b": b},
+                              "seed": seed, "repeat": seed, "status": "ok", "error": None, "val_accuracy": y,
+                              "epochs_run": 5, "seconds": 1.0, "history": {}})
+    result = report(tmp_path, plots=False)
+    frame = pd.DataFrame(rows)
+    grand, cells = frame["y"].mean(), frame.groupby(["a", "b"])["y"]
+    total = ((frame["y"] - grand) ** 2).sum()
+    main = sum((frame.groupby(p)["y"].transform("mean") - grand).pow(2).sum() for p in ("a", "b"))
+    within = (frame["y"] - cells.transform("mean")).pow(2).sum()
+    expected = (total - main - within) / total
+    assert interaction_share(result) == pytest.approx(expected, rel=1e-9) and expected > 0.5
+    assert f"| (interactions)        | –        | {expected:.1%}" in (tmp_path / "effects.md").read_text()
+    store.append({"trial_id": "00-s3", "config_id": "00", "params": {"a": 0, "b": 0}, "seed": 3, "repeat": 3,
+                  "status": "failed", "error": "E", "history": {}})
+    store.append({"trial_id": "01-s3", "config_id": "01", "params": {"a": 0, "b": 1}, "seed": 3, "repeat": 3,
+                  "status": "ok", "error": None, "val_accuracy": 0.9, "epochs_run": 5, "seconds": 1.0, "history": {}})
+    assert interaction_share(report(tmp_path, plots=False)) is None  # 4 ok repeats in one configuration, 3 in others
