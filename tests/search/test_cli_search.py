@@ -52,8 +52,8 @@ def test_grid_on_iris_with_two_jobs_matches_one_job(search_file, tmp_path):
     assert "top configurations by val_accuracy" in result.stdout and str(folder) in result.stdout
     printed = " ".join(result.stdout.split())
     assert f"`nnexp run {folder / 'best.yaml'}` trains it again" in printed
-    assert re.search(r"what matters \(share of the variance of val_accuracy\): \S+ [\d.]+%, \S+ [\d.]+%; "
-                     r"seed noise [\d.]+% \(effects\.md\)", printed)
+    assert re.search(r"what matters \(share of the variance of val_accuracy\): \S+ [\d.]+%, \S+ [\d.]+%, "
+                     r"interactions [\d.]+%; seed noise [\d.]+% \(effects\.md\)", printed)  # a full, balanced grid
     assert {r["threads"] for r in records} == {1} or os.cpu_count() > 2
 
     # the same plan in this process (n_jobs 1) gives bit-identical metrics
