@@ -388,22 +388,25 @@ def attributed(shares) -> bool:
 
 
 def interaction_share(result: ReportResult) -> float | None:
-    """In a full grid with as many ok trials in every configuration (a balanced design), the part
-    of the metric's variance that neither a parameter alone nor the seeds explain: the parameters'
-    interactions (1 minus their shares and the repeats'). None elsewhere: a random search's or an
-    unbalanced grid's shares overlap, and do not add up."""
+    """In a full grid with as many ok trials, two or more, in every configuration (a balanced
+    design), the part of the metric's variance that neither a parameter alone nor the seeds explain:
+    the parameters' interactions, all orders together (1 minus their shares and the repeats'). None
+    elsewhere: a random search's or an unbalanced grid's shares overlap and do not add up, one
+    repeat leaves seed noise in the rest, and a parameter shown in ranges has the ranges' share."""
     shares, trials, m = result.importance, result.trials, result.metric
     if not attributed(shares) or len(result.params) < 2 or m not in trials:
         return None
-    main, noise = shares["eta2"].iloc[:-1], shares["eta2"].iloc[-1]
-    columns = [param_column(p) for p in result.params]
-    if main.isna().any() or any(is_continuous(trials[c]) for c in columns):
-        return None
     ok = trials[(trials["status"] == "ok") & trials[m].notna()]
+    levels = {p: ok[param_column(p)].map(str).nunique() for p in result.params}
+    varied = [p for p in result.params if levels[p] > 1]  # a parameter of one value explains nothing, and takes no part
+    main = shares.set_index("parameter")["eta2"].reindex(varied)
+    noise = shares["eta2"].iloc[-1]
     counts = ok.groupby("config_id").size()
-    if counts.nunique() != 1 or len(counts) != math.prod(ok[c].map(str).nunique() for c in columns):
+    if (len(varied) < 2 or main.isna().any() or math.isnan(noise)  # one repeat: the rest is seed noise too
+            or any(is_continuous(trials[param_column(p)]) for p in varied)  # shown in ranges: shares of the ranges
+            or counts.nunique() != 1 or len(counts) != math.prod(levels[p] for p in varied)):
         return None
-    return max(0.0, 1.0 - float(main.sum()) - (0.0 if math.isnan(noise) else float(noise)))
+    return max(0.0, 1.0 - float(main.sum()) - float(noise))
 
 
 def natural_key(value) -> tuple:
@@ -569,8 +572,8 @@ def summary_markdown(result: ReportResult) -> tuple[str, str]:
                   if result.missing else "")
     head = (f"# {result.name or result.folder.name}: summary\n\n{unfinished}"
             f"{_plural(len(s), 'configuration')}, {_plural(n, 'trial')} ({_counts(result.trials)}); ranked by {m} ({result.mode}"
-            f"{'; a guess: no search.yaml says which metric the search ranks by' if result.metric_guessed else ''}). "
-            "How to read it: below the table.\n\n")
+            f"{'; a guess: no search.yaml says which metric the search ranks by' if result.metric_guessed else ''})."
+            + (" How to read it: below the table." if table else "") + "\n\n")
     notes = [
         "each row is a configuration: mean ± std (n-1) of each metric over its ok repeats; ci95 is the half-width "
         "of the 95% t-interval of the mean",
@@ -609,7 +612,10 @@ def _with_p(mark: str, p) -> str:
     ties, and how close the call was is what a reader needs."""
     if _isna(p) or not isinstance(mark, str):
         return mark
-    shown = "p < 0.001" if p < 0.001 else f"p {p:.2g}"
+    digits = 2
+    while digits < 6 and (float(f"{p:.{digits}g}") == ALPHA or (float(f"{p:.{digits}g}") > ALPHA) != (p > ALPHA)):
+        digits += 1  # 0.0496 and 0.0504 are not both `p 0.05`
+    shown = "p < 0.001" if p < 0.001 else f"p {p:.{digits}g}"
     if mark in ("yes", "no"):
         return f"{mark} ({shown})"
     return f"{mark[:-1]}; {shown})" if mark.startswith("no (") and mark.endswith(")") else mark
@@ -654,8 +660,9 @@ def effects_markdown(result: ReportResult, plots: list[Path] = ()) -> str:
                      "configurations, where only the seed differs: the noise any ranking has to beat (the "
                      "configurations share their seeds' splits, so part of it is common to all of them; under "
                      "cross-validation a trial's metric is already its folds' mean). In a full grid with every "
-                     "trial ok the shares add up to 100% with the parameters' interactions (their row: what values "
-                     "do together beyond each alone); otherwise parameters "
+                     "trial ok and at least two repeats the shares add up to 100% with the parameters' interactions "
+                     "(their row: what values do together beyond each alone; not for a parameter shown in ranges, "
+                     "whose share is its ranges'); otherwise parameters "
                      "that happen to vary together (a random search's, or values lost to failed trials) share "
                      "credit, and the shares can add up to more. Failed and diverged trials are not in these "
                      "figures: see each table's rates.\n\n"

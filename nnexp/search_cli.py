@@ -199,6 +199,7 @@ class SearchProgress:
         self.logged_done = 0
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        self.ticker: threading.Thread | None = None
 
     def __enter__(self) -> "SearchProgress":
         if self.enabled and self.console.is_terminal:
@@ -210,7 +211,8 @@ class SearchProgress:
             self.bar.__enter__()
             self.task = self.bar.add_task("search", total=None, status="")
         elif self.enabled:
-            threading.Thread(target=self._tick, name="nnexp-progress-lines", daemon=True).start()
+            self.ticker = threading.Thread(target=self._tick, name="nnexp-progress-lines", daemon=True)
+            self.ticker.start()
         return self
 
     def status(self, counts, eta: bool = True) -> str:
@@ -229,9 +231,14 @@ class SearchProgress:
             self._line(counts)  # the first trial: the rest come with the clock
 
     def _tick(self) -> None:
-        while not self.stop.wait(LOG_SECONDS):
-            if self.counts is not None and (self.logged_at is None or time.monotonic() - self.logged_at >= LOG_SECONDS):
+        """A line LOG_SECONDS after the last one (a trial's line moves the clock)."""
+        started = time.monotonic()
+        while not self.stop.wait(max(0.0, (self.logged_at or started) + LOG_SECONDS - time.monotonic())):
+            due = (self.logged_at or started) + LOG_SECONDS <= time.monotonic()
+            if due and self.counts is not None:
                 self._line(self.counts)
+            elif due:
+                started = time.monotonic()  # the runner has not reported yet: nothing to say
 
     def _line(self, counts, eta: bool = True) -> None:
         with self.lock:
@@ -241,6 +248,8 @@ class SearchProgress:
 
     def __exit__(self, *exc) -> None:
         self.stop.set()
+        if self.ticker is not None:
+            self.ticker.join(timeout=1.0)  # no clock line after the last one
         if self.bar is not None:
             self.bar.__exit__(*exc)
         elif self.enabled and self.counts is not None and self.counts.done != self.logged_done:

@@ -589,3 +589,32 @@ def test_a_leaderboard_of_many_parameters_keeps_its_figures_whole_at_80_columns(
     print_leaderboard(wide, result, None)
     header = next(line for line in wide.export_text().splitlines() if "rank" in line)
     assert "activation" in header and "configuration" not in header  # a column each where they fit
+
+
+def test_a_progress_line_comes_log_seconds_after_the_last_one(monkeypatch):
+    """The clock ticked every 30 s from the start and skipped a tick that fell within 30 s of the
+    first trial's line: up to a minute without a line. Now each waits for the last line + 30 s."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    import nnexp.search_cli as search_cli
+
+    clock = SimpleNamespace(now=0.0)
+    waits = []
+
+    class Stop:  # the clock moves by what the ticker waits; the fourth wait ends it
+        def wait(self, timeout):
+            waits.append(round(timeout, 6))
+            clock.now += timeout
+            return len(waits) > 3
+
+    out = io.StringIO()
+    progress = search_cli.SearchProgress(Console(file=out, width=120), "val_accuracy")
+    progress.stop = Stop()
+    progress.counts = SimpleNamespace(done=1, skipped=0, total=9, running=2, failed=0, diverged=0, best=0.5, eta=60.0)
+    progress.logged_at = 3.0  # the first trial's line, 3 s in
+    monkeypatch.setattr(search_cli.time, "monotonic", lambda: clock.now)
+    progress._tick()
+    assert waits == [33.0, 30.0, 30.0, 30.0] and len(out.getvalue().splitlines()) == 3  # at 33, 63 and 93 s

@@ -237,6 +237,7 @@ def test_report_of_a_search_interrupted_before_its_first_trial(tmp_path):
     TrialStore(tmp_path).create()
     result = report(tmp_path)
     assert result.summary.empty and [f.name for f in result.files] == ["summary.csv", "summary.md", "effects.md", "trials.csv"]
+    assert "How to read it" not in (tmp_path / "summary.md").read_text()  # no table, nothing to read below it
     assert not list(tmp_path.glob("*.png"))
     columns = pd.read_csv(tmp_path / "summary.csv").columns
     assert {"config_id", "param_x", "n_ok", "mean_val_accuracy", "rank", "tied_best"} <= set(columns)
@@ -873,3 +874,40 @@ def test_a_balanced_grid_shows_its_interactions_share_as_a_two_way_anova_does(tm
     store.append({"trial_id": "01-s3", "config_id": "01", "params": {"a": 0, "b": 1}, "seed": 3, "repeat": 3,
                   "status": "ok", "error": None, "val_accuracy": 0.9, "epochs_run": 5, "seconds": 1.0, "history": {}})
     assert interaction_share(report(tmp_path, plots=False)) is None  # 4 ok repeats in one configuration, 3 in others
+
+
+def test_interactions_need_repeats_and_leave_out_a_parameter_of_one_value(tmp_path):
+    """One repeat: the rest of the 100% holds the seeds' noise too (18% with one seed, 2% with
+    another), so no row. A parameter searched with one value takes no part: the others' grid is
+    still complete."""
+    from nnexp.report import interaction_share
+
+    def grid(folder, repeats, cs=("k",)):
+        rng = np.random.default_rng(1)
+        folder.mkdir()
+        save_spec(folder, {"search": {"metric": "val_accuracy", "mode": "max",
+                                      "space": {"a": [0, 1], "b": [0, 1], "c": list(cs)}}, "experiment": {}})
+        store = TrialStore(folder)
+        for a in (0, 1):
+            for b in (0, 1):
+                for c in cs:
+                    for seed in range(repeats):
+                        store.append({"trial_id": f"{a}{b}{c}-s{seed}", "config_id": f"{a}{b}{c}",
+                                      "params": {"a": a, "b": b, "c": c}, "seed": seed, "repeat": seed, "status": "ok",
+                                      "error": None, "val_accuracy": 0.8 + 0.1 * (a ^ b) + rng.normal(0, 0.01),
+                                      "epochs_run": 5, "seconds": 1.0, "history": {}})
+
+    grid(tmp_path / "one", repeats=1)
+    assert interaction_share(report(tmp_path / "one", plots=False)) is None
+    grid(tmp_path / "fixed", repeats=3)
+    share = interaction_share(report(tmp_path / "fixed", plots=False))
+    assert share is not None and share > 0.9  # a xor b: nearly all of it together
+
+
+def test_a_p_value_beside_its_mark_never_reads_as_the_other_side_of_alpha():
+    from nnexp.report import _with_p
+
+    assert _with_p("no", 0.0496) == "no (p 0.0496)" and _with_p("yes", 0.0504) == "yes (p 0.0504)"
+    assert _with_p("yes", 0.31) == "yes (p 0.31)" and _with_p("no", 2e-9) == "no (p < 0.001)"
+    assert _with_p("no (1 of 3 repeats not ok)", 0.4) == "no (1 of 3 repeats not ok; p 0.4)"
+    assert _with_p("n/a (<2 ok repeats)", float("nan")) == "n/a (<2 ok repeats)"
