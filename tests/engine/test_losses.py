@@ -36,6 +36,19 @@ def test_logistic_loss_is_stable_for_large_logits():
     assert_allclose(delta.ravel(), [1 / 3, -1 / 3, -0.5 / 3])
 
 
+@pytest.mark.parametrize("dtype, lowest", [(np.float64, -700.0), (np.float32, -85.0)])
+def test_a_logistic_outputs_small_probabilities_to_their_own_precision(dtype, lowest):
+    """(1 + tanh(z/2)) / 2 rounded P(y=1) to exactly 0 below z = -37 (float64) or -17 (float32):
+    37 of an overconfident network's 114 validation rows tied at 0, and AUC, AP and the threshold
+    could no longer rank them. The probabilities a network outputs keep their relative precision."""
+    head = make_output("logistic")
+    z = np.linspace(lowest, 40.0, 2001).reshape(-1, 1)
+    reference = 1.0 / (1.0 + np.exp(-z))  # float64, textbook
+    got = head.output(z.astype(dtype))
+    assert got.dtype == dtype and (got > 0).all() and (np.diff(got.ravel()) >= 0).all()
+    assert_allclose(got, reference, rtol=1e-13 if dtype == np.float64 else 2e-6)
+
+
 def test_mse_has_the_half_factor():
     head = make_output("linear")
     z = np.array([[1.0, 2.0], [3.0, 5.0]])
