@@ -12,7 +12,7 @@ from __future__ import annotations
 import warnings
 
 from nnexp.data.datasets import check_path, load_table, spec_named_problems, without_columns
-from nnexp.errors import DataError, SpecError
+from nnexp.errors import DataError, SpecError, warn
 from nnexp.search.trial import prepared_data
 from nnexp.spec import class_weight_problem, given_by_override, metric_problem, monitor_problems, positive_class_problem
 
@@ -57,6 +57,31 @@ def check_data(plan, loaded) -> None:
               else f"{source}: {problem}" for problem in dict.fromkeys(problem for problem in problems if problem)]
     if named:
         raise SpecError(named)
+    _warn_incomparable_losses(plan, loaded, task)
+
+
+# data fields that change which rows train (so a regression target's scale) or what is learnt
+ROWS_FIELDS = ("dataset", "target", "train_size", "val_fraction", "test_fraction", "cv_folds", "n_samples", "noise")
+
+
+def _warn_incomparable_losses(plan, loaded, task: str) -> None:
+    """A loss ranks configurations only when it is one quantity for all of them: a regression loss
+    is half the squared error in units of its training rows' target spread (which changes with the
+    training rows), and a classification's cross-entropy is not a regression's error at all."""
+    metric = loaded.spec.metric
+    if not metric.endswith("_loss"):
+        return
+    tasks = {task if c.spec.data.task == "auto" else c.spec.data.task for c in plan.configs}  # auto: as the first's
+    rows = [f for f in ROWS_FIELDS if len({repr(getattr(c.spec.data, f)) for c in plan.configs}) > 1]
+    if len(tasks) > 1:
+        warn(f"{loaded.field('metric')}: {metric} ranks configurations of different tasks (data.task: "
+             f"{', '.join(sorted(tasks))}): a cross-entropy and a squared error are not one quantity; compare "
+             "each task's searches apart")
+    elif task == "regression" and rows:
+        warn(f"{loaded.field('metric')}: {metric} ranks regression configurations whose training rows differ "
+             f"({', '.join(f'data.{f}' for f in rows)}): a regression loss is in units of each training set's "
+             f"target spread, so it does not compare across them; rank by {metric.split('_')[0]}_rmse (or _mae, "
+             "_r2), in the target's own units")
 
 
 def _first_loadable(plan, source: str):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from nnexp.collector import collect_less_often
-from nnexp.errors import NnexpError, first_line, made_with_warnings, with_warnings_again
+from nnexp.errors import NnexpError, SpecError, first_line, made_with_warnings, with_warnings_again
 
 CACHE_SIZE = 8
 MAIN_METRICS = ("val_accuracy", "val_rmse")
@@ -87,8 +87,14 @@ def forget_data() -> None:
 
 
 def _default_train(spec, prepared, metric: str | None = None):
-    from nnexp.train import train_experiment
+    from nnexp.train import first_split, train_experiment
 
+    if metric:  # a searched data set or task whose data the ranking metric does not suit: this trial fails, named
+        from nnexp.spec import metric_problem
+
+        wrong = metric_problem(metric, first_split(prepared).task)
+        if wrong:
+            raise SpecError(f"the search's {wrong}")
     return train_experiment(spec, prepared=prepared, watch=(metric,) if metric else ())
 
 

@@ -189,6 +189,39 @@ def test_a_metric_the_task_of_a_data_file_lacks_exits_2_before_any_trial(search_
     assert not (tmp_path / "out").exists()
 
 
+def test_a_metric_one_searched_data_set_lacks_fails_its_trials_and_losses_that_do_not_compare_are_named(
+        search_file, tmp_path):
+    """A searched data file read as classification was `ok` with no val_rmse ("n/a (no val_rmse)");
+    it fails, saying why. val_loss of a regression is in units of each training set's target spread:
+    ranking data.train_size by it crowned the wrong size on heavy-tailed targets, so it says so."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2))
+    pd.DataFrame(x, columns=["a", "b"]).assign(y=np.exp(3 + 2 * x[:, 0])).to_csv(tmp_path / "reg.csv", index=False)
+    pd.DataFrame({"a": x[:, 0], "y": rng.integers(0, 3, 200)}).to_csv(tmp_path / "cls.csv", index=False)
+    regression = {"data": {"dataset": str(tmp_path / "reg.csv"), "target": "y"}, "train": {"epochs": 2}}
+    path = search_file({"data.dataset": [str(tmp_path / "reg.csv"), str(tmp_path / "cls.csv")]}, name="mixed",
+                       experiment=regression, metric="val_rmse", repeats=1)
+    done = search(path, "--results-dir", tmp_path / "out", "--quiet")
+    records = {Path(r["params"]["data.dataset"]).name: r for r in trials(tmp_path / "out" / "mixed")}
+    assert done.exit_code == 0 and records["reg.csv"]["status"] == "ok" and records["cls.csv"]["status"] == "failed"
+    assert records["cls.csv"]["error"].startswith("SpecError: the search's metric: 'val_rmse' is not computed for a "
+                                                  "classification task")
+    sizes = search_file({"data.train_size": [50, 100]}, name="sizes", experiment=regression, metric="val_loss",
+                        repeats=1)
+    warned = search(sizes, "--results-dir", tmp_path / "out", "--quiet")
+    assert warned.exit_code == 0 and (f"warning: {sizes}: metric: val_loss ranks regression configurations whose "
+                                      "training rows differ (data.train_size)") in warned.stderr
+    assert "ranks" not in search(sizes, "--results-dir", tmp_path / "out2", "--quiet", "--set", "metric=val_rmse").stderr
+    iris = search_file({"data.train_size": [50, 100]}, name="iris", metric="val_loss", repeats=1)
+    assert "ranks" not in search(iris, "--results-dir", tmp_path / "out", "--quiet").stderr  # cross-entropy compares
+    tasks = search_file({"data.task": ["classification", "regression"]}, name="tasks", metric="val_loss", repeats=1,
+                        experiment={"data": {"dataset": str(tmp_path / "cls.csv"), "target": "y"}, "train": {"epochs": 2}})
+    assert "ranks configurations of different tasks (data.task: classification, regression)" in search(
+        tasks, "--results-dir", tmp_path / "out", "--quiet").stderr
+
+
 def test_a_searched_class_weight_naming_no_class_of_the_data_exits_2_before_any_trial(search_file, tmp_path):
     experiment = {"data": {"dataset": "iris"}, "train": {"epochs": 2}}
     path = search_file({"train.class_weight": [None, "balanced", {"setosa": 2}, {"setossa": 2}]}, experiment=experiment)
