@@ -1110,3 +1110,24 @@ def test_an_optimizer_state_that_overflows_is_diverged_though_the_loss_stays_fin
     losses = [row["train_loss"] for row in trained.history]
     assert trained.status == "ok" and losses[-1] < losses[0]
     assert all(math.isfinite(row["grad_norm_1"]) and row["grad_norm_1"] > 1e19 for row in trained.history)
+
+
+def test_regression_metrics_in_float32_come_from_the_targets_not_their_float32_rounding(tmp_path):
+    """One training target of 1e12 among values near -1000: standardised in float32, every validation
+    target rounded to the same number, their variance was 0 and R^2 read 0 where scikit-learn,
+    from predictions.csv, gives -1.4e18."""
+    from sklearn.metrics import mean_absolute_error, r2_score
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(300, 2)), columns=["a", "b"]).assign(y=-1000 + 50 * rng.normal(size=300))
+    frame.loc[5, "y"] = 1e12
+    frame.to_csv(tmp_path / "outlier.csv", index=False)
+    result = run_experiment({"data": {"dataset": str(tmp_path / "outlier.csv"), "target": "y"}, "model": {"hidden": [8]},
+                             "train": {"epochs": 3, "dtype": "float32"}}, results_dir=None)
+    rows = result.predictions()
+    for split in ("val", "test"):
+        part = rows[rows["split"] == split]
+        assert result.metrics[f"{split}_r2"] == pytest.approx(r2_score(part["target"], part["prediction"]), rel=1e-6)
+        assert result.metrics[f"{split}_mae"] == pytest.approx(mean_absolute_error(part["target"], part["prediction"]),
+                                                               rel=1e-6)
+        assert result.metrics[f"{split}_r2"] < -1e15

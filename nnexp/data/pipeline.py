@@ -187,7 +187,10 @@ def _build(table: Table, spec: DataSpec, train: np.ndarray, val: np.ndarray | No
         if rows is None:
             return None, None
         X = prep.transform_features(table.rows(rows), dtype, source=table.source, training=True)
-        return X, prep.transform_target(table.y[rows], dtype)
+        # a regression target in float64 whatever the network computes in: training casts it once an
+        # epoch, and the metrics in the target's units come from it (from float32, one outlier of
+        # 1e12 rounded every validation target alike, and R^2 read 0 where it was -1.2e17)
+        return X, prep.transform_target(table.y[rows], "float64")
 
     (X_train, y_train), (X_val, y_val), (X_test, y_test) = arrays(train), arrays(val), arrays(test)
     n_outputs = len(table.class_names) if table.task == "classification" else 1

@@ -113,4 +113,5 @@ def test_prepare_dtypes_and_layout(dtype):
         assert X.dtype == np.dtype(dtype) and X.flags.c_contiguous
         assert y.dtype == np.int64
     reg = prepare(DataSpec(dataset="diabetes"), seed=0, dtype=dtype)
-    assert reg.y_train.dtype == np.dtype(dtype) and reg.n_outputs == 1
+    # a regression target stays float64 (training casts it; the metrics in its units come from it)
+    assert reg.y_train.dtype == np.float64 and reg.X_train.dtype == np.dtype(dtype) and reg.n_outputs == 1
