@@ -523,6 +523,8 @@ def pm(mean, std, digits: int = 4) -> str:
         return f"{shown} ± {std:.{digits}f}"
     if fixed and isinstance(std, float):
         return f"{shown} ± {std:.1g}"
+    if "e" in shown and isinstance(std, float) and math.isfinite(std):
+        return f"{shown} ± {std:.2g}"  # a price's error: `2.592e+04 ± 1.5e+03`, not `± 1451.4626`
     return f"{shown} ± {_fmt(std, digits)}"
 
 

@@ -437,6 +437,7 @@ def test_mean_and_std_are_written_alike_and_booleans_as_in_yaml():
     assert pm(0.0027, 0.0002163) == "0.0027 ± 0.0002" and pm(0.9512, 0.0031) == "0.9512 ± 0.0031"
     assert pm(0.9512, 3e-05) == "0.9512 ± 3e-05"  # a real spread is not rounded away
     assert pm(4.8e-10, 1.7e-10) == "4.8e-10 ± 1.7e-10" and pm(0.5, 0.0) == "0.5000 ± 0"
+    assert pm(25920.3, 1451.4626) == "2.592e+04 ± 1.5e+03"  # a price's error in one notation, not `± 1451.4626`
     assert [fmt_param(v) for v in (True, np.bool_(False), 0.01)] == ["true", "false", "0.01"]
 
 
