@@ -71,17 +71,37 @@ def _warn_incomparable_losses(plan, loaded, task: str) -> None:
     metric = loaded.spec.metric
     if not metric.endswith("_loss"):
         return
-    tasks = {task if c.spec.data.task == "auto" else c.spec.data.task for c in plan.configs}  # auto: as the first's
+    tasks = _tasks(plan, task)
     rows = [f for f in ROWS_FIELDS if len({repr(getattr(c.spec.data, f)) for c in plan.configs}) > 1]
     if len(tasks) > 1:
-        warn(f"{loaded.field('metric')}: {metric} ranks configurations of different tasks (data.task: "
-             f"{', '.join(sorted(tasks))}): a cross-entropy and a squared error are not one quantity; compare "
-             "each task's searches apart")
+        warn(f"{loaded.field('metric')}: {metric} ranks configurations of different tasks "
+             f"({', '.join(sorted(tasks))}): a cross-entropy and a squared error are not one quantity; compare "
+             "each task's configurations apart")
     elif task == "regression" and rows:
         warn(f"{loaded.field('metric')}: {metric} ranks regression configurations whose training rows differ "
              f"({', '.join(f'data.{f}' for f in rows)}): a regression loss is in units of each training set's "
              f"target spread, so it does not compare across them; rank by {metric.split('_')[0]}_rmse (or _mae, "
              "_r2), in the target's own units")
+
+
+def _tasks(plan, first: str) -> set[str]:
+    """The tasks of the plan's configurations: data.task or a built-in's own, else (a file left to
+    'auto') as its rows say, read once per file; `first` when there is one data section only."""
+    sections = {c.spec.data.model_dump_json(): c.spec for c in plan.configs}
+    if len(sections) == 1:
+        return {first}
+    tasks = set()
+    for spec in sections.values():
+        known = spec.data.known_task
+        if known is None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # the trials report their data warnings themselves
+                    known = load_table(spec.data, spec.seed).task
+            except DataError:  # that configuration fails alone, saying why
+                continue
+        tasks.add(known)
+    return tasks
 
 
 def _first_loadable(plan, source: str):

@@ -218,8 +218,15 @@ def test_a_metric_one_searched_data_set_lacks_fails_its_trials_and_losses_that_d
     assert "ranks" not in search(iris, "--results-dir", tmp_path / "out", "--quiet").stderr  # cross-entropy compares
     tasks = search_file({"data.task": ["classification", "regression"]}, name="tasks", metric="val_loss", repeats=1,
                         experiment={"data": {"dataset": str(tmp_path / "cls.csv"), "target": "y"}, "train": {"epochs": 2}})
-    assert "ranks configurations of different tasks (data.task: classification, regression)" in search(
+    assert "ranks configurations of different tasks (classification, regression)" in search(
         tasks, "--results-dir", tmp_path / "out", "--quiet").stderr
+    # an 'auto' that reads the file as classification beside a regression, whichever comes first; two built-ins
+    auto = search_file({"data.task": ["regression", "auto"]}, name="auto", metric="val_loss", repeats=1,
+                       experiment={"data": {"dataset": str(tmp_path / "cls.csv"), "target": "y"}, "train": {"epochs": 2}})
+    builtins = search_file({"data.dataset": ["diabetes", "iris"]}, name="builtins", metric="val_loss", repeats=1)
+    for path in (auto, builtins):
+        said = search(path, "--results-dir", tmp_path / "out", "--quiet").stderr
+        assert "ranks configurations of different tasks (classification, regression)" in said and "val_rmse" not in said
 
 
 def test_a_searched_class_weight_naming_no_class_of_the_data_exits_2_before_any_trial(search_file, tmp_path):
