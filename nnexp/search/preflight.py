@@ -51,12 +51,20 @@ def check_data(plan, loaded) -> None:
         # the search's mistake (a searched data.dataset or data.target: a value fits some configurations' data, which
         # fail alone)
         settings = {repr((t.spec.train.class_weight, t.spec.data.positive_class)): t.spec for t in plan.trials}
-        problems += [problem(spec, task, split.class_names, split.source) for spec in settings.values()
-                     for problem in (class_weight_problem, positive_class_problem)]
+        searched = [(spec, problem(spec, task, split.class_names, split.source)) for spec in settings.values()
+                    for problem in (class_weight_problem, positive_class_problem)]
+        for spec, problem in searched:
+            field = problem.partition(": ")[0] if problem else None
+            if field in search.space:  # a searched value's: named as the space's, with the value
+                section, name = field.split(".")
+                value = getattr(getattr(spec, section), name)
+                named.append(f"{loaded.space_field(field)}: value {value!r}: {problem.partition(': ')[2]}")
+            else:
+                problems.append(problem)
     named += [f"{loaded.override} {problem}" if given_by_override(problem.partition(": ")[0], loaded.base_overrides)
               else f"{source}: {problem}" for problem in dict.fromkeys(problem for problem in problems if problem)]
     if named:
-        raise SpecError(named)
+        raise SpecError(list(dict.fromkeys(named)))
     _warn_incomparable_losses(plan, loaded, task)
 
 

@@ -233,10 +233,16 @@ def test_a_searched_class_weight_naming_no_class_of_the_data_exits_2_before_any_
     experiment = {"data": {"dataset": "iris"}, "train": {"epochs": 2}}
     path = search_file({"train.class_weight": [None, "balanced", {"setosa": 2}, {"setossa": 2}]}, experiment=experiment)
     result = search(path, "--results-dir", tmp_path / "out", "--quiet")
-    assert result.exit_code == 2 and result.stderr.strip().splitlines() == [
-        f"error: {path}: train.class_weight: no class 'setossa' in iris; did you mean 'setosa'? "
-        "(its classes: setosa, versicolor, virginica)"]
+    assert result.exit_code == 2 and result.stderr.strip().splitlines() == [  # the searched value, as the space has it
+        f"error: {path}: space.train.class_weight: value {{'setossa': 2.0}}: no class 'setossa' in iris; did you mean "
+        "'setosa'? (its classes: setosa, versicolor, virginica)"]
     assert not (tmp_path / "out").exists()
+    regression = search_file({"train.class_weight": [None, "balanced"]}, name="reg", repeats=1,
+                             experiment={"data": {"dataset": "diabetes"}, "train": {"epochs": 2}}, metric="val_loss")
+    refused = search(regression, "--results-dir", tmp_path / "out", "--quiet")
+    assert refused.exit_code == 2 and refused.stderr == (f"error: {regression}: space.train.class_weight: value "
+                                                         "'balanced': only for classification, and this is a "
+                                                         "regression task\n")
 
 
 @pytest.mark.parametrize("files", [["text.csv", "numbers.csv"], ["numbers.csv", "text.csv"]])
