@@ -53,14 +53,17 @@ def check_data(plan, loaded) -> None:
         settings = {repr((t.spec.train.class_weight, t.spec.data.positive_class)): t.spec for t in plan.trials}
         searched = [(spec, problem(spec, task, split.class_names, split.source)) for spec in settings.values()
                     for problem in (class_weight_problem, positive_class_problem)]
+        by_problem: dict[str, list] = {}
         for spec, problem in searched:
             field = problem.partition(": ")[0] if problem else None
             if field in search.space:  # a searched value's: named as the space's, with the value
                 section, name = field.split(".")
-                value = getattr(getattr(spec, section), name)
-                named.append(f"{loaded.space_field(field)}: value {value!r}: {problem.partition(': ')[2]}")
+                by_problem.setdefault(problem, []).append(getattr(getattr(spec, section), name))
             else:
                 problems.append(problem)
+        for problem, values in by_problem.items():  # one that every value has (the task's) is said once
+            field, _, why = problem.partition(": ")
+            named.append(f"{loaded.space_field(field)}: {f'value {values[0]!r}: ' if len(values) == 1 else ''}{why}")
     named += [f"{loaded.override} {problem}" if given_by_override(problem.partition(": ")[0], loaded.base_overrides)
               else f"{source}: {problem}" for problem in dict.fromkeys(problem for problem in problems if problem)]
     if named:
