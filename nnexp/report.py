@@ -614,10 +614,12 @@ def _with_p(mark: str, p) -> str:
     ties, and how close the call was is what a reader needs."""
     if _isna(p) or not isinstance(mark, str):
         return mark
-    digits = 2
-    while digits < 6 and (float(f"{p:.{digits}g}") == ALPHA or (float(f"{p:.{digits}g}") > ALPHA) != (p > ALPHA)):
-        digits += 1  # 0.0496 and 0.0504 are not both `p 0.05`
-    shown = "p < 0.001" if p < 0.001 else f"p {p:.{digits}g}"
+    text = f"{p:.2g}"
+    for digits in range(3, 7):  # 0.0496 and 0.0504 are not both `p 0.05`
+        if float(text) != ALPHA and (float(text) > ALPHA) == (p > ALPHA):
+            break
+        text = f"{p:.{digits}g}"
+    shown = "p < 0.001" if p < 0.001 else f"p {text}"
     if mark in ("yes", "no"):
         return f"{mark} ({shown})"
     return f"{mark[:-1]}; {shown})" if mark.startswith("no (") and mark.endswith(")") else mark

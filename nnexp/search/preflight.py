@@ -98,7 +98,8 @@ def _warn_incomparable_losses(plan, loaded, task: str) -> None:
 def _tasks(plan, first: str) -> set[str]:
     """The tasks of the plan's configurations: data.task or a built-in's own, else (a file left to
     'auto') as its rows say, read once per file; `first` when there is one data section only."""
-    sections = {c.spec.data.model_dump_json(): c.spec for c in plan.configs}
+    # what decides a task: a search over data.drop or data.normalize of one file reads it once
+    sections = {(c.spec.data.dataset, c.spec.data.target, c.spec.data.task): c.spec for c in plan.configs}
     if len(sections) == 1:
         return {first}
     tasks = set()
